@@ -1,0 +1,1 @@
+//! HTTP and WebSocket translators into the clawplane services (issue 3+).

@@ -1,0 +1,15 @@
+//! The clawplane v1 contract: prost message types with canonical proto3 JSON (pbjson),
+//! tonic clients and servers, and the encoded descriptor set that feeds reflection.
+
+/// Package `clawplane.v1`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("clawplane.v1");
+    include!(concat!(env!("OUT_DIR"), "/clawplane.v1.serde.rs"));
+
+    /// Encoded `FileDescriptorSet` of every clawplane proto file, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("clawplane_descriptor");
+}
+
+pub use pbjson_types;

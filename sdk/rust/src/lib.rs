@@ -1,0 +1,1 @@
+//! Typed Rust client for clawplane.

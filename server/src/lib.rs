@@ -1,0 +1,4 @@
+//! The clawplane gateway.
+pub fn cli_main() -> std::process::ExitCode {
+    std::process::ExitCode::SUCCESS
+}
