@@ -1,4 +1,206 @@
-//! The clawplane gateway.
-pub fn cli_main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The clawplane gateway: the domain core on redb, the tonic services, one listener, and
+//! the `clawplane` command line (serve + client subcommands).
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod models;
+pub mod server;
+pub mod store;
+
+use clap::{Args, Parser, Subcommand};
+use std::{
+    io::Write as _, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "clawplane",
+    version,
+    about = "A typed gRPC control plane for OpenClaw-style AI-agent gateways"
+)]
+struct Cli {
+    #[command(flatten)]
+    conn: clawplane_cli::ConnectOpts,
+    #[command(subcommand)]
+    cmd: Top,
+}
+
+#[derive(Subcommand)]
+enum Top {
+    /// Run the gateway (gRPC, gRPC-Web, HTTP and WebSocket on one port).
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Client(clawplane_cli::Command),
+}
+
+/// `clawplane serve` flags; they win over the config file and the environment.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Port to listen on (0 picks a free port). Default: gateway.port or 18789.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Address to bind: loopback, lan, or an IP. Default: gateway.bind or loopback.
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// State directory (redb database, generated token). Default: ~/.clawplane.
+    #[arg(long, env = "CLAWPLANE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// JSON5 config file (openclaw.json-compatible keys).
+    #[arg(long, env = "CLAWPLANE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The entry point of the `clawplane` binary.
+pub fn cli_main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Top::Serve(args) => {
+            init_tracing();
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(serve(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Top::Client(cmd) => clawplane_cli::run(cli.conn, cmd),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAWPLANE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".clawplane")
+}
+
+/// Loads config, opens the store, binds, serves until a signal, drains.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let loaded = config::load(args.config.as_deref(), &|k| std::env::var(k).ok(), &vars)?;
+    for key in &loaded.unknown_keys {
+        tracing::warn!(key = %key, "unknown config key ignored");
+    }
+    let mut cfg = loaded.config;
+    if let Some(p) = args.port {
+        cfg.gateway.port = p;
+    }
+    if let Some(b) = args.bind {
+        cfg.gateway.bind = b;
+    }
+    let ip = cfg.bind_addr()?;
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+
+    let (token, source) = match (
+        &cfg.gateway.auth.token,
+        std::env::var("CLAWPLANE_GATEWAY_TOKEN"),
+    ) {
+        (Some(t), Ok(e)) if *t == e => (t.clone(), auth::TokenSource::Env),
+        (Some(t), _) if !t.is_empty() => (t.clone(), auth::TokenSource::Config),
+        _ => (
+            auth::load_or_generate_token(&data_dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot write the gateway token into {}: {e}",
+                    data_dir.display()
+                )
+            })?,
+            auth::TokenSource::File(auth::token_file(&data_dir)),
+        ),
+    };
+    if !ip.is_loopback() {
+        tracing::warn!(bind = %ip, "listening beyond loopback; every call needs the gateway token");
+    }
+    let auth = Arc::new(auth::Auth::new(
+        &token,
+        source,
+        cfg.gateway.auth.rate_limit.clone(),
+    ));
+    let grace = Duration::from_millis(cfg.gateway.shutdown_grace_ms);
+    let gw = core::Gateway::open(cfg.clone(), data_dir.clone()).await?;
+    gw.spawn_heartbeat_schedule();
+    let api = api::Api {
+        gw: gw.clone(),
+        auth,
+    };
+    let (app, health) = server::router(api).await?;
+
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, cfg.gateway.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {ip}:{}: {e}", cfg.gateway.port))?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "clawplane listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, data_dir = %data_dir.display(), "gateway ready");
+
+    let stop = gw.shutdown.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await });
+    let server = tokio::spawn(async move { server.await });
+
+    first_signal().await;
+    tracing::info!("shutting down: draining runs (a second signal exits at once)");
+    tokio::spawn(async {
+        first_signal().await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+    server::drain(&gw, &health, grace).await;
+    // Open streams (health watches, long waits) may hold connections; do not wait forever.
+    let _ = tokio::time::timeout(Duration::from_millis(500), server).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn first_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

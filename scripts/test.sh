@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every test: contract lint (buf STANDARD), formatting, clippy, unit tests and the
+# conformance suite (which starts the real gateway on 127.0.0.1:0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x node_modules/.bin/buf ]; then
+  npm install --no-audit --no-fund --silent @bufbuild/buf@1.75.0 >/dev/null 2>&1 \
+    || npm install --no-audit --no-fund --silent @bufbuild/buf >/dev/null
+fi
+(cd proto && ../node_modules/.bin/buf lint)
+echo "buf lint: clean"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace

@@ -1,0 +1,121 @@
+use super::{Api, deadline};
+use crate::{auth::Scope, core::runs::NewRun, core::sessions::page_size, error::Error};
+use clawplane_proto::v1::{
+    AgentServiceRunRequest, AgentServiceRunResponse, AgentServiceWaitRequest,
+    AgentServiceWaitResponse, CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse,
+    ListRunsRequest, ListRunsResponse, RunOrigin, agent_service_server::AgentService,
+};
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+fn run_id(id: &str) -> Result<&str, Status> {
+    let id = id.trim();
+    if id.is_empty() {
+        return Err(Error::field("runId", "is required").into());
+    }
+    Ok(id.strip_prefix("runs/").unwrap_or(id))
+}
+
+#[tonic::async_trait]
+impl AgentService for Api {
+    async fn run(
+        &self,
+        req: Request<AgentServiceRunRequest>,
+    ) -> Result<Response<AgentServiceRunResponse>, Status> {
+        self.authorize(&req, Scope::Write)?;
+        let r = req.into_inner();
+        let a = self
+            .gw
+            .accept(NewRun {
+                origin: RunOrigin::Agent as i32,
+                session_key: r.session_key,
+                agent_id: r.agent_id,
+                message: r.message,
+                idempotency_key: r.idempotency_key,
+                deliver: r.deliver,
+                channel: r.channel,
+                to: r.to,
+                account_id: r.account_id,
+                model: r.model,
+                thinking: r.thinking,
+                timeout_seconds: r.timeout_seconds,
+                ..Default::default()
+            })
+            .await?;
+        Ok(Response::new(AgentServiceRunResponse {
+            run_id: a.run.run_id,
+            session_key: a.run.session_key,
+            agent_id: a.run.agent_id,
+            state: a.run.state,
+            duplicate: a.duplicate,
+            accept_time: a.run.create_time,
+        }))
+    }
+
+    async fn wait(
+        &self,
+        req: Request<AgentServiceWaitRequest>,
+    ) -> Result<Response<AgentServiceWaitResponse>, Status> {
+        self.authorize(&req, Scope::Write)?;
+        // Answer a little before the caller's deadline so it gets `done: false`, not an error.
+        let call_limit =
+            deadline(&req).map(|d| d.saturating_sub(d / 10 + Duration::from_millis(5)));
+        let r = req.into_inner();
+        let id = run_id(&r.run_id)?;
+        let mut limit = Duration::from_millis(if r.timeout_ms == 0 {
+            30_000
+        } else {
+            u64::from(r.timeout_ms)
+        });
+        if let Some(c) = call_limit {
+            limit = limit.min(c);
+        }
+        let (run, done) = self.gw.wait(id, limit).await?;
+        Ok(Response::new(AgentServiceWaitResponse {
+            run: Some(run),
+            done,
+        }))
+    }
+
+    async fn get_run(
+        &self,
+        req: Request<GetRunRequest>,
+    ) -> Result<Response<GetRunResponse>, Status> {
+        self.authorize(&req, Scope::Read)?;
+        let id = run_id(&req.get_ref().run_id)?.to_string();
+        Ok(Response::new(GetRunResponse {
+            run: Some(self.gw.get_run(&id)?),
+        }))
+    }
+
+    async fn cancel_run(
+        &self,
+        req: Request<CancelRunRequest>,
+    ) -> Result<Response<CancelRunResponse>, Status> {
+        self.authorize(&req, Scope::Write)?;
+        let id = run_id(&req.get_ref().run_id)?.to_string();
+        Ok(Response::new(CancelRunResponse {
+            run: Some(self.gw.cancel(&id).await?),
+        }))
+    }
+
+    async fn list_runs(
+        &self,
+        req: Request<ListRunsRequest>,
+    ) -> Result<Response<ListRunsResponse>, Status> {
+        self.authorize(&req, Scope::Read)?;
+        let r = req.into_inner();
+        let key = (!r.session_key.trim().is_empty())
+            .then(|| self.gw.session_key(&r.session_key, &r.agent_id));
+        let (runs, next) = self.gw.list_runs(
+            key.as_deref(),
+            &r.states,
+            page_size(r.page_size)?,
+            &r.page_token,
+        )?;
+        Ok(Response::new(ListRunsResponse {
+            runs,
+            next_page_token: next,
+        }))
+    }
+}

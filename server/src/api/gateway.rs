@@ -1,0 +1,55 @@
+use super::Api;
+use crate::auth::Scope;
+use clawplane_proto::v1::{
+    GatewayServiceStatusRequest, GatewayServiceStatusResponse, GatewayServiceWakeRequest,
+    GatewayServiceWakeResponse, WakeMode, gateway_service_server::GatewayService,
+};
+use tonic::{Request, Response, Status};
+
+#[tonic::async_trait]
+impl GatewayService for Api {
+    async fn status(
+        &self,
+        req: Request<GatewayServiceStatusRequest>,
+    ) -> Result<Response<GatewayServiceStatusResponse>, Status> {
+        let who = self.authorize(&req, Scope::Read)?;
+        let gw = &self.gw;
+        let (queued, running) = gw.run_counts();
+        Ok(Response::new(GatewayServiceStatusResponse {
+            version: env!("CARGO_PKG_VERSION").into(),
+            start_time: Some(gw.start_time),
+            uptime_ms: gw.started.elapsed().as_millis() as u64,
+            default_agent_id: gw.default_agent.clone(),
+            main_session_key: gw.main_session_key(),
+            default_model: gw.config.agents.defaults.model.clone(),
+            session_count: gw.session_count()?,
+            queued_runs: queued,
+            running_runs: running,
+            last_event_seq: gw.store.head(),
+            oldest_event_seq: gw.store.oldest(),
+            heartbeat_interval_seconds: gw.config.heartbeat_every().map_or(0, |d| d.as_secs()),
+            dm_scope: gw.config.session.dm_scope.clone(),
+            data_dir: gw.data_dir.display().to_string(),
+            caller_scopes: who.scopes.iter().map(|s| s.to_string()).collect(),
+        }))
+    }
+
+    async fn wake(
+        &self,
+        req: Request<GatewayServiceWakeRequest>,
+    ) -> Result<Response<GatewayServiceWakeResponse>, Status> {
+        self.authorize(&req, Scope::Write)?;
+        let r = req.into_inner();
+        let mode = WakeMode::try_from(r.mode).unwrap_or(WakeMode::Unspecified);
+        let w = self
+            .gw
+            .wake(&r.text, mode, &r.session_key, &r.agent_id)
+            .await?;
+        Ok(Response::new(GatewayServiceWakeResponse {
+            outcome: w.outcome as i32,
+            session_key: w.session_key,
+            mode: w.mode as i32,
+            run_id: w.run_id,
+        }))
+    }
+}

@@ -1,0 +1,397 @@
+//! Configuration: one JSON5 file with openclaw.json-compatible keys where meanings match,
+//! `${VAR}` substitution, `CLAWPLANE_*` env overrides, then CLI flags (applied by `serve`).
+
+use serde::Deserialize;
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub agents: AgentsConfig,
+    pub session: SessionConfig,
+    pub events: EventsConfig,
+    /// Accepted for openclaw.json compatibility; implemented by later features.
+    pub hooks: serde_json::Value,
+    /// Accepted for openclaw.json compatibility; implemented by later features.
+    pub channels: serde_json::Value,
+    /// Free-form; ignored by the gateway.
+    #[serde(rename = "$schema")]
+    pub schema: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct GatewayConfig {
+    pub port: u16,
+    /// `loopback` (default), `lan`, or an IP address.
+    pub bind: String,
+    pub auth: AuthConfig,
+    /// How long in-flight runs may drain on SIGTERM before the process exits.
+    pub shutdown_grace_ms: u64,
+    /// Accepted for openclaw.json compatibility (`local` | `remote`).
+    pub mode: Option<String>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            port: 18789,
+            bind: "loopback".into(),
+            auth: AuthConfig::default(),
+            shutdown_grace_ms: 5000,
+            mode: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AuthConfig {
+    /// Accepted for compatibility; only `token` is implemented.
+    pub mode: Option<String>,
+    pub token: Option<String>,
+    pub rate_limit: RateLimitConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RateLimitConfig {
+    pub max_attempts: u32,
+    pub window_ms: u64,
+    pub lockout_ms: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            max_attempts: 20,
+            window_ms: 60_000,
+            lockout_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AgentsConfig {
+    pub defaults: AgentDefaults,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AgentDefaults {
+    /// Runs executing at once across sessions.
+    pub max_concurrent: usize,
+    /// Default run time limit.
+    pub timeout_seconds: u32,
+    /// Default model `provider/model`.
+    pub model: String,
+    pub heartbeat: HeartbeatConfig,
+}
+
+impl Default for AgentDefaults {
+    fn default() -> Self {
+        AgentDefaults {
+            max_concurrent: 16,
+            timeout_seconds: 600,
+            model: "builtin/echo".into(),
+            heartbeat: HeartbeatConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HeartbeatConfig {
+    /// Interval such as `30m`, `1h`, `10s`, `500ms`; `0m` disables the schedule.
+    pub every: String,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            every: "30m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SessionConfig {
+    /// `main` | `per-peer` | `per-channel-peer` | `per-account-channel-peer`.
+    pub dm_scope: String,
+    /// The main session key suffix (`agent:<id>:<mainKey>`).
+    pub main_key: String,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            dm_scope: "main".into(),
+            main_key: "main".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct EventsConfig {
+    /// Events kept in the log; older ones are pruned.
+    pub retention: u64,
+    /// Idle interval after which a watcher gets a progress frame.
+    pub progress_interval_ms: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            retention: 1_000_000,
+            progress_interval_ms: 5000,
+        }
+    }
+}
+
+/// A config problem that stops the gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid JSON5: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path} references ${{{var}}}, which is not set in the environment")]
+    MissingVar { path: PathBuf, var: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// A loaded config plus what was noticed while loading it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Dotted paths of keys the gateway does not know.
+    pub unknown_keys: Vec<String>,
+}
+
+/// Loads `path` (if any), substitutes `${VAR}`, applies `CLAWPLANE_*` overrides from `env`.
+pub fn load(
+    path: Option<&std::path::Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    env_vars: &[(String, String)],
+) -> Result<Loaded, ConfigError> {
+    let mut value = match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let text = substitute(&text, env).map_err(|var| ConfigError::MissingVar {
+                path: path.to_path_buf(),
+                var,
+            })?;
+            json5::from_str::<serde_json::Value>(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
+        }
+        None => serde_json::json!({}),
+    };
+    if !value.is_object() {
+        return Err(ConfigError::Invalid(
+            "the top level must be an object".into(),
+        ));
+    }
+    apply_env(&mut value, env_vars);
+    let mut unknown_keys = Vec::new();
+    let config: Config = serde_ignored::deserialize(&value, |p| unknown_keys.push(p.to_string()))
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    config.validate()?;
+    Ok(Loaded {
+        config,
+        unknown_keys,
+    })
+}
+
+/// Replaces `${VAR}` with the environment value; `$${` escapes a literal `${`.
+fn substitute(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        if rest[..i].ends_with('$') {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[i..]);
+            return Ok(out);
+        };
+        let var = &after[..end];
+        let val = env(var).ok_or_else(|| var.to_string())?;
+        out.push_str(&val);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `CLAWPLANE_GATEWAY_PORT`, `_BIND`, `_TOKEN` are named aliases; any other
+/// `CLAWPLANE_A__B_C` sets `a.bC` (sections split on `__`, words camel-cased).
+fn apply_env(value: &mut serde_json::Value, vars: &[(String, String)]) {
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix("CLAWPLANE_") else {
+            continue;
+        };
+        let path: Vec<String> = match rest {
+            "GATEWAY_PORT" => vec!["gateway".into(), "port".into()],
+            "GATEWAY_BIND" => vec!["gateway".into(), "bind".into()],
+            "GATEWAY_TOKEN" => vec!["gateway".into(), "auth".into(), "token".into()],
+            _ if rest.contains("__") => rest.split("__").map(camel).collect(),
+            _ => continue, // client-side or process variables (URL, TOKEN, DATA_DIR, LOG)
+        };
+        let parsed = serde_json::from_str::<serde_json::Value>(raw)
+            .ok()
+            .filter(|v| !v.is_object() && !v.is_array())
+            .unwrap_or_else(|| serde_json::Value::String(raw.clone()));
+        let mut cur = &mut *value;
+        for (i, seg) in path.iter().enumerate() {
+            let Some(obj) = cur.as_object_mut() else {
+                break;
+            };
+            if i + 1 == path.len() {
+                obj.insert(seg.clone(), parsed.clone());
+                break;
+            }
+            cur = obj
+                .entry(seg.clone())
+                .or_insert_with(|| serde_json::json!({}));
+        }
+    }
+}
+
+fn camel(s: &str) -> String {
+    let mut out = String::new();
+    for (i, w) in s.split('_').filter(|w| !w.is_empty()).enumerate() {
+        let w = w.to_ascii_lowercase();
+        if i == 0 {
+            out.push_str(&w);
+        } else {
+            let mut c = w.chars();
+            if let Some(f) = c.next() {
+                out.push(f.to_ascii_uppercase());
+                out.extend(c);
+            }
+        }
+    }
+    out
+}
+
+/// Parses `30m`, `1h`, `10s`, `500ms`, `0m`; a bare number means minutes (as OpenClaw).
+pub fn parse_interval(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "s" => n * 1000,
+        "" | "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+impl Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if parse_interval(&self.agents.defaults.heartbeat.every).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "agents.defaults.heartbeat.every: {:?} is not an interval like \"30m\", \"1h\", \"10s\" or \"0m\"",
+                self.agents.defaults.heartbeat.every
+            )));
+        }
+        if !matches!(
+            self.session.dm_scope.as_str(),
+            "main" | "per-peer" | "per-channel-peer" | "per-account-channel-peer"
+        ) {
+            return Err(ConfigError::Invalid(format!(
+                "session.dmScope: {:?} is not one of main, per-peer, per-channel-peer, per-account-channel-peer",
+                self.session.dm_scope
+            )));
+        }
+        self.bind_addr()?;
+        if self.agents.defaults.max_concurrent == 0 {
+            return Err(ConfigError::Invalid(
+                "agents.defaults.maxConcurrent must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The heartbeat interval; `None` when disabled.
+    pub fn heartbeat_every(&self) -> Option<Duration> {
+        parse_interval(&self.agents.defaults.heartbeat.every).filter(|d| !d.is_zero())
+    }
+
+    /// The address `gateway.bind` names.
+    pub fn bind_addr(&self) -> Result<IpAddr, ConfigError> {
+        match self.gateway.bind.as_str() {
+            "loopback" | "" => Ok(IpAddr::from([127, 0, 0, 1])),
+            "lan" => Ok(IpAddr::from([0, 0, 0, 0])),
+            other => other.parse().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "gateway.bind: {other:?} is not loopback, lan or an IP address"
+                ))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitutes_env_and_reports_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("cp-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.json5");
+        std::fs::write(
+            &file,
+            "{ gateway: { auth: { token: '${TOK}' }, port: 1 }, bogus: 1, session: { dmScope: 'per-peer', nope: 2 } }",
+        )
+        .unwrap();
+        let env = |k: &str| (k == "TOK").then(|| "sekrit".to_string());
+        let vars = vec![
+            ("CLAWPLANE_GATEWAY_PORT".to_string(), "4242".to_string()),
+            (
+                "CLAWPLANE_EVENTS__PROGRESS_INTERVAL_MS".to_string(),
+                "10".to_string(),
+            ),
+        ];
+        let l = load(Some(&file), &env, &vars).unwrap();
+        assert_eq!(l.config.gateway.auth.token.as_deref(), Some("sekrit"));
+        assert_eq!(l.config.gateway.port, 4242);
+        assert_eq!(l.config.events.progress_interval_ms, 10);
+        assert_eq!(l.config.session.dm_scope, "per-peer");
+        assert_eq!(l.unknown_keys, vec!["bogus", "session.nope"]);
+        let missing = load(Some(&file), &|_| None, &[]).unwrap_err();
+        assert!(missing.to_string().contains("${TOK}"), "{missing}");
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_interval("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_interval("0m"), Some(Duration::ZERO));
+        assert_eq!(parse_interval("soon"), None);
+    }
+}

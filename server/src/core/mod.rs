@@ -1,0 +1,118 @@
+//! The domain core: sessions and transcripts, runs (durable acceptance, per-session
+//! queues, execution, cancellation, timeouts, idempotency), the event feed, and wake.
+
+pub mod events;
+pub mod keys;
+pub mod runs;
+pub mod sessions;
+pub mod wake;
+
+use crate::{config::Config, error::Result, models::Models, store::Store};
+use clawplane_proto::pbjson_types::Timestamp;
+use std::{
+    collections::{HashMap, VecDeque},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64},
+    },
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// The current time as a protobuf Timestamp.
+pub fn now_ts() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// Per-session run queue: runs of one session execute one at a time in acceptance order.
+#[derive(Default)]
+struct SessionQueue {
+    driving: bool,
+    queue: VecDeque<String>,
+}
+
+/// The gateway: everything the API layer calls.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub data_dir: PathBuf,
+    pub models: Models,
+    pub default_agent: String,
+    queues: Mutex<HashMap<String, SessionQueue>>,
+    /// Cancellation handles of running runs.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Sessions with a heartbeat run queued and not yet started.
+    pending_heartbeats: Mutex<std::collections::HashSet<String>>,
+    slots: Arc<Semaphore>,
+    /// Tracks run drivers so shutdown can drain them.
+    pub tasks: TaskTracker,
+    /// Cancelled when shutdown starts: ends watch streams and refuses new runs.
+    pub shutdown: CancellationToken,
+    pub draining: AtomicBool,
+    pub started: Instant,
+    pub start_time: Timestamp,
+    queued_count: AtomicU64,
+    running_count: AtomicU64,
+}
+
+impl Gateway {
+    /// Opens the store and recovers runs that were queued or running when the process last
+    /// stopped.
+    pub async fn open(config: Config, data_dir: PathBuf) -> Result<Arc<Gateway>> {
+        let store = crate::store::open(&data_dir, config.events.retention, 16 * 1024)?;
+        let gw = Arc::new(Gateway {
+            slots: Arc::new(Semaphore::new(config.agents.defaults.max_concurrent)),
+            config: Arc::new(config),
+            store,
+            data_dir,
+            models: Models::new(),
+            default_agent: "main".into(),
+            queues: Mutex::default(),
+            running: Mutex::default(),
+            pending_heartbeats: Mutex::default(),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            draining: AtomicBool::new(false),
+            started: Instant::now(),
+            start_time: now_ts(),
+            queued_count: AtomicU64::new(0),
+            running_count: AtomicU64::new(0),
+        });
+        gw.recover().await?;
+        Ok(gw)
+    }
+
+    /// The agent id to use for a request field (normalised; default agent when empty).
+    pub fn agent(&self, agent_id: &str) -> String {
+        if agent_id.trim().is_empty() {
+            self.default_agent.clone()
+        } else {
+            keys::normalize_agent_id(agent_id)
+        }
+    }
+
+    /// Canonical key for a request's `sessionKey` + `agentId`.
+    pub fn session_key(&self, key: &str, agent_id: &str) -> String {
+        let agent = self.agent(agent_id);
+        keys::canonical(key, &agent, &self.config.session.main_key)
+    }
+
+    /// The default agent's main session key.
+    pub fn main_session_key(&self) -> String {
+        keys::main_session(&self.default_agent, &self.config.session.main_key)
+    }
+}
+
+/// Locks a std mutex, recovering the data if a panicking thread poisoned it (the data are
+/// plain queues that stay consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

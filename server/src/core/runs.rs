@@ -1,0 +1,828 @@
+//! Runs: durable acceptance with idempotency, per-session queues, execution with
+//! timeouts and cancellation, waiting, listing, and crash recovery.
+
+use super::{Gateway, lock, now_ts};
+use crate::{
+    error::{Error, FieldViolation, Result},
+    models::ModelRequest,
+    store::{IdemRecord, StoredRun, Txn},
+};
+use clawplane_proto::v1::{
+    Delivery, DeliveryStatus, Event, EventKind, Message, MessageRole, ModelDelta, Run, RunError,
+    RunOrigin, RunState, Session, SessionChange, SessionChangeType, event::Payload,
+};
+use sha2::{Digest, Sha256};
+use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Largest accepted user message.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Longest run time limit a caller may ask for (48 h, OpenClaw's default turn limit).
+pub const MAX_TIMEOUT_SECONDS: u32 = 48 * 3600;
+
+/// A request for a new run, as every surface describes it.
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    pub origin: i32,
+    /// As given by the caller (bare or full); empty means "derive".
+    pub session_key: String,
+    pub agent_id: String,
+    pub message: String,
+    pub idempotency_key: String,
+    pub deliver: bool,
+    pub channel: String,
+    pub to: String,
+    pub account_id: String,
+    pub model: String,
+    pub thinking: String,
+    pub timeout_seconds: u32,
+    /// `SessionService/Send`: the session must already exist.
+    pub require_existing_session: bool,
+}
+
+/// The answer to an accepted run.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub run: Run,
+    pub duplicate: bool,
+}
+
+pub fn is_terminal(state: i32) -> bool {
+    matches!(
+        RunState::try_from(state),
+        Ok(RunState::Succeeded
+            | RunState::Failed
+            | RunState::Cancelled
+            | RunState::TimedOut
+            | RunState::Interrupted)
+    )
+}
+
+/// Validates the idempotency key grammar.
+pub fn check_idempotency_key(key: &str) -> Option<FieldViolation> {
+    if key.is_empty() {
+        return None;
+    }
+    let ok = key.len() <= 256
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    (!ok).then(|| FieldViolation {
+        field: "idempotencyKey",
+        description: "must be 1..256 characters of A-Z a-z 0-9 . _ : - (a UUID works)".into(),
+    })
+}
+
+pub fn check_session_key(key: &str) -> Option<FieldViolation> {
+    (key.len() > 512 || key.chars().any(|c| c.is_control())).then(|| FieldViolation {
+        field: "sessionKey",
+        description: "must be at most 512 characters without control characters".into(),
+    })
+}
+
+fn run_event(run: &Run) -> Event {
+    Event {
+        session_key: run.session_key.clone(),
+        run_id: run.run_id.clone(),
+        kind: EventKind::Run as i32,
+        payload: Some(Payload::Run(run.clone())),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn session_event(session: &Session, change: SessionChangeType) -> Event {
+    Event {
+        session_key: session.session_key.clone(),
+        kind: EventKind::Session as i32,
+        payload: Some(Payload::Session(SessionChange {
+            r#type: change as i32,
+            session: (change != SessionChangeType::Deleted).then(|| session.clone()),
+        })),
+        ..Default::default()
+    }
+}
+
+/// A fresh session record.
+pub(crate) fn new_session(key: &str, agent_id: &str) -> Session {
+    let now = now_ts();
+    Session {
+        name: format!("sessions/{key}"),
+        session_key: key.to_string(),
+        session_id: uuid::Uuid::new_v4().to_string(),
+        agent_id: agent_id.to_string(),
+        create_time: Some(now),
+        update_time: Some(now),
+        ..Default::default()
+    }
+}
+
+fn fingerprint(r: &NewRun, session_key: &str, agent: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [
+        &r.origin.to_string(),
+        session_key,
+        agent,
+        &r.message,
+        &r.deliver.to_string(),
+        &r.channel,
+        &r.to,
+        &r.account_id,
+        &r.model,
+        &r.thinking,
+        &r.timeout_seconds.to_string(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
+
+impl Gateway {
+    /// Validates, resolves the session, writes the run durably, queues it, and answers.
+    pub async fn accept(self: &Arc<Self>, req: NewRun) -> Result<Accepted> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        let mut bad = Vec::new();
+        let is_heartbeat = req.origin == RunOrigin::Heartbeat as i32;
+        if !is_heartbeat && req.message.trim().is_empty() {
+            bad.push(FieldViolation {
+                field: "message",
+                description: "must not be empty".into(),
+            });
+        }
+        if req.message.len() > MAX_MESSAGE_BYTES {
+            bad.push(FieldViolation {
+                field: "message",
+                description: format!(
+                    "is {} bytes; the limit is {MAX_MESSAGE_BYTES} bytes (256 KiB)",
+                    req.message.len()
+                ),
+            });
+        }
+        bad.extend(check_idempotency_key(&req.idempotency_key));
+        bad.extend(check_session_key(&req.session_key));
+        if req.timeout_seconds > MAX_TIMEOUT_SECONDS {
+            bad.push(FieldViolation {
+                field: "timeoutSeconds",
+                description: format!("must be at most {MAX_TIMEOUT_SECONDS} (48 h)"),
+            });
+        }
+        if !matches!(
+            req.thinking.as_str(),
+            "" | "off" | "minimal" | "low" | "medium" | "high" | "xhigh"
+        ) {
+            bad.push(FieldViolation {
+                field: "thinking",
+                description: "must be one of off, minimal, low, medium, high, xhigh".into(),
+            });
+        }
+        let model = if req.model.is_empty() {
+            self.config.agents.defaults.model.clone()
+        } else {
+            req.model.clone()
+        };
+        if let Err(e) = self.models.get(&model) {
+            bad.push(FieldViolation {
+                field: "model",
+                description: e,
+            });
+        }
+        if req.channel.len() > 64 || req.to.len() > 512 {
+            bad.push(FieldViolation {
+                field: if req.channel.len() > 64 {
+                    "channel"
+                } else {
+                    "to"
+                },
+                description: "is too long".into(),
+            });
+        }
+        if !bad.is_empty() {
+            return Err(Error::InvalidFields(bad));
+        }
+
+        let agent = self.agent(&req.agent_id);
+        let session_key = if !req.session_key.trim().is_empty() {
+            self.session_key(&req.session_key, &agent)
+        } else if !req.to.trim().is_empty()
+            && !req.channel.trim().is_empty()
+            && req.channel != "last"
+        {
+            super::keys::from_route(
+                &agent,
+                &self.config.session.main_key,
+                &self.config.session.dm_scope,
+                &req.channel,
+                &req.to,
+                &req.account_id,
+            )
+            .map(|(k, _)| k)
+            .unwrap_or_else(|| super::keys::main_session(&agent, &self.config.session.main_key))
+        } else {
+            super::keys::main_session(&agent, &self.config.session.main_key)
+        };
+        let agent = super::keys::agent_of(&session_key)
+            .map(str::to_string)
+            .unwrap_or(agent);
+        let main_key = super::keys::main_session(&agent, &self.config.session.main_key);
+        let run_id = if req.idempotency_key.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            req.idempotency_key.clone()
+        };
+        let fp = fingerprint(&req, &session_key, &agent);
+        let timeout = if req.timeout_seconds == 0 {
+            self.config.agents.defaults.timeout_seconds
+        } else {
+            req.timeout_seconds
+        };
+        let run = Run {
+            name: format!("runs/{run_id}"),
+            run_id: run_id.clone(),
+            session_key: session_key.clone(),
+            agent_id: agent.clone(),
+            state: RunState::Queued as i32,
+            origin: req.origin,
+            message: req.message.clone(),
+            model,
+            delivery: Some(Delivery {
+                status: if req.deliver {
+                    DeliveryStatus::Pending
+                } else {
+                    DeliveryStatus::NotRequested
+                } as i32,
+                channel: req.channel.clone(),
+                to: req.to.clone(),
+                ..Default::default()
+            }),
+            timeout_seconds: timeout,
+            idempotency_key: req.idempotency_key.clone(),
+            attempt: 1,
+            create_time: Some(now_ts()),
+            thinking: req.thinking.clone(),
+            ..Default::default()
+        };
+        let require_existing = req.require_existing_session;
+        let accepted = self
+            .store
+            .write(move |tx: &mut dyn Txn| {
+                if let Some(rec) = tx.idempotency(&run_id)? {
+                    let existing = tx
+                        .run(&rec.run_id)?
+                        .ok_or_else(|| Error::Internal(format!("run {} vanished", rec.run_id)))?;
+                    if rec.fingerprint != fp {
+                        return Err(Error::IdempotencyConflict {
+                            key: run_id,
+                            run_id: rec.run_id,
+                        });
+                    }
+                    return Ok(Accepted {
+                        run: existing.run,
+                        duplicate: true,
+                    });
+                }
+                let session = tx.session(&session_key)?;
+                if session.is_none() && require_existing && session_key != main_key {
+                    return Err(Error::SessionNotFound(session_key));
+                }
+                // Checks done; mutate.
+                if session.is_none() {
+                    let s = new_session(&session_key, &agent);
+                    tx.put_session(&s)?;
+                    tx.append_event(session_event(&s, SessionChangeType::Created))?;
+                }
+                let order = tx.next_run_order()?;
+                tx.put_run(&StoredRun {
+                    order,
+                    run: run.clone(),
+                })?;
+                tx.put_idempotency(
+                    &run_id,
+                    &IdemRecord {
+                        fingerprint: fp,
+                        run_id: run_id.clone(),
+                    },
+                )?;
+                tx.append_event(run_event(&run))?;
+                Ok(Accepted {
+                    run,
+                    duplicate: false,
+                })
+            })
+            .await?;
+        if !accepted.duplicate {
+            self.enqueue(&accepted.run.session_key, &accepted.run.run_id);
+        }
+        Ok(accepted)
+    }
+
+    /// Puts a run at the back of its session's queue and starts the session driver.
+    pub(crate) fn enqueue(self: &Arc<Self>, session_key: &str, run_id: &str) {
+        self.queued_count.fetch_add(1, Ordering::Relaxed);
+        let start = {
+            let mut queues = lock(&self.queues);
+            let q = queues.entry(session_key.to_string()).or_default();
+            q.queue.push_back(run_id.to_string());
+            !std::mem::replace(&mut q.driving, true)
+        };
+        if start {
+            let gw = self.clone();
+            let key = session_key.to_string();
+            self.tasks.spawn(async move { gw.drive(key).await });
+        }
+    }
+
+    /// Runs a session's queue to empty, one run at a time.
+    async fn drive(self: Arc<Self>, session_key: String) {
+        loop {
+            if self.draining.load(Ordering::Acquire) {
+                // Shutting down: queued runs stay QUEUED and resume on the next start.
+                return;
+            }
+            let next = {
+                let mut queues = lock(&self.queues);
+                let Some(q) = queues.get_mut(&session_key) else {
+                    return;
+                };
+                match q.queue.pop_front() {
+                    Some(id) => id,
+                    None => {
+                        queues.remove(&session_key);
+                        return;
+                    }
+                }
+            };
+            self.queued_count.fetch_sub(1, Ordering::Relaxed);
+            let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                return;
+            };
+            if let Err(e) = self.execute(&next).await {
+                tracing::error!(run_id = %next, error = %e, "run execution failed");
+            }
+            drop(permit);
+        }
+    }
+
+    /// Executes one run: RUNNING, model, terminal state, transcript, delivery outcome.
+    async fn execute(self: &Arc<Self>, run_id: &str) -> Result<()> {
+        let token = CancellationToken::new();
+        lock(&self.running).insert(run_id.to_string(), token.clone());
+        let _guard = RunningGuard {
+            gw: self,
+            run_id: run_id.to_string(),
+        };
+        let id = run_id.to_string();
+        let started = self
+            .store
+            .write(move |tx: &mut dyn Txn| {
+                let Some(mut stored) = tx.run(&id)? else {
+                    return Ok(None);
+                };
+                if stored.run.state != RunState::Queued as i32 {
+                    return Ok(None); // cancelled while queued
+                }
+                let key = stored.run.session_key.clone();
+                let mut session = match tx.session(&key)? {
+                    Some(s) => s,
+                    None => new_session(&key, &stored.run.agent_id),
+                };
+                let heartbeat = stored.run.origin == RunOrigin::Heartbeat as i32;
+                let system_events = tx.system_events(&key)?;
+                let now = now_ts();
+                let mut next_index = u64::from(session.message_count) + 1;
+                let mut put = |tx: &mut dyn Txn, role: MessageRole, text: String| -> Result<()> {
+                    tx.put_message(
+                        &session.session_id,
+                        &Message {
+                            index: next_index,
+                            role: role as i32,
+                            text,
+                            run_id: id.clone(),
+                            create_time: Some(now),
+                        },
+                    )?;
+                    next_index += 1;
+                    Ok(())
+                };
+                for text in &system_events {
+                    put(tx, MessageRole::System, text.clone())?;
+                }
+                if !system_events.is_empty() {
+                    tx.put_system_events(&key, &[])?;
+                }
+                // A retried run already has its user message in the transcript.
+                let already = tx
+                    .last_message(&session.session_id)?
+                    .is_some_and(|m| m.run_id == id && m.role == MessageRole::User as i32);
+                if !heartbeat && !already {
+                    put(tx, MessageRole::User, stored.run.message.clone())?;
+                    session.turn_count += 1;
+                }
+                session.message_count = (next_index - 1) as u32;
+                session.update_time = Some(now);
+                tx.put_session(&session)?;
+                stored.run.state = RunState::Running as i32;
+                stored.run.start_time = Some(now);
+                tx.put_run(&stored)?;
+                tx.append_event(run_event(&stored.run))?;
+                let history = tx
+                    .messages(&session.session_id, 0, 10_000)?
+                    .into_iter()
+                    .map(|m| (m.role, m.text))
+                    .collect::<Vec<_>>();
+                Ok(Some((
+                    stored.run,
+                    session.turn_count,
+                    system_events,
+                    history,
+                )))
+            })
+            .await?;
+        let Some((run, turn, system_events, history)) = started else {
+            return Ok(());
+        };
+        if run.origin == RunOrigin::Heartbeat as i32 {
+            lock(&self.pending_heartbeats).remove(&run.session_key);
+        }
+        self.running_count.fetch_add(1, Ordering::Relaxed);
+        let outcome = self
+            .call_model(&run, turn, system_events, history, &token)
+            .await;
+        self.running_count.fetch_sub(1, Ordering::Relaxed);
+        self.finish(run, outcome).await
+    }
+
+    async fn call_model(
+        &self,
+        run: &Run,
+        turn: u32,
+        system_events: Vec<String>,
+        history: Vec<(i32, String)>,
+        token: &CancellationToken,
+    ) -> Outcome {
+        let model = match self.models.get(&run.model) {
+            Ok(m) => m,
+            Err(e) => return Outcome::Failed("MODEL_UNAVAILABLE", e),
+        };
+        let heartbeat = run.origin == RunOrigin::Heartbeat as i32;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let req = ModelRequest {
+            model: run.model.clone(),
+            message: if heartbeat {
+                String::new()
+            } else {
+                run.message.clone()
+            },
+            turn,
+            heartbeat,
+            system_events,
+            history,
+        };
+        let fut = model.generate(req, tx);
+        let limit = Duration::from_secs(u64::from(run.timeout_seconds.max(1)));
+        let store = self.store.clone();
+        let (key, id) = (run.session_key.clone(), run.run_id.clone());
+        // Deltas become events in arrival order; the writer is FIFO so they stay ordered
+        // before the terminal RUN event.
+        let pump = async move {
+            let mut index = 0u32;
+            while let Some(text) = rx.recv().await {
+                index += 1;
+                let ev = Event {
+                    session_key: key.clone(),
+                    run_id: id.clone(),
+                    kind: EventKind::Delta as i32,
+                    payload: Some(Payload::Delta(ModelDelta { text, index })),
+                    ..Default::default()
+                };
+                store.write_detached(move |tx: &mut dyn Txn| tx.append_event(ev).map(|_| ()));
+            }
+        };
+        let work = async { tokio::join!(fut, pump).0 };
+        tokio::select! {
+            r = tokio::time::timeout(limit, work) => match r {
+                Ok(Ok(reply)) => Outcome::Succeeded(reply),
+                Ok(Err(e)) => Outcome::Failed("MODEL_FAILED", e.message),
+                Err(_) => Outcome::TimedOut(run.timeout_seconds),
+            },
+            _ = token.cancelled() => Outcome::Cancelled,
+        }
+    }
+
+    async fn finish(&self, run: Run, outcome: Outcome) -> Result<()> {
+        let id = run.run_id.clone();
+        self.store
+            .write(move |tx: &mut dyn Txn| {
+                let Some(mut stored) = tx.run(&id)? else {
+                    return Ok(());
+                };
+                let now = now_ts();
+                let r = &mut stored.run;
+                let mut session = tx.session(&r.session_key)?;
+                match outcome {
+                    Outcome::Succeeded(reply) => {
+                        r.state = RunState::Succeeded as i32;
+                        r.reply_text = reply.text.clone();
+                        r.usage = Some(reply.usage);
+                        if let Some(s) = session.as_mut() {
+                            let index = u64::from(s.message_count) + 1;
+                            tx.put_message(
+                                &s.session_id,
+                                &Message {
+                                    index,
+                                    role: MessageRole::Assistant as i32,
+                                    text: reply.text,
+                                    run_id: id.clone(),
+                                    create_time: Some(now),
+                                },
+                            )?;
+                            s.message_count += 1;
+                            let u = s.usage.get_or_insert_with(Default::default);
+                            u.input_tokens += reply.usage.input_tokens;
+                            u.output_tokens += reply.usage.output_tokens;
+                            u.total_tokens += reply.usage.total_tokens;
+                        }
+                    }
+                    Outcome::Failed(reason, message) => {
+                        r.state = RunState::Failed as i32;
+                        r.error = Some(RunError {
+                            reason: reason.into(),
+                            message,
+                        });
+                    }
+                    Outcome::TimedOut(secs) => {
+                        r.state = RunState::TimedOut as i32;
+                        r.error = Some(RunError {
+                            reason: "RUN_TIMED_OUT".into(),
+                            message: format!(
+                                "the run exceeded its time limit of {secs} s (timeoutSeconds)"
+                            ),
+                        });
+                    }
+                    Outcome::Cancelled => {
+                        r.state = RunState::Cancelled as i32;
+                        r.error = Some(RunError {
+                            reason: "RUN_CANCELLED".into(),
+                            message: "the run was cancelled".into(),
+                        });
+                    }
+                }
+                r.end_time = Some(now);
+                settle_delivery(r, session.as_ref());
+                tx.put_run(&stored)?;
+                tx.append_event(run_event(&stored.run))?;
+                if let Some(mut s) = session {
+                    s.update_time = Some(now);
+                    tx.put_session(&s)?;
+                    tx.append_event(session_event(&s, SessionChangeType::Updated))?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Cancels a run: a queued run is cancelled in place, a running one is signalled and
+    /// awaited (briefly). Terminal runs are returned unchanged.
+    pub async fn cancel(self: &Arc<Self>, run_id: &str) -> Result<Run> {
+        let run = self.get_run(run_id)?;
+        if is_terminal(run.state) {
+            return Ok(run);
+        }
+        let id = run_id.to_string();
+        let cancelled = self
+            .store
+            .write(move |tx: &mut dyn Txn| {
+                let Some(mut stored) = tx.run(&id)? else {
+                    return Err(Error::RunNotFound(id));
+                };
+                if stored.run.state != RunState::Queued as i32 {
+                    return Ok(None);
+                }
+                stored.run.state = RunState::Cancelled as i32;
+                stored.run.end_time = Some(now_ts());
+                stored.run.error = Some(RunError {
+                    reason: "RUN_CANCELLED".into(),
+                    message: "the run was cancelled before it started".into(),
+                });
+                settle_delivery(&mut stored.run, None);
+                tx.put_run(&stored)?;
+                tx.append_event(run_event(&stored.run))?;
+                Ok(Some(stored.run))
+            })
+            .await?;
+        if let Some(run) = cancelled {
+            return Ok(run);
+        }
+        if let Some(token) = lock(&self.running).get(run_id) {
+            token.cancel();
+        }
+        Ok(self.wait(run_id, Duration::from_secs(10)).await?.0)
+    }
+
+    /// Cancels every queued and running run of a session (or just `only`).
+    pub async fn abort_session(
+        self: &Arc<Self>,
+        session_key: &str,
+        only: &str,
+    ) -> Result<Vec<String>> {
+        let active = self.store.read(|r| r.active_runs())?;
+        let mut ids = Vec::new();
+        for s in active
+            .into_iter()
+            .filter(|s| s.run.session_key == session_key)
+        {
+            if !only.is_empty() && s.run.run_id != only {
+                continue;
+            }
+            let run = self.cancel(&s.run.run_id).await?;
+            if run.state == RunState::Cancelled as i32 {
+                ids.push(run.run_id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Returns a run.
+    pub fn get_run(&self, run_id: &str) -> Result<Run> {
+        let id = run_id.strip_prefix("runs/").unwrap_or(run_id);
+        self.store
+            .read(|r| r.run(id))?
+            .map(|s| s.run)
+            .ok_or_else(|| Error::RunNotFound(id.to_string()))
+    }
+
+    /// Waits until the run is terminal or `limit` passes; returns (run, done).
+    pub async fn wait(&self, run_id: &str, limit: Duration) -> Result<(Run, bool)> {
+        let mut live = self.store.feed.live.subscribe();
+        let mut run = self.get_run(run_id)?;
+        let deadline = tokio::time::Instant::now() + limit;
+        while !is_terminal(run.state) {
+            match tokio::time::timeout_at(deadline, live.recv()).await {
+                Err(_) => return Ok((run, false)),
+                Ok(Ok(ev)) => {
+                    if ev.run_id == run.run_id
+                        && let Some(Payload::Run(r)) = &ev.payload
+                    {
+                        run = r.clone();
+                    }
+                }
+                Ok(Err(RecvError::Lagged(_))) => run = self.get_run(run_id)?,
+                Ok(Err(RecvError::Closed)) => return Ok((self.get_run(run_id)?, false)),
+            }
+        }
+        Ok((run, true))
+    }
+
+    /// Lists runs newest first. `page_token` is the order to continue below.
+    pub fn list_runs(
+        &self,
+        session_key: Option<&str>,
+        states: &[i32],
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<(Vec<Run>, String)> {
+        let before = if page_token.is_empty() {
+            u64::MAX
+        } else {
+            page_token.parse::<u64>().map_err(|_| {
+                Error::field(
+                    "pageToken",
+                    "is not a token from a previous ListRuns response",
+                )
+            })?
+        };
+        let mut keep = |r: &Run| states.is_empty() || states.contains(&r.state);
+        let rows = self
+            .store
+            .read(|r| r.runs_desc(session_key, before, page_size + 1, &mut keep))?;
+        let next = if rows.len() > page_size {
+            rows[page_size - 1].order.to_string()
+        } else {
+            String::new()
+        };
+        Ok((
+            rows.into_iter().take(page_size).map(|s| s.run).collect(),
+            next,
+        ))
+    }
+
+    /// Counts for Status.
+    pub fn run_counts(&self) -> (u64, u64) {
+        (
+            self.queued_count.load(Ordering::Relaxed),
+            self.running_count.load(Ordering::Relaxed),
+        )
+    }
+
+    /// At start: RUNNING runs become INTERRUPTED and are retried once; QUEUED runs resume
+    /// in acceptance order.
+    pub(super) async fn recover(self: &Arc<Self>) -> Result<()> {
+        let recovered = self
+            .store
+            .write(|tx: &mut dyn Txn| {
+                let mut resume = Vec::new();
+                for mut stored in tx.active_runs()? {
+                    if stored.run.state == RunState::Running as i32 {
+                        stored.run.state = RunState::Interrupted as i32;
+                        stored.run.error = Some(RunError {
+                            reason: "RUN_INTERRUPTED".into(),
+                            message: "the gateway stopped while this run was running".into(),
+                        });
+                        let retry = stored.run.attempt < 2;
+                        if !retry {
+                            stored.run.end_time = Some(now_ts());
+                            settle_delivery(&mut stored.run, None);
+                        }
+                        tx.put_run(&stored)?;
+                        tx.append_event(run_event(&stored.run))?;
+                        if !retry {
+                            continue;
+                        }
+                        stored.run.state = RunState::Queued as i32;
+                        stored.run.attempt += 1;
+                        stored.run.start_time = None;
+                        tx.put_run(&stored)?;
+                        tx.append_event(run_event(&stored.run))?;
+                    }
+                    resume.push((stored.run.session_key.clone(), stored.run.run_id.clone()));
+                }
+                Ok(resume)
+            })
+            .await?;
+        if !recovered.is_empty() {
+            tracing::info!(
+                runs = recovered.len(),
+                "resuming runs from before the last stop"
+            );
+        }
+        for (key, id) in recovered {
+            self.enqueue(&key, &id);
+        }
+        Ok(())
+    }
+
+    /// True when a heartbeat run for the session is queued and not yet started; marks one
+    /// as pending otherwise.
+    pub(crate) fn claim_heartbeat(&self, session_key: &str) -> bool {
+        lock(&self.pending_heartbeats).insert(session_key.to_string())
+    }
+
+    pub(crate) fn release_heartbeat(&self, session_key: &str) {
+        lock(&self.pending_heartbeats).remove(session_key);
+    }
+}
+
+/// Records the delivery outcome of a terminal run. Channels are not wired in yet, so a
+/// requested delivery is reported as NO_ROUTE with the reason, never as delivered.
+fn settle_delivery(run: &mut Run, session: Option<&Session>) {
+    let Some(d) = run.delivery.as_mut() else {
+        return;
+    };
+    if d.status != DeliveryStatus::Pending as i32 {
+        return;
+    }
+    if run.state != RunState::Succeeded as i32 {
+        d.status = DeliveryStatus::Skipped as i32;
+        d.detail = "the run did not succeed, so there was nothing to deliver".into();
+        return;
+    }
+    if (d.channel.is_empty() || d.channel == "last")
+        && let Some(s) = session.filter(|s| !s.last_channel.is_empty())
+    {
+        d.channel = s.last_channel.clone();
+        if d.to.is_empty() {
+            d.to = s.last_to.clone();
+        }
+    }
+    d.status = DeliveryStatus::NoRoute as i32;
+    d.detail = if d.channel.is_empty() || d.channel == "last" {
+        "no delivery route: pass channel and to, or use a session that has received a channel message".into()
+    } else {
+        format!(
+            "channel {:?} is not configured on this gateway (channels.{})",
+            d.channel, d.channel
+        )
+    };
+}
+
+/// How a run ended.
+enum Outcome {
+    Succeeded(crate::models::ModelReply),
+    Failed(&'static str, String),
+    TimedOut(u32),
+    Cancelled,
+}
+
+/// Removes a run's cancellation handle however execution ends.
+struct RunningGuard<'a> {
+    gw: &'a Gateway,
+    run_id: String,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.gw.running).remove(&self.run_id);
+    }
+}

@@ -1,0 +1,171 @@
+//! The one error type of the gateway core. Each variant knows its gRPC code and a stable
+//! UPPER_SNAKE reason; `From<Error> for tonic::Status` is the only mapping to the wire.
+
+use std::time::Duration;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// ErrorInfo domain of every clawplane error.
+pub const DOMAIN: &str = "clawplane.dev";
+
+/// A field problem reported as a `google.rpc.BadRequest` violation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// JSON name of the field, e.g. `idempotencyKey`.
+    pub field: &'static str,
+    /// What is wrong and how to fix it.
+    pub description: String,
+}
+
+/// Everything that can go wrong, as the caller should see it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid request: {}", summary(.0))]
+    InvalidFields(Vec<FieldViolation>),
+    #[error(
+        "session not found: {0}. Create it with ChatService/Send, or list sessions with `clawplane sessions list`"
+    )]
+    SessionNotFound(String),
+    #[error("run not found: {0}. List runs with `clawplane runs` or AgentService/ListRuns")]
+    RunNotFound(String),
+    #[error(
+        "idempotency key {key:?} was already used for different input (run {run_id}); use a new key for a new request"
+    )]
+    IdempotencyConflict { key: String, run_id: String },
+    #[error("session {0} has queued or running runs; abort them first (ChatService/Abort)")]
+    SessionBusy(String),
+    #[error(
+        "missing credentials: send `authorization: Bearer <token>` (or `x-openclaw-token`). This gateway's token is {0}; the CLI takes it from --token or CLAWPLANE_TOKEN"
+    )]
+    TokenMissing(String),
+    #[error("invalid token: it does not match this gateway's token, which is {0}")]
+    TokenInvalid(String),
+    #[error("too many failed authentication attempts from {addr}; retry in {} s", .retry_after.as_secs().max(1))]
+    RateLimited { addr: String, retry_after: Duration },
+    #[error("missing scope: {0}")]
+    MissingScope(&'static str),
+    #[error(
+        "cursor {requested} is older than the oldest retained event {oldest}; resume from {oldest} or use followOnly"
+    )]
+    CursorExpired { requested: u64, oldest: u64 },
+    #[error("subscriber too slow for the live feed; resume with afterSeq={last_seq}")]
+    SubscriberLagged { last_seq: u64 },
+    #[error("the gateway is shutting down; retry against the restarted gateway")]
+    ShuttingDown,
+    #[error("{0} is not implemented yet")]
+    NotImplemented(&'static str),
+    #[error("storage failure: {0}")]
+    Storage(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn summary(v: &[FieldViolation]) -> String {
+    v.iter()
+        .map(|f| format!("{}: {}", f.field, f.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    /// One invalid field.
+    pub fn field(field: &'static str, description: impl Into<String>) -> Self {
+        Error::InvalidFields(vec![FieldViolation {
+            field,
+            description: description.into(),
+        }])
+    }
+
+    /// The gRPC status code.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::InvalidFields(_) => Code::InvalidArgument,
+            Error::SessionNotFound(_) | Error::RunNotFound(_) => Code::NotFound,
+            Error::IdempotencyConflict { .. } => Code::AlreadyExists,
+            Error::SessionBusy(_) => Code::FailedPrecondition,
+            Error::TokenMissing(_) | Error::TokenInvalid(_) => Code::Unauthenticated,
+            Error::RateLimited { .. } => Code::ResourceExhausted,
+            Error::MissingScope(_) => Code::PermissionDenied,
+            Error::CursorExpired { .. } => Code::OutOfRange,
+            Error::SubscriberLagged { .. } => Code::Aborted,
+            Error::ShuttingDown => Code::Unavailable,
+            Error::NotImplemented(_) => Code::Unimplemented,
+            Error::Storage(_) | Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The stable ErrorInfo reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidFields(_) => "INVALID_FIELD",
+            Error::SessionNotFound(_) => "SESSION_NOT_FOUND",
+            Error::RunNotFound(_) => "RUN_NOT_FOUND",
+            Error::IdempotencyConflict { .. } => "IDEMPOTENCY_KEY_CONFLICT",
+            Error::SessionBusy(_) => "SESSION_BUSY",
+            Error::TokenMissing(_) => "TOKEN_MISSING",
+            Error::TokenInvalid(_) => "TOKEN_INVALID",
+            Error::RateLimited { .. } => "AUTH_RATE_LIMITED",
+            Error::MissingScope(_) => "MISSING_SCOPE",
+            Error::CursorExpired { .. } => "CURSOR_EXPIRED",
+            Error::SubscriberLagged { .. } => "SUBSCRIBER_LAGGED",
+            Error::ShuttingDown => "SHUTTING_DOWN",
+            Error::NotImplemented(_) => "NOT_IMPLEMENTED",
+            Error::Storage(_) => "STORAGE_FAILURE",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+
+    fn metadata(&self) -> Vec<(String, String)> {
+        let kv = |k: &str, v: String| (k.to_string(), v);
+        match self {
+            Error::SessionNotFound(k) | Error::SessionBusy(k) => vec![kv("sessionKey", k.clone())],
+            Error::RunNotFound(r) => vec![kv("runId", r.clone())],
+            Error::IdempotencyConflict { key, run_id } => {
+                vec![
+                    kv("idempotencyKey", key.clone()),
+                    kv("runId", run_id.clone()),
+                ]
+            }
+            Error::RateLimited { addr, retry_after } => vec![
+                kv("clientAddress", addr.clone()),
+                kv("retryAfterMs", retry_after.as_millis().to_string()),
+            ],
+            Error::MissingScope(s) => vec![kv("missingScope", s.to_string())],
+            Error::CursorExpired { requested, oldest } => vec![
+                kv("afterSeq", requested.to_string()),
+                kv("oldestSeq", oldest.to_string()),
+            ],
+            Error::SubscriberLagged { last_seq } => vec![kv("lastSeq", last_seq.to_string())],
+            Error::NotImplemented(what) => vec![kv("method", what.to_string())],
+            Error::TokenMissing(p) | Error::TokenInvalid(p) => vec![kv("tokenSource", p.clone())],
+            _ => vec![],
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        if matches!(e, Error::Storage(_) | Error::Internal(_)) {
+            tracing::error!(error = %e, "request failed");
+        }
+        let mut details = ErrorDetails::with_error_info(
+            e.reason(),
+            DOMAIN,
+            e.metadata()
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+        if let Error::InvalidFields(v) = &e {
+            for f in v {
+                details.add_bad_request_violation(f.field, f.description.clone());
+            }
+        }
+        if let Error::RateLimited { retry_after, .. } = &e {
+            details.set_retry_info(Some(*retry_after));
+        }
+        Status::with_error_details(e.code(), e.to_string(), details)
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

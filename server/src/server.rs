@@ -1,0 +1,173 @@
+//! One listener: gRPC (h2c), gRPC-Web (HTTP/1.1, CORS), health, reflection v1 + v1alpha,
+//! `/healthz` and `/readyz`, composed on axum; plus the shutdown sequence.
+
+use crate::{api::Api, core::Gateway};
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderValue, Request, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use clawplane_proto::v1::{
+    agent_service_server::AgentServiceServer, channel_service_server::ChannelServiceServer,
+    chat_service_server::ChatServiceServer, device_service_server::DeviceServiceServer,
+    event_service_server::EventServiceServer, gateway_service_server::GatewayServiceServer,
+    session_service_server::SessionServiceServer, webhook_service_server::WebhookServiceServer,
+};
+use std::{sync::Arc, time::Duration};
+use tonic::server::NamedService;
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_layer::Layer;
+
+/// Every clawplane service name, for health.
+pub const SERVICES: [&str; 8] = [
+    <ChatServiceServer<Api> as NamedService>::NAME,
+    <SessionServiceServer<Api> as NamedService>::NAME,
+    <AgentServiceServer<Api> as NamedService>::NAME,
+    <EventServiceServer<Api> as NamedService>::NAME,
+    <GatewayServiceServer<Api> as NamedService>::NAME,
+    <DeviceServiceServer<Api> as NamedService>::NAME,
+    <ChannelServiceServer<Api> as NamedService>::NAME,
+    <WebhookServiceServer<Api> as NamedService>::NAME,
+];
+
+/// Builds the whole router. Returns it with the health reporter.
+pub async fn router(api: Api) -> Result<(Router, HealthReporter), tonic_reflection::server::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::Serving).await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(clawplane_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let web = tonic_web::GrpcWebLayer::new();
+    let grpc = tonic::service::Routes::new(web.layer(ChatServiceServer::new(api.clone())))
+        .add_service(web.layer(SessionServiceServer::new(api.clone())))
+        .add_service(web.layer(AgentServiceServer::new(api.clone())))
+        .add_service(web.layer(EventServiceServer::new(api.clone())))
+        .add_service(web.layer(GatewayServiceServer::new(api.clone())))
+        .add_service(web.layer(DeviceServiceServer::new(api.clone())))
+        .add_service(web.layer(ChannelServiceServer::new(api.clone())))
+        .add_service(web.layer(WebhookServiceServer::new(api.clone())))
+        .add_service(web.layer(health_service))
+        .add_service(web.layer(reflection_v1))
+        .add_service(web.layer(reflection_v1alpha))
+        .prepare()
+        .into_axum_router();
+
+    let gw = api.gw.clone();
+    let http = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"ok": true})) }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let gw = gw.clone();
+                async move { readyz(&gw) }
+            }),
+        );
+
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([http::Method::POST, http::Method::GET, http::Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            http::HeaderName::from_static("x-grpc-web"),
+            http::HeaderName::from_static("x-user-agent"),
+            http::HeaderName::from_static("grpc-timeout"),
+            http::HeaderName::from_static("x-openclaw-token"),
+        ])
+        .expose_headers([
+            http::HeaderName::from_static("grpc-status"),
+            http::HeaderName::from_static("grpc-message"),
+            http::HeaderName::from_static("grpc-status-details-bin"),
+        ])
+        .max_age(Duration::from_secs(600));
+
+    // One fallback, set after the merge: gRPC callers get status 12, others a JSON 404.
+    let app = http.merge(grpc).fallback(fallback).layer(cors);
+    Ok((app, health))
+}
+
+fn readyz(gw: &Gateway) -> Response {
+    if gw.shutdown.is_cancelled() || gw.draining.load(std::sync::atomic::Ordering::Acquire) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"ok": false, "reason": "shutting down"})),
+        )
+            .into_response()
+    } else {
+        axum::Json(serde_json::json!({"ok": true})).into_response()
+    }
+}
+
+async fn fallback(req: Request<Body>) -> Response {
+    let is_grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if is_grpc {
+        let mut r = Response::new(Body::empty());
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert("grpc-status", HeaderValue::from_static("12"));
+        h.insert(
+            "grpc-message",
+            HeaderValue::from_static("unknown method; list methods with reflection"),
+        );
+        return r;
+    }
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({
+            "ok": false,
+            "error": format!("no route for {} {}", req.method(), req.uri().path()),
+        })),
+    )
+        .into_response()
+}
+
+/// Sets the overall and every per-service health status.
+pub async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in SERVICES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// The shutdown sequence after the first signal: NOT_SERVING, refuse new runs, let running
+/// runs finish within the grace period, flush the store, end streams.
+pub async fn drain(gw: &Arc<Gateway>, health: &HealthReporter, grace: Duration) {
+    set_health(health, ServingStatus::NotServing).await;
+    gw.draining
+        .store(true, std::sync::atomic::Ordering::Release);
+    gw.tasks.close();
+    if tokio::time::timeout(grace, gw.tasks.wait()).await.is_err() {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "runs still running after the grace period; they resume as INTERRUPTED on next start"
+        );
+    }
+    // The writer is FIFO: once this no-op commits, everything queued before it is durable.
+    if let Err(e) = gw.store.write(|_| Ok(())).await {
+        tracing::error!(error = %e, "final flush failed");
+    }
+    gw.shutdown.cancel();
+}

@@ -1,0 +1,160 @@
+//! Durable state. Core code sees only the [`Txn`] and [`Reader`] traits and the [`Store`]
+//! handle; `redb.rs` is the only place that names redb, so a clustered backend can plug in
+//! behind the same traits.
+//!
+//! Writes go through one writer thread that runs every queued write closure inside one
+//! transaction and commits them together (group commit): one fsync acknowledges a whole
+//! batch. Events appended in a write get their `seq` inside that transaction and are
+//! published to live subscribers only after the commit is durable.
+
+mod redb;
+
+use crate::error::{Error, Result};
+use clawplane_proto::v1::{Event, Message, Run, Session};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+use tokio::sync::{broadcast, oneshot};
+
+pub use self::redb::open;
+
+/// A run as stored: its global acceptance order plus the resource.
+#[derive(Debug, Clone)]
+pub struct StoredRun {
+    pub order: u64,
+    pub run: Run,
+}
+
+/// An idempotency record: a digest of the request and the run it created.
+#[derive(Debug, Clone)]
+pub struct IdemRecord {
+    pub fingerprint: [u8; 32],
+    pub run_id: String,
+}
+
+/// Reads shared by write transactions and read snapshots.
+pub trait Reader {
+    fn run(&self, run_id: &str) -> Result<Option<StoredRun>>;
+    fn session(&self, key: &str) -> Result<Option<Session>>;
+    fn idempotency(&self, key: &str) -> Result<Option<IdemRecord>>;
+    fn system_events(&self, session_key: &str) -> Result<Vec<String>>;
+    /// Transcript messages of a generation with index > `after`, at most `limit`.
+    fn messages(&self, session_id: &str, after: u64, limit: usize) -> Result<Vec<Message>>;
+    /// The last message of a generation.
+    fn last_message(&self, session_id: &str) -> Result<Option<Message>>;
+    /// Events with seq > `after`, at most `limit`, oldest first.
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>>;
+    /// All sessions (unordered).
+    fn sessions(&self) -> Result<Vec<Session>>;
+    /// Runs newest first, optionally of one session, starting below `before_order`.
+    fn runs_desc(
+        &self,
+        session_key: Option<&str>,
+        before_order: u64,
+        limit: usize,
+        keep: &mut dyn FnMut(&Run) -> bool,
+    ) -> Result<Vec<StoredRun>>;
+    /// Queued and running runs in acceptance order.
+    fn active_runs(&self) -> Result<Vec<StoredRun>>;
+}
+
+/// Mutations, available inside [`Store::write`]. A closure must finish its checks before
+/// it mutates: batched closures share one transaction, so an error returned after a
+/// mutation would not undo it.
+pub trait Txn: Reader {
+    /// Allocates the next global run order.
+    fn next_run_order(&mut self) -> Result<u64>;
+    /// Inserts or replaces a run; keeps the session index and the active set in step.
+    fn put_run(&mut self, run: &StoredRun) -> Result<()>;
+    fn put_idempotency(&mut self, key: &str, rec: &IdemRecord) -> Result<()>;
+    fn put_session(&mut self, session: &Session) -> Result<()>;
+    fn delete_session(&mut self, key: &str, session_id: &str) -> Result<()>;
+    fn put_message(&mut self, session_id: &str, msg: &Message) -> Result<()>;
+    fn put_system_events(&mut self, session_key: &str, texts: &[String]) -> Result<()>;
+    /// Appends an event; `seq` and `time` are assigned here. Returns the seq.
+    fn append_event(&mut self, event: Event) -> Result<u64>;
+}
+
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+type Job = Box<dyn FnOnce(&mut dyn Txn) -> Completion + Send>;
+
+/// Live feed shared by the writer and the watchers.
+pub struct Feed {
+    /// Last committed seq.
+    pub head: AtomicU64,
+    /// Oldest retained seq (head + 1 when the log is empty).
+    pub oldest: AtomicU64,
+    pub live: broadcast::Sender<Arc<Event>>,
+}
+
+/// Handle to the store: cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    backend: Arc<dyn Backend>,
+    pub feed: Arc<Feed>,
+}
+
+/// What a storage engine provides to [`Store`].
+pub trait Backend: Send + Sync {
+    /// A consistent read snapshot.
+    fn snapshot(&self) -> Result<Box<dyn Reader + '_>>;
+}
+
+impl Store {
+    /// Runs `f` in the next group commit; resolves after the commit is durable.
+    pub async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Txn) -> Result<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let out = f(txn);
+            Box::new(move |committed: Result<()>| {
+                let _ = tx.send(committed.and(out));
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Storage("the store writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| Error::Storage("the store writer dropped a write".into()))?
+    }
+
+    /// Queues `f` for the next group commit without waiting for it (streamed deltas:
+    /// ordered by the FIFO writer, but nobody needs their acknowledgement).
+    pub fn write_detached<F>(&self, f: F)
+    where
+        F: FnOnce(&mut dyn Txn) -> Result<()> + Send + 'static,
+    {
+        let job: Job = Box::new(move |txn| {
+            let out = f(txn);
+            Box::new(move |committed: Result<()>| {
+                if let Err(e) = committed.and(out) {
+                    tracing::warn!(error = %e, "detached write failed");
+                }
+            })
+        });
+        if self.jobs.send(job).is_err() {
+            tracing::warn!("the store writer has stopped; a detached write was dropped");
+        }
+    }
+
+    /// Runs `f` against a read snapshot.
+    pub fn read<R>(&self, f: impl FnOnce(&dyn Reader) -> Result<R>) -> Result<R> {
+        let snap = self.backend.snapshot()?;
+        f(snap.as_ref())
+    }
+
+    /// Last committed event seq.
+    pub fn head(&self) -> u64 {
+        self.feed.head.load(Ordering::Acquire)
+    }
+
+    /// Oldest retained event seq.
+    pub fn oldest(&self) -> u64 {
+        self.feed.oldest.load(Ordering::Acquire)
+    }
+}

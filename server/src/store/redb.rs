@@ -1,0 +1,481 @@
+//! The redb backend: table layout, the group-commit writer thread, read snapshots.
+
+use super::{Backend, Completion, Feed, IdemRecord, Job, Reader, Store, StoredRun, Txn};
+use crate::error::{Error, Result};
+use clawplane_proto::v1::{Event, Message, Run, RunState, Session};
+use prost::Message as _;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use std::{
+    path::Path,
+    sync::{Arc, atomic::Ordering},
+};
+use tokio::sync::broadcast;
+
+/// run id -> order (8 bytes BE) ++ Run
+const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+/// order -> run id
+const RUN_ORDER: TableDefinition<u64, &str> = TableDefinition::new("run_order");
+/// (session key, order) -> run id
+const SESSION_RUNS: TableDefinition<(&str, u64), &str> = TableDefinition::new("session_runs");
+/// order -> run id, for QUEUED and RUNNING runs
+const ACTIVE: TableDefinition<u64, &str> = TableDefinition::new("active_runs");
+/// idempotency key -> fingerprint (32 bytes) ++ run id
+const IDEM: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// session key -> Session
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// (session id, index) -> Message
+const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+/// seq -> Event
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// session key -> JSON array of queued system-event texts
+const SYSTEM_EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("system_events");
+/// counters
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const META_RUN_ORDER: &str = "next_run_order";
+const META_LAST_SEQ: &str = "last_seq";
+
+fn se(e: impl std::fmt::Display) -> Error {
+    Error::Storage(e.to_string())
+}
+
+fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M> {
+    M::decode(bytes).map_err(se)
+}
+
+fn decode_run(bytes: &[u8]) -> Result<StoredRun> {
+    if bytes.len() < 8 {
+        return Err(se("corrupt run record"));
+    }
+    let mut order = [0u8; 8];
+    order.copy_from_slice(&bytes[..8]);
+    Ok(StoredRun {
+        order: u64::from_be_bytes(order),
+        run: decode(&bytes[8..])?,
+    })
+}
+
+fn is_active(state: i32) -> bool {
+    state == RunState::Queued as i32 || state == RunState::Running as i32
+}
+
+struct RedbBackend {
+    db: Arc<Database>,
+}
+
+/// Opens (or creates) `<dir>/clawplane.redb`, starts the writer thread, and returns the
+/// store. `retention` bounds the number of events kept.
+pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
+    std::fs::create_dir_all(dir).map_err(|e| se(format!("{}: {e}", dir.display())))?;
+    let db = Database::create(dir.join("clawplane.redb")).map_err(se)?;
+    let (head, oldest) = {
+        let txn = db.begin_write().map_err(se)?;
+        let (head, oldest) = {
+            let meta = txn.open_table(META).map_err(se)?;
+            let events = txn.open_table(EVENTS).map_err(se)?;
+            for t in [RUNS, IDEM, SESSIONS, SYSTEM_EVENTS] {
+                txn.open_table(t).map_err(se)?;
+            }
+            txn.open_table(RUN_ORDER).map_err(se)?;
+            txn.open_table(ACTIVE).map_err(se)?;
+            txn.open_table(SESSION_RUNS).map_err(se)?;
+            txn.open_table(MESSAGES).map_err(se)?;
+            let head = meta
+                .get(META_LAST_SEQ)
+                .map_err(se)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let oldest = events
+                .first()
+                .map_err(se)?
+                .map(|(k, _)| k.value())
+                .unwrap_or(head + 1);
+            (head, oldest)
+        };
+        txn.commit().map_err(se)?;
+        (head, oldest)
+    };
+    let db = Arc::new(db);
+    let (live, _) = broadcast::channel(live_capacity);
+    let feed = Arc::new(Feed {
+        head: head.into(),
+        oldest: oldest.into(),
+        live,
+    });
+    // Bounded so a stalled disk pushes back on callers instead of growing memory.
+    let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(16 * 1024);
+    let writer_db = db.clone();
+    let writer_feed = feed.clone();
+    std::thread::Builder::new()
+        .name("clawplane-store-writer".into())
+        .spawn(move || writer(writer_db, writer_feed, rx, retention))
+        .map_err(se)?;
+    Ok(Store {
+        jobs,
+        backend: Arc::new(RedbBackend { db }),
+        feed,
+    })
+}
+
+/// The group-commit loop: everything queued while the previous commit was syncing shares
+/// the next transaction.
+fn writer(db: Arc<Database>, feed: Arc<Feed>, rx: std::sync::mpsc::Receiver<Job>, retention: u64) {
+    const MAX_BATCH: usize = 4096;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let mut published: Vec<Arc<Event>> = Vec::new();
+        let result = commit_batch(
+            &db,
+            &feed,
+            batch,
+            retention,
+            &mut completions,
+            &mut published,
+        );
+        match &result {
+            Ok((head, oldest)) => {
+                feed.head.store(*head, Ordering::Release);
+                feed.oldest.store(*oldest, Ordering::Release);
+                for ev in published {
+                    let _ = feed.live.send(ev);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "group commit failed"),
+        }
+        let outcome = result.map(|_| ());
+        for done in completions {
+            done(outcome.as_ref().map(|_| ()).map_err(se));
+        }
+    }
+}
+
+fn commit_batch(
+    db: &Database,
+    feed: &Feed,
+    batch: Vec<Job>,
+    retention: u64,
+    completions: &mut Vec<Completion>,
+    published: &mut Vec<Arc<Event>>,
+) -> Result<(u64, u64)> {
+    let mut txn = db.begin_write().map_err(se)?;
+    txn.set_durability(Durability::Immediate).map_err(se)?;
+    let (head, oldest) = {
+        let mut w = WTxn::open(&txn, feed.head.load(Ordering::Acquire))?;
+        for job in batch {
+            completions.push(job(&mut w));
+        }
+        let head = w.last_seq;
+        w.meta.insert(META_LAST_SEQ, head).map_err(se)?;
+        let mut oldest = feed.oldest.load(Ordering::Acquire).min(head + 1);
+        if oldest == 0 {
+            oldest = 1;
+        }
+        if retention > 0 && head >= oldest && head - oldest + 1 > retention {
+            let new_oldest = head + 1 - retention;
+            w.events
+                .retain_in(oldest..new_oldest, |_, _| false)
+                .map_err(se)?;
+            oldest = new_oldest;
+        }
+        if w.events.len().map_err(se)? == 0 {
+            oldest = head + 1;
+        }
+        published.append(&mut w.new_events);
+        (head, oldest)
+    };
+    txn.commit().map_err(se)?;
+    Ok((head, oldest))
+}
+
+struct WTxn<'t> {
+    runs: redb::Table<'t, &'static str, &'static [u8]>,
+    run_order: redb::Table<'t, u64, &'static str>,
+    session_runs: redb::Table<'t, (&'static str, u64), &'static str>,
+    active: redb::Table<'t, u64, &'static str>,
+    idem: redb::Table<'t, &'static str, &'static [u8]>,
+    sessions: redb::Table<'t, &'static str, &'static [u8]>,
+    messages: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    events: redb::Table<'t, u64, &'static [u8]>,
+    system_events: redb::Table<'t, &'static str, &'static [u8]>,
+    meta: redb::Table<'t, &'static str, u64>,
+    last_seq: u64,
+    new_events: Vec<Arc<Event>>,
+}
+
+impl<'t> WTxn<'t> {
+    fn open(txn: &'t redb::WriteTransaction, last_seq: u64) -> Result<Self> {
+        Ok(WTxn {
+            runs: txn.open_table(RUNS).map_err(se)?,
+            run_order: txn.open_table(RUN_ORDER).map_err(se)?,
+            session_runs: txn.open_table(SESSION_RUNS).map_err(se)?,
+            active: txn.open_table(ACTIVE).map_err(se)?,
+            idem: txn.open_table(IDEM).map_err(se)?,
+            sessions: txn.open_table(SESSIONS).map_err(se)?,
+            messages: txn.open_table(MESSAGES).map_err(se)?,
+            events: txn.open_table(EVENTS).map_err(se)?,
+            system_events: txn.open_table(SYSTEM_EVENTS).map_err(se)?,
+            meta: txn.open_table(META).map_err(se)?,
+            last_seq,
+            new_events: Vec::new(),
+        })
+    }
+}
+
+struct RSnap {
+    runs: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    run_order: redb::ReadOnlyTable<u64, &'static str>,
+    session_runs: redb::ReadOnlyTable<(&'static str, u64), &'static str>,
+    active: redb::ReadOnlyTable<u64, &'static str>,
+    idem: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    sessions: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    messages: redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>,
+    events: redb::ReadOnlyTable<u64, &'static [u8]>,
+    system_events: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+}
+
+impl Backend for RedbBackend {
+    fn snapshot(&self) -> Result<Box<dyn Reader + '_>> {
+        let txn = self.db.begin_read().map_err(se)?;
+        Ok(Box::new(RSnap {
+            runs: txn.open_table(RUNS).map_err(se)?,
+            run_order: txn.open_table(RUN_ORDER).map_err(se)?,
+            session_runs: txn.open_table(SESSION_RUNS).map_err(se)?,
+            active: txn.open_table(ACTIVE).map_err(se)?,
+            idem: txn.open_table(IDEM).map_err(se)?,
+            sessions: txn.open_table(SESSIONS).map_err(se)?,
+            messages: txn.open_table(MESSAGES).map_err(se)?,
+            events: txn.open_table(EVENTS).map_err(se)?,
+            system_events: txn.open_table(SYSTEM_EVENTS).map_err(se)?,
+        }))
+    }
+}
+
+/// One Reader implementation for both the write transaction and read snapshots.
+macro_rules! impl_reader {
+    ($t:ty) => {
+        impl Reader for $t {
+            fn run(&self, run_id: &str) -> Result<Option<StoredRun>> {
+                match self.runs.get(run_id).map_err(se)? {
+                    Some(v) => Ok(Some(decode_run(v.value())?)),
+                    None => Ok(None),
+                }
+            }
+            fn session(&self, key: &str) -> Result<Option<Session>> {
+                match self.sessions.get(key).map_err(se)? {
+                    Some(v) => Ok(Some(decode(v.value())?)),
+                    None => Ok(None),
+                }
+            }
+            fn idempotency(&self, key: &str) -> Result<Option<IdemRecord>> {
+                let Some(v) = self.idem.get(key).map_err(se)? else {
+                    return Ok(None);
+                };
+                let b = v.value();
+                if b.len() < 32 {
+                    return Err(se("corrupt idempotency record"));
+                }
+                let mut fingerprint = [0u8; 32];
+                fingerprint.copy_from_slice(&b[..32]);
+                Ok(Some(IdemRecord {
+                    fingerprint,
+                    run_id: String::from_utf8_lossy(&b[32..]).into_owned(),
+                }))
+            }
+            fn system_events(&self, session_key: &str) -> Result<Vec<String>> {
+                match self.system_events.get(session_key).map_err(se)? {
+                    Some(v) => serde_json::from_slice(v.value()).map_err(se),
+                    None => Ok(Vec::new()),
+                }
+            }
+            fn messages(&self, session_id: &str, after: u64, limit: usize) -> Result<Vec<Message>> {
+                let mut out = Vec::new();
+                for item in self
+                    .messages
+                    .range((session_id, after.saturating_add(1))..=(session_id, u64::MAX))
+                    .map_err(se)?
+                {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (_, v) = item.map_err(se)?;
+                    out.push(decode(v.value())?);
+                }
+                Ok(out)
+            }
+            fn last_message(&self, session_id: &str) -> Result<Option<Message>> {
+                let mut range = self
+                    .messages
+                    .range((session_id, 0u64)..=(session_id, u64::MAX))
+                    .map_err(se)?;
+                match range.next_back() {
+                    Some(item) => Ok(Some(decode(item.map_err(se)?.1.value())?)),
+                    None => Ok(None),
+                }
+            }
+            fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+                let mut out = Vec::new();
+                for item in self.events.range(after.saturating_add(1)..).map_err(se)? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    out.push(decode(item.map_err(se)?.1.value())?);
+                }
+                Ok(out)
+            }
+            fn sessions(&self) -> Result<Vec<Session>> {
+                let mut out = Vec::new();
+                for item in self.sessions.iter().map_err(se)? {
+                    out.push(decode(item.map_err(se)?.1.value())?);
+                }
+                Ok(out)
+            }
+            fn runs_desc(
+                &self,
+                session_key: Option<&str>,
+                before_order: u64,
+                limit: usize,
+                keep: &mut dyn FnMut(&Run) -> bool,
+            ) -> Result<Vec<StoredRun>> {
+                let mut out = Vec::new();
+                let mut push = |id: &str, out: &mut Vec<StoredRun>| -> Result<bool> {
+                    if let Some(r) = self.run(id)? {
+                        if keep(&r.run) {
+                            out.push(r);
+                        }
+                    }
+                    Ok(out.len() >= limit)
+                };
+                match session_key {
+                    Some(s) => {
+                        let range = self
+                            .session_runs
+                            .range((s, 0u64)..(s, before_order))
+                            .map_err(se)?;
+                        for item in range.rev() {
+                            if push(item.map_err(se)?.1.value(), &mut out)? {
+                                break;
+                            }
+                        }
+                    }
+                    None => {
+                        for item in self.run_order.range(..before_order).map_err(se)?.rev() {
+                            if push(item.map_err(se)?.1.value(), &mut out)? {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            fn active_runs(&self) -> Result<Vec<StoredRun>> {
+                let mut out = Vec::new();
+                for item in self.active.iter().map_err(se)? {
+                    if let Some(r) = self.run(item.map_err(se)?.1.value())? {
+                        out.push(r);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+
+impl_reader!(WTxn<'_>);
+impl_reader!(RSnap);
+
+impl Txn for WTxn<'_> {
+    fn next_run_order(&mut self) -> Result<u64> {
+        let next = self
+            .meta
+            .get(META_RUN_ORDER)
+            .map_err(se)?
+            .map(|v| v.value())
+            .unwrap_or(1);
+        self.meta.insert(META_RUN_ORDER, next + 1).map_err(se)?;
+        Ok(next)
+    }
+
+    fn put_run(&mut self, r: &StoredRun) -> Result<()> {
+        let id = r.run.run_id.as_str();
+        let mut buf = Vec::with_capacity(8 + r.run.encoded_len());
+        buf.extend_from_slice(&r.order.to_be_bytes());
+        r.run.encode(&mut buf).map_err(se)?;
+        let previous = self.runs.insert(id, buf.as_slice()).map_err(se)?;
+        if previous.is_none() {
+            self.run_order.insert(r.order, id).map_err(se)?;
+            self.session_runs
+                .insert((r.run.session_key.as_str(), r.order), id)
+                .map_err(se)?;
+        }
+        drop(previous);
+        if is_active(r.run.state) {
+            self.active.insert(r.order, id).map_err(se)?;
+        } else {
+            self.active.remove(r.order).map_err(se)?;
+        }
+        Ok(())
+    }
+
+    fn put_idempotency(&mut self, key: &str, rec: &IdemRecord) -> Result<()> {
+        let mut buf = Vec::with_capacity(32 + rec.run_id.len());
+        buf.extend_from_slice(&rec.fingerprint);
+        buf.extend_from_slice(rec.run_id.as_bytes());
+        self.idem.insert(key, buf.as_slice()).map_err(se)?;
+        Ok(())
+    }
+
+    fn put_session(&mut self, s: &Session) -> Result<()> {
+        self.sessions
+            .insert(s.session_key.as_str(), s.encode_to_vec().as_slice())
+            .map_err(se)?;
+        Ok(())
+    }
+
+    fn delete_session(&mut self, key: &str, session_id: &str) -> Result<()> {
+        self.sessions.remove(key).map_err(se)?;
+        self.system_events.remove(key).map_err(se)?;
+        self.messages
+            .retain_in((session_id, 0u64)..=(session_id, u64::MAX), |_, _| false)
+            .map_err(se)?;
+        Ok(())
+    }
+
+    fn put_message(&mut self, session_id: &str, m: &Message) -> Result<()> {
+        self.messages
+            .insert((session_id, m.index), m.encode_to_vec().as_slice())
+            .map_err(se)?;
+        Ok(())
+    }
+
+    fn put_system_events(&mut self, session_key: &str, texts: &[String]) -> Result<()> {
+        if texts.is_empty() {
+            self.system_events.remove(session_key).map_err(se)?;
+        } else {
+            let json = serde_json::to_vec(texts).map_err(se)?;
+            self.system_events
+                .insert(session_key, json.as_slice())
+                .map_err(se)?;
+        }
+        Ok(())
+    }
+
+    fn append_event(&mut self, mut event: Event) -> Result<u64> {
+        self.last_seq += 1;
+        event.seq = self.last_seq;
+        event.time = Some(crate::core::now_ts());
+        self.events
+            .insert(event.seq, event.encode_to_vec().as_slice())
+            .map_err(se)?;
+        self.new_events.push(Arc::new(event));
+        Ok(self.last_seq)
+    }
+}
