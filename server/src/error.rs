@@ -26,7 +26,7 @@ pub enum Error {
         "session not found: {0}. Create it with ChatService/Send, or list sessions with `clawplane sessions list`"
     )]
     SessionNotFound(String),
-    #[error("run not found: {0}. List runs with `clawplane runs` or AgentService/ListRuns")]
+    #[error("run not found: {0}. List runs with `clawplane runs list` or AgentService/ListRuns")]
     RunNotFound(String),
     #[error(
         "idempotency key {key:?} was already used for different input (run {run_id}); use a new key for a new request"

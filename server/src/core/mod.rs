@@ -54,6 +54,8 @@ pub struct Gateway {
     slots: Arc<Semaphore>,
     /// Tracks run drivers so shutdown can drain them.
     pub tasks: TaskTracker,
+    /// The runtime run drivers are spawned on (enqueueing happens on the store writer thread).
+    runtime: tokio::runtime::Handle,
     /// Cancelled when shutdown starts: ends watch streams and refuses new runs.
     pub shutdown: CancellationToken,
     pub draining: AtomicBool,
@@ -79,6 +81,7 @@ impl Gateway {
             running: Mutex::default(),
             pending_heartbeats: Mutex::default(),
             tasks: TaskTracker::new(),
+            runtime: tokio::runtime::Handle::current(),
             shutdown: CancellationToken::new(),
             draining: AtomicBool::new(false),
             started: Instant::now(),

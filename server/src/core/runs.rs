@@ -265,56 +265,64 @@ impl Gateway {
             ..Default::default()
         };
         let require_existing = req.require_existing_session;
+        let gw = self.clone();
+        // Queue in commit order (on the writer thread), so a session's runs execute in the
+        // order they were acknowledged even when one group commit accepted several.
+        let enqueue = move |a: &Accepted| {
+            if !a.duplicate {
+                gw.enqueue(&a.run.session_key, &a.run.run_id);
+            }
+        };
         let accepted = self
             .store
-            .write(move |tx: &mut dyn Txn| {
-                if let Some(rec) = tx.idempotency(&run_id)? {
-                    let existing = tx
-                        .run(&rec.run_id)?
-                        .ok_or_else(|| Error::Internal(format!("run {} vanished", rec.run_id)))?;
-                    if rec.fingerprint != fp {
-                        return Err(Error::IdempotencyConflict {
-                            key: run_id,
-                            run_id: rec.run_id,
+            .write_then(
+                move |tx: &mut dyn Txn| {
+                    if let Some(rec) = tx.idempotency(&run_id)? {
+                        let existing = tx.run(&rec.run_id)?.ok_or_else(|| {
+                            Error::Internal(format!("run {} vanished", rec.run_id))
+                        })?;
+                        if rec.fingerprint != fp {
+                            return Err(Error::IdempotencyConflict {
+                                key: run_id,
+                                run_id: rec.run_id,
+                            });
+                        }
+                        return Ok(Accepted {
+                            run: existing.run,
+                            duplicate: true,
                         });
                     }
-                    return Ok(Accepted {
-                        run: existing.run,
-                        duplicate: true,
-                    });
-                }
-                let session = tx.session(&session_key)?;
-                if session.is_none() && require_existing && session_key != main_key {
-                    return Err(Error::SessionNotFound(session_key));
-                }
-                // Checks done; mutate.
-                if session.is_none() {
-                    let s = new_session(&session_key, &agent);
-                    tx.put_session(&s)?;
-                    tx.append_event(session_event(&s, SessionChangeType::Created))?;
-                }
-                let order = tx.next_run_order()?;
-                tx.put_run(&StoredRun {
-                    order,
-                    run: run.clone(),
-                })?;
-                tx.put_idempotency(
-                    &run_id,
-                    &IdemRecord {
-                        fingerprint: fp,
-                        run_id: run_id.clone(),
-                    },
-                )?;
-                tx.append_event(run_event(&run))?;
-                Ok(Accepted {
-                    run,
-                    duplicate: false,
-                })
-            })
+                    let session = tx.session(&session_key)?;
+                    if session.is_none() && require_existing && session_key != main_key {
+                        return Err(Error::SessionNotFound(session_key));
+                    }
+                    // Checks done; mutate.
+                    if session.is_none() {
+                        let s = new_session(&session_key, &agent);
+                        tx.put_session(&s)?;
+                        tx.append_event(session_event(&s, SessionChangeType::Created))?;
+                    }
+                    let order = tx.next_run_order()?;
+                    tx.put_run(&StoredRun {
+                        order,
+                        run: run.clone(),
+                    })?;
+                    tx.put_idempotency(
+                        &run_id,
+                        &IdemRecord {
+                            fingerprint: fp,
+                            run_id: run_id.clone(),
+                        },
+                    )?;
+                    tx.append_event(run_event(&run))?;
+                    Ok(Accepted {
+                        run,
+                        duplicate: false,
+                    })
+                },
+                enqueue,
+            )
             .await?;
-        if !accepted.duplicate {
-            self.enqueue(&accepted.run.session_key, &accepted.run.run_id);
-        }
         Ok(accepted)
     }
 
@@ -330,7 +338,8 @@ impl Gateway {
         if start {
             let gw = self.clone();
             let key = session_key.to_string();
-            self.tasks.spawn(async move { gw.drive(key).await });
+            self.tasks
+                .spawn_on(async move { gw.drive(key).await }, &self.runtime);
         }
     }
 
@@ -740,7 +749,10 @@ impl Gateway {
                         if !retry {
                             continue;
                         }
+                        // The INTERRUPTED event above records what happened; the retry
+                        // starts clean.
                         stored.run.state = RunState::Queued as i32;
+                        stored.run.error = None;
                         stored.run.attempt += 1;
                         stored.run.start_time = None;
                         tx.put_run(&stored)?;

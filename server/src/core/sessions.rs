@@ -192,6 +192,6 @@ impl Gateway {
 
     /// Number of sessions.
     pub fn session_count(&self) -> Result<u64> {
-        Ok(self.store.read(|r| r.sessions())?.len() as u64)
+        self.store.read(|r| r.session_count())
     }
 }

@@ -45,6 +45,8 @@ pub trait Reader {
     fn last_message(&self, session_id: &str) -> Result<Option<Message>>;
     /// Events with seq > `after`, at most `limit`, oldest first.
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>>;
+    /// Number of sessions.
+    fn session_count(&self) -> Result<u64>;
     /// All sessions (unordered).
     fn sessions(&self) -> Result<Vec<Session>>;
     /// Runs newest first, optionally of one session, starting below `before_order`.
@@ -109,11 +111,27 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut dyn Txn) -> Result<R> + Send + 'static,
     {
+        self.write_then(f, |_| {}).await
+    }
+
+    /// Like [`Store::write`], and runs `on_commit` on the writer thread right after the
+    /// commit, in commit order, before the caller resumes. Use it for in-memory state that
+    /// must follow commit order (a session's run queue).
+    pub async fn write_then<R, F, H>(&self, f: F, on_commit: H) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Txn) -> Result<R> + Send + 'static,
+        H: FnOnce(&R) + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |txn| {
             let out = f(txn);
             Box::new(move |committed: Result<()>| {
-                let _ = tx.send(committed.and(out));
+                let out = committed.and(out);
+                if let Ok(r) = &out {
+                    on_commit(r);
+                }
+                let _ = tx.send(out);
             })
         });
         self.jobs

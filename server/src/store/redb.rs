@@ -36,6 +36,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_RUN_ORDER: &str = "next_run_order";
 const META_LAST_SEQ: &str = "last_seq";
+const META_SESSIONS: &str = "session_count";
 
 fn se(e: impl std::fmt::Display) -> Error {
     Error::Storage(e.to_string())
@@ -240,6 +241,7 @@ struct RSnap {
     messages: redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>,
     events: redb::ReadOnlyTable<u64, &'static [u8]>,
     system_events: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    meta: redb::ReadOnlyTable<&'static str, u64>,
 }
 
 impl Backend for RedbBackend {
@@ -255,6 +257,7 @@ impl Backend for RedbBackend {
             messages: txn.open_table(MESSAGES).map_err(se)?,
             events: txn.open_table(EVENTS).map_err(se)?,
             system_events: txn.open_table(SYSTEM_EVENTS).map_err(se)?,
+            meta: txn.open_table(META).map_err(se)?,
         }))
     }
 }
@@ -330,6 +333,14 @@ macro_rules! impl_reader {
                     out.push(decode(item.map_err(se)?.1.value())?);
                 }
                 Ok(out)
+            }
+            fn session_count(&self) -> Result<u64> {
+                Ok(self
+                    .meta
+                    .get(META_SESSIONS)
+                    .map_err(se)?
+                    .map(|v| v.value())
+                    .unwrap_or(0))
             }
             fn sessions(&self) -> Result<Vec<Session>> {
                 let mut out = Vec::new();
@@ -434,14 +445,25 @@ impl Txn for WTxn<'_> {
     }
 
     fn put_session(&mut self, s: &Session) -> Result<()> {
-        self.sessions
+        let created = self
+            .sessions
             .insert(s.session_key.as_str(), s.encode_to_vec().as_slice())
-            .map_err(se)?;
+            .map_err(se)?
+            .is_none();
+        if created {
+            let n = self.session_count()?;
+            self.meta.insert(META_SESSIONS, n + 1).map_err(se)?;
+        }
         Ok(())
     }
 
     fn delete_session(&mut self, key: &str, session_id: &str) -> Result<()> {
-        self.sessions.remove(key).map_err(se)?;
+        if self.sessions.remove(key).map_err(se)?.is_some() {
+            let n = self.session_count()?;
+            self.meta
+                .insert(META_SESSIONS, n.saturating_sub(1))
+                .map_err(se)?;
+        }
         self.system_events.remove(key).map_err(se)?;
         self.messages
             .retain_in((session_id, 0u64)..=(session_id, u64::MAX), |_, _| false)

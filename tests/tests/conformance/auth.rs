@@ -1,0 +1,166 @@
+//! Gateway token auth, brute-force rate limit, generated token.
+
+use clawplane_proto::v1::{EventServiceWatchRequest, GatewayServiceStatusRequest};
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn missing_or_wrong_token_is_unauthenticated() {
+    let gw = Gateway::start().await;
+
+    let missing = expect_err(
+        gw.gateway_as(Token::none())
+            .await
+            .status(GatewayServiceStatusRequest {})
+            .await,
+        "Status without a token",
+    );
+    assert_error(&missing, Code::Unauthenticated, "TOKEN_MISSING");
+    let msg = missing.message();
+    assert!(
+        [
+            "gateway.token",
+            "gateway.auth.token",
+            "CLAWPLANE_GATEWAY_TOKEN"
+        ]
+        .iter()
+        .any(|hint| msg.contains(hint)),
+        "the message says where the token comes from: {msg:?}"
+    );
+
+    let wrong = expect_err(
+        gw.gateway_as(Token::bearer("not-the-token"))
+            .await
+            .status(GatewayServiceStatusRequest {})
+            .await,
+        "Status with a wrong token",
+    );
+    assert_error(&wrong, Code::Unauthenticated, "TOKEN_INVALID");
+
+    let wrong_openclaw = expect_err(
+        gw.gateway_as(Token::openclaw("not-the-token"))
+            .await
+            .status(GatewayServiceStatusRequest {})
+            .await,
+        "Status with a wrong x-openclaw-token",
+    );
+    assert_error(&wrong_openclaw, Code::Unauthenticated, "TOKEN_INVALID");
+
+    // Streaming calls are guarded too.
+    let mut events = gw.events_as(Token::none()).await;
+    let stream_err = match events.watch(EventServiceWatchRequest::default()).await {
+        Err(s) => s,
+        Ok(resp) => match resp.into_inner().message().await {
+            Err(s) => s,
+            Ok(m) => panic!("Watch without token should fail, got {m:?}"),
+        },
+    };
+    assert_error(&stream_err, Code::Unauthenticated, "TOKEN_MISSING");
+
+    // Both credential forms work.
+    gw.gateway_as(Token::bearer(&gw.token))
+        .await
+        .status(GatewayServiceStatusRequest {})
+        .await
+        .expect("bearer token works");
+    gw.gateway_as(Token::openclaw(&gw.token))
+        .await
+        .status(GatewayServiceStatusRequest {})
+        .await
+        .expect("x-openclaw-token works");
+
+    // Health needs no token.
+    let health = gw
+        .health()
+        .await
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health without token")
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+}
+
+#[tokio::test]
+async fn repeated_failures_are_rate_limited() {
+    let gw = Gateway::start().await;
+    let mut bad = gw.gateway_as(Token::bearer("wrong")).await;
+    let mut good = gw.gateway().await;
+
+    // A success resets the failure counter.
+    for i in 1..=15 {
+        let s = expect_err(
+            bad.status(GatewayServiceStatusRequest {}).await,
+            "bad token",
+        );
+        assert_eq!(s.code(), Code::Unauthenticated, "failure {i}: {s:?}");
+    }
+    good.status(GatewayServiceStatusRequest {})
+        .await
+        .expect("the right token before the limit");
+
+    for _ in 1..=20 {
+        let s = expect_err(
+            bad.status(GatewayServiceStatusRequest {}).await,
+            "bad token",
+        );
+        assert_error(&s, Code::Unauthenticated, "TOKEN_INVALID");
+    }
+    let limited = expect_err(
+        bad.status(GatewayServiceStatusRequest {}).await,
+        "21st failure",
+    );
+    assert_error(&limited, Code::ResourceExhausted, "AUTH_RATE_LIMITED");
+    let details = tonic_types::StatusExt::get_error_details(&limited);
+    let retry = details
+        .retry_info()
+        .unwrap_or_else(|| panic!("RetryInfo missing: {limited:?}"));
+    assert!(
+        retry.retry_delay.is_some_and(|d| !d.is_zero()),
+        "RetryInfo has a delay: {retry:?}"
+    );
+
+    // Health needs no token, so it is not locked out.
+    let health = gw
+        .health()
+        .await
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health during lockout")
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+}
+
+#[tokio::test]
+async fn generated_token_is_persisted_and_reused() {
+    let mut gw = Gateway::start_without_token().await;
+    let path = gw.data_dir.join("gateway.token");
+    let first = std::fs::read_to_string(&path).expect("gateway.token written");
+    assert!(!first.trim().is_empty(), "a non-empty token");
+    assert_eq!(gw.token, first.trim());
+    gw.status().await; // works with the generated token
+
+    let wrong = expect_err(
+        gw.gateway_as(Token::bearer("nope"))
+            .await
+            .status(GatewayServiceStatusRequest {})
+            .await,
+        "wrong token with a generated token",
+    );
+    assert_error(&wrong, Code::Unauthenticated, "TOKEN_INVALID");
+
+    gw.restart().await;
+    let second = std::fs::read_to_string(&path).expect("gateway.token kept");
+    assert_eq!(
+        second.trim(),
+        first.trim(),
+        "the token is reused after restart"
+    );
+    gw.status().await;
+}

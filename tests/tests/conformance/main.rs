@@ -1,0 +1,16 @@
+//! The clawplane conformance suite: one test binary that starts the real gateway binary
+//! (`clawplane-under-test`) on `127.0.0.1:0` per test and asserts `docs/behaviour.md` through
+//! the public surfaces only.
+
+mod harness;
+mod http1;
+
+mod auth;
+mod chat;
+mod cli;
+mod durability;
+mod errors;
+mod events;
+mod runs;
+mod surfaces;
+mod wake;
