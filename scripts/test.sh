@@ -5,8 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ ! -x node_modules/.bin/buf ]; then
-  npm install --no-audit --no-fund --silent @bufbuild/buf@1.75.0 >/dev/null 2>&1 \
-    || npm install --no-audit --no-fund --silent @bufbuild/buf >/dev/null
+  npm ci --no-audit --no-fund --silent   # package.json pins @bufbuild/buf
 fi
 (cd proto && ../node_modules/.bin/buf lint)
 echo "buf lint: clean"
