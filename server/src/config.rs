@@ -142,6 +142,9 @@ pub struct EventsConfig {
     pub retention: u64,
     /// Idle interval after which a watcher gets a progress frame.
     pub progress_interval_ms: u64,
+    /// Live events buffered per subscriber; one that falls further behind is ended with
+    /// SUBSCRIBER_LAGGED and resumes from the log.
+    pub live_buffer: usize,
 }
 
 impl Default for EventsConfig {
@@ -149,6 +152,7 @@ impl Default for EventsConfig {
         EventsConfig {
             retention: 1_000_000,
             progress_interval_ms: 5000,
+            live_buffer: 16 * 1024,
         }
     }
 }
@@ -328,6 +332,11 @@ impl Config {
             )));
         }
         self.bind_addr()?;
+        if self.events.live_buffer == 0 {
+            return Err(ConfigError::Invalid(
+                "events.liveBuffer must be at least 1".into(),
+            ));
+        }
         if self.agents.defaults.max_concurrent == 0 {
             return Err(ConfigError::Invalid(
                 "agents.defaults.maxConcurrent must be at least 1".into(),

@@ -172,3 +172,63 @@ async fn expect_progress_at_head(gw: &Gateway, feed: &mut Feed) {
     }
     panic!("no progress frame carrying the head seq; last (progress, head) = {last:?}");
 }
+
+#[tokio::test]
+async fn lagging_subscriber_is_ended_with_its_cursor_and_resumes_without_gap() {
+    use clawplane_proto::v1::{GatewayServiceWakeRequest, WakeMode};
+    let gw = Gateway::start_with("{ events: { liveBuffer: 8 } }").await;
+    let start = gw.status().await.last_event_seq;
+    // A follow-only watcher that reads nothing while thousands of events are committed:
+    // its HTTP/2 window fills, it stops polling the live channel and falls behind.
+    let mut slow = gw
+        .watch(EventServiceWatchRequest {
+            follow_only: true,
+            ..Default::default()
+        })
+        .await;
+    let wake = gw.gateway().await;
+    for chunk in 0..60 {
+        let calls = (0..50).map(|i| {
+            let mut wake = wake.clone();
+            async move {
+                wake.wake(GatewayServiceWakeRequest {
+                    text: format!("lag {chunk}-{i}"),
+                    mode: WakeMode::NextHeartbeat as i32,
+                    ..Default::default()
+                })
+                .await
+                .expect("Wake")
+            }
+        });
+        futures::future::join_all(calls).await;
+    }
+    let head = gw.status().await.last_event_seq;
+    assert!(head >= start + 3000, "3000 wakes committed");
+
+    let mut seen: Vec<Event> = Vec::new();
+    let status = loop {
+        match slow.try_frame(PATIENCE).await {
+            Ok(Some(Frame::Event(e))) => seen.push(e),
+            Ok(Some(Frame::Progress(_))) => {}
+            Ok(None) => panic!("stream ended without an error after {} events", seen.len()),
+            Err(s) => break s,
+        }
+    };
+    let md = assert_error(&status, Code::Aborted, "SUBSCRIBER_LAGGED");
+    let last: u64 = md["lastSeq"].parse().expect("lastSeq is a number");
+    assert_eq!(
+        last,
+        seen.last().map_or(start, |e| e.seq),
+        "lastSeq is the last event delivered"
+    );
+    assert!(last < head, "the subscriber really fell behind");
+
+    // Resume from lastSeq: the log fills the gap, nothing is skipped or repeated.
+    let mut feed = gw.watch_after(last, None).await;
+    seen.extend(feed.collect_until(|e| e.seq >= head).await);
+    let seqs: Vec<u64> = seen.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs.first(), Some(&(start + 1)));
+    for w in seqs.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "no gap and no duplicate across the resume");
+    }
+}
