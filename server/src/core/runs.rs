@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Largest accepted user message.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Transcript messages handed to the model as context (the most recent ones).
+const HISTORY_WINDOW: u64 = 200;
 /// Longest run time limit a caller may ask for (48 h, OpenClaw's default turn limit).
 pub const MAX_TIMEOUT_SECONDS: u32 = 48 * 3600;
 
@@ -437,7 +439,11 @@ impl Gateway {
                 tx.put_run(&stored)?;
                 tx.append_event(run_event(&stored.run))?;
                 let history = tx
-                    .messages(&session.session_id, 0, 10_000)?
+                    .messages(
+                        &session.session_id,
+                        u64::from(session.message_count).saturating_sub(HISTORY_WINDOW),
+                        HISTORY_WINDOW as usize,
+                    )?
                     .into_iter()
                     .map(|m| (m.role, m.text))
                     .collect::<Vec<_>>();

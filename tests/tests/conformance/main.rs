@@ -14,3 +14,4 @@ mod events;
 mod runs;
 mod surfaces;
 mod wake;
+mod shutdown;
