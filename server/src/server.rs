@@ -106,11 +106,11 @@ fn readyz(gw: &Gateway) -> Response {
     if gw.shutdown.is_cancelled() || gw.draining.load(std::sync::atomic::Ordering::Acquire) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"ok": false, "reason": "shutting down"})),
+            axum::Json(serde_json::json!({"ready": false, "reason": "shutting down"})),
         )
             .into_response()
     } else {
-        axum::Json(serde_json::json!({"ok": true})).into_response()
+        axum::Json(serde_json::json!({"ready": true})).into_response()
     }
 }
 
