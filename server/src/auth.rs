@@ -23,6 +23,12 @@ pub enum Scope {
     Write,
     Admin,
     Pairing,
+    /// A hook operation that reads (AgentService/GetRun): the hooks token, or an operator
+    /// with `operator.read`.
+    HookRead,
+    /// A hook operation that acts (AgentService/Run and Wait, GatewayService/Wake): the
+    /// hooks token, or an operator with `operator.write`.
+    HookWrite,
 }
 
 impl Scope {
@@ -32,6 +38,8 @@ impl Scope {
             Scope::Write => "operator.write",
             Scope::Admin => "operator.admin",
             Scope::Pairing => "operator.pairing",
+            Scope::HookRead => "operator.read",
+            Scope::HookWrite => "operator.write",
         }
     }
 }
@@ -41,6 +49,9 @@ impl Scope {
 pub struct Principal {
     pub scopes: Vec<&'static str>,
 }
+
+/// The only scope of the hooks token (`hooks.token`): the hook operations, nothing else.
+pub const HOOKS_SCOPE: &str = "hooks";
 
 impl Principal {
     fn operator() -> Self {
@@ -55,7 +66,20 @@ impl Principal {
         }
     }
 
+    fn hooks() -> Self {
+        Principal {
+            scopes: vec![HOOKS_SCOPE],
+        }
+    }
+
     fn has(&self, need: Scope) -> bool {
+        match need {
+            Scope::HookRead if self.scopes.contains(&HOOKS_SCOPE) => return true,
+            Scope::HookWrite if self.scopes.contains(&HOOKS_SCOPE) => return true,
+            Scope::HookRead => return self.has(Scope::Read),
+            Scope::HookWrite => return self.has(Scope::Write),
+            _ => {}
+        }
         self.scopes.contains(&"operator.admin")
             || self.scopes.contains(&need.name())
             || (need == Scope::Read && self.scopes.contains(&"operator.write"))
@@ -71,6 +95,8 @@ struct Failures {
 /// The gateway's credential check.
 pub struct Auth {
     token_digest: [u8; 32],
+    /// The hooks token (`hooks.token`), set when the hooks bridge is enabled.
+    hooks_digest: std::sync::OnceLock<[u8; 32]>,
     /// Where the token comes from, for error messages.
     source: String,
     limits: RateLimitConfig,
@@ -134,10 +160,18 @@ impl Auth {
         };
         Auth {
             token_digest: digest(token),
+            hooks_digest: std::sync::OnceLock::new(),
             source,
             limits,
             failures: Mutex::default(),
         }
+    }
+
+    /// Also accepts the hooks token (`hooks.token`), which grants only the hook operations
+    /// ([`Scope::HookRead`], [`Scope::HookWrite`]). Its failures count in the same
+    /// per-address limiter. Set once; later calls are ignored.
+    pub fn enable_hooks_token(&self, token: &str) {
+        let _ = self.hooks_digest.set(digest(token));
     }
 
     /// Resolves the caller from a presented credential and demands `need`.
@@ -159,21 +193,31 @@ impl Auth {
                 });
             }
         }
-        let ok = match presented {
+        let ok = match presented.map(digest) {
             None => Err(Error::TokenMissing(self.source.clone())),
-            Some(t) if bool::from(digest(t).ct_eq(&self.token_digest)) => Ok(()),
+            Some(d) if bool::from(d.ct_eq(&self.token_digest)) => Ok(Principal::operator()),
+            Some(d)
+                if self
+                    .hooks_digest
+                    .get()
+                    .is_some_and(|h| bool::from(d.ct_eq(h))) =>
+            {
+                Ok(Principal::hooks())
+            }
             Some(_) => Err(Error::TokenInvalid(self.source.clone())),
         };
-        if let Err(e) = ok {
-            if let Some(ip) = peer {
-                return Err(self.fail(ip, now).unwrap_or(e));
+        let p = match ok {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(ip) = peer {
+                    return Err(self.fail(ip, now).unwrap_or(e));
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         if let Some(ip) = peer {
             super::core::lock(&self.failures).remove(&ip);
         }
-        let p = Principal::operator();
         if !p.has(need) {
             return Err(Error::MissingScope(need.name()));
         }

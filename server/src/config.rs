@@ -12,8 +12,8 @@ pub struct Config {
     pub agents: AgentsConfig,
     pub session: SessionConfig,
     pub events: EventsConfig,
-    /// Accepted for openclaw.json compatibility; implemented by later features.
-    pub hooks: serde_json::Value,
+    /// OpenClaw HTTP hooks (`hooks.*`), served by the bridge on the same port.
+    pub hooks: clawplane_bridge::hooks::HooksConfig,
     /// Accepted for openclaw.json compatibility; implemented by later features.
     pub channels: serde_json::Value,
     /// Free-form; ignored by the gateway.
@@ -332,6 +332,7 @@ impl Config {
             )));
         }
         self.bind_addr()?;
+        self.hooks.validate().map_err(ConfigError::Invalid)?;
         if self.events.live_buffer == 0 {
             return Err(ConfigError::Invalid(
                 "events.liveBuffer must be at least 1".into(),
@@ -394,6 +395,35 @@ mod tests {
         assert_eq!(l.unknown_keys, vec!["bogus", "session.nope"]);
         let missing = load(Some(&file), &|_| None, &[]).unwrap_err();
         assert!(missing.to_string().contains("${TOK}"), "{missing}");
+    }
+
+    #[test]
+    fn hooks_config_is_typed_and_checked() {
+        let dir = std::env::temp_dir().join(format!("cp-cfg-hooks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.json5");
+        std::fs::write(
+            &file,
+            "{ hooks: { enabled: true, token: 'h', path: 'in/', allowRequestSessionKey: true, mappings: [{ match: { path: 'gh' }, messageTemplate: '{{payload.x}}', nope: 1 }] } }",
+        )
+        .unwrap();
+        let l = load(Some(&file), &|_| None, &[]).unwrap();
+        assert!(l.config.hooks.enabled);
+        assert_eq!(l.config.hooks.base_path().unwrap(), "/in");
+        assert_eq!(l.unknown_keys, vec!["hooks.mappings.0.nope"]);
+        std::fs::write(&file, "{ hooks: { enabled: true } }").unwrap();
+        let e = load(Some(&file), &|_| None, &[]).unwrap_err();
+        assert!(e.to_string().contains("hooks.token"), "{e}");
+        std::fs::write(
+            &file,
+            "{ hooks: { enabled: true, token: 'h', mappings: [{ messageTemplate: '{{ x' }] } }",
+        )
+        .unwrap();
+        let e = load(Some(&file), &|_| None, &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("hooks.mappings[0].messageTemplate"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -133,6 +133,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !ip.is_loopback() {
         tracing::warn!(bind = %ip, "listening beyond loopback; every call needs the gateway token");
     }
+    if cfg.hooks.enabled {
+        if cfg.hooks.token() == Some(token.as_str()) {
+            tracing::warn!(
+                "hooks.token equals the gateway token: hook callers get full operator access; use a separate secret"
+            );
+        }
+        tracing::info!(path = %cfg.hooks.base_path().map_err(anyhow::Error::msg)?, "OpenClaw hooks enabled");
+    }
     let auth = Arc::new(auth::Auth::new(
         &token,
         source,

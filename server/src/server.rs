@@ -33,8 +33,9 @@ pub const SERVICES: [&str; 8] = [
     <WebhookServiceServer<Api> as NamedService>::NAME,
 ];
 
-/// Builds the whole router. Returns it with the health reporter.
-pub async fn router(api: Api) -> Result<(Router, HealthReporter), tonic_reflection::server::Error> {
+/// Builds the whole router. Returns it with the health reporter. With `hooks.enabled` the
+/// OpenClaw hooks bridge is served too, and the auth gate accepts the hooks token.
+pub async fn router(api: Api) -> anyhow::Result<(Router, HealthReporter)> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
 
@@ -97,9 +98,43 @@ pub async fn router(api: Api) -> Result<(Router, HealthReporter), tonic_reflecti
         ])
         .max_age(Duration::from_secs(600));
 
+    let http = match hooks(&api)? {
+        Some(hooks) => http.merge(hooks),
+        None => http,
+    };
+
     // One fallback, set after the merge: gRPC callers get status 12, others a JSON 404.
     let app = http.merge(grpc).fallback(fallback).layer(cors);
     Ok((app, health))
+}
+
+/// The hooks bridge (`hooks.*`) when enabled: a translator into this API's own services.
+fn hooks(api: &Api) -> anyhow::Result<Option<Router>> {
+    let cfg = &api.gw.config;
+    if !cfg.hooks.enabled {
+        return Ok(None);
+    }
+    let token = cfg
+        .hooks
+        .token()
+        .ok_or_else(|| anyhow::anyhow!("hooks.enabled requires hooks.token"))?;
+    api.auth.enable_hooks_token(token);
+    let services = clawplane_bridge::Services {
+        agent: Arc::new(api.clone()),
+        gateway: Arc::new(api.clone()),
+    };
+    let ctx = clawplane_bridge::hooks::HooksContext {
+        default_agent_id: api.gw.default_agent.clone(),
+        channels: Some(
+            cfg.channels
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default(),
+        ),
+    };
+    let router = clawplane_bridge::hooks::hooks_router(services, &cfg.hooks, ctx)
+        .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    Ok(Some(router))
 }
 
 fn readyz(gw: &Gateway) -> Response {

@@ -22,7 +22,7 @@ impl AgentService for Api {
         &self,
         req: Request<AgentServiceRunRequest>,
     ) -> Result<Response<AgentServiceRunResponse>, Status> {
-        self.authorize(&req, Scope::Write)?;
+        self.authorize(&req, Scope::HookWrite)?;
         let r = req.into_inner();
         let a = self
             .gw
@@ -42,6 +42,7 @@ impl AgentService for Api {
                 ..Default::default()
             })
             .await?;
+        let delivery = self.gw.planned_delivery(&a.run)?;
         Ok(Response::new(AgentServiceRunResponse {
             run_id: a.run.run_id,
             session_key: a.run.session_key,
@@ -49,6 +50,7 @@ impl AgentService for Api {
             state: a.run.state,
             duplicate: a.duplicate,
             accept_time: a.run.create_time,
+            delivery: Some(delivery),
         }))
     }
 
@@ -56,7 +58,7 @@ impl AgentService for Api {
         &self,
         req: Request<AgentServiceWaitRequest>,
     ) -> Result<Response<AgentServiceWaitResponse>, Status> {
-        self.authorize(&req, Scope::Write)?;
+        self.authorize(&req, Scope::HookWrite)?;
         // Answer a little before the caller's deadline so it gets `done: false`, not an error.
         let call_limit =
             deadline(&req).map(|d| d.saturating_sub(d / 10 + Duration::from_millis(5)));
@@ -81,7 +83,7 @@ impl AgentService for Api {
         &self,
         req: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
-        self.authorize(&req, Scope::Read)?;
+        self.authorize(&req, Scope::HookRead)?;
         let id = run_id(&req.get_ref().run_id)?.to_string();
         Ok(Response::new(GetRunResponse {
             run: Some(self.gw.get_run(&id)?),

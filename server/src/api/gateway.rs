@@ -38,7 +38,7 @@ impl GatewayService for Api {
         &self,
         req: Request<GatewayServiceWakeRequest>,
     ) -> Result<Response<GatewayServiceWakeResponse>, Status> {
-        self.authorize(&req, Scope::Write)?;
+        self.authorize(&req, Scope::HookWrite)?;
         let r = req.into_inner();
         let mode = WakeMode::try_from(r.mode).unwrap_or(WakeMode::Unspecified);
         let w = self

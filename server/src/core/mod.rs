@@ -69,7 +69,11 @@ impl Gateway {
     /// Opens the store and recovers runs that were queued or running when the process last
     /// stopped.
     pub async fn open(config: Config, data_dir: PathBuf) -> Result<Arc<Gateway>> {
-        let store = crate::store::open(&data_dir, config.events.retention, config.events.live_buffer)?;
+        let store = crate::store::open(
+            &data_dir,
+            config.events.retention,
+            config.events.live_buffer,
+        )?;
         let gw = Arc::new(Gateway {
             slots: Arc::new(Semaphore::new(config.agents.defaults.max_concurrent)),
             config: Arc::new(config),

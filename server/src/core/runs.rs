@@ -305,6 +305,9 @@ impl Gateway {
                         tx.append_event(session_event(&s, SessionChangeType::Created))?;
                     }
                     let order = tx.next_run_order()?;
+                    // Stamped in the transaction so create_time follows commit order.
+                    let mut run = run;
+                    run.create_time = Some(now_ts());
                     tx.put_run(&StoredRun {
                         order,
                         run: run.clone(),
@@ -806,6 +809,17 @@ fn settle_delivery(run: &mut Run, session: Option<&Session>) {
         d.detail = "the run did not succeed, so there was nothing to deliver".into();
         return;
     }
+    if let Some(reason) = route_problem(d, session) {
+        d.status = DeliveryStatus::NoRoute as i32;
+        d.detail = reason;
+    }
+    // Otherwise a channel adapter delivers here (none is wired in yet).
+}
+
+/// Resolves a pending delivery's route: no channel or `last` takes the session's last
+/// route. Returns why nothing can be delivered: no channel/recipient, or a channel this
+/// gateway has no adapter for (today: every channel).
+fn route_problem(d: &mut Delivery, session: Option<&Session>) -> Option<String> {
     if (d.channel.is_empty() || d.channel == "last")
         && let Some(s) = session.filter(|s| !s.last_channel.is_empty())
     {
@@ -814,15 +828,32 @@ fn settle_delivery(run: &mut Run, session: Option<&Session>) {
             d.to = s.last_to.clone();
         }
     }
-    d.status = DeliveryStatus::NoRoute as i32;
-    d.detail = if d.channel.is_empty() || d.channel == "last" {
+    Some(if d.channel.is_empty() || d.channel == "last" {
         "no delivery route: pass channel and to, or use a session that has received a channel message".into()
     } else {
         format!(
             "channel {:?} is not configured on this gateway (channels.{})",
             d.channel, d.channel
         )
-    };
+    })
+}
+
+impl Gateway {
+    /// Where the reply of a just-accepted run would be delivered: its delivery with the
+    /// route resolved against the session, or NO_ROUTE with the reason when nothing would be
+    /// delivered. The stored run is not changed (the route may still appear before it ends).
+    pub fn planned_delivery(&self, run: &Run) -> Result<Delivery> {
+        let mut d = run.delivery.clone().unwrap_or_default();
+        if d.status != DeliveryStatus::Pending as i32 {
+            return Ok(d);
+        }
+        let session = self.store.read(|r| r.session(&run.session_key))?;
+        if let Some(reason) = route_problem(&mut d, session.as_ref()) {
+            d.status = DeliveryStatus::NoRoute as i32;
+            d.detail = reason;
+        }
+        Ok(d)
+    }
 }
 
 /// How a run ended.

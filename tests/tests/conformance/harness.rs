@@ -103,6 +103,7 @@ pub type Authed = InterceptedService<Channel, Token>;
 pub struct GatewayBuilder {
     config: Option<String>,
     without_token: bool,
+    client_token: Option<String>,
     env: Vec<(String, String)>,
 }
 
@@ -117,6 +118,12 @@ impl GatewayBuilder {
     /// the harness reads after every start.
     pub fn without_token(mut self) -> Self {
         self.without_token = true;
+        self
+    }
+    /// The token the clients present, supplied to the gateway some other way (e.g. env
+    /// `CLAWPLANE_GATEWAY_TOKEN` or `${VAR}` in the config); nothing is merged into the config.
+    pub fn client_token(mut self, token: &str) -> Self {
+        self.client_token = Some(token.to_string());
         self
     }
     /// An extra environment variable for the gateway process.
@@ -137,7 +144,9 @@ impl GatewayBuilder {
             None => serde_json::json!({}),
         };
         assert!(config.is_object(), "harness: config must be an object");
-        let token = if self.without_token {
+        let token = if let Some(t) = &self.client_token {
+            t.clone()
+        } else if self.without_token {
             String::new()
         } else {
             let existing = config
@@ -293,7 +302,14 @@ impl Gateway {
         })
         .await;
         let url = match found {
-            Ok(Ok(url)) => url,
+            Ok(Ok(url)) if other.is_empty() => url,
+            Ok(Ok(url)) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                panic!(
+                    "harness: stdout must carry exactly one line, got {other:?} before `clawplane listening on {url}`"
+                );
+            }
             Ok(Err(why)) => {
                 let status = child.wait().await.ok();
                 panic!(

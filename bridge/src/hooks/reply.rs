@@ -1,0 +1,240 @@
+//! Responses of the hooks routes: OpenClaw's status codes and bodies, gRPC status mapping,
+//! and the JSON views of a run (state, completion, delivery outcome).
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use clawplane_proto::{
+    pbjson_types::Timestamp,
+    v1::{Delivery, DeliveryStatus, Run, RunState},
+};
+use serde_json::{Value as Json, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// A text/plain answer (OpenClaw's 400/401/404/405/429 bodies).
+pub(crate) fn text(code: StatusCode, body: &'static str) -> Response {
+    (
+        code,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A JSON answer.
+pub(crate) fn json(code: StatusCode, body: Json) -> Response {
+    (code, axum::Json(body)).into_response()
+}
+
+/// `{ok:false, error}` with a status code.
+pub(crate) fn fail(code: StatusCode, error: impl Into<String>) -> Response {
+    json(code, json!({"ok": false, "error": error.into()}))
+}
+
+/// `400 {ok:false, error}`.
+pub(crate) fn bad(error: impl Into<String>) -> Response {
+    fail(StatusCode::BAD_REQUEST, error)
+}
+
+pub(crate) fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "Not Found")
+}
+
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// The HTTP status for a service error on the hooks routes.
+pub(crate) fn http_code(s: &Status) -> StatusCode {
+    match s.code() {
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Maps a service error to OpenClaw's hook answers: 401 `Unauthorized`, 429
+/// `Too Many Requests` with `Retry-After` (seconds, from RetryInfo), otherwise
+/// `{ok:false, error}` with the code from [`http_code`].
+pub(crate) fn status_response(s: &Status) -> Response {
+    match s.code() {
+        Code::Unauthenticated => text(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        Code::ResourceExhausted => {
+            let secs = s
+                .get_details_retry_info()
+                .and_then(|r| r.retry_delay)
+                .map_or(1, |d| d.as_millis().div_ceil(1000).max(1) as u64);
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+        _ => fail(http_code(s), s.message()),
+    }
+}
+
+fn state_name(state: i32) -> &'static str {
+    match RunState::try_from(state).unwrap_or(RunState::Unspecified) {
+        RunState::Unspecified => "unspecified",
+        RunState::Queued => "queued",
+        RunState::Running => "running",
+        RunState::Succeeded => "succeeded",
+        RunState::Failed => "failed",
+        RunState::Cancelled => "cancelled",
+        RunState::TimedOut => "timed_out",
+        RunState::Interrupted => "interrupted",
+    }
+}
+
+fn delivery_status(d: &Delivery) -> DeliveryStatus {
+    DeliveryStatus::try_from(d.status).unwrap_or(DeliveryStatus::Unspecified)
+}
+
+fn delivery_status_name(s: DeliveryStatus) -> &'static str {
+    match s {
+        DeliveryStatus::Unspecified => "unspecified",
+        DeliveryStatus::NotRequested => "not_requested",
+        DeliveryStatus::Pending => "pending",
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Skipped => "skipped",
+        DeliveryStatus::NoRoute => "no_route",
+        DeliveryStatus::Failed => "failed",
+    }
+}
+
+/// True when the delivery record says nothing will be sent (the "ok but nothing was sent"
+/// trap), with the reason.
+pub(crate) fn no_route(d: Option<&Delivery>) -> Option<&str> {
+    d.filter(|d| delivery_status(d) == DeliveryStatus::NoRoute)
+        .map(|d| d.detail.as_str())
+}
+
+/// `{status, channel?, to?, messageId?, detail?}`.
+pub(crate) fn delivery_json(d: Option<&Delivery>) -> Json {
+    let Some(d) = d else {
+        return json!({"status": "unspecified"});
+    };
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "status".into(),
+        delivery_status_name(delivery_status(d)).into(),
+    );
+    for (k, v) in [
+        ("channel", &d.channel),
+        ("to", &d.to),
+        ("messageId", &d.message_id),
+        ("detail", &d.detail),
+    ] {
+        if !v.is_empty() {
+            m.insert(k.into(), v.clone().into());
+        }
+    }
+    Json::Object(m)
+}
+
+/// The completion of a terminal run, OpenClaw's `completion` plus the reply, the error and
+/// the delivery outcome.
+pub(crate) fn completion_json(run: &Run) -> Json {
+    let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
+    let status = match state {
+        RunState::Succeeded => "ok",
+        RunState::Cancelled => "skipped",
+        _ => "error",
+    };
+    let reply = run.reply_text.trim();
+    let disposition = if reply.is_empty() {
+        "empty"
+    } else if reply == "NO_REPLY" || reply == "HEARTBEAT_OK" {
+        "silent"
+    } else {
+        "visible"
+    };
+    let d = run.delivery.as_ref();
+    let ds = d.map_or(DeliveryStatus::Unspecified, delivery_status);
+    let mut c = json!({
+        "status": status,
+        "state": state_name(run.state),
+        "replyDisposition": disposition,
+        "delivered": ds == DeliveryStatus::Delivered,
+        "deliveryAttempted": matches!(ds, DeliveryStatus::Delivered | DeliveryStatus::Failed),
+        "reply": run.reply_text,
+        "delivery": delivery_json(d),
+    });
+    if ds == DeliveryStatus::Failed {
+        c["deliveryError"] = "delivery-failed".into();
+    }
+    let suppressed = match ds {
+        DeliveryStatus::NotRequested => Some("not_requested"),
+        DeliveryStatus::NoRoute => Some("no_delivery_target"),
+        DeliveryStatus::Skipped => Some("skipped"),
+        _ => None,
+    };
+    if let Some(reason) = suppressed {
+        c["deliverySuppressionReason"] = reason.into();
+    }
+    if let Some(e) = &run.error {
+        c["error"] = json!({"reason": e.reason, "message": e.message});
+    }
+    c
+}
+
+fn time(t: Option<&Timestamp>) -> Option<String> {
+    let t = t?;
+    let at = UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(t.seconds).ok()?)
+        + Duration::from_nanos(u64::try_from(t.nanos).ok()?);
+    Some(humantime::format_rfc3339_millis(at).to_string())
+}
+
+/// The current time as OpenClaw's `{{now}}` (ISO 8601, milliseconds, UTC).
+pub(crate) fn now_iso() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// `GET <hooks>/runs/<runId>`: the run's state, reply, error and delivery outcome, plus the
+/// completion once it is terminal.
+pub(crate) fn run_json(run: &Run, done: bool) -> Json {
+    let mut r = json!({
+        "ok": true,
+        "runId": run.run_id,
+        "sessionKey": run.session_key,
+        "agentId": run.agent_id,
+        "state": state_name(run.state),
+        "done": done,
+        "model": run.model,
+        "reply": run.reply_text,
+        "delivery": delivery_json(run.delivery.as_ref()),
+    });
+    if let Some(e) = &run.error {
+        r["error"] = json!({"reason": e.reason, "message": e.message});
+    }
+    for (k, t) in [
+        ("createTime", &run.create_time),
+        ("startTime", &run.start_time),
+        ("endTime", &run.end_time),
+    ] {
+        if let Some(s) = time(t.as_ref()) {
+            r[k] = s.into();
+        }
+    }
+    if done {
+        r["completion"] = completion_json(run);
+    }
+    r
+}
