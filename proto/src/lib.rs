@@ -13,3 +13,7 @@ pub mod v1 {
 }
 
 pub use pbjson_types;
+
+/// Session-key grammar shared by the server and the bridge (part of the contract: the
+/// canonical shapes are documented on `Session.session_key`).
+pub mod keys;

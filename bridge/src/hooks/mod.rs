@@ -119,23 +119,7 @@ pub(crate) fn prefix_allowed(key: &str, prefixes: &[String]) -> bool {
     !key.is_empty() && prefixes.iter().any(|p| key.starts_with(p.as_str()))
 }
 
-/// OpenClaw's agent id normalisation: lowercase, `[a-z0-9_-]`, at most 64, fallback `main`.
-fn normalize_agent_id(id: &str) -> String {
-    let id: String = id
-        .trim()
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(64)
-        .collect();
-    if id.is_empty() { "main".into() } else { id }
-}
+use clawplane_proto::keys::normalize_agent_id;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {

@@ -2,7 +2,7 @@
 //! queues, execution, cancellation, timeouts, idempotency), the event feed, and wake.
 
 pub mod events;
-pub mod keys;
+pub use clawplane_proto::keys;
 pub mod runs;
 pub mod sessions;
 pub mod wake;
