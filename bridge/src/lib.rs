@@ -4,6 +4,7 @@
 //! lives here.
 
 pub mod hooks;
+pub mod webhooks;
 
 use clawplane_proto::v1::{
     agent_service_server::AgentService, gateway_service_server::GatewayService,

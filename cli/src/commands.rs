@@ -12,7 +12,7 @@ use futures::StreamExt;
 use crate::format;
 use crate::{
     AgentArgs, Command, ConnectOpts, EventKindArg, LogsArgs, RunStateArg, RunsCommand,
-    SessionsCommand, StatusArgs, WakeArgs, WakeModeArg,
+    SessionsCommand, StatusArgs, WakeArgs, WakeModeArg, WebhookKeysCommand, WebhooksCommand,
 };
 
 /// Why a command did not succeed.
@@ -195,7 +195,137 @@ async fn dispatch(ctx: &Ctx, cmd: Command) -> Outcome {
         Command::Runs(c) => runs(ctx, c).await,
         Command::Logs(a) => logs(ctx, a).await,
         Command::Wake(a) => wake(ctx, a).await,
+        Command::Webhooks(c) => webhooks(ctx, c).await,
     }
+}
+
+fn key_line(k: &pb::WebhookKey) -> String {
+    format!(
+        "{}\t{}\t{}\t…{}\t{}",
+        k.key_id,
+        if k.private { "private" } else { "public" },
+        k.label,
+        k.last_four,
+        format::time(k.create_time.as_ref())
+    )
+}
+
+async fn webhooks(ctx: &Ctx, cmd: WebhooksCommand) -> Outcome {
+    let mut c = ctx.client.webhooks();
+    match cmd {
+        WebhooksCommand::Keys(WebhookKeysCommand::Add {
+            label,
+            private,
+            json: as_json,
+        }) => {
+            let r = c
+                .create_webhook_key(pb::CreateWebhookKeyRequest { label, private })
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            if as_json {
+                out(json(&r)?)?;
+            } else {
+                let k = r.key.unwrap_or_default();
+                out(format!("key id   {}", k.key_id))?;
+                out(format!("label    {}", k.label))?;
+                out(format!(
+                    "visible  {}",
+                    if k.private {
+                        "private (loopback only)"
+                    } else {
+                        "public"
+                    }
+                ))?;
+                out(format!("secret   {}", r.secret))?;
+                eprintln!(
+                    "note: the secret is shown only now; send it as `Authorization: Bearer <secret>` to POST /webhooks/<instance-id> (see `clawplane status`)"
+                );
+            }
+        }
+        WebhooksCommand::Keys(WebhookKeysCommand::List { json: as_json }) => {
+            let r = c
+                .list_webhook_keys(pb::ListWebhookKeysRequest {})
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            if as_json {
+                out(json(&r)?)?;
+            } else if r.keys.is_empty() {
+                out(
+                    "no webhook keys; create one with `clawplane webhooks keys add --label <label>`",
+                )?;
+            } else {
+                for k in &r.keys {
+                    out(key_line(k))?;
+                }
+            }
+        }
+        WebhooksCommand::Keys(WebhookKeysCommand::Revoke { id }) => {
+            let r = c
+                .revoke_webhook_key(pb::RevokeWebhookKeyRequest { key_id: id })
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            out(format!("revoked {}", r.key.unwrap_or_default().key_id))?;
+        }
+        WebhooksCommand::Keys(WebhookKeysCommand::Rotate { id, json: as_json }) => {
+            let r = c
+                .rotate_webhook_key(pb::RotateWebhookKeyRequest { key_id: id })
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            if as_json {
+                out(json(&r)?)?;
+            } else {
+                let k = r.key.unwrap_or_default();
+                out(format!("key id   {}", k.key_id))?;
+                out(format!("secret   {}", r.secret))?;
+                eprintln!("note: the new secret is shown only now; the old one no longer works");
+            }
+        }
+        WebhooksCommand::Events { json: as_json } => {
+            let r = c
+                .list_webhook_calls(pb::ListWebhookCallsRequest {})
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            if as_json {
+                out(json(&r)?)?;
+            } else if r.calls.is_empty() {
+                out("no webhook calls yet")?;
+            } else {
+                for call in &r.calls {
+                    out(format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}ms\tin {}B\tout {}B\t{}\t{}",
+                        format::time(call.call_time.as_ref()),
+                        call.status,
+                        call.visibility,
+                        if call.source_ip.is_empty() {
+                            "-"
+                        } else {
+                            &call.source_ip
+                        },
+                        if call.session_name.is_empty() {
+                            "-"
+                        } else {
+                            &call.session_name
+                        },
+                        call.duration_ms,
+                        call.bytes_in,
+                        call.bytes_out,
+                        if call.key_last_four.is_empty() {
+                            "-".to_string()
+                        } else {
+                            format!("…{}", call.key_last_four)
+                        },
+                        call.error,
+                    ))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn status(ctx: &Ctx, args: StatusArgs) -> Outcome {

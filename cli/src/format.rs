@@ -323,6 +323,7 @@ pub fn status(url: &str, s: &pb::GatewayServiceStatusResponse) -> String {
         format!("dm scope   {}", or_dash(&s.dm_scope)),
         format!("data dir   {}", or_dash(&s.data_dir)),
         format!("scopes     {scopes}"),
+        format!("instance   {}", or_dash(&s.instance_id)),
     ]
     .join("\n")
 }

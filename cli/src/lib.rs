@@ -74,6 +74,59 @@ pub enum Command {
     Logs(LogsArgs),
     /// Queue a system event on a session and (mode now) run a heartbeat turn.
     Wake(WakeArgs),
+    /// Synchronous webhooks (`/webhooks/<instance-id>`): API keys and the calls log.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+/// `clawplane webhooks ...`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum WebhooksCommand {
+    /// Create, list, revoke and rotate webhook API keys.
+    #[command(subcommand)]
+    Keys(WebhookKeysCommand),
+    /// The last 100 synchronous webhook calls, newest first.
+    Events {
+        /// Print canonical proto3 JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `clawplane webhooks keys ...`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum WebhookKeysCommand {
+    /// Create a key; its secret is printed once and cannot be shown again.
+    Add {
+        /// What the key is for (required).
+        #[arg(long, value_name = "LABEL")]
+        label: String,
+        /// Accept the key only from loopback client addresses.
+        #[arg(long)]
+        private: bool,
+        /// Print canonical proto3 JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (without secrets).
+    List {
+        /// Print canonical proto3 JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; callers using it get 401 (or 404 when no key of their kind is left).
+    Revoke {
+        /// The key id.
+        id: String,
+    },
+    /// Give a key a new secret (printed once); the old secret stops working at once.
+    Rotate {
+        /// The key id.
+        id: String,
+        /// Print canonical proto3 JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `clawplane status`.

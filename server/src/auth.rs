@@ -224,6 +224,40 @@ impl Auth {
         Ok(p)
     }
 
+    /// For credentials checked elsewhere (webhook keys and signatures): refuses a locked-out
+    /// address.
+    pub fn gate(&self, peer: Option<IpAddr>) -> Result<()> {
+        let now = Instant::now();
+        if let Some(ip) = peer {
+            let map = super::core::lock(&self.failures);
+            if let Some(until) = map.get(&ip).and_then(|f| f.locked_until)
+                && until > now
+            {
+                return Err(Error::RateLimited {
+                    addr: ip.to_string(),
+                    retry_after: until - now,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// For credentials checked elsewhere: counts a failure from `peer` and returns the
+    /// error to answer (`err`, or the rate-limit error past the threshold).
+    pub fn failed(&self, peer: Option<IpAddr>, err: Error) -> Error {
+        match peer {
+            Some(ip) => self.fail(ip, Instant::now()).unwrap_or(err),
+            None => err,
+        }
+    }
+
+    /// For credentials checked elsewhere: a success clears the address's failures.
+    pub fn succeeded(&self, peer: Option<IpAddr>) {
+        if let Some(ip) = peer {
+            super::core::lock(&self.failures).remove(&ip);
+        }
+    }
+
     /// Records a failure; returns the rate-limit error once the threshold is passed.
     fn fail(&self, ip: IpAddr, now: Instant) -> Option<Error> {
         let mut map = super::core::lock(&self.failures);

@@ -14,6 +14,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// OpenClaw HTTP hooks (`hooks.*`), served by the bridge on the same port.
     pub hooks: clawplane_bridge::hooks::HooksConfig,
+    /// Webhooks: templated ingress (`webhooks.incoming`, `/webhook/<path>`).
+    pub webhooks: WebhooksConfig,
     /// Accepted for openclaw.json compatibility; implemented by later features.
     pub channels: serde_json::Value,
     /// Free-form; ignored by the gateway.
@@ -32,6 +34,9 @@ pub struct GatewayConfig {
     pub shutdown_grace_ms: u64,
     /// Accepted for openclaw.json compatibility (`local` | `remote`).
     pub mode: Option<String>,
+    /// Reverse proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed for the client
+    /// address; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -42,6 +47,7 @@ impl Default for GatewayConfig {
             auth: AuthConfig::default(),
             shutdown_grace_ms: 5000,
             mode: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -155,6 +161,51 @@ impl Default for EventsConfig {
             live_buffer: 16 * 1024,
         }
     }
+}
+
+/// `webhooks.*`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct WebhooksConfig {
+    pub incoming: IncomingConfig,
+}
+
+/// `webhooks.incoming`: templated ingress at `/webhook/<path>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct IncomingConfig {
+    pub enabled: bool,
+    /// The default `X-Webhook-Secret` of endpoints without their own `auth`.
+    pub secret: Option<String>,
+    pub endpoints: Vec<IncomingEndpoint>,
+}
+
+/// One ingress endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct IncomingEndpoint {
+    /// The path under `/webhook/` (e.g. `github` or `ci/builds`).
+    pub path: String,
+    /// The message template (minijinja): `{{body}}`, `{{body.a.b}}`, `{{headers.x-y}}`.
+    pub message: String,
+    pub agent_id: Option<String>,
+    /// Session key (may be a template); default a fresh `webhook:<path>:<uuid>` per delivery.
+    pub session_key: Option<String>,
+    pub deliver: Option<bool>,
+    pub channel: Option<String>,
+    pub to: Option<String>,
+    pub auth: Option<IncomingAuth>,
+}
+
+/// How an ingress endpoint authenticates its sender.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct IncomingAuth {
+    /// `secret` (`X-Webhook-Secret`), `github`, `stripe` or `standard-webhooks`.
+    pub scheme: String,
+    pub secret: String,
+    /// Replay window of the timestamped schemes (default 300 s).
+    pub tolerance_seconds: Option<u64>,
 }
 
 /// A config problem that stops the gateway from starting.
@@ -333,6 +384,17 @@ impl Config {
         }
         self.bind_addr()?;
         self.hooks.validate().map_err(ConfigError::Invalid)?;
+        for (i, p) in self.gateway.trusted_proxies.iter().enumerate() {
+            if crate::core::webhooks::parse_cidr(p).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "gateway.trustedProxies[{i}]: {p:?} is not an IP address or CIDR"
+                )));
+            }
+        }
+        if self.webhooks.incoming.enabled {
+            crate::core::webhooks::Ingress::compile(&self.webhooks.incoming)
+                .map_err(ConfigError::Invalid)?;
+        }
         if self.events.live_buffer == 0 {
             return Err(ConfigError::Invalid(
                 "events.liveBuffer must be at least 1".into(),

@@ -52,6 +52,18 @@ pub enum Error {
     SubscriberLagged { last_seq: u64 },
     #[error("the gateway is shutting down; retry against the restarted gateway")]
     ShuttingDown,
+    #[error("no such webhook")]
+    WebhookNotFound,
+    #[error("webhook key not found: {0}. List keys with `clawplane webhooks keys list`")]
+    WebhookKeyNotFound(String),
+    #[error(
+        "the API key is missing or does not match a key of this webhook; send `Authorization: Bearer <key>` with a key from `clawplane webhooks keys add --label <label>`"
+    )]
+    WebhookKeyInvalid,
+    #[error("webhook authentication failed: {0}")]
+    SignatureInvalid(String),
+    #[error("{0}")]
+    AgentFailed(String),
     #[error("{0} is not implemented yet")]
     NotImplemented(&'static str),
     #[error("storage failure: {0}")]
@@ -90,6 +102,9 @@ impl Error {
             Error::SubscriberLagged { .. } => Code::Aborted,
             Error::ShuttingDown => Code::Unavailable,
             Error::NotImplemented(_) => Code::Unimplemented,
+            Error::WebhookNotFound | Error::WebhookKeyNotFound(_) => Code::NotFound,
+            Error::WebhookKeyInvalid | Error::SignatureInvalid(_) => Code::Unauthenticated,
+            Error::AgentFailed(_) => Code::Unknown,
             Error::Storage(_) | Error::Internal(_) => Code::Internal,
         }
     }
@@ -110,6 +125,11 @@ impl Error {
             Error::SubscriberLagged { .. } => "SUBSCRIBER_LAGGED",
             Error::ShuttingDown => "SHUTTING_DOWN",
             Error::NotImplemented(_) => "NOT_IMPLEMENTED",
+            Error::WebhookNotFound => "WEBHOOK_NOT_FOUND",
+            Error::WebhookKeyNotFound(_) => "WEBHOOK_KEY_NOT_FOUND",
+            Error::WebhookKeyInvalid => "WEBHOOK_KEY_INVALID",
+            Error::SignatureInvalid(_) => "WEBHOOK_SIGNATURE_INVALID",
+            Error::AgentFailed(_) => "AGENT_FAILED",
             Error::Storage(_) => "STORAGE_FAILURE",
             Error::Internal(_) => "INTERNAL",
         }
@@ -137,6 +157,7 @@ impl Error {
             ],
             Error::SubscriberLagged { last_seq } => vec![kv("lastSeq", last_seq.to_string())],
             Error::NotImplemented(what) => vec![kv("method", what.to_string())],
+            Error::WebhookKeyNotFound(id) => vec![kv("keyId", id.clone())],
             Error::TokenMissing(p) | Error::TokenInvalid(p) => vec![kv("tokenSource", p.clone())],
             _ => vec![],
         }

@@ -102,6 +102,15 @@ pub async fn router(api: Api) -> anyhow::Result<(Router, HealthReporter)> {
         Some(hooks) => http.merge(hooks),
         None => http,
     };
+    // Webhooks: the synchronous endpoint always (its keys decide), ingress when enabled.
+    let webhooks: Arc<dyn clawplane_proto::v1::webhook_service_server::WebhookService> =
+        Arc::new(api.clone());
+    let http = http.merge(clawplane_bridge::webhooks::sync_router(webhooks.clone()));
+    let http = if api.gw.config.webhooks.incoming.enabled {
+        http.merge(clawplane_bridge::webhooks::ingress_router(webhooks))
+    } else {
+        http
+    };
 
     // One fallback, set after the merge: gRPC callers get status 12, others a JSON 404.
     let app = http.merge(grpc).fallback(fallback).layer(cors);

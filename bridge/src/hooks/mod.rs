@@ -5,10 +5,11 @@
 //! operator token) and counts failures per client address.
 
 mod config;
-mod reply;
+pub(crate) mod reply;
 mod template;
 
 pub use config::{HookMapping, HookMatch, HooksConfig};
+pub use template::Templates;
 
 use crate::{Caller, Services};
 use axum::{
@@ -516,7 +517,7 @@ fn idempotency_key(
 }
 
 /// Reads the body within [`MAX_BODY_BYTES`] and [`BODY_TIMEOUT`].
-async fn read_body(body: Body, headers: &HeaderMap) -> Answer<Bytes> {
+pub(crate) async fn read_body(body: Body, headers: &HeaderMap) -> Answer<Bytes> {
     let too_large = || fail(StatusCode::PAYLOAD_TOO_LARGE, "payload too large");
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -551,7 +552,7 @@ async fn read_body(body: Body, headers: &HeaderMap) -> Answer<Bytes> {
 }
 
 /// A handler step: the value, or the answer to send now.
-type Answer<T> = Result<T, Box<Response>>;
+pub(crate) type Answer<T> = Result<T, Box<Response>>;
 
 fn reject<T>(r: Response) -> Answer<T> {
     Err(Box::new(r))

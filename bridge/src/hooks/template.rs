@@ -144,6 +144,51 @@ pub(crate) fn context(
     Value::from_serialize(Json::Object(m))
 }
 
+/// A set of named templates with the hook conventions, for other surfaces (the
+/// `/webhook/<path>` ingress renders `{{body}}`, `{{body.a.b}}`, `{{headers.x-y}}`,
+/// `{{path}}`, `{{now}}`).
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates { env: environment() }
+    }
+}
+
+impl Templates {
+    /// Compiles `src` under `name`.
+    pub fn add(&mut self, name: &str, src: &str) -> Result<(), String> {
+        self.env
+            .add_template_owned(name.to_string(), rewrite(src))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Renders `name` over `{body, payload (= body), headers, path, now}` plus the body's
+    /// top-level members.
+    pub fn render(
+        &self,
+        name: &str,
+        body: &Json,
+        headers: &Map<String, Json>,
+        path: &str,
+        now: &str,
+    ) -> Result<String, String> {
+        let mut m = body.as_object().cloned().unwrap_or_default();
+        m.insert("body".into(), body.clone());
+        m.insert("payload".into(), body.clone());
+        m.insert("headers".into(), Json::Object(headers.clone()));
+        m.insert("path".into(), Json::String(path.into()));
+        m.insert("now".into(), Json::String(now.into()));
+        let ctx = Value::from_serialize(Json::Object(m));
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

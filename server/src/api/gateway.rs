@@ -31,6 +31,7 @@ impl GatewayService for Api {
             dm_scope: gw.config.session.dm_scope.clone(),
             data_dir: gw.data_dir.display().to_string(),
             caller_scopes: who.scopes.iter().map(|s| s.to_string()).collect(),
+            instance_id: gw.instance_id.clone(),
         }))
     }
 

@@ -7,6 +7,7 @@ mod events;
 mod gateway;
 mod pending;
 mod sessions;
+mod webhooks;
 
 use crate::{
     auth::{self, Auth, Principal, Scope},

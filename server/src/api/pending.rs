@@ -37,12 +37,3 @@ pending! { channel_service_server::ChannelService;
     get_channel(GetChannelRequest) -> GetChannelResponse, Scope::Read, "clawplane.v1.ChannelService/GetChannel (channel adapters)";
     send_message(SendMessageRequest) -> SendMessageResponse, Scope::Write, "clawplane.v1.ChannelService/SendMessage (channel delivery)";
 }
-
-pending! { webhook_service_server::WebhookService;
-    create_webhook_key(CreateWebhookKeyRequest) -> CreateWebhookKeyResponse, Scope::Admin, "clawplane.v1.WebhookService/CreateWebhookKey (sync webhooks)";
-    list_webhook_keys(ListWebhookKeysRequest) -> ListWebhookKeysResponse, Scope::Admin, "clawplane.v1.WebhookService/ListWebhookKeys (sync webhooks)";
-    delete_webhook_key(DeleteWebhookKeyRequest) -> DeleteWebhookKeyResponse, Scope::Admin, "clawplane.v1.WebhookService/DeleteWebhookKey (sync webhooks)";
-    create_webhook_endpoint(CreateWebhookEndpointRequest) -> CreateWebhookEndpointResponse, Scope::Admin, "clawplane.v1.WebhookService/CreateWebhookEndpoint (webhook egress)";
-    list_webhook_endpoints(ListWebhookEndpointsRequest) -> ListWebhookEndpointsResponse, Scope::Admin, "clawplane.v1.WebhookService/ListWebhookEndpoints (webhook egress)";
-    delete_webhook_endpoint(DeleteWebhookEndpointRequest) -> DeleteWebhookEndpointResponse, Scope::Admin, "clawplane.v1.WebhookService/DeleteWebhookEndpoint (webhook egress)";
-}

@@ -6,6 +6,7 @@ pub use clawplane_proto::keys;
 pub mod runs;
 pub mod sessions;
 pub mod wake;
+pub mod webhooks;
 
 use crate::{config::Config, error::Result, models::Models, store::Store};
 use clawplane_proto::pbjson_types::Timestamp;
@@ -46,6 +47,10 @@ pub struct Gateway {
     pub data_dir: PathBuf,
     pub models: Models,
     pub default_agent: String,
+    /// The stable instance id (a UUID kept in the store), `/webhooks/<instance_id>`.
+    pub instance_id: String,
+    /// The compiled `webhooks.incoming` endpoints, when enabled.
+    pub ingress: Option<webhooks::Ingress>,
     queues: Mutex<HashMap<String, SessionQueue>>,
     /// Cancellation handles of running runs.
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -74,7 +79,28 @@ impl Gateway {
             config.events.retention,
             config.events.live_buffer,
         )?;
+        let instance_id = match store.read(|r| r.setting("instance_id"))? {
+            Some(id) => id,
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                let v = id.clone();
+                store
+                    .write(move |t| t.put_setting("instance_id", &v))
+                    .await?;
+                id
+            }
+        };
+        let ingress = if config.webhooks.incoming.enabled {
+            Some(
+                webhooks::Ingress::compile(&config.webhooks.incoming)
+                    .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?,
+            )
+        } else {
+            None
+        };
         let gw = Arc::new(Gateway {
+            instance_id,
+            ingress,
             slots: Arc::new(Semaphore::new(config.agents.defaults.max_concurrent)),
             config: Arc::new(config),
             store,

@@ -10,7 +10,7 @@
 mod redb;
 
 use crate::error::{Error, Result};
-use clawplane_proto::v1::{Event, Message, Run, Session};
+use clawplane_proto::v1::{Event, Message, Run, Session, WebhookCall, WebhookKey};
 use std::sync::{
     Arc,
     atomic::{AtomicU64, Ordering},
@@ -31,6 +31,13 @@ pub struct StoredRun {
 pub struct IdemRecord {
     pub fingerprint: [u8; 32],
     pub run_id: String,
+}
+
+/// A webhook API key as stored: the SHA-256 digest of its secret plus the resource.
+#[derive(Debug, Clone)]
+pub struct StoredWebhookKey {
+    pub digest: [u8; 32],
+    pub key: WebhookKey,
 }
 
 /// Reads shared by write transactions and read snapshots.
@@ -59,6 +66,12 @@ pub trait Reader {
     ) -> Result<Vec<StoredRun>>;
     /// Queued and running runs in acceptance order.
     fn active_runs(&self) -> Result<Vec<StoredRun>>;
+    /// A gateway setting (e.g. the instance id).
+    fn setting(&self, key: &str) -> Result<Option<String>>;
+    /// Every webhook API key, in id order.
+    fn webhook_keys(&self) -> Result<Vec<StoredWebhookKey>>;
+    /// The webhook calls log, newest first, at most `limit`.
+    fn webhook_calls(&self, limit: usize) -> Result<Vec<WebhookCall>>;
 }
 
 /// Mutations, available inside [`Store::write`]. A closure must finish its checks before
@@ -76,6 +89,13 @@ pub trait Txn: Reader {
     fn put_system_events(&mut self, session_key: &str, texts: &[String]) -> Result<()>;
     /// Appends an event; `seq` and `time` are assigned here. Returns the seq.
     fn append_event(&mut self, event: Event) -> Result<u64>;
+    fn put_setting(&mut self, key: &str, value: &str) -> Result<()>;
+    /// Inserts or replaces a webhook API key (by `key.key_id`).
+    fn put_webhook_key(&mut self, key: &StoredWebhookKey) -> Result<()>;
+    /// Deletes a webhook API key; true when it existed.
+    fn delete_webhook_key(&mut self, key_id: &str) -> Result<bool>;
+    /// Appends to the webhook calls log, keeping only the newest `keep` entries.
+    fn append_webhook_call(&mut self, call: &WebhookCall, keep: usize) -> Result<()>;
 }
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;

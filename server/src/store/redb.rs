@@ -1,8 +1,10 @@
 //! The redb backend: table layout, the group-commit writer thread, read snapshots.
 
-use super::{Backend, Completion, Feed, IdemRecord, Job, Reader, Store, StoredRun, Txn};
+use super::{
+    Backend, Completion, Feed, IdemRecord, Job, Reader, Store, StoredRun, StoredWebhookKey, Txn,
+};
 use crate::error::{Error, Result};
-use clawplane_proto::v1::{Event, Message, Run, RunState, Session};
+use clawplane_proto::v1::{Event, Message, Run, RunState, Session, WebhookCall};
 use prost::Message as _;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -33,10 +35,17 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const SYSTEM_EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("system_events");
 /// counters
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// gateway settings (instance id)
+const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+/// webhook key id -> secret digest (32 bytes) ++ WebhookKey
+const WEBHOOK_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_keys");
+/// call number -> WebhookCall (only the newest are kept)
+const WEBHOOK_CALLS: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_calls");
 
 const META_RUN_ORDER: &str = "next_run_order";
 const META_LAST_SEQ: &str = "last_seq";
 const META_SESSIONS: &str = "session_count";
+const META_WEBHOOK_CALL: &str = "next_webhook_call";
 
 fn se(e: impl std::fmt::Display) -> Error {
     Error::Storage(e.to_string())
@@ -76,13 +85,15 @@ pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
         let (head, oldest) = {
             let meta = txn.open_table(META).map_err(se)?;
             let events = txn.open_table(EVENTS).map_err(se)?;
-            for t in [RUNS, IDEM, SESSIONS, SYSTEM_EVENTS] {
+            for t in [RUNS, IDEM, SESSIONS, SYSTEM_EVENTS, WEBHOOK_KEYS] {
                 txn.open_table(t).map_err(se)?;
             }
             txn.open_table(RUN_ORDER).map_err(se)?;
             txn.open_table(ACTIVE).map_err(se)?;
             txn.open_table(SESSION_RUNS).map_err(se)?;
             txn.open_table(MESSAGES).map_err(se)?;
+            txn.open_table(SETTINGS).map_err(se)?;
+            txn.open_table(WEBHOOK_CALLS).map_err(se)?;
             let head = meta
                 .get(META_LAST_SEQ)
                 .map_err(se)?
@@ -208,6 +219,9 @@ struct WTxn<'t> {
     events: redb::Table<'t, u64, &'static [u8]>,
     system_events: redb::Table<'t, &'static str, &'static [u8]>,
     meta: redb::Table<'t, &'static str, u64>,
+    settings: redb::Table<'t, &'static str, &'static str>,
+    webhook_keys: redb::Table<'t, &'static str, &'static [u8]>,
+    webhook_calls: redb::Table<'t, u64, &'static [u8]>,
     last_seq: u64,
     new_events: Vec<Arc<Event>>,
 }
@@ -225,6 +239,9 @@ impl<'t> WTxn<'t> {
             events: txn.open_table(EVENTS).map_err(se)?,
             system_events: txn.open_table(SYSTEM_EVENTS).map_err(se)?,
             meta: txn.open_table(META).map_err(se)?,
+            settings: txn.open_table(SETTINGS).map_err(se)?,
+            webhook_keys: txn.open_table(WEBHOOK_KEYS).map_err(se)?,
+            webhook_calls: txn.open_table(WEBHOOK_CALLS).map_err(se)?,
             last_seq,
             new_events: Vec::new(),
         })
@@ -242,6 +259,9 @@ struct RSnap {
     events: redb::ReadOnlyTable<u64, &'static [u8]>,
     system_events: redb::ReadOnlyTable<&'static str, &'static [u8]>,
     meta: redb::ReadOnlyTable<&'static str, u64>,
+    settings: redb::ReadOnlyTable<&'static str, &'static str>,
+    webhook_keys: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    webhook_calls: redb::ReadOnlyTable<u64, &'static [u8]>,
 }
 
 impl Backend for RedbBackend {
@@ -258,6 +278,9 @@ impl Backend for RedbBackend {
             events: txn.open_table(EVENTS).map_err(se)?,
             system_events: txn.open_table(SYSTEM_EVENTS).map_err(se)?,
             meta: txn.open_table(META).map_err(se)?,
+            settings: txn.open_table(SETTINGS).map_err(se)?,
+            webhook_keys: txn.open_table(WEBHOOK_KEYS).map_err(se)?,
+            webhook_calls: txn.open_table(WEBHOOK_CALLS).map_err(se)?,
         }))
     }
 }
@@ -396,6 +419,40 @@ macro_rules! impl_reader {
                 }
                 Ok(out)
             }
+            fn setting(&self, key: &str) -> Result<Option<String>> {
+                Ok(self
+                    .settings
+                    .get(key)
+                    .map_err(se)?
+                    .map(|v| v.value().to_string()))
+            }
+            fn webhook_keys(&self) -> Result<Vec<StoredWebhookKey>> {
+                let mut out = Vec::new();
+                for item in self.webhook_keys.iter().map_err(se)? {
+                    let (_, v) = item.map_err(se)?;
+                    let b = v.value();
+                    if b.len() < 32 {
+                        return Err(se("corrupt webhook key record"));
+                    }
+                    let mut digest = [0u8; 32];
+                    digest.copy_from_slice(&b[..32]);
+                    out.push(StoredWebhookKey {
+                        digest,
+                        key: decode(&b[32..])?,
+                    });
+                }
+                Ok(out)
+            }
+            fn webhook_calls(&self, limit: usize) -> Result<Vec<WebhookCall>> {
+                let mut out = Vec::new();
+                for item in self.webhook_calls.iter().map_err(se)?.rev() {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    out.push(decode(item.map_err(se)?.1.value())?);
+                }
+                Ok(out)
+            }
         }
     };
 }
@@ -499,5 +556,44 @@ impl Txn for WTxn<'_> {
             .map_err(se)?;
         self.new_events.push(Arc::new(event));
         Ok(self.last_seq)
+    }
+
+    fn put_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        self.settings.insert(key, value).map_err(se)?;
+        Ok(())
+    }
+
+    fn put_webhook_key(&mut self, k: &StoredWebhookKey) -> Result<()> {
+        let mut buf = Vec::with_capacity(32 + k.key.encoded_len());
+        buf.extend_from_slice(&k.digest);
+        k.key.encode(&mut buf).map_err(se)?;
+        self.webhook_keys
+            .insert(k.key.key_id.as_str(), buf.as_slice())
+            .map_err(se)?;
+        Ok(())
+    }
+
+    fn delete_webhook_key(&mut self, key_id: &str) -> Result<bool> {
+        Ok(self.webhook_keys.remove(key_id).map_err(se)?.is_some())
+    }
+
+    fn append_webhook_call(&mut self, call: &WebhookCall, keep: usize) -> Result<()> {
+        let n = self
+            .meta
+            .get(META_WEBHOOK_CALL)
+            .map_err(se)?
+            .map(|v| v.value())
+            .unwrap_or(1);
+        self.meta.insert(META_WEBHOOK_CALL, n + 1).map_err(se)?;
+        self.webhook_calls
+            .insert(n, call.encode_to_vec().as_slice())
+            .map_err(se)?;
+        let keep = keep as u64;
+        if n > keep {
+            self.webhook_calls
+                .retain_in(..=n - keep, |_, _| false)
+                .map_err(se)?;
+        }
+        Ok(())
     }
 }

@@ -105,6 +105,7 @@ pub struct GatewayBuilder {
     without_token: bool,
     client_token: Option<String>,
     env: Vec<(String, String)>,
+    bind: Option<String>,
 }
 
 impl GatewayBuilder {
@@ -129,6 +130,12 @@ impl GatewayBuilder {
     /// An extra environment variable for the gateway process.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+    /// Bind this address instead of `127.0.0.1` (e.g. `0.0.0.0` to accept callers from a
+    /// non-loopback address of this machine).
+    pub fn bind(mut self, ip: &str) -> Self {
+        self.bind = Some(ip.to_string());
         self
     }
     /// Starts the gateway and waits for its listening line.
@@ -188,6 +195,7 @@ impl GatewayBuilder {
             stderr_path: data_dir.join("stderr.log"),
             token_from_file: self.without_token,
             env: self.env,
+            bind: self.bind.unwrap_or_else(|| "127.0.0.1".into()),
             child: None,
             starts: 0,
             _dir: dir,
@@ -213,6 +221,7 @@ pub struct Gateway {
     pub stderr_path: PathBuf,
     token_from_file: bool,
     env: Vec<(String, String)>,
+    bind: String,
     child: Option<Child>,
     starts: u32,
     _dir: TempDir,
@@ -264,7 +273,7 @@ impl Gateway {
         writeln!(log, "===== harness: start #{} =====", self.starts).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
-            .args(["--port", "0", "--bind", "127.0.0.1", "--data-dir"])
+            .args(["--port", "0", "--bind", &self.bind, "--data-dir"])
             .arg(&self.data_dir)
             .arg("--config")
             .arg(&self.config_path);

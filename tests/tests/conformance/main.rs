@@ -18,3 +18,4 @@ mod sessions;
 mod shutdown;
 mod surfaces;
 mod wake;
+mod webhooks;

@@ -5,7 +5,7 @@ use clawplane_proto::v1::device_service_client::DeviceServiceClient;
 use clawplane_proto::v1::webhook_service_client::WebhookServiceClient;
 use clawplane_proto::v1::{
     AgentServiceWaitRequest, ChatServiceAbortRequest, ChatServiceSendRequest, ListChannelsRequest,
-    ListDevicesRequest, ListWebhookKeysRequest, RunState, SessionServiceDeleteRequest,
+    ListDevicesRequest, ListWebhookEndpointsRequest, RunState, SessionServiceDeleteRequest,
     SessionServiceGetRequest, SessionServiceResetRequest, SessionServiceResolveRequest,
 };
 use tonic::Code;
@@ -206,9 +206,9 @@ async fn device_channel_and_webhook_services_are_not_implemented() {
     assert_error(&channels, Code::Unimplemented, "NOT_IMPLEMENTED");
     let webhooks = expect_err(
         WebhookServiceClient::with_interceptor(ch, gw.auth())
-            .list_webhook_keys(ListWebhookKeysRequest::default())
+            .list_webhook_endpoints(ListWebhookEndpointsRequest::default())
             .await,
-        "WebhookService/ListWebhookKeys",
+        "WebhookService/ListWebhookEndpoints",
     );
     assert_error(&webhooks, Code::Unimplemented, "NOT_IMPLEMENTED");
 }

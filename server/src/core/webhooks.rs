@@ -1,0 +1,805 @@
+//! Webhooks: API keys and the calls log of the synchronous endpoint (`/webhooks/<id>`),
+//! and the templated ingress (`/webhook/<path>`) with its secret and signature schemes
+//! (`X-Webhook-Secret`, GitHub, Stripe, Standard Webhooks), verified on the raw body.
+
+use super::{Gateway, now_ts, runs::NewRun};
+use crate::{
+    config::IncomingConfig,
+    error::{Error, FieldViolation, Result},
+    store::StoredWebhookKey,
+};
+use base64::Engine as _;
+use clawplane_bridge::hooks::Templates;
+use clawplane_proto::v1::{RunOrigin, RunState, WebhookCall, WebhookKey};
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
+use subtle::ConstantTimeEq;
+
+/// Entries kept in the calls log.
+pub const CALLS_KEPT: usize = 100;
+/// Default replay window of the timestamped signature schemes.
+pub const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
+/// Longest `session_name`.
+pub const MAX_SESSION_NAME: usize = 128;
+
+/// SHA-256 of a secret.
+pub fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// HMAC-SHA256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(k.map(|b| b ^ 0x36));
+    for p in parts {
+        inner.update(p);
+    }
+    let mut outer = Sha256::new();
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// An IP or CIDR (`10.0.0.0/8`, `::1`) as (network, prefix length).
+pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let s = s.trim();
+    let (ip, len) = match s.split_once('/') {
+        Some((ip, len)) => (ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?),
+        None => {
+            let ip = s.parse::<IpAddr>().ok()?;
+            (ip, if ip.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
+}
+
+fn in_cidr(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) if net.is_ipv4() => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => return false,
+        },
+        other => other,
+    };
+    let (a, b, bits) = match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128, 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    if len == 0 {
+        return true;
+    }
+    let shift = bits - u32::from(len);
+    (a >> shift) == (b >> shift)
+}
+
+/// The client address: the peer, or — when the peer is one of `trusted` proxies — the
+/// rightmost `X-Forwarded-For` address that is not itself a trusted proxy.
+pub fn client_address(
+    peer: Option<IpAddr>,
+    xff: Option<&str>,
+    trusted: &[String],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    let nets: Vec<_> = trusted.iter().filter_map(|t| parse_cidr(t)).collect();
+    let is_trusted = |ip: IpAddr| nets.iter().any(|n| in_cidr(ip, *n));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let Some(xff) = xff else {
+        return Some(peer);
+    };
+    let hops: Vec<IpAddr> = xff
+        .split(',')
+        .filter_map(|h| h.trim().parse::<IpAddr>().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !is_trusted(**ip))
+        .or(hops.first())
+        .copied()
+        .or(Some(peer))
+}
+
+fn new_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "cpwh_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+fn last_four(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() < 8 {
+        return String::new();
+    }
+    chars[chars.len() - 4..].iter().collect()
+}
+
+/// `session_name` grammar: `^[A-Za-z0-9._-]+$`, at most [`MAX_SESSION_NAME`].
+pub fn check_session_name(name: &str) -> Option<FieldViolation> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_SESSION_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    (!ok).then(|| FieldViolation {
+        field: "sessionName",
+        description: format!(
+            "is required and must match ^[A-Za-z0-9._-]+$ (at most {MAX_SESSION_NAME} characters)"
+        ),
+    })
+}
+
+/// The HTTP status a webhook caller sees for an outcome (logged in the calls log).
+pub fn http_status(e: Option<&Error>) -> u32 {
+    let Some(e) = e else { return 200 };
+    match e.code() {
+        tonic::Code::InvalidArgument => 400,
+        tonic::Code::Unauthenticated => 401,
+        tonic::Code::PermissionDenied => 403,
+        tonic::Code::NotFound => 404,
+        tonic::Code::ResourceExhausted => 429,
+        tonic::Code::Unknown => 502,
+        tonic::Code::Unavailable => 503,
+        _ => 500,
+    }
+}
+
+/// A synchronous call's answer.
+pub struct CallReply {
+    pub reply: String,
+    pub run_id: String,
+    pub session_key: String,
+}
+
+/// What a sync call attempt did, for the calls log.
+pub struct CallTrace {
+    pub run_id: String,
+}
+
+impl Gateway {
+    /// Creates a key; returns it with its secret (shown once; only the digest is stored).
+    pub async fn create_webhook_key(
+        &self,
+        label: &str,
+        private: bool,
+    ) -> Result<(WebhookKey, String)> {
+        let label = label.trim();
+        if label.is_empty() || label.chars().count() > 200 {
+            return Err(Error::field(
+                "label",
+                "is required (at most 200 characters), e.g. --label ci",
+            ));
+        }
+        let secret = new_secret();
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let key = WebhookKey {
+            name: format!("webhookKeys/{id}"),
+            key_id: id,
+            label: label.to_string(),
+            private,
+            create_time: Some(now_ts()),
+            last_four: last_four(&secret),
+            rotate_time: None,
+        };
+        let stored = StoredWebhookKey {
+            digest: digest(&secret),
+            key: key.clone(),
+        };
+        self.store
+            .write(move |t| t.put_webhook_key(&stored))
+            .await?;
+        Ok((key, secret))
+    }
+
+    /// Every key, oldest first.
+    pub fn webhook_keys(&self) -> Result<Vec<WebhookKey>> {
+        let mut keys: Vec<WebhookKey> = self
+            .store
+            .read(|r| r.webhook_keys())?
+            .into_iter()
+            .map(|k| k.key)
+            .collect();
+        keys.sort_by_key(|k| {
+            k.create_time
+                .as_ref()
+                .map(|t| (t.seconds, t.nanos))
+                .unwrap_or_default()
+        });
+        Ok(keys)
+    }
+
+    fn key_id(id: &str) -> Result<String> {
+        let id = id.trim();
+        let id = id.strip_prefix("webhookKeys/").unwrap_or(id);
+        if id.is_empty() {
+            return Err(Error::field("keyId", "is required"));
+        }
+        Ok(id.to_string())
+    }
+
+    /// Revokes a key.
+    pub async fn revoke_webhook_key(&self, id: &str) -> Result<WebhookKey> {
+        let id = Self::key_id(id)?;
+        self.store
+            .write(move |t| {
+                let found = t
+                    .webhook_keys()?
+                    .into_iter()
+                    .find(|k| k.key.key_id == id)
+                    .ok_or_else(|| Error::WebhookKeyNotFound(id.clone()))?;
+                t.delete_webhook_key(&id)?;
+                Ok(found.key)
+            })
+            .await
+    }
+
+    /// Gives a key a new secret.
+    pub async fn rotate_webhook_key(&self, id: &str) -> Result<(WebhookKey, String)> {
+        let id = Self::key_id(id)?;
+        let secret = new_secret();
+        let s = secret.clone();
+        let key = self
+            .store
+            .write(move |t| {
+                let mut found = t
+                    .webhook_keys()?
+                    .into_iter()
+                    .find(|k| k.key.key_id == id)
+                    .ok_or_else(|| Error::WebhookKeyNotFound(id.clone()))?;
+                found.digest = digest(&s);
+                found.key.last_four = last_four(&s);
+                found.key.rotate_time = Some(now_ts());
+                t.put_webhook_key(&found)?;
+                Ok(found.key)
+            })
+            .await?;
+        Ok((key, secret))
+    }
+
+    /// The calls log, newest first.
+    pub fn webhook_calls(&self) -> Result<Vec<WebhookCall>> {
+        self.store.read(|r| r.webhook_calls(CALLS_KEPT))
+    }
+
+    /// Appends to the calls log (durably), keeping the last [`CALLS_KEPT`].
+    pub async fn record_webhook_call(&self, call: WebhookCall) -> Result<()> {
+        self.store
+            .write(move |t| t.append_webhook_call(&call, CALLS_KEPT))
+            .await
+    }
+
+    /// Finds the key of the caller's visibility that matches `presented`. No key of that
+    /// visibility: NOT_FOUND (like an unknown instance); no match: UNAUTHENTICATED.
+    pub fn match_webhook_key(&self, presented: Option<&str>, private: bool) -> Result<WebhookKey> {
+        let keys = self.store.read(|r| r.webhook_keys())?;
+        let visible: Vec<_> = keys
+            .into_iter()
+            .filter(|k| private || !k.key.private)
+            .collect();
+        if visible.is_empty() {
+            return Err(Error::WebhookNotFound);
+        }
+        let Some(p) = presented else {
+            return Err(Error::WebhookKeyInvalid);
+        };
+        let d = digest(p);
+        let mut found = None;
+        for k in visible {
+            if bool::from(k.digest.ct_eq(&d)) {
+                found = Some(k.key);
+            }
+        }
+        found.ok_or(Error::WebhookKeyInvalid)
+    }
+
+    /// Runs one synchronous turn in the session of `session_name` and waits for its reply.
+    pub async fn webhook_turn(
+        self: &Arc<Self>,
+        session_name: &str,
+        message: String,
+        trace: &mut CallTrace,
+    ) -> Result<CallReply> {
+        if let Some(v) = check_session_name(session_name) {
+            return Err(Error::InvalidFields(vec![v]));
+        }
+        let a = self
+            .accept(NewRun {
+                origin: RunOrigin::Webhook as i32,
+                session_key: format!("webhook:{session_name}"),
+                message,
+                ..Default::default()
+            })
+            .await?;
+        trace.run_id = a.run.run_id.clone();
+        let limit = Duration::from_secs(u64::from(a.run.timeout_seconds.max(1)) + 30);
+        let (run, done) = self.wait(&a.run.run_id, limit).await?;
+        if !done {
+            return Err(Error::AgentFailed(
+                "the agent did not finish in time".into(),
+            ));
+        }
+        if run.state != RunState::Succeeded as i32 {
+            let msg = run
+                .error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| {
+                    format!(
+                        "the run ended {}",
+                        RunState::try_from(run.state)
+                            .map(|s| s.as_str_name())
+                            .unwrap_or("UNKNOWN")
+                    )
+                });
+            return Err(Error::AgentFailed(format!("agent failed: {msg}")));
+        }
+        Ok(CallReply {
+            reply: run.reply_text,
+            run_id: run.run_id,
+            session_key: run.session_key,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Ingress
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Secret,
+    Github,
+    Stripe,
+    StandardWebhooks,
+}
+
+struct Endpoint {
+    path: String,
+    scheme: Scheme,
+    secret: Vec<u8>,
+    tolerance: u64,
+    session_key: Option<String>,
+    agent_id: String,
+    deliver: bool,
+    channel: String,
+    to: String,
+}
+
+/// The compiled `webhooks.incoming` endpoints.
+pub struct Ingress {
+    endpoints: HashMap<String, Endpoint>,
+    templates: Templates,
+}
+
+/// The outcome of an ingress delivery.
+pub struct Ingested {
+    pub run_id: String,
+    pub session_key: String,
+    pub duplicate: bool,
+}
+
+fn norm_path(p: &str) -> String {
+    p.trim().trim_matches('/').to_string()
+}
+
+impl Ingress {
+    /// Checks and compiles the endpoints (start-up errors name the config key).
+    pub fn compile(cfg: &IncomingConfig) -> std::result::Result<Ingress, String> {
+        let mut templates = Templates::default();
+        let mut endpoints = HashMap::new();
+        for (i, e) in cfg.endpoints.iter().enumerate() {
+            let at = |f: &str| format!("webhooks.incoming.endpoints[{i}].{f}");
+            let path = norm_path(&e.path);
+            if path.is_empty()
+                || !path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+            {
+                return Err(format!(
+                    "{}: {:?} must be a non-empty path of A-Z a-z 0-9 . _ - /",
+                    at("path"),
+                    e.path
+                ));
+            }
+            if e.message.trim().is_empty() {
+                return Err(format!(
+                    "{}: a message template is required, e.g. \"{{{{body}}}}\"",
+                    at("message")
+                ));
+            }
+            templates
+                .add(&format!("{path}#message"), &e.message)
+                .map_err(|err| format!("{}: {err}", at("message")))?;
+            let session_key = match e
+                .session_key
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                Some(src) => {
+                    let name = format!("{path}#sessionKey");
+                    templates
+                        .add(&name, src)
+                        .map_err(|err| format!("{}: {err}", at("sessionKey")))?;
+                    Some(name)
+                }
+                None => None,
+            };
+            let (scheme, secret, tolerance) = match &e.auth {
+                Some(a) => {
+                    let scheme = match a.scheme.trim() {
+                        "" | "secret" => Scheme::Secret,
+                        "github" => Scheme::Github,
+                        "stripe" => Scheme::Stripe,
+                        "standard-webhooks" => Scheme::StandardWebhooks,
+                        other => {
+                            return Err(format!(
+                                "{}: {other:?} is not secret, github, stripe or standard-webhooks",
+                                at("auth.scheme")
+                            ));
+                        }
+                    };
+                    (scheme, a.secret.clone(), a.tolerance_seconds)
+                }
+                None => (Scheme::Secret, cfg.secret.clone().unwrap_or_default(), None),
+            };
+            if secret.is_empty() {
+                return Err(format!(
+                    "{}: every endpoint needs a secret (auth.secret, or webhooks.incoming.secret)",
+                    at("auth.secret")
+                ));
+            }
+            let secret = if scheme == Scheme::StandardWebhooks {
+                let b64 = secret.strip_prefix("whsec_").unwrap_or(&secret);
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|err| {
+                        format!(
+                            "{}: a standard-webhooks secret is whsec_ + base64 ({err})",
+                            at("auth.secret")
+                        )
+                    })?
+            } else {
+                secret.into_bytes()
+            };
+            let channel = e.channel.clone().unwrap_or_default();
+            let ep = Endpoint {
+                path: path.clone(),
+                scheme,
+                secret,
+                tolerance: tolerance.unwrap_or(DEFAULT_TOLERANCE_SECONDS),
+                session_key,
+                agent_id: e.agent_id.clone().unwrap_or_default(),
+                deliver: e.deliver.unwrap_or(!channel.is_empty()),
+                channel,
+                to: e.to.clone().unwrap_or_default(),
+            };
+            if endpoints.insert(path.clone(), ep).is_some() {
+                return Err(format!("{}: {path:?} is used twice", at("path")));
+            }
+        }
+        Ok(Ingress {
+            endpoints,
+            templates,
+        })
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn sig_err(m: impl Into<String>) -> Error {
+    Error::SignatureInvalid(m.into())
+}
+
+fn within(ts: &str, tolerance: u64, what: &str) -> Result<i64> {
+    let t: i64 = ts
+        .trim()
+        .parse()
+        .map_err(|_| sig_err(format!("{what} is not a unix timestamp")))?;
+    if (unix_now() - t).unsigned_abs() > tolerance {
+        return Err(sig_err(format!(
+            "{what} is outside the {tolerance} s replay window"
+        )));
+    }
+    Ok(t)
+}
+
+/// Verifies a delivery on its raw bytes; returns the delivery id to dedupe on, if any.
+/// `headers` are lowercased names.
+fn verify(ep: &Endpoint, headers: &HashMap<String, String>, body: &[u8]) -> Result<Option<String>> {
+    let h = |n: &str| headers.get(n).map(|s| s.trim()).filter(|s| !s.is_empty());
+    match ep.scheme {
+        Scheme::Secret => {
+            let got =
+                h("x-webhook-secret").ok_or_else(|| sig_err("missing X-Webhook-Secret header"))?;
+            let a = digest(got);
+            let b: [u8; 32] = Sha256::digest(&ep.secret).into();
+            if !bool::from(a.ct_eq(&b)) {
+                return Err(sig_err("X-Webhook-Secret does not match"));
+            }
+            Ok(h("idempotency-key")
+                .or(h("x-webhook-id"))
+                .map(str::to_string))
+        }
+        Scheme::Github => {
+            let got = h("x-hub-signature-256")
+                .ok_or_else(|| sig_err("missing X-Hub-Signature-256 header"))?;
+            let sig = got
+                .strip_prefix("sha256=")
+                .and_then(unhex)
+                .ok_or_else(|| sig_err("X-Hub-Signature-256 is not sha256=<hex>"))?;
+            let mac = hmac_sha256(&ep.secret, &[body]);
+            if !bool::from(mac.as_slice().ct_eq(&sig)) {
+                return Err(sig_err("X-Hub-Signature-256 does not match the body"));
+            }
+            Ok(h("x-github-delivery").map(|d| format!("github:{d}")))
+        }
+        Scheme::Stripe => {
+            let got =
+                h("stripe-signature").ok_or_else(|| sig_err("missing Stripe-Signature header"))?;
+            let mut t = None;
+            let mut v1 = Vec::new();
+            for part in got.split(',') {
+                match part.trim().split_once('=') {
+                    Some(("t", v)) => t = Some(v.to_string()),
+                    Some(("v1", v)) => v1.push(v.to_string()),
+                    _ => {}
+                }
+            }
+            let t = t.ok_or_else(|| sig_err("Stripe-Signature has no t="))?;
+            within(&t, ep.tolerance, "Stripe-Signature t")?;
+            let mac = hmac_sha256(&ep.secret, &[t.as_bytes(), b".", body]);
+            let matched = v1
+                .iter()
+                .find(|s| unhex(s).is_some_and(|b| bool::from(mac.as_slice().ct_eq(&b))));
+            match matched {
+                Some(s) => Ok(Some(format!("stripe:{t}:{s}"))),
+                None => Err(sig_err(
+                    "no v1 signature in Stripe-Signature matches the body",
+                )),
+            }
+        }
+        Scheme::StandardWebhooks => {
+            let id = h("webhook-id").ok_or_else(|| sig_err("missing webhook-id header"))?;
+            let ts = h("webhook-timestamp")
+                .ok_or_else(|| sig_err("missing webhook-timestamp header"))?;
+            let sigs = h("webhook-signature")
+                .ok_or_else(|| sig_err("missing webhook-signature header"))?;
+            within(ts, ep.tolerance, "webhook-timestamp")?;
+            let mac = hmac_sha256(
+                &ep.secret,
+                &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
+            );
+            let ok = sigs.split_whitespace().any(|s| {
+                s.strip_prefix("v1,")
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .is_some_and(|b| bool::from(mac.as_slice().ct_eq(&b)))
+            });
+            if !ok {
+                return Err(sig_err("no v1 signature in webhook-signature matches"));
+            }
+            Ok(Some(format!("standard-webhooks:{id}")))
+        }
+    }
+}
+
+impl Gateway {
+    /// One ingress delivery: find the endpoint, verify on the raw body, render, accept.
+    pub async fn ingest_webhook(
+        self: &Arc<Self>,
+        path: &str,
+        headers: HashMap<String, String>,
+        body: &[u8],
+    ) -> Result<Ingested> {
+        let Some(ingress) = &self.ingress else {
+            return Err(Error::WebhookNotFound);
+        };
+        let path = norm_path(path);
+        let ep = ingress.endpoints.get(&path).ok_or(Error::WebhookNotFound)?;
+        let delivery = verify(ep, &headers, body)?;
+        if body.len() > super::runs::MAX_MESSAGE_BYTES {
+            return Err(Error::field("body", "is larger than 256 KiB"));
+        }
+        let json: Json = if body.iter().all(u8::is_ascii_whitespace) {
+            Json::Object(Map::new())
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| Error::field("body", format!("is not valid JSON: {e}")))?
+        };
+        let hdrs: Map<String, Json> = headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+            .collect();
+        let now = humantime_now();
+        let message = ingress
+            .templates
+            .render(&format!("{path}#message"), &json, &hdrs, &ep.path, &now)
+            .map_err(|e| Error::field("message", format!("the endpoint's template failed: {e}")))?;
+        let idem = delivery.as_ref().map(|d| {
+            let h = Sha256::digest(format!("{path}\0{d}").as_bytes());
+            format!("webhook:{}", &hex(&h)[..40])
+        });
+        let session_key = match &ep.session_key {
+            Some(name) => ingress
+                .templates
+                .render(name, &json, &hdrs, &ep.path, &now)
+                .map_err(|e| {
+                    Error::field("sessionKey", format!("the endpoint's template failed: {e}"))
+                })?
+                .trim()
+                .to_string(),
+            None => String::new(),
+        };
+        let session_key = if session_key.is_empty() {
+            match &idem {
+                Some(k) => format!("webhook:{path}:{}", &k["webhook:".len()..]),
+                None => format!("webhook:{path}:{}", uuid::Uuid::new_v4()),
+            }
+        } else {
+            session_key
+        };
+        let req = NewRun {
+            origin: RunOrigin::Webhook as i32,
+            session_key,
+            agent_id: ep.agent_id.clone(),
+            message: message.trim().to_string(),
+            idempotency_key: idem.clone().unwrap_or_default(),
+            deliver: ep.deliver,
+            channel: ep.channel.clone(),
+            to: ep.to.clone(),
+            ..Default::default()
+        };
+        match self.accept(req).await {
+            Ok(a) => Ok(Ingested {
+                run_id: a.run.run_id,
+                session_key: a.run.session_key,
+                duplicate: a.duplicate,
+            }),
+            // The same delivery id with a body that renders differently (e.g. `{{now}}`):
+            // still the same delivery; answer the original run.
+            Err(Error::IdempotencyConflict { run_id, .. }) if idem.is_some() => {
+                let run = self.get_run(&run_id)?;
+                Ok(Ingested {
+                    run_id,
+                    session_key: run.session_key,
+                    duplicate: true,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn humantime_now() -> String {
+    let t = now_ts();
+    // RFC 3339 in UTC with milliseconds, without a date library.
+    let secs = t.seconds;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        t.nanos / 1_000_000
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_vector() {
+        let mac = hmac_sha256(b"It's a Secret to Everybody", &[b"Hello, World!"]);
+        assert_eq!(
+            hex(&mac),
+            "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
+    /// The vector of the Standard Webhooks reference libraries.
+    #[test]
+    fn standard_webhooks_vector() {
+        let key = base64::engine::general_purpose::STANDARD
+            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .unwrap();
+        let mac = hmac_sha256(
+            &key,
+            &[b"msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{\"test\": 2432232314}"],
+        );
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.encode(mac),
+            "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn rfc4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(
+            hex(&mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn cidrs_and_forwarded_for() {
+        let t = vec!["10.0.0.0/8".to_string(), "127.0.0.1".to_string()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            client_address(Some(ip("127.0.0.1")), Some("203.0.113.9, 10.1.2.3"), &t),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            client_address(Some(ip("192.0.2.7")), Some("127.0.0.1"), &t),
+            Some(ip("192.0.2.7"))
+        );
+        assert_eq!(
+            client_address(Some(ip("127.0.0.1")), None, &t),
+            Some(ip("127.0.0.1"))
+        );
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+        assert!(parse_cidr("::1/128").is_some());
+    }
+
+    #[test]
+    fn session_names() {
+        assert!(check_session_name("a.b_c-1").is_none());
+        assert!(check_session_name("").is_some());
+        assert!(check_session_name("a b").is_some());
+        assert!(check_session_name("a/b").is_some());
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+    }
+}
