@@ -5,9 +5,13 @@
 
 pub mod hooks;
 pub mod webhooks;
+pub mod ws;
 
 use clawplane_proto::v1::{
-    agent_service_server::AgentService, gateway_service_server::GatewayService,
+    agent_service_server::AgentService, channel_service_server::ChannelService,
+    chat_service_server::ChatService, device_service_server::DeviceService,
+    event_service_server::EventService, gateway_service_server::GatewayService,
+    session_service_server::SessionService,
 };
 use std::{net::SocketAddr, sync::Arc};
 
@@ -17,7 +21,21 @@ use std::{net::SocketAddr, sync::Arc};
 pub struct Services {
     pub agent: Arc<dyn AgentService>,
     pub gateway: Arc<dyn GatewayService>,
+    pub chat: Arc<dyn ChatService>,
+    pub sessions: Arc<dyn SessionService>,
+    pub events: Arc<dyn EventService<WatchStream = EventStream>>,
+    pub devices: Arc<dyn DeviceService>,
+    pub channels: Arc<dyn ChannelService>,
 }
+
+/// The stream type of `EventService/Watch` as the bridge consumes it.
+pub type EventStream = std::pin::Pin<
+    Box<
+        dyn futures::Stream<
+                Item = Result<clawplane_proto::v1::EventServiceWatchResponse, tonic::Status>,
+            > + Send,
+    >,
+>;
 
 /// What every forwarded call carries: the credential the HTTP caller presented and its
 /// address.

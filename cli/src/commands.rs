@@ -11,8 +11,9 @@ use futures::StreamExt;
 
 use crate::format;
 use crate::{
-    AgentArgs, Command, ConnectOpts, EventKindArg, LogsArgs, RunStateArg, RunsCommand,
-    SessionsCommand, StatusArgs, WakeArgs, WakeModeArg, WebhookKeysCommand, WebhooksCommand,
+    AgentArgs, Command, ConnectOpts, DevicesCommand, EventKindArg, LogsArgs, RunStateArg,
+    RunsCommand, SessionsCommand, StatusArgs, WakeArgs, WakeModeArg, WebhookKeysCommand,
+    WebhooksCommand,
 };
 
 /// Why a command did not succeed.
@@ -196,7 +197,163 @@ async fn dispatch(ctx: &Ctx, cmd: Command) -> Outcome {
         Command::Logs(a) => logs(ctx, a).await,
         Command::Wake(a) => wake(ctx, a).await,
         Command::Webhooks(c) => webhooks(ctx, c).await,
+        Command::Devices(c) => devices(ctx, c).await,
     }
+}
+
+fn device_line(d: &pb::Device) -> String {
+    let roles = d
+        .roles
+        .iter()
+        .map(|r| format!("{}[{}]", r.role, r.scopes.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{}\t{}\t{}\t{}\t{}",
+        d.device_id,
+        if d.display_name.is_empty() {
+            "-"
+        } else {
+            &d.display_name
+        },
+        if d.platform.is_empty() {
+            "-"
+        } else {
+            &d.platform
+        },
+        if roles.is_empty() {
+            "-".to_string()
+        } else {
+            roles
+        },
+        if d.connected { "connected" } else { "offline" }
+    )
+}
+
+async fn devices(ctx: &Ctx, cmd: DevicesCommand) -> Outcome {
+    let mut c = ctx.client.devices();
+    match cmd {
+        DevicesCommand::List { json: as_json } => {
+            let r = c
+                .list_devices(pb::ListDevicesRequest {})
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            if as_json {
+                out(json(&r)?)?;
+                return Ok(());
+            }
+            out(format!("Pending ({})", r.pending.len()))?;
+            for p in &r.pending {
+                out(format!(
+                    "{}\t{}\t{}\t{}[{}]\t{}\texpires {}",
+                    p.request_id,
+                    p.device_id,
+                    if p.display_name.is_empty() {
+                        "-"
+                    } else {
+                        &p.display_name
+                    },
+                    p.role,
+                    p.scopes.join(","),
+                    p.reason,
+                    format::time(p.expire_time.as_ref())
+                ))?;
+            }
+            out(format!("Paired ({})", r.paired.len()))?;
+            for d in &r.paired {
+                out(device_line(d))?;
+            }
+        }
+        DevicesCommand::Approve {
+            request_id,
+            json: as_json,
+        } => {
+            let r = c
+                .approve_pairing(pb::ApprovePairingRequest { request_id })
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            if as_json {
+                out(json(&r)?)?;
+            } else {
+                let d = r.device.unwrap_or_default();
+                out(format!(
+                    "approved {} (device {})",
+                    r.request_id, d.device_id
+                ))?;
+            }
+        }
+        DevicesCommand::Reject { request_id } => {
+            let r = c
+                .reject_pairing(pb::RejectPairingRequest { request_id })
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            let p = r.request.unwrap_or_default();
+            out(format!(
+                "rejected {} (device {})",
+                p.request_id, p.device_id
+            ))?;
+        }
+        DevicesCommand::Remove { device_id } => {
+            let r = c
+                .remove_device(pb::RemoveDeviceRequest { device_id })
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            out(format!("removed {}", r.device_id))?;
+        }
+        DevicesCommand::Rename { device_id, name } => {
+            let r = c
+                .rename_device(pb::RenameDeviceRequest {
+                    device_id,
+                    display_name: name,
+                })
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            out(device_line(&r.device.unwrap_or_default()))?;
+        }
+        DevicesCommand::Rotate {
+            device_id,
+            role,
+            scopes,
+        } => {
+            let r = c
+                .rotate_token(pb::RotateTokenRequest {
+                    device_id,
+                    role,
+                    scopes,
+                })
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            out(format!(
+                "rotated {} {} [{}] ({})",
+                r.device_id,
+                r.role,
+                r.scopes.join(","),
+                r.token_delivery
+            ))?;
+            if !r.token.is_empty() {
+                out(format!("token {}", r.token))?;
+            }
+        }
+        DevicesCommand::Revoke { device_id, role } => {
+            let r = c
+                .revoke_token(pb::RevokeTokenRequest {
+                    device_id: device_id.clone(),
+                    role: role.clone(),
+                })
+                .await
+                .map_err(Error::from)?
+                .into_inner();
+            let _ = r;
+            out(format!("revoked {device_id} {role}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn key_line(k: &pb::WebhookKey) -> String {

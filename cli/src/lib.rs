@@ -77,6 +77,67 @@ pub enum Command {
     /// Synchronous webhooks (`/webhooks/<instance-id>`): API keys and the calls log.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Paired devices and pairing requests: list, approve, reject, remove, rename, and
+    /// rotate or revoke a device role's token.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+}
+
+/// `clawplane devices ...`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum DevicesCommand {
+    /// Pending pairing requests and paired devices.
+    List {
+        /// Print canonical proto3 JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending pairing request (the id from the `pairing required` error).
+    Approve {
+        /// The request id.
+        request_id: String,
+        /// Print canonical proto3 JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject a pending pairing request.
+    Reject {
+        /// The request id.
+        request_id: String,
+    },
+    /// Remove a paired device; its tokens stop working and its streams end.
+    Remove {
+        /// The device id.
+        device_id: String,
+    },
+    /// Rename a paired device.
+    Rename {
+        /// The device id.
+        device_id: String,
+        /// The new label (1..64 characters).
+        #[arg(long)]
+        name: String,
+    },
+    /// Rotate a device role's token: the old tokens stop working at once; the device gets
+    /// a new one on its next connect.
+    Rotate {
+        /// The device id.
+        device_id: String,
+        /// The role, e.g. operator.
+        #[arg(long, default_value = "operator")]
+        role: String,
+        /// Narrow the role's scopes (comma-separated); default keeps them.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// Revoke a device role: its tokens stop working and its open streams end at once.
+    Revoke {
+        /// The device id.
+        device_id: String,
+        /// The role, e.g. operator.
+        #[arg(long, default_value = "operator")]
+        role: String,
+    },
 }
 
 /// `clawplane webhooks ...`.

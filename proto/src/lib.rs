@@ -17,3 +17,7 @@ pub use pbjson_types;
 /// Session-key grammar shared by the server and the bridge (part of the contract: the
 /// canonical shapes are documented on `Session.session_key`).
 pub mod keys;
+
+/// OpenClaw device identity (Ed25519 proof, payload v3/v2, verification order), shared by
+/// the server's `DeviceService` and the WebSocket shim.
+pub mod device_auth;

@@ -14,14 +14,17 @@ use std::{
     time::{Duration, Instant},
 };
 use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
 
-/// Operator scopes (OpenClaw names). `operator.admin` covers everything and
-/// `operator.write` covers `operator.read`.
+/// What an RPC demands of its caller (the table is `api::required_scope`). Operator scopes
+/// use OpenClaw names; `operator.admin` covers everything and `operator.write` covers
+/// `operator.read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     Read,
     Write,
     Admin,
+    Approvals,
     Pairing,
     /// A hook operation that reads (AgentService/GetRun): the hooks token, or an operator
     /// with `operator.read`.
@@ -29,60 +32,289 @@ pub enum Scope {
     /// A hook operation that acts (AgentService/Run and Wait, GatewayService/Wake): the
     /// hooks token, or an operator with `operator.write`.
     HookWrite,
+    /// No credential needed (DeviceService/Challenge; DeviceService/ConnectDevice checks a
+    /// presented credential but proves the device itself).
+    Public,
+    /// The handler checks its own credential (webhook API keys, ingress secrets).
+    OwnCredential,
 }
 
 impl Scope {
     pub fn name(self) -> &'static str {
         match self {
-            Scope::Read => "operator.read",
-            Scope::Write => "operator.write",
+            Scope::Read | Scope::HookRead => "operator.read",
+            Scope::Write | Scope::HookWrite => "operator.write",
             Scope::Admin => "operator.admin",
+            Scope::Approvals => "operator.approvals",
             Scope::Pairing => "operator.pairing",
-            Scope::HookRead => "operator.read",
-            Scope::HookWrite => "operator.write",
+            Scope::Public | Scope::OwnCredential => "",
         }
     }
+}
+
+/// Every operator scope a device may ask for (`src/gateway/operator-scopes.ts`).
+pub const KNOWN_SCOPES: [&str; 10] = [
+    "operator.read",
+    "operator.write",
+    "operator.admin",
+    "operator.approvals",
+    "operator.pairing",
+    "operator.questions",
+    "operator.talk",
+    "operator.talk.secrets",
+    "operator.sessions.read",
+    "operator.sessions.write",
+];
+
+/// The interned name of a known scope.
+pub fn known_scope(s: &str) -> Option<&'static str> {
+    KNOWN_SCOPES.iter().copied().find(|k| *k == s)
+}
+
+/// True when `held` satisfies `need` (admin ⊇ all; write ⊇ read, talk and session scopes).
+pub fn scope_covers(held: &[&str], need: &str) -> bool {
+    held.contains(&"operator.admin")
+        || held.contains(&need)
+        || (held.contains(&"operator.write")
+            && matches!(
+                need,
+                "operator.read"
+                    | "operator.talk"
+                    | "operator.sessions.read"
+                    | "operator.sessions.write"
+            ))
+}
+
+/// What kind of credential the caller presented.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// The shared gateway token (full operator scopes).
+    Gateway,
+    /// The hooks token.
+    Hooks,
+    /// A device token: exactly the scopes approved for that device role. `revoked` fires
+    /// when the token is revoked or rotated; streams end on it.
+    Device {
+        device_id: String,
+        role: String,
+        revoked: CancellationToken,
+    },
+    /// No credential (only for [`Scope::Public`] calls).
+    Anonymous,
 }
 
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub scopes: Vec<&'static str>,
+    pub kind: Kind,
 }
 
 /// The only scope of the hooks token (`hooks.token`): the hook operations, nothing else.
 pub const HOOKS_SCOPE: &str = "hooks";
 
+/// The scopes of the gateway token: every operator scope (a deliberate difference from
+/// OpenClaw, which clears a device-less shared-secret caller's scopes).
+pub const OPERATOR_SCOPES: [&str; 5] = [
+    "operator.admin",
+    "operator.read",
+    "operator.write",
+    "operator.approvals",
+    "operator.pairing",
+];
+
 impl Principal {
     fn operator() -> Self {
         Principal {
-            scopes: vec![
-                "operator.admin",
-                "operator.read",
-                "operator.write",
-                "operator.approvals",
-                "operator.pairing",
-            ],
+            scopes: OPERATOR_SCOPES.to_vec(),
+            kind: Kind::Gateway,
         }
     }
 
     fn hooks() -> Self {
         Principal {
             scopes: vec![HOOKS_SCOPE],
+            kind: Kind::Hooks,
         }
     }
 
-    fn has(&self, need: Scope) -> bool {
+    /// The caller without credentials.
+    pub fn anonymous() -> Self {
+        Principal {
+            scopes: Vec::new(),
+            kind: Kind::Anonymous,
+        }
+    }
+
+    /// The device and role of a device-token caller.
+    pub fn device(&self) -> Option<(&str, &str)> {
+        match &self.kind {
+            Kind::Device {
+                device_id, role, ..
+            } => Some((device_id, role)),
+            _ => None,
+        }
+    }
+
+    /// Fires when this caller's credential is revoked (device tokens only).
+    pub fn revoked(&self) -> Option<CancellationToken> {
+        match &self.kind {
+            Kind::Device { revoked, .. } => Some(revoked.clone()),
+            _ => None,
+        }
+    }
+
+    /// True when the caller holds every scope `need` demands.
+    pub fn has(&self, need: Scope) -> bool {
         match need {
-            Scope::HookRead if self.scopes.contains(&HOOKS_SCOPE) => return true,
-            Scope::HookWrite if self.scopes.contains(&HOOKS_SCOPE) => return true,
-            Scope::HookRead => return self.has(Scope::Read),
-            Scope::HookWrite => return self.has(Scope::Write),
+            Scope::Public | Scope::OwnCredential => return true,
+            Scope::HookRead | Scope::HookWrite if self.scopes.contains(&HOOKS_SCOPE) => {
+                return true;
+            }
             _ => {}
         }
-        self.scopes.contains(&"operator.admin")
-            || self.scopes.contains(&need.name())
-            || (need == Scope::Read && self.scopes.contains(&"operator.write"))
+        scope_covers(&self.scopes, need.name())
+    }
+
+    /// `Ok` when the caller has `need`, else PERMISSION_DENIED `MISSING_SCOPE`.
+    pub fn demand(&self, need: Scope) -> Result<()> {
+        if self.has(need) {
+            Ok(())
+        } else {
+            Err(Error::MissingScope {
+                missing: need.name().to_string(),
+                required: vec![need.name().to_string()],
+            })
+        }
+    }
+
+    /// `Ok` when the caller covers every scope in `needs` (an approver approving them).
+    pub fn demand_all(&self, needs: &[String]) -> Result<()> {
+        match needs.iter().find(|n| !scope_covers(&self.scopes, n)) {
+            None => Ok(()),
+            Some(m) => Err(Error::MissingScope {
+                missing: m.clone(),
+                required: needs.to_vec(),
+            }),
+        }
+    }
+}
+
+/// A live device token: who it belongs to and what it carries.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub device_id: String,
+    pub role: String,
+    pub scopes: Vec<&'static str>,
+}
+
+/// Live device tokens (by SHA-256 digest) and the per-principal revocation registry. The
+/// store is the truth; the device core keeps this index in step on every commit. The
+/// WebSocket shim holds [`DeviceIndex::revocation`] tokens to close sockets with 4001.
+#[derive(Default)]
+pub struct DeviceIndex {
+    tokens: std::sync::RwLock<HashMap<[u8; 32], Grant>>,
+    revocations: Mutex<HashMap<(String, String), CancellationToken>>,
+    /// Open streams per device (for `Device.connected`).
+    open: Mutex<HashMap<String, usize>>,
+}
+
+impl DeviceIndex {
+    /// The grant of a presented device token.
+    pub fn lookup(&self, digest: &[u8; 32]) -> Option<Grant> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+            .cloned()
+    }
+
+    /// Adds a live token.
+    pub fn insert(&self, digest: [u8; 32], grant: Grant) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest, grant);
+    }
+
+    /// Drops one token (evicted past the per-role cap; its streams are not ended).
+    pub fn remove_digest(&self, digest: &[u8; 32]) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(digest);
+    }
+
+    /// Drops every token of a device (one role, or all) and fires their revocation tokens,
+    /// which ends that principal's open streams and sockets at once.
+    pub fn revoke(&self, device_id: &str, role: Option<&str>) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, g| !(g.device_id == device_id && role.is_none_or(|r| r == g.role)));
+        let mut map = super::core::lock(&self.revocations);
+        map.retain(|(d, r), tok| {
+            let hit = d == device_id && role.is_none_or(|x| x == r);
+            if hit {
+                tok.cancel();
+            }
+            !hit
+        });
+    }
+
+    /// The revocation token of a device role: cancelled when its tokens are revoked,
+    /// rotated or the device removed.
+    pub fn revocation(&self, device_id: &str, role: &str) -> CancellationToken {
+        super::core::lock(&self.revocations)
+            .entry((device_id.to_string(), role.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Number of live tokens of a device role.
+    pub fn active_tokens(&self, device_id: &str, role: &str) -> u32 {
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|g| g.device_id == device_id && g.role == role)
+            .count() as u32
+    }
+
+    /// Marks a stream of `device_id` open until the guard drops.
+    pub fn open_stream(self: &std::sync::Arc<Self>, device_id: &str) -> StreamGuard {
+        *super::core::lock(&self.open)
+            .entry(device_id.to_string())
+            .or_default() += 1;
+        StreamGuard {
+            index: self.clone(),
+            device_id: device_id.to_string(),
+        }
+    }
+
+    /// True while the device has an open stream.
+    pub fn connected(&self, device_id: &str) -> bool {
+        super::core::lock(&self.open)
+            .get(device_id)
+            .is_some_and(|n| *n > 0)
+    }
+}
+
+/// Keeps a device counted as connected.
+pub struct StreamGuard {
+    index: std::sync::Arc<DeviceIndex>,
+    device_id: String,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut map = super::core::lock(&self.index.open);
+        if let Some(n) = map.get_mut(&self.device_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.device_id);
+            }
+        }
     }
 }
 
@@ -144,7 +376,8 @@ pub fn load_or_generate_token(data_dir: &Path) -> std::io::Result<String> {
     Ok(token)
 }
 
-fn digest(s: &str) -> [u8; 32] {
+/// SHA-256 of a token (how tokens are compared and stored).
+pub fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
@@ -174,12 +407,26 @@ impl Auth {
         let _ = self.hooks_digest.set(digest(token));
     }
 
-    /// Resolves the caller from a presented credential and demands `need`.
+    /// Resolves the caller from a presented credential (gateway token, hooks token, or a
+    /// live device token from `devices`) and demands `need`.
     pub fn check(
         &self,
         presented: Option<&str>,
         peer: Option<IpAddr>,
         need: Scope,
+        devices: Option<&DeviceIndex>,
+    ) -> Result<Principal> {
+        let p = self.authenticate(presented, peer, devices)?;
+        p.demand(need)?;
+        Ok(p)
+    }
+
+    /// Resolves the caller from a presented credential; counts failures per address.
+    pub fn authenticate(
+        &self,
+        presented: Option<&str>,
+        peer: Option<IpAddr>,
+        devices: Option<&DeviceIndex>,
     ) -> Result<Principal> {
         let now = Instant::now();
         if let Some(ip) = peer {
@@ -204,7 +451,17 @@ impl Auth {
             {
                 Ok(Principal::hooks())
             }
-            Some(_) => Err(Error::TokenInvalid(self.source.clone())),
+            Some(d) => match devices.and_then(|i| i.lookup(&d).map(|g| (i, g))) {
+                Some((index, g)) => Ok(Principal {
+                    scopes: g.scopes,
+                    kind: Kind::Device {
+                        revoked: index.revocation(&g.device_id, &g.role),
+                        device_id: g.device_id,
+                        role: g.role,
+                    },
+                }),
+                None => Err(Error::TokenInvalid(self.source.clone())),
+            },
         };
         let p = match ok {
             Ok(p) => p,
@@ -217,9 +474,6 @@ impl Auth {
         };
         if let Some(ip) = peer {
             super::core::lock(&self.failures).remove(&ip);
-        }
-        if !p.has(need) {
-            return Err(Error::MissingScope(need.name()));
         }
         Ok(p)
     }

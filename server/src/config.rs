@@ -37,6 +37,37 @@ pub struct GatewayConfig {
     /// Reverse proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed for the client
     /// address; from anyone else the header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// Device pairing (`gateway.nodes.pairing.*`).
+    pub nodes: NodesConfig,
+    /// Open WebSocket connections at most; more are closed with 1013 (try again later).
+    pub max_connections: usize,
+}
+
+/// `gateway.nodes`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodesConfig {
+    pub pairing: PairingConfig,
+}
+
+/// `gateway.nodes.pairing`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PairingConfig {
+    /// Approve pairing silently for a loopback caller without forwarding headers that
+    /// presented the gateway token (OpenClaw's default: true).
+    pub auto_approve_local: bool,
+    /// How long a pending pairing request lives (OpenClaw: 5 minutes).
+    pub pending_ttl_ms: u64,
+}
+
+impl Default for PairingConfig {
+    fn default() -> Self {
+        PairingConfig {
+            auto_approve_local: true,
+            pending_ttl_ms: 300_000,
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -48,6 +79,8 @@ impl Default for GatewayConfig {
             shutdown_grace_ms: 5000,
             mode: None,
             trusted_proxies: Vec::new(),
+            nodes: NodesConfig::default(),
+            max_connections: 20_000,
         }
     }
 }

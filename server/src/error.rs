@@ -38,12 +38,47 @@ pub enum Error {
         "missing credentials: send `authorization: Bearer <token>` (or `x-openclaw-token`). This gateway's token is {0}; the CLI takes it from --token or CLAWPLANE_TOKEN"
     )]
     TokenMissing(String),
-    #[error("invalid token: it does not match this gateway's token, which is {0}")]
+    #[error(
+        "invalid token: it matches neither this gateway's token, which is {0}, nor a live device token (revoked or rotated device tokens stop working; reconnect with DeviceService/ConnectDevice)"
+    )]
     TokenInvalid(String),
     #[error("too many failed authentication attempts from {addr}; retry in {} s", .retry_after.as_secs().max(1))]
     RateLimited { addr: String, retry_after: Duration },
-    #[error("missing scope: {0}")]
-    MissingScope(&'static str),
+    #[error(
+        "missing scope: {missing} (this call needs {}). Use the gateway token, or approve a device with more scopes (`clawplane devices approve <requestId>` after DeviceService/RequestScopeUpgrade)", required.join(", ")
+    )]
+    MissingScope {
+        missing: String,
+        required: Vec<String>,
+    },
+    #[error("pairing required: run `clawplane devices approve {request_id}` on the gateway host")]
+    PairingRequired {
+        request_id: String,
+        reason: &'static str,
+        device_id: String,
+    },
+    #[error(
+        "{}: check the device key, sign the v3 payload over a fresh DeviceService/Challenge nonce with signedAt within 120 s of the gateway clock", .0.message()
+    )]
+    DeviceProof(clawplane_proto::device_auth::ProofError),
+    #[error(
+        "unknown requestId {0}: it was approved, rejected, superseded or expired (5 minutes); list pending requests with `clawplane devices list`"
+    )]
+    PairingRequestNotFound(String),
+    #[error("device not found: {0}. List devices with `clawplane devices list`")]
+    DeviceNotFound(String),
+    #[error(
+        "device {device_id} has no approved role {role}; reconnect with DeviceService/ConnectDevice to request it"
+    )]
+    RoleNotApproved { device_id: String, role: String },
+    #[error(
+        "the device token was revoked or rotated; reconnect with DeviceService/ConnectDevice for a new one (an operator may need to approve the device again)"
+    )]
+    TokenRevoked,
+    #[error(
+        "{0} needs a device token (`authorization: Bearer <deviceToken>` from DeviceService/ConnectDevice)"
+    )]
+    DeviceTokenRequired(&'static str),
     #[error(
         "cursor {requested} is older than the oldest retained event {oldest}; resume from {oldest} or use followOnly"
     )]
@@ -97,7 +132,14 @@ impl Error {
             Error::SessionBusy(_) => Code::FailedPrecondition,
             Error::TokenMissing(_) | Error::TokenInvalid(_) => Code::Unauthenticated,
             Error::RateLimited { .. } => Code::ResourceExhausted,
-            Error::MissingScope(_) => Code::PermissionDenied,
+            Error::MissingScope { .. } => Code::PermissionDenied,
+            Error::PairingRequired { .. } => Code::FailedPrecondition,
+            Error::DeviceProof(_) => Code::Unauthenticated,
+            Error::PairingRequestNotFound(_) | Error::DeviceNotFound(_) => Code::NotFound,
+            Error::RoleNotApproved { .. } | Error::DeviceTokenRequired(_) => {
+                Code::FailedPrecondition
+            }
+            Error::TokenRevoked => Code::Unauthenticated,
             Error::CursorExpired { .. } => Code::OutOfRange,
             Error::SubscriberLagged { .. } => Code::Aborted,
             Error::ShuttingDown => Code::Unavailable,
@@ -120,7 +162,14 @@ impl Error {
             Error::TokenMissing(_) => "TOKEN_MISSING",
             Error::TokenInvalid(_) => "TOKEN_INVALID",
             Error::RateLimited { .. } => "AUTH_RATE_LIMITED",
-            Error::MissingScope(_) => "MISSING_SCOPE",
+            Error::MissingScope { .. } => "MISSING_SCOPE",
+            Error::PairingRequired { .. } => "PAIRING_REQUIRED",
+            Error::DeviceProof(e) => e.code(),
+            Error::PairingRequestNotFound(_) => "PAIRING_REQUEST_NOT_FOUND",
+            Error::DeviceNotFound(_) => "DEVICE_NOT_FOUND",
+            Error::RoleNotApproved { .. } => "ROLE_NOT_APPROVED",
+            Error::TokenRevoked => "TOKEN_REVOKED",
+            Error::DeviceTokenRequired(_) => "DEVICE_TOKEN_REQUIRED",
             Error::CursorExpired { .. } => "CURSOR_EXPIRED",
             Error::SubscriberLagged { .. } => "SUBSCRIBER_LAGGED",
             Error::ShuttingDown => "SHUTTING_DOWN",
@@ -150,7 +199,25 @@ impl Error {
                 kv("clientAddress", addr.clone()),
                 kv("retryAfterMs", retry_after.as_millis().to_string()),
             ],
-            Error::MissingScope(s) => vec![kv("missingScope", s.to_string())],
+            Error::MissingScope { missing, required } => vec![
+                kv("missingScope", missing.clone()),
+                kv("requiredScopes", required.join(",")),
+            ],
+            Error::PairingRequired {
+                request_id,
+                reason,
+                device_id,
+            } => vec![
+                kv("requestId", request_id.clone()),
+                kv("reason", reason.to_string()),
+                kv("deviceId", device_id.clone()),
+            ],
+            Error::DeviceProof(e) => vec![kv("reason", e.reason().to_string())],
+            Error::PairingRequestNotFound(id) => vec![kv("requestId", id.clone())],
+            Error::DeviceNotFound(id) => vec![kv("deviceId", id.clone())],
+            Error::RoleNotApproved { device_id, role } => {
+                vec![kv("deviceId", device_id.clone()), kv("role", role.clone())]
+            }
             Error::CursorExpired { requested, oldest } => vec![
                 kv("afterSeq", requested.to_string()),
                 kv("oldestSeq", oldest.to_string()),

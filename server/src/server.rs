@@ -112,9 +112,34 @@ pub async fn router(api: Api) -> anyhow::Result<(Router, HealthReporter)> {
         http
     };
 
+    let http = http.merge(ws(&api));
     // One fallback, set after the merge: gRPC callers get status 12, others a JSON 404.
     let app = http.merge(grpc).fallback(fallback).layer(cors);
     Ok((app, health))
+}
+
+/// This API's own services, for the bridge translators.
+fn bridge_services(api: &Api) -> clawplane_bridge::Services {
+    clawplane_bridge::Services {
+        agent: Arc::new(api.clone()),
+        gateway: Arc::new(api.clone()),
+        chat: Arc::new(api.clone()),
+        sessions: Arc::new(api.clone()),
+        events: Arc::new(api.clone()),
+        devices: Arc::new(api.clone()),
+        channels: Arc::new(api.clone()),
+    }
+}
+
+/// The OpenClaw WebSocket shim at `GET /` (a translator into the same services).
+fn ws(api: &Api) -> Router {
+    let cfg = clawplane_bridge::ws::WsConfig {
+        version: env!("CARGO_PKG_VERSION").into(),
+        max_connections: api.gw.config.gateway.max_connections,
+        shutdown: api.gw.shutdown.clone(),
+        ..Default::default()
+    };
+    clawplane_bridge::ws::ws_router(bridge_services(api), cfg)
 }
 
 /// The hooks bridge (`hooks.*`) when enabled: a translator into this API's own services.
@@ -128,10 +153,7 @@ fn hooks(api: &Api) -> anyhow::Result<Option<Router>> {
         .token()
         .ok_or_else(|| anyhow::anyhow!("hooks.enabled requires hooks.token"))?;
     api.auth.enable_hooks_token(token);
-    let services = clawplane_bridge::Services {
-        agent: Arc::new(api.clone()),
-        gateway: Arc::new(api.clone()),
-    };
+    let services = bridge_services(api);
     let ctx = clawplane_bridge::hooks::HooksContext {
         default_agent_id: api.gw.default_agent.clone(),
         channels: Some(
@@ -214,4 +236,6 @@ pub async fn drain(gw: &Arc<Gateway>, health: &HealthReporter, grace: Duration) 
         tracing::error!(error = %e, "final flush failed");
     }
     gw.shutdown.cancel();
+    // WebSockets get `shutdown` and close 1012; let their close handshakes finish.
+    clawplane_bridge::ws::wait_closed(Duration::from_secs(2)).await;
 }

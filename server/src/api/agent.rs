@@ -1,5 +1,5 @@
 use super::{Api, deadline};
-use crate::{auth::Scope, core::runs::NewRun, core::sessions::page_size, error::Error};
+use crate::{core::runs::NewRun, core::sessions::page_size, error::Error};
 use clawplane_proto::v1::{
     AgentServiceRunRequest, AgentServiceRunResponse, AgentServiceWaitRequest,
     AgentServiceWaitResponse, CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse,
@@ -22,7 +22,7 @@ impl AgentService for Api {
         &self,
         req: Request<AgentServiceRunRequest>,
     ) -> Result<Response<AgentServiceRunResponse>, Status> {
-        self.authorize(&req, Scope::HookWrite)?;
+        self.authorize(&req, "clawplane.v1.AgentService/Run")?;
         let r = req.into_inner();
         let a = self
             .gw
@@ -58,7 +58,7 @@ impl AgentService for Api {
         &self,
         req: Request<AgentServiceWaitRequest>,
     ) -> Result<Response<AgentServiceWaitResponse>, Status> {
-        self.authorize(&req, Scope::HookWrite)?;
+        self.authorize(&req, "clawplane.v1.AgentService/Wait")?;
         // Answer a little before the caller's deadline so it gets `done: false`, not an error.
         let call_limit =
             deadline(&req).map(|d| d.saturating_sub(d / 10 + Duration::from_millis(5)));
@@ -83,7 +83,7 @@ impl AgentService for Api {
         &self,
         req: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
-        self.authorize(&req, Scope::HookRead)?;
+        self.authorize(&req, "clawplane.v1.AgentService/GetRun")?;
         let id = run_id(&req.get_ref().run_id)?.to_string();
         Ok(Response::new(GetRunResponse {
             run: Some(self.gw.get_run(&id)?),
@@ -94,7 +94,7 @@ impl AgentService for Api {
         &self,
         req: Request<CancelRunRequest>,
     ) -> Result<Response<CancelRunResponse>, Status> {
-        self.authorize(&req, Scope::Write)?;
+        self.authorize(&req, "clawplane.v1.AgentService/CancelRun")?;
         let id = run_id(&req.get_ref().run_id)?.to_string();
         Ok(Response::new(CancelRunResponse {
             run: Some(self.gw.cancel(&id).await?),
@@ -105,7 +105,7 @@ impl AgentService for Api {
         &self,
         req: Request<ListRunsRequest>,
     ) -> Result<Response<ListRunsResponse>, Status> {
-        self.authorize(&req, Scope::Read)?;
+        self.authorize(&req, "clawplane.v1.AgentService/ListRuns")?;
         let r = req.into_inner();
         let key = (!r.session_key.trim().is_empty())
             .then(|| self.gw.session_key(&r.session_key, &r.agent_id));

@@ -1,5 +1,5 @@
 use super::Api;
-use crate::{auth::Scope, core::runs::NewRun, core::sessions::page_size, error::Error};
+use crate::{core::runs::NewRun, core::sessions::page_size, error::Error};
 use clawplane_proto::v1::{
     ChatServiceAbortRequest, ChatServiceAbortResponse, ChatServiceHistoryRequest,
     ChatServiceHistoryResponse, ChatServiceSendRequest, ChatServiceSendResponse, RunOrigin,
@@ -13,7 +13,7 @@ impl ChatService for Api {
         &self,
         req: Request<ChatServiceSendRequest>,
     ) -> Result<Response<ChatServiceSendResponse>, Status> {
-        self.authorize(&req, Scope::Write)?;
+        self.authorize(&req, "clawplane.v1.ChatService/Send")?;
         let r = req.into_inner();
         if r.session_key.trim().is_empty() {
             return Err(Error::field("sessionKey", "is required (e.g. \"main\")").into());
@@ -47,7 +47,7 @@ impl ChatService for Api {
         &self,
         req: Request<ChatServiceHistoryRequest>,
     ) -> Result<Response<ChatServiceHistoryResponse>, Status> {
-        self.authorize(&req, Scope::Read)?;
+        self.authorize(&req, "clawplane.v1.ChatService/History")?;
         let r = req.into_inner();
         if r.session_key.trim().is_empty() {
             return Err(Error::field("sessionKey", "is required").into());
@@ -67,7 +67,7 @@ impl ChatService for Api {
         &self,
         req: Request<ChatServiceAbortRequest>,
     ) -> Result<Response<ChatServiceAbortResponse>, Status> {
-        self.authorize(&req, Scope::Write)?;
+        self.authorize(&req, "clawplane.v1.ChatService/Abort")?;
         let r = req.into_inner();
         if r.session_key.trim().is_empty() {
             return Err(Error::field("sessionKey", "is required").into());

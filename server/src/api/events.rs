@@ -1,5 +1,5 @@
 use super::Api;
-use crate::{auth::Scope, core::events::Frame};
+use crate::core::events::Frame;
 use clawplane_proto::v1::{
     EventServiceWatchRequest, EventServiceWatchResponse, event_service_server::EventService,
     event_service_watch_response,
@@ -18,11 +18,16 @@ impl EventService for Api {
         &self,
         req: Request<EventServiceWatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.authorize(&req, Scope::Read)?;
+        let who = self.authorize(&req, "clawplane.v1.EventService/Watch")?;
         let r = req.into_inner();
         let stream = self
             .gw
-            .watch(r.after_seq, r.follow_only, r.filter.unwrap_or_default())?
+            .watch(
+                r.after_seq,
+                r.follow_only,
+                r.filter.unwrap_or_default(),
+                &who,
+            )?
             .map(|item| {
                 item.map(|frame| EventServiceWatchResponse {
                     frame: Some(match frame {

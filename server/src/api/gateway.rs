@@ -1,5 +1,4 @@
 use super::Api;
-use crate::auth::Scope;
 use clawplane_proto::v1::{
     GatewayServiceStatusRequest, GatewayServiceStatusResponse, GatewayServiceWakeRequest,
     GatewayServiceWakeResponse, WakeMode, gateway_service_server::GatewayService,
@@ -12,7 +11,7 @@ impl GatewayService for Api {
         &self,
         req: Request<GatewayServiceStatusRequest>,
     ) -> Result<Response<GatewayServiceStatusResponse>, Status> {
-        let who = self.authorize(&req, Scope::Read)?;
+        let who = self.authorize(&req, "clawplane.v1.GatewayService/Status")?;
         let gw = &self.gw;
         let (queued, running) = gw.run_counts();
         Ok(Response::new(GatewayServiceStatusResponse {
@@ -39,7 +38,7 @@ impl GatewayService for Api {
         &self,
         req: Request<GatewayServiceWakeRequest>,
     ) -> Result<Response<GatewayServiceWakeResponse>, Status> {
-        self.authorize(&req, Scope::HookWrite)?;
+        self.authorize(&req, "clawplane.v1.GatewayService/Wake")?;
         let r = req.into_inner();
         let mode = WakeMode::try_from(r.mode).unwrap_or(WakeMode::Unspecified);
         let w = self

@@ -3,6 +3,7 @@
 
 mod agent;
 mod chat;
+mod devices;
 mod events;
 mod gateway;
 mod pending;
@@ -23,19 +24,112 @@ pub struct Api {
     pub auth: Arc<Auth>,
 }
 
+/// Every RPC and the scope it needs: the one place authorization is declared. Keys are full
+/// gRPC method names; a handler passes its own name to [`Api::authorize`].
+pub const REQUIRED_SCOPES: &[(&str, Scope)] = &[
+    ("clawplane.v1.ChatService/Send", Scope::Write),
+    ("clawplane.v1.ChatService/History", Scope::Read),
+    ("clawplane.v1.ChatService/Abort", Scope::Write),
+    ("clawplane.v1.SessionService/Send", Scope::Write),
+    ("clawplane.v1.SessionService/List", Scope::Read),
+    ("clawplane.v1.SessionService/Get", Scope::Read),
+    ("clawplane.v1.SessionService/Resolve", Scope::Read),
+    ("clawplane.v1.SessionService/Reset", Scope::Admin),
+    ("clawplane.v1.SessionService/Delete", Scope::Admin),
+    ("clawplane.v1.AgentService/Run", Scope::HookWrite),
+    ("clawplane.v1.AgentService/Wait", Scope::HookWrite),
+    ("clawplane.v1.AgentService/GetRun", Scope::HookRead),
+    ("clawplane.v1.AgentService/CancelRun", Scope::Write),
+    ("clawplane.v1.AgentService/ListRuns", Scope::Read),
+    ("clawplane.v1.EventService/Watch", Scope::Read),
+    ("clawplane.v1.GatewayService/Status", Scope::Read),
+    ("clawplane.v1.GatewayService/Wake", Scope::HookWrite),
+    ("clawplane.v1.ChannelService/ListChannels", Scope::Read),
+    ("clawplane.v1.ChannelService/GetChannel", Scope::Read),
+    ("clawplane.v1.ChannelService/SendMessage", Scope::Write),
+    ("clawplane.v1.WebhookService/CreateWebhookKey", Scope::Admin),
+    ("clawplane.v1.WebhookService/ListWebhookKeys", Scope::Admin),
+    ("clawplane.v1.WebhookService/RevokeWebhookKey", Scope::Admin),
+    ("clawplane.v1.WebhookService/RotateWebhookKey", Scope::Admin),
+    ("clawplane.v1.WebhookService/ListWebhookCalls", Scope::Admin),
+    (
+        "clawplane.v1.WebhookService/CallWebhook",
+        Scope::OwnCredential,
+    ),
+    (
+        "clawplane.v1.WebhookService/IngestWebhook",
+        Scope::OwnCredential,
+    ),
+    (
+        "clawplane.v1.WebhookService/CreateWebhookEndpoint",
+        Scope::Admin,
+    ),
+    (
+        "clawplane.v1.WebhookService/ListWebhookEndpoints",
+        Scope::Admin,
+    ),
+    (
+        "clawplane.v1.WebhookService/DeleteWebhookEndpoint",
+        Scope::Admin,
+    ),
+    ("clawplane.v1.DeviceService/Challenge", Scope::Public),
+    ("clawplane.v1.DeviceService/ConnectDevice", Scope::Public),
+    ("clawplane.v1.DeviceService/ListDevices", Scope::Pairing),
+    ("clawplane.v1.DeviceService/ApprovePairing", Scope::Pairing),
+    ("clawplane.v1.DeviceService/RejectPairing", Scope::Pairing),
+    ("clawplane.v1.DeviceService/RemoveDevice", Scope::Pairing),
+    ("clawplane.v1.DeviceService/RenameDevice", Scope::Pairing),
+    ("clawplane.v1.DeviceService/RotateToken", Scope::Pairing),
+    ("clawplane.v1.DeviceService/RevokeToken", Scope::Pairing),
+    // Any authenticated device may ask; the approver's scopes must cover the request.
+    (
+        "clawplane.v1.DeviceService/RequestScopeUpgrade",
+        Scope::OwnCredential,
+    ),
+];
+
+/// The scope `method` (`package.Service/Method`) needs.
+pub fn required_scope(method: &str) -> Option<Scope> {
+    REQUIRED_SCOPES
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map(|(_, s)| *s)
+}
+
 impl Api {
-    /// The one gate every handler passes first.
-    pub fn authorize<T>(&self, req: &Request<T>, need: Scope) -> Result<Principal, Status> {
+    /// The one gate every handler passes first: resolves the caller (gateway token, hooks
+    /// token or device token) and demands the scope [`REQUIRED_SCOPES`] lists for
+    /// `method`. [`Scope::Public`] calls accept a missing credential (but not a wrong
+    /// one).
+    pub fn authorize<T>(
+        &self,
+        req: &Request<T>,
+        method: &'static str,
+    ) -> Result<Principal, Status> {
+        let Some(need) = required_scope(method) else {
+            return Err(
+                crate::error::Error::Internal(format!("{method} declares no scope")).into(),
+            );
+        };
         let md = req.metadata();
         let header = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
         let token = auth::bearer(header("authorization"), header("x-openclaw-token"));
-        let peer = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .or_else(|| req.remote_addr().map(|a| a.ip()));
-        Ok(self.auth.check(token.as_deref(), peer, need)?)
+        if token.is_none() && need == Scope::Public {
+            return Ok(Principal::anonymous());
+        }
+        let peer = peer_of(req).map(|a| a.ip());
+        Ok(self
+            .auth
+            .check(token.as_deref(), peer, need, Some(&self.gw.devices))?)
     }
+}
+
+/// The caller's socket address (the bridge sets it as `ConnectInfo`).
+pub fn peer_of<T>(req: &Request<T>) -> Option<SocketAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .or_else(|| req.remote_addr())
 }
 
 /// The caller's remaining deadline from `grpc-timeout`, if it sent one.
@@ -52,4 +146,30 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    /// Every RPC of every clawplane service is in the scope table, and nothing else is.
+    #[test]
+    fn every_rpc_declares_its_scope() {
+        let set = prost_types::FileDescriptorSet::decode(clawplane_proto::v1::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set");
+        let mut methods = Vec::new();
+        for f in &set.file {
+            for s in &f.service {
+                for m in &s.method {
+                    methods.push(format!("{}.{}/{}", f.package(), s.name(), m.name()));
+                }
+            }
+        }
+        for m in &methods {
+            assert!(super::required_scope(m).is_some(), "{m} has no scope");
+        }
+        for (m, _) in super::REQUIRED_SCOPES {
+            assert!(methods.iter().any(|x| x == m), "{m} is not an RPC");
+        }
+    }
 }

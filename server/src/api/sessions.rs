@@ -1,5 +1,5 @@
 use super::Api;
-use crate::{auth::Scope, core::runs::NewRun, core::sessions::page_size, error::Error};
+use crate::{core::runs::NewRun, core::sessions::page_size, error::Error};
 use clawplane_proto::v1::{
     RunOrigin, SessionServiceDeleteRequest, SessionServiceDeleteResponse, SessionServiceGetRequest,
     SessionServiceGetResponse, SessionServiceListRequest, SessionServiceListResponse,
@@ -22,7 +22,7 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceSendRequest>,
     ) -> Result<Response<SessionServiceSendResponse>, Status> {
-        self.authorize(&req, Scope::Write)?;
+        self.authorize(&req, "clawplane.v1.SessionService/Send")?;
         let r = req.into_inner();
         required(&r.session_key)?;
         let a = self
@@ -58,7 +58,7 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceListRequest>,
     ) -> Result<Response<SessionServiceListResponse>, Status> {
-        self.authorize(&req, Scope::Read)?;
+        self.authorize(&req, "clawplane.v1.SessionService/List")?;
         let r = req.into_inner();
         let (sessions, next) =
             self.gw
@@ -73,7 +73,7 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceGetRequest>,
     ) -> Result<Response<SessionServiceGetResponse>, Status> {
-        self.authorize(&req, Scope::Read)?;
+        self.authorize(&req, "clawplane.v1.SessionService/Get")?;
         let r = req.into_inner();
         required(&r.session_key)?;
         let key = self.gw.session_key(&r.session_key, &r.agent_id);
@@ -86,7 +86,7 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceResolveRequest>,
     ) -> Result<Response<SessionServiceResolveResponse>, Status> {
-        self.authorize(&req, Scope::Read)?;
+        self.authorize(&req, "clawplane.v1.SessionService/Resolve")?;
         let r = req.into_inner();
         let (session_key, agent_id, exists, explanation) = self.gw.resolve(
             &r.session_key,
@@ -107,7 +107,7 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceResetRequest>,
     ) -> Result<Response<SessionServiceResetResponse>, Status> {
-        self.authorize(&req, Scope::Admin)?;
+        self.authorize(&req, "clawplane.v1.SessionService/Reset")?;
         let r = req.into_inner();
         required(&r.session_key)?;
         let key = self.gw.session_key(&r.session_key, &r.agent_id);
@@ -120,7 +120,7 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceDeleteRequest>,
     ) -> Result<Response<SessionServiceDeleteResponse>, Status> {
-        self.authorize(&req, Scope::Admin)?;
+        self.authorize(&req, "clawplane.v1.SessionService/Delete")?;
         let r = req.into_inner();
         required(&r.session_key)?;
         let key = self.gw.session_key(&r.session_key, &r.agent_id);

@@ -4,7 +4,7 @@
 
 use super::Api;
 use crate::{
-    auth::{self, Scope},
+    auth,
     core::{
         now_ts,
         webhooks::{CallTrace, client_address, http_status},
@@ -64,7 +64,7 @@ impl WebhookService for Api {
         &self,
         req: Request<CreateWebhookKeyRequest>,
     ) -> Result<Response<CreateWebhookKeyResponse>, Status> {
-        self.authorize(&req, Scope::Admin)?;
+        self.authorize(&req, "clawplane.v1.WebhookService/CreateWebhookKey")?;
         let r = req.into_inner();
         let (key, secret) = self.gw.create_webhook_key(&r.label, r.private).await?;
         Ok(Response::new(CreateWebhookKeyResponse {
@@ -77,7 +77,7 @@ impl WebhookService for Api {
         &self,
         req: Request<ListWebhookKeysRequest>,
     ) -> Result<Response<ListWebhookKeysResponse>, Status> {
-        self.authorize(&req, Scope::Admin)?;
+        self.authorize(&req, "clawplane.v1.WebhookService/ListWebhookKeys")?;
         Ok(Response::new(ListWebhookKeysResponse {
             keys: self.gw.webhook_keys()?,
             instance_id: self.gw.instance_id.clone(),
@@ -88,7 +88,7 @@ impl WebhookService for Api {
         &self,
         req: Request<RevokeWebhookKeyRequest>,
     ) -> Result<Response<RevokeWebhookKeyResponse>, Status> {
-        self.authorize(&req, Scope::Admin)?;
+        self.authorize(&req, "clawplane.v1.WebhookService/RevokeWebhookKey")?;
         let key = self.gw.revoke_webhook_key(&req.get_ref().key_id).await?;
         Ok(Response::new(RevokeWebhookKeyResponse { key: Some(key) }))
     }
@@ -97,7 +97,7 @@ impl WebhookService for Api {
         &self,
         req: Request<RotateWebhookKeyRequest>,
     ) -> Result<Response<RotateWebhookKeyResponse>, Status> {
-        self.authorize(&req, Scope::Admin)?;
+        self.authorize(&req, "clawplane.v1.WebhookService/RotateWebhookKey")?;
         let (key, secret) = self.gw.rotate_webhook_key(&req.get_ref().key_id).await?;
         Ok(Response::new(RotateWebhookKeyResponse {
             key: Some(key),
@@ -109,7 +109,7 @@ impl WebhookService for Api {
         &self,
         req: Request<ListWebhookCallsRequest>,
     ) -> Result<Response<ListWebhookCallsResponse>, Status> {
-        self.authorize(&req, Scope::Admin)?;
+        self.authorize(&req, "clawplane.v1.WebhookService/ListWebhookCalls")?;
         Ok(Response::new(ListWebhookCallsResponse {
             calls: self.gw.webhook_calls()?,
             instance_id: self.gw.instance_id.clone(),
@@ -212,7 +212,7 @@ impl WebhookService for Api {
         &self,
         req: Request<CreateWebhookEndpointRequest>,
     ) -> Result<Response<CreateWebhookEndpointResponse>, Status> {
-        self.authorize(&req, Scope::Admin)?;
+        self.authorize(&req, "clawplane.v1.WebhookService/CreateWebhookEndpoint")?;
         Err(Error::NotImplemented(
             "clawplane.v1.WebhookService/CreateWebhookEndpoint (webhook egress)",
         )
@@ -223,7 +223,7 @@ impl WebhookService for Api {
         &self,
         req: Request<ListWebhookEndpointsRequest>,
     ) -> Result<Response<ListWebhookEndpointsResponse>, Status> {
-        self.authorize(&req, Scope::Admin)?;
+        self.authorize(&req, "clawplane.v1.WebhookService/ListWebhookEndpoints")?;
         Err(Error::NotImplemented(
             "clawplane.v1.WebhookService/ListWebhookEndpoints (webhook egress)",
         )
@@ -234,7 +234,7 @@ impl WebhookService for Api {
         &self,
         req: Request<DeleteWebhookEndpointRequest>,
     ) -> Result<Response<DeleteWebhookEndpointResponse>, Status> {
-        self.authorize(&req, Scope::Admin)?;
+        self.authorize(&req, "clawplane.v1.WebhookService/DeleteWebhookEndpoint")?;
         Err(Error::NotImplemented(
             "clawplane.v1.WebhookService/DeleteWebhookEndpoint (webhook egress)",
         )

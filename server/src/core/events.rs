@@ -26,6 +26,10 @@ struct Watch {
     filter: EventFilter,
     idle: Duration,
     done: bool,
+    /// Fires when the caller's device token is revoked: the stream ends at once.
+    revoked: tokio_util::sync::CancellationToken,
+    /// Counts the device as connected while the stream is open.
+    _guard: Option<crate::auth::StreamGuard>,
 }
 
 impl Watch {
@@ -40,6 +44,10 @@ impl Watch {
         loop {
             if self.done {
                 return None;
+            }
+            if self.revoked.is_cancelled() {
+                self.done = true;
+                return Some(Err(Error::TokenRevoked));
             }
             if self.replaying {
                 if self.backlog.is_empty() {
@@ -81,6 +89,10 @@ impl Watch {
                     self.done = true;
                     return Some(Err(Error::ShuttingDown));
                 }
+                _ = self.revoked.cancelled() => {
+                    self.done = true;
+                    return Some(Err(Error::TokenRevoked));
+                }
                 r = self.live.recv() => match r {
                     Ok(ev) => {
                         if ev.seq <= self.cursor {
@@ -116,12 +128,14 @@ impl Watch {
 
 impl Gateway {
     /// Starts a watch after `after_seq` (0 = from the oldest retained event; `follow_only`
-    /// = from the head).
+    /// = from the head) for `caller`: a device-token caller's stream ends with
+    /// `TOKEN_REVOKED` the moment its token is revoked or rotated.
     pub fn watch(
         self: &Arc<Self>,
         after_seq: u64,
         follow_only: bool,
         filter: EventFilter,
+        caller: &crate::auth::Principal,
     ) -> Result<impl Stream<Item = Result<Frame>> + Send + 'static> {
         // Subscribe before reading the log so nothing committed in between is missed.
         let live = self.store.feed.live.subscribe();
@@ -151,6 +165,8 @@ impl Gateway {
             filter,
             idle: Duration::from_millis(self.config.events.progress_interval_ms.max(10)),
             done: false,
+            revoked: caller.revoked().unwrap_or_default(),
+            _guard: caller.device().map(|(d, _)| self.devices.open_stream(d)),
         };
         Ok(futures::stream::unfold(w, |mut w| async move {
             w.next().await.map(|item| (item, w))

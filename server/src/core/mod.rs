@@ -1,6 +1,7 @@
 //! The domain core: sessions and transcripts, runs (durable acceptance, per-session
 //! queues, execution, cancellation, timeouts, idempotency), the event feed, and wake.
 
+pub mod devices;
 pub mod events;
 pub use clawplane_proto::keys;
 pub mod runs;
@@ -68,6 +69,10 @@ pub struct Gateway {
     pub start_time: Timestamp,
     queued_count: AtomicU64,
     running_count: AtomicU64,
+    /// Live device tokens and the per-principal revocation registry.
+    pub devices: Arc<crate::auth::DeviceIndex>,
+    /// Outstanding device challenges: nonce -> expiry.
+    challenges: Mutex<HashMap<String, Instant>>,
 }
 
 impl Gateway {
@@ -118,7 +123,10 @@ impl Gateway {
             start_time: now_ts(),
             queued_count: AtomicU64::new(0),
             running_count: AtomicU64::new(0),
+            devices: Arc::default(),
+            challenges: Mutex::default(),
         });
+        gw.load_device_tokens()?;
         gw.recover().await?;
         Ok(gw)
     }

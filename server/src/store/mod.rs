@@ -10,7 +10,9 @@
 mod redb;
 
 use crate::error::{Error, Result};
-use clawplane_proto::v1::{Event, Message, Run, Session, WebhookCall, WebhookKey};
+use clawplane_proto::v1::{
+    Device, Event, Message, PairingRequest, Run, Session, WebhookCall, WebhookKey,
+};
 use std::sync::{
     Arc,
     atomic::{AtomicU64, Ordering},
@@ -38,6 +40,16 @@ pub struct IdemRecord {
 pub struct StoredWebhookKey {
     pub digest: [u8; 32],
     pub key: WebhookKey,
+}
+
+/// A device token as stored: only its SHA-256 digest, who holds it and what it carries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredDeviceToken {
+    pub digest: [u8; 32],
+    pub device_id: String,
+    pub role: String,
+    pub scopes: Vec<String>,
+    pub create_ms: i64,
 }
 
 /// Reads shared by write transactions and read snapshots.
@@ -72,6 +84,14 @@ pub trait Reader {
     fn webhook_keys(&self) -> Result<Vec<StoredWebhookKey>>;
     /// The webhook calls log, newest first, at most `limit`.
     fn webhook_calls(&self, limit: usize) -> Result<Vec<WebhookCall>>;
+    /// A paired device.
+    fn device(&self, device_id: &str) -> Result<Option<Device>>;
+    /// Every paired device, in id order.
+    fn devices(&self) -> Result<Vec<Device>>;
+    /// Every pending pairing request (expired ones included), in id order.
+    fn pairing_requests(&self) -> Result<Vec<PairingRequest>>;
+    /// Every live device token.
+    fn device_tokens(&self) -> Result<Vec<StoredDeviceToken>>;
 }
 
 /// Mutations, available inside [`Store::write`]. A closure must finish its checks before
@@ -96,6 +116,20 @@ pub trait Txn: Reader {
     fn delete_webhook_key(&mut self, key_id: &str) -> Result<bool>;
     /// Appends to the webhook calls log, keeping only the newest `keep` entries.
     fn append_webhook_call(&mut self, call: &WebhookCall, keep: usize) -> Result<()>;
+    /// Inserts or replaces a paired device (by `device_id`).
+    fn put_device(&mut self, device: &Device) -> Result<()>;
+    /// Deletes a paired device; true when it existed.
+    fn delete_device(&mut self, device_id: &str) -> Result<bool>;
+    /// Inserts or replaces a pending pairing request (by `request_id`).
+    fn put_pairing_request(&mut self, request: &PairingRequest) -> Result<()>;
+    /// Deletes a pending pairing request; true when it existed.
+    fn delete_pairing_request(&mut self, request_id: &str) -> Result<bool>;
+    /// Stores a device token (by digest).
+    fn put_device_token(&mut self, token: &StoredDeviceToken) -> Result<()>;
+    /// Deletes one device token by digest.
+    fn delete_device_token(&mut self, digest: &[u8; 32]) -> Result<()>;
+    /// Deletes every token of a device role (`None`: every role); returns how many.
+    fn delete_device_tokens(&mut self, device_id: &str, role: Option<&str>) -> Result<usize>;
 }
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;

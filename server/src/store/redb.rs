@@ -1,10 +1,13 @@
 //! The redb backend: table layout, the group-commit writer thread, read snapshots.
 
 use super::{
-    Backend, Completion, Feed, IdemRecord, Job, Reader, Store, StoredRun, StoredWebhookKey, Txn,
+    Backend, Completion, Feed, IdemRecord, Job, Reader, Store, StoredDeviceToken, StoredRun,
+    StoredWebhookKey, Txn,
 };
 use crate::error::{Error, Result};
-use clawplane_proto::v1::{Event, Message, Run, RunState, Session, WebhookCall};
+use clawplane_proto::v1::{
+    Device, Event, Message, PairingRequest, Run, RunState, Session, WebhookCall,
+};
 use prost::Message as _;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -41,6 +44,12 @@ const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 const WEBHOOK_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_keys");
 /// call number -> WebhookCall (only the newest are kept)
 const WEBHOOK_CALLS: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_calls");
+/// device id -> Device
+const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+/// request id -> PairingRequest
+const PAIRING_REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("pairing_requests");
+/// token digest (32 bytes) -> StoredDeviceToken (JSON)
+const DEVICE_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("device_tokens");
 
 const META_RUN_ORDER: &str = "next_run_order";
 const META_LAST_SEQ: &str = "last_seq";
@@ -85,7 +94,15 @@ pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
         let (head, oldest) = {
             let meta = txn.open_table(META).map_err(se)?;
             let events = txn.open_table(EVENTS).map_err(se)?;
-            for t in [RUNS, IDEM, SESSIONS, SYSTEM_EVENTS, WEBHOOK_KEYS] {
+            for t in [
+                RUNS,
+                IDEM,
+                SESSIONS,
+                SYSTEM_EVENTS,
+                WEBHOOK_KEYS,
+                DEVICES,
+                PAIRING_REQUESTS,
+            ] {
                 txn.open_table(t).map_err(se)?;
             }
             txn.open_table(RUN_ORDER).map_err(se)?;
@@ -94,6 +111,7 @@ pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
             txn.open_table(MESSAGES).map_err(se)?;
             txn.open_table(SETTINGS).map_err(se)?;
             txn.open_table(WEBHOOK_CALLS).map_err(se)?;
+            txn.open_table(DEVICE_TOKENS).map_err(se)?;
             let head = meta
                 .get(META_LAST_SEQ)
                 .map_err(se)?
@@ -222,6 +240,9 @@ struct WTxn<'t> {
     settings: redb::Table<'t, &'static str, &'static str>,
     webhook_keys: redb::Table<'t, &'static str, &'static [u8]>,
     webhook_calls: redb::Table<'t, u64, &'static [u8]>,
+    devices: redb::Table<'t, &'static str, &'static [u8]>,
+    pairing_requests: redb::Table<'t, &'static str, &'static [u8]>,
+    device_tokens: redb::Table<'t, &'static [u8], &'static [u8]>,
     last_seq: u64,
     new_events: Vec<Arc<Event>>,
 }
@@ -242,6 +263,9 @@ impl<'t> WTxn<'t> {
             settings: txn.open_table(SETTINGS).map_err(se)?,
             webhook_keys: txn.open_table(WEBHOOK_KEYS).map_err(se)?,
             webhook_calls: txn.open_table(WEBHOOK_CALLS).map_err(se)?,
+            devices: txn.open_table(DEVICES).map_err(se)?,
+            pairing_requests: txn.open_table(PAIRING_REQUESTS).map_err(se)?,
+            device_tokens: txn.open_table(DEVICE_TOKENS).map_err(se)?,
             last_seq,
             new_events: Vec::new(),
         })
@@ -262,6 +286,9 @@ struct RSnap {
     settings: redb::ReadOnlyTable<&'static str, &'static str>,
     webhook_keys: redb::ReadOnlyTable<&'static str, &'static [u8]>,
     webhook_calls: redb::ReadOnlyTable<u64, &'static [u8]>,
+    devices: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    pairing_requests: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    device_tokens: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
 
 impl Backend for RedbBackend {
@@ -281,6 +308,9 @@ impl Backend for RedbBackend {
             settings: txn.open_table(SETTINGS).map_err(se)?,
             webhook_keys: txn.open_table(WEBHOOK_KEYS).map_err(se)?,
             webhook_calls: txn.open_table(WEBHOOK_CALLS).map_err(se)?,
+            devices: txn.open_table(DEVICES).map_err(se)?,
+            pairing_requests: txn.open_table(PAIRING_REQUESTS).map_err(se)?,
+            device_tokens: txn.open_table(DEVICE_TOKENS).map_err(se)?,
         }))
     }
 }
@@ -453,6 +483,33 @@ macro_rules! impl_reader {
                 }
                 Ok(out)
             }
+            fn device(&self, device_id: &str) -> Result<Option<Device>> {
+                match self.devices.get(device_id).map_err(se)? {
+                    Some(v) => Ok(Some(decode(v.value())?)),
+                    None => Ok(None),
+                }
+            }
+            fn devices(&self) -> Result<Vec<Device>> {
+                let mut out = Vec::new();
+                for item in self.devices.iter().map_err(se)? {
+                    out.push(decode(item.map_err(se)?.1.value())?);
+                }
+                Ok(out)
+            }
+            fn pairing_requests(&self) -> Result<Vec<PairingRequest>> {
+                let mut out = Vec::new();
+                for item in self.pairing_requests.iter().map_err(se)? {
+                    out.push(decode(item.map_err(se)?.1.value())?);
+                }
+                Ok(out)
+            }
+            fn device_tokens(&self) -> Result<Vec<StoredDeviceToken>> {
+                let mut out = Vec::new();
+                for item in self.device_tokens.iter().map_err(se)? {
+                    out.push(serde_json::from_slice(item.map_err(se)?.1.value()).map_err(se)?);
+                }
+                Ok(out)
+            }
         }
     };
 }
@@ -595,5 +652,59 @@ impl Txn for WTxn<'_> {
                 .map_err(se)?;
         }
         Ok(())
+    }
+
+    fn put_device(&mut self, d: &Device) -> Result<()> {
+        self.devices
+            .insert(d.device_id.as_str(), d.encode_to_vec().as_slice())
+            .map_err(se)?;
+        Ok(())
+    }
+
+    fn delete_device(&mut self, device_id: &str) -> Result<bool> {
+        Ok(self.devices.remove(device_id).map_err(se)?.is_some())
+    }
+
+    fn put_pairing_request(&mut self, r: &PairingRequest) -> Result<()> {
+        self.pairing_requests
+            .insert(r.request_id.as_str(), r.encode_to_vec().as_slice())
+            .map_err(se)?;
+        Ok(())
+    }
+
+    fn delete_pairing_request(&mut self, request_id: &str) -> Result<bool> {
+        Ok(self
+            .pairing_requests
+            .remove(request_id)
+            .map_err(se)?
+            .is_some())
+    }
+
+    fn put_device_token(&mut self, t: &StoredDeviceToken) -> Result<()> {
+        let json = serde_json::to_vec(t).map_err(se)?;
+        self.device_tokens
+            .insert(t.digest.as_slice(), json.as_slice())
+            .map_err(se)?;
+        Ok(())
+    }
+
+    fn delete_device_token(&mut self, digest: &[u8; 32]) -> Result<()> {
+        self.device_tokens.remove(digest.as_slice()).map_err(se)?;
+        Ok(())
+    }
+
+    fn delete_device_tokens(&mut self, device_id: &str, role: Option<&str>) -> Result<usize> {
+        let mut n = 0;
+        self.device_tokens
+            .retain(|_, v| {
+                let hit = serde_json::from_slice::<StoredDeviceToken>(v)
+                    .is_ok_and(|t| t.device_id == device_id && role.is_none_or(|r| r == t.role));
+                if hit {
+                    n += 1;
+                }
+                !hit
+            })
+            .map_err(se)?;
+        Ok(n)
     }
 }

@@ -1,0 +1,258 @@
+//! The legacy dialect of OpenClaw's API & Webhooks guide, chosen by a first frame of
+//! `{type:"chat"|"skill_invoke"|"heartbeat_trigger"|"status", id, payload}`: the token comes
+//! from `?token=` (accepted for this dialect only), answers are
+//! `{type:"response"|"heartbeat_status"|"status"|"error", id, payload}`, errors carry
+//! `AUTH_REQUIRED`, `AUTH_INVALID`, `RATE_LIMITED`, `SKILL_NOT_FOUND`, `GATEWAY_BUSY`.
+//! Every frame is translated into the same v1 RPCs.
+
+use super::{Shim, conn::Outbox};
+use crate::{Caller, Services};
+use axum::extract::ws::{Message, WebSocket};
+use clawplane_proto::v1::{
+    AgentServiceWaitRequest, ChatServiceSendRequest, GatewayServiceStatusRequest,
+    GatewayServiceWakeRequest, RunState, WakeMode, WakeOutcome,
+};
+use futures::{StreamExt as _, stream::SplitStream};
+use serde_json::{Value as Json, json};
+use std::net::SocketAddr;
+use tonic::{Code, Status};
+
+const TYPES: &[&str] = &["chat", "skill_invoke", "heartbeat_trigger", "status"];
+
+pub(crate) fn is_legacy(kind: &str) -> bool {
+    TYPES.contains(&kind)
+}
+
+fn reply(out: &Outbox, kind: &str, id: &Json, payload: Json) {
+    out.text(json!({"type": kind, "id": id, "payload": payload}).to_string());
+}
+
+fn error(out: &Outbox, id: &Json, code: &str, message: &str) {
+    reply(out, "error", id, json!({"code": code, "message": message}));
+}
+
+/// The legacy error code of an RPC failure.
+fn code_of(s: &Status) -> &'static str {
+    match s.code() {
+        Code::Unauthenticated => {
+            if super::frames::error_info(s).0 == "TOKEN_MISSING" {
+                "AUTH_REQUIRED"
+            } else {
+                "AUTH_INVALID"
+            }
+        }
+        Code::ResourceExhausted => "RATE_LIMITED",
+        Code::PermissionDenied => "FORBIDDEN",
+        Code::Unavailable => "GATEWAY_BUSY",
+        Code::InvalidArgument | Code::NotFound | Code::AlreadyExists => "INVALID_REQUEST",
+        _ => "INTERNAL_ERROR",
+    }
+}
+
+/// Serves the legacy dialect until the client leaves or the gateway stops.
+pub(crate) async fn run(
+    shim: &Shim,
+    stream: &mut SplitStream<WebSocket>,
+    out: &Outbox,
+    first: Json,
+    peer: Option<SocketAddr>,
+    token: Option<String>,
+) {
+    let caller = Caller { token, peer };
+    spawn(&shim.s, &caller, out, first);
+    loop {
+        tokio::select! {
+            _ = shim.cfg.shutdown.cancelled() => return,
+            m = stream.next() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    if t.len() > super::MAX_PAYLOAD { return; }
+                    let v: Json = serde_json::from_str(&t).unwrap_or(Json::Null);
+                    spawn(&shim.s, &caller, out, v);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            }
+        }
+    }
+}
+
+fn spawn(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
+    let (s, caller, out) = (s.clone(), caller.clone(), out.clone());
+    tokio::spawn(async move { handle(&s, &caller, &out, frame).await });
+}
+
+async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
+    let id = frame.get("id").cloned().unwrap_or(Json::Null);
+    let kind = frame.get("type").and_then(Json::as_str).unwrap_or("");
+    let payload = frame.get("payload").cloned().unwrap_or(json!({}));
+    let field = |k: &str| {
+        payload
+            .get(k)
+            .and_then(Json::as_str)
+            .map(str::trim)
+            .unwrap_or("")
+            .to_string()
+    };
+    if caller.token.is_none() {
+        return error(
+            out,
+            &id,
+            "AUTH_REQUIRED",
+            "authentication required: connect with ?token=<gateway token>",
+        );
+    }
+    match kind {
+        "chat" => {
+            let mut message = field("message");
+            if message.is_empty() {
+                message = field("text");
+            }
+            let mut session = field("sessionKey");
+            if session.is_empty() {
+                session = field("session");
+            }
+            if session.is_empty() {
+                session = "main".into();
+            }
+            let sent = s
+                .chat
+                .send(caller.request(ChatServiceSendRequest {
+                    session_key: session,
+                    message,
+                    agent_id: field("agentId"),
+                    idempotency_key: field("idempotencyKey"),
+                    ..Default::default()
+                }))
+                .await;
+            let sent = match sent {
+                Ok(r) => r.into_inner(),
+                Err(st) => return error(out, &id, code_of(&st), st.message()),
+            };
+            let run = loop {
+                match s
+                    .agent
+                    .wait(caller.request(AgentServiceWaitRequest {
+                        run_id: sent.run_id.clone(),
+                        timeout_ms: 60_000,
+                    }))
+                    .await
+                {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        if r.done
+                            && let Some(run) = r.run
+                        {
+                            break run;
+                        }
+                    }
+                    Err(st) => return error(out, &id, code_of(&st), st.message()),
+                }
+            };
+            if run.state() != RunState::Succeeded {
+                let msg = run
+                    .error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_else(|| "the agent run did not complete".into());
+                return error(out, &id, "AGENT_ERROR", &msg);
+            }
+            reply(
+                out,
+                "response",
+                &id,
+                json!({
+                    "text": run.reply_text,
+                    "runId": run.run_id,
+                    "sessionKey": run.session_key,
+                    "agentId": run.agent_id,
+                }),
+            );
+        }
+        "heartbeat_trigger" => {
+            let mut text = field("text");
+            if text.is_empty() {
+                text = "heartbeat".into();
+            }
+            let mode = if field("mode") == "next-heartbeat" {
+                WakeMode::NextHeartbeat
+            } else {
+                WakeMode::Now
+            };
+            match s
+                .gateway
+                .wake(caller.request(GatewayServiceWakeRequest {
+                    text,
+                    mode: mode as i32,
+                    session_key: field("sessionKey"),
+                    agent_id: field("agentId"),
+                }))
+                .await
+            {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let outcome = if r.outcome == WakeOutcome::Coalesced as i32 {
+                        "coalesced"
+                    } else {
+                        "queued"
+                    };
+                    reply(
+                        out,
+                        "heartbeat_status",
+                        &id,
+                        json!({"ok": true, "status": outcome, "sessionKey": r.session_key, "runId": r.run_id}),
+                    );
+                }
+                Err(st) => error(out, &id, code_of(&st), st.message()),
+            }
+        }
+        "status" => match s
+            .gateway
+            .status(caller.request(GatewayServiceStatusRequest {}))
+            .await
+        {
+            Ok(r) => {
+                let r = r.into_inner();
+                reply(
+                    out,
+                    "status",
+                    &id,
+                    json!({
+                        "ok": true,
+                        "version": r.version,
+                        "uptimeMs": r.uptime_ms,
+                        "defaultAgentId": r.default_agent_id,
+                        "sessions": r.session_count,
+                        "queuedRuns": r.queued_runs,
+                        "runningRuns": r.running_runs,
+                    }),
+                );
+            }
+            Err(st) => error(out, &id, code_of(&st), st.message()),
+        },
+        "skill_invoke" => {
+            // Check the credential first so a bad token is reported as such.
+            if let Err(st) = s
+                .gateway
+                .status(caller.request(GatewayServiceStatusRequest {}))
+                .await
+            {
+                return error(out, &id, code_of(&st), st.message());
+            }
+            let skill = field("skill");
+            error(
+                out,
+                &id,
+                "SKILL_NOT_FOUND",
+                &format!(
+                    "skill not found: {skill:?} (this gateway has no skills; use type \"chat\")"
+                ),
+            );
+        }
+        other => error(
+            out,
+            &id,
+            "INVALID_REQUEST",
+            &format!("unknown frame type: {other:?}"),
+        ),
+    }
+}

@@ -1,0 +1,197 @@
+//! DeviceService: challenges, device connect (proof, pairing, tokens), and the pairing and
+//! token administration RPCs. Logic lives in `core::devices`.
+
+use super::{Api, peer_of};
+use crate::{
+    auth,
+    core::devices::{Caller, ConnectInput},
+    error::Error,
+};
+use clawplane_proto::{device_auth::DeviceProof, v1::*};
+use tonic::{Request, Response, Status};
+
+/// Headers that mark a proxied request (no silent local pairing through a proxy).
+const FORWARDING_HEADERS: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+];
+
+#[tonic::async_trait]
+impl device_service_server::DeviceService for Api {
+    async fn challenge(
+        &self,
+        req: Request<ChallengeRequest>,
+    ) -> Result<Response<ChallengeResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.DeviceService/Challenge")?;
+        let (nonce, ts) = self.gw.challenge();
+        Ok(Response::new(ChallengeResponse { nonce, ts }))
+    }
+
+    async fn connect_device(
+        &self,
+        req: Request<ConnectDeviceRequest>,
+    ) -> Result<Response<ConnectDeviceResponse>, Status> {
+        let principal = self.authorize(&req, "clawplane.v1.DeviceService/ConnectDevice")?;
+        let md = req.metadata();
+        let header = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
+        let presented = auth::bearer(header("authorization"), header("x-openclaw-token"));
+        let forwarded = FORWARDING_HEADERS.iter().any(|h| md.contains_key(*h));
+        let peer = peer_of(&req).map(|a| a.ip());
+        let r = req.into_inner();
+        let Some(d) = r.device else {
+            return Err(Error::field(
+                "device",
+                "required: {id, publicKey, signature, signedAt, nonce} signed over a DeviceService/Challenge nonce",
+            )
+            .into());
+        };
+        let input = ConnectInput {
+            proof: DeviceProof {
+                id: d.id,
+                public_key: d.public_key,
+                signature: d.signature,
+                signed_at_ms: d.signed_at,
+                nonce: d.nonce,
+            },
+            client_id: r.client_id,
+            client_mode: r.client_mode,
+            role: r.role,
+            scopes: r.scopes,
+            platform: r.platform,
+            device_family: r.device_family,
+            display_name: r.display_name,
+            token: r.token,
+        };
+        let c = self
+            .gw
+            .connect_device(
+                input,
+                Caller {
+                    principal,
+                    presented,
+                    peer,
+                    forwarded,
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                // Failed proofs count in the per-address failure limiter.
+                e @ Error::DeviceProof(_) => self.auth.failed(peer, e),
+                e => e,
+            })?;
+        Ok(Response::new(ConnectDeviceResponse {
+            device_token: c.device_token,
+            role: c.role,
+            scopes: c.scopes,
+            device_id: c.device_id,
+        }))
+    }
+
+    async fn list_devices(
+        &self,
+        req: Request<ListDevicesRequest>,
+    ) -> Result<Response<ListDevicesResponse>, Status> {
+        let who = self.authorize(&req, "clawplane.v1.DeviceService/ListDevices")?;
+        let (pending, paired) = self.gw.list_devices(&who)?;
+        Ok(Response::new(ListDevicesResponse { pending, paired }))
+    }
+
+    async fn approve_pairing(
+        &self,
+        req: Request<ApprovePairingRequest>,
+    ) -> Result<Response<ApprovePairingResponse>, Status> {
+        let who = self.authorize(&req, "clawplane.v1.DeviceService/ApprovePairing")?;
+        let r = req.into_inner();
+        let (request_id, device) = self.gw.approve_pairing(&r.request_id, &who).await?;
+        Ok(Response::new(ApprovePairingResponse {
+            request_id,
+            device: Some(device),
+        }))
+    }
+
+    async fn reject_pairing(
+        &self,
+        req: Request<RejectPairingRequest>,
+    ) -> Result<Response<RejectPairingResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.DeviceService/RejectPairing")?;
+        let r = req.into_inner();
+        let request = self.gw.reject_pairing(&r.request_id).await?;
+        Ok(Response::new(RejectPairingResponse {
+            request: Some(request),
+        }))
+    }
+
+    async fn remove_device(
+        &self,
+        req: Request<RemoveDeviceRequest>,
+    ) -> Result<Response<RemoveDeviceResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.DeviceService/RemoveDevice")?;
+        let r = req.into_inner();
+        self.gw.remove_device(&r.device_id).await?;
+        Ok(Response::new(RemoveDeviceResponse {
+            device_id: r.device_id,
+        }))
+    }
+
+    async fn rename_device(
+        &self,
+        req: Request<RenameDeviceRequest>,
+    ) -> Result<Response<RenameDeviceResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.DeviceService/RenameDevice")?;
+        let r = req.into_inner();
+        let device = self.gw.rename_device(&r.device_id, &r.display_name).await?;
+        Ok(Response::new(RenameDeviceResponse {
+            device: Some(device),
+        }))
+    }
+
+    async fn rotate_token(
+        &self,
+        req: Request<RotateTokenRequest>,
+    ) -> Result<Response<RotateTokenResponse>, Status> {
+        let who = self.authorize(&req, "clawplane.v1.DeviceService/RotateToken")?;
+        let r = req.into_inner();
+        let rotated = self
+            .gw
+            .rotate_token(&r.device_id, &r.role, &r.scopes, &who)
+            .await?;
+        let delivery = if rotated.token.is_some() {
+            "in-band"
+        } else {
+            "withheld-cross-device"
+        };
+        Ok(Response::new(RotateTokenResponse {
+            device_id: r.device_id,
+            role: r.role,
+            scopes: rotated.scopes,
+            token: rotated.token.unwrap_or_default(),
+            token_delivery: delivery.into(),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RevokeTokenResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.DeviceService/RevokeToken")?;
+        let r = req.into_inner();
+        let device = self.gw.revoke_token(&r.device_id, &r.role).await?;
+        Ok(Response::new(RevokeTokenResponse {
+            device: Some(device),
+        }))
+    }
+
+    async fn request_scope_upgrade(
+        &self,
+        req: Request<RequestScopeUpgradeRequest>,
+    ) -> Result<Response<RequestScopeUpgradeResponse>, Status> {
+        let who = self.authorize(&req, "clawplane.v1.DeviceService/RequestScopeUpgrade")?;
+        let r = req.into_inner();
+        let request_id = self.gw.request_scope_upgrade(&who, &r.scopes).await?;
+        Ok(Response::new(RequestScopeUpgradeResponse { request_id }))
+    }
+}

@@ -1,0 +1,1116 @@
+//! The OpenClaw WebSocket protocol at `/` (spec §1–§3): handshake, limits, close codes,
+//! methods mapped onto the RPCs, events from the feed, and the legacy `{type:"chat"}`
+//! dialect — driven by a plain Rust WebSocket client.
+
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value as Json, json};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
+
+use crate::harness::*;
+
+type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A test WebSocket client.
+pub struct Ws {
+    s: Stream,
+    /// Events seen while waiting for responses.
+    pub events: Vec<Json>,
+}
+
+/// What ended a socket: the close code and reason (1006 when it ended without a close).
+#[derive(Debug)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Ws {
+    pub async fn open(gw: &Gateway) -> Ws {
+        Self::open_path(gw, "/").await
+    }
+
+    pub async fn open_path(gw: &Gateway, path: &str) -> Ws {
+        let url = format!("ws://{}{}", gw.addr, path);
+        let (s, _) = tokio::time::timeout(PATIENCE, connect_async(&url))
+            .await
+            .unwrap_or_else(|_| panic!("ws connect {url} timed out"))
+            .unwrap_or_else(|e| panic!("ws connect {url}: {e}"));
+        Ws { s, events: vec![] }
+    }
+
+    pub async fn send(&mut self, v: Json) {
+        self.s
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next JSON frame; `Err` with the close when the socket ended.
+    pub async fn next(&mut self) -> Result<Json, Closed> {
+        loop {
+            let m = tokio::time::timeout(PATIENCE, self.s.next())
+                .await
+                .expect("no ws frame in time");
+            match m {
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(serde_json::from_str(&t).expect("frame is JSON"));
+                }
+                Some(Ok(Message::Close(f))) => {
+                    let (code, reason) = f
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    // Finish the close handshake.
+                    while let Ok(Some(Ok(_))) =
+                        tokio::time::timeout(Duration::from_secs(2), self.s.next()).await
+                    {
+                    }
+                    return Err(Closed { code, reason });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => {
+                    return Err(Closed {
+                        code: 1006,
+                        reason: String::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    pub async fn frame(&mut self) -> Json {
+        match self.next().await {
+            Ok(v) => v,
+            Err(c) => panic!("socket closed unexpectedly: {c:?}"),
+        }
+    }
+
+    /// Reads until the server closes; skips frames.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            if let Err(c) = self.next().await {
+                return c;
+            }
+        }
+    }
+
+    /// Sends a request; returns its id.
+    pub async fn req(&mut self, method: &str, params: Json) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.send(json!({"type": "req", "id": id, "method": method, "params": params}))
+            .await;
+        id
+    }
+
+    /// The next response to `id` (events on the way are kept in `self.events`).
+    pub async fn res(&mut self, id: &str) -> Json {
+        loop {
+            let f = self.frame().await;
+            if f["type"] == "res" && f["id"] == id {
+                return f;
+            }
+            if f["type"] == "event" {
+                self.events.push(f);
+            }
+        }
+    }
+
+    /// `req` + `res`.
+    pub async fn call(&mut self, method: &str, params: Json) -> Json {
+        let id = self.req(method, params).await;
+        self.res(&id).await
+    }
+
+    /// `call` that must succeed; returns the payload.
+    pub async fn ok(&mut self, method: &str, params: Json) -> Json {
+        let r = self.call(method, params.clone()).await;
+        assert_eq!(r["ok"], true, "{method} {params} failed: {r}");
+        r["payload"].clone()
+    }
+
+    /// Events (from `self.events`, then the socket) until `done` matches one.
+    pub async fn event_until(&mut self, mut done: impl FnMut(&Json) -> bool) -> Vec<Json> {
+        let mut out = Vec::new();
+        for e in std::mem::take(&mut self.events) {
+            let stop = done(&e);
+            out.push(e);
+            if stop {
+                return out;
+            }
+        }
+        loop {
+            let f = self.frame().await;
+            if f["type"] != "event" {
+                continue;
+            }
+            let stop = done(&f);
+            out.push(f);
+            if stop {
+                return out;
+            }
+        }
+    }
+}
+
+/// Connect params as the 2026.9.6 CLI sends them.
+pub fn connect_params(token: Option<&str>, min: u64, max: u64) -> Json {
+    let mut p = json!({
+        "minProtocol": min,
+        "maxProtocol": max,
+        "client": {"id": "cli", "mode": "cli", "version": "2026.9.6", "platform": "linux", "instanceId": uuid::Uuid::new_v4().to_string()},
+        "role": "operator",
+        "scopes": ["operator.admin"],
+    });
+    if let Some(t) = token {
+        p["auth"] = json!({"token": t});
+    }
+    p
+}
+
+/// Opens a socket, checks the challenge, sends `connect`; returns the socket, the
+/// challenge and the connect response.
+pub async fn handshake(gw: &Gateway, params: Json) -> (Ws, Json, Json) {
+    let mut ws = Ws::open(gw).await;
+    let challenge = ws.frame().await;
+    assert_eq!(challenge["type"], "event", "{challenge}");
+    assert_eq!(challenge["event"], "connect.challenge", "{challenge}");
+    let id = ws.req("connect", params).await;
+    let res = ws.res(&id).await;
+    (ws, challenge, res)
+}
+
+/// A connected operator socket (protocol 4, the gateway token).
+pub async fn operator(gw: &Gateway) -> (Ws, Json) {
+    let (ws, _, res) = handshake(gw, connect_params(Some(&gw.token), 4, 4)).await;
+    assert_eq!(res["ok"], true, "connect failed: {res}");
+    (ws, res["payload"].clone())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handshake
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn challenge_then_hello_ok_with_the_full_shape() {
+    let gw = Gateway::start().await;
+    let (mut ws, challenge, res) = handshake(&gw, connect_params(Some(&gw.token), 4, 4)).await;
+    let c = &challenge["payload"];
+    assert!(c["nonce"].as_str().is_some_and(|n| !n.is_empty()), "{c}");
+    assert!(
+        c["ts"].as_u64().is_some_and(|t| t > 1_700_000_000_000),
+        "{c}"
+    );
+    assert_eq!(c["capabilities"], json!(["model-catalog-snapshot"]));
+    assert!(
+        challenge.get("seq").is_none(),
+        "the challenge carries no seq"
+    );
+
+    assert_eq!(res["type"], "res");
+    assert_eq!(res["ok"], true, "{res}");
+    let h = &res["payload"];
+    assert_eq!(h["type"], "hello-ok");
+    assert_eq!(h["protocol"], 4);
+    assert!(
+        h["server"]["version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    assert!(
+        h["server"]["connId"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    let methods: Vec<&str> = h["features"]["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Json::as_str)
+        .collect();
+    for m in [
+        "health",
+        "status",
+        "agent",
+        "agent.wait",
+        "chat.send",
+        "chat.history",
+        "chat.abort",
+        "sessions.list",
+        "sessions.send",
+        "wake",
+        "send",
+        "device.pair.list",
+        "device.pair.approve",
+        "device.pair.reject",
+        "device.pair.remove",
+        "device.token.rotate",
+        "device.token.revoke",
+        "logs.tail",
+    ] {
+        assert!(
+            methods.contains(&m),
+            "features.methods lacks {m}: {methods:?}"
+        );
+    }
+    let events: Vec<&str> = h["features"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Json::as_str)
+        .collect();
+    for e in [
+        "agent",
+        "chat",
+        "tick",
+        "shutdown",
+        "device.pair.requested",
+        "device.pair.resolved",
+    ] {
+        assert!(events.contains(&e), "features.events lacks {e}: {events:?}");
+    }
+    let snap = &h["snapshot"];
+    assert!(snap["presence"].is_array());
+    assert!(snap["health"].is_object());
+    assert!(snap["stateVersion"]["presence"].is_u64());
+    assert!(snap["uptimeMs"].is_u64());
+    assert_eq!(snap["sessionDefaults"]["defaultAgentId"], "main");
+    assert_eq!(snap["sessionDefaults"]["mainKey"], "main");
+    assert_eq!(snap["sessionDefaults"]["mainSessionKey"], "agent:main:main");
+    assert_eq!(h["auth"]["method"], "token");
+    assert_eq!(h["auth"]["role"], "operator");
+    let scopes = h["auth"]["scopes"].as_array().unwrap();
+    for s in ["operator.admin", "operator.read", "operator.write"] {
+        assert!(
+            scopes.iter().any(|x| x == s),
+            "the gateway token keeps full operator scopes (no silent clearing): {scopes:?}"
+        );
+    }
+    assert_eq!(
+        h["policy"],
+        json!({"maxPayload": 26214400, "maxBufferedBytes": 52428800, "tickIntervalMs": 30000})
+    );
+
+    // health needs no scope and answers a HealthSnapshot.
+    let health = ws.ok("health", json!({})).await;
+    assert_eq!(health["ok"], true, "{health}");
+}
+
+#[tokio::test]
+async fn protocol_ranges_containing_3_or_4_are_accepted_others_close_1002() {
+    let gw = Gateway::start().await;
+    for (min, max, want) in [(3, 3, 3), (4, 4, 4), (3, 4, 4), (1, 9, 4), (2, 3, 3)] {
+        let (_ws, _, res) = handshake(&gw, connect_params(Some(&gw.token), min, max)).await;
+        assert_eq!(res["ok"], true, "{min}..{max}: {res}");
+        assert_eq!(res["payload"]["protocol"], want, "{min}..{max}");
+    }
+    for (min, max) in [(5, 6), (1, 2)] {
+        let (mut ws, _, res) = handshake(&gw, connect_params(Some(&gw.token), min, max)).await;
+        assert_eq!(res["ok"], false, "{min}..{max}: {res}");
+        assert_eq!(res["error"]["code"], "INVALID_REQUEST");
+        assert_eq!(res["error"]["message"], "protocol mismatch");
+        let d = &res["error"]["details"];
+        assert_eq!(d["code"], "PROTOCOL_MISMATCH");
+        assert_eq!(d["clientMinProtocol"], min);
+        assert_eq!(d["clientMaxProtocol"], max);
+        assert_eq!(d["expectedProtocol"], 4);
+        let c = ws.closed().await;
+        assert_eq!(c.code, 1002, "{c:?}");
+        assert_eq!(c.reason, "protocol mismatch");
+    }
+    // The range is checked before auth (as upstream): a wrong token still reads 1002.
+    let (mut ws, _, res) = handshake(&gw, connect_params(Some("wrong"), 5, 6)).await;
+    assert_eq!(res["error"]["details"]["code"], "PROTOCOL_MISMATCH");
+    assert_eq!(ws.closed().await.code, 1002);
+}
+
+#[tokio::test]
+async fn first_frame_must_be_connect() {
+    let gw = Gateway::start().await;
+    let mut ws = Ws::open(&gw).await;
+    ws.frame().await; // challenge
+    let id = ws.req("health", json!({})).await;
+    let res = ws.res(&id).await;
+    assert_eq!(res["ok"], false);
+    assert_eq!(res["error"]["code"], "INVALID_REQUEST");
+    assert_eq!(
+        res["error"]["message"],
+        "invalid handshake: first request must be connect"
+    );
+    let c = ws.closed().await;
+    assert_eq!(c.code, 1008, "{c:?}");
+
+    // A non-request first frame gets no answer, only the close.
+    let mut ws = Ws::open(&gw).await;
+    ws.frame().await;
+    ws.send(json!({"type": "event", "event": "hello"})).await;
+    match ws.next().await {
+        Err(c) => assert_eq!(c.code, 1008, "{c:?}"),
+        Ok(f) => panic!("expected a close, got {f}"),
+    }
+}
+
+#[tokio::test]
+async fn connect_params_are_validated_against_the_closed_schema() {
+    let gw = Gateway::start().await;
+    let mut bad_client = connect_params(Some(&gw.token), 4, 4);
+    bad_client["client"]["id"] = json!("my-bot");
+    let mut bad_mode = connect_params(Some(&gw.token), 4, 4);
+    bad_mode["client"]["mode"] = json!("operator");
+    let mut extra = connect_params(Some(&gw.token), 4, 4);
+    extra["surprise"] = json!(true);
+    let mut role = connect_params(Some(&gw.token), 4, 4);
+    role["role"] = json!("admin");
+    for p in [bad_client, bad_mode, extra, role] {
+        let (mut ws, _, res) = handshake(&gw, p.clone()).await;
+        assert_eq!(res["ok"], false, "{p}: {res}");
+        assert_eq!(res["error"]["code"], "INVALID_REQUEST");
+        let msg = res["error"]["message"].as_str().unwrap();
+        assert!(msg.starts_with("invalid connect params: "), "{msg}");
+        assert_eq!(ws.closed().await.code, 1008);
+    }
+}
+
+#[tokio::test]
+async fn oversize_preauth_frame_closes_1009() {
+    let gw = Gateway::start().await;
+    let mut ws = Ws::open(&gw).await;
+    ws.frame().await;
+    let big = json!({"type": "req", "id": "x", "method": "connect", "params": {"pad": "a".repeat(70 * 1024)}});
+    ws.send(big).await;
+    let c = ws.closed().await;
+    assert_eq!(c.code, 1009, "{c:?}");
+    assert_eq!(c.reason, "preauth payload too large");
+}
+
+#[tokio::test]
+async fn wrong_or_missing_token_is_refused_with_1008() {
+    let gw = Gateway::start().await;
+    let (mut ws, _, res) = handshake(&gw, connect_params(Some("not-the-token"), 4, 4)).await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(res["error"]["code"], "INVALID_REQUEST");
+    assert_eq!(res["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH");
+    assert!(
+        res["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unauthorized: gateway token mismatch")
+    );
+    assert_eq!(ws.closed().await.code, 1008);
+
+    let (mut ws, _, res) = handshake(&gw, connect_params(None, 4, 4)).await;
+    assert_eq!(
+        res["error"]["details"]["code"], "AUTH_TOKEN_MISSING",
+        "{res}"
+    );
+    assert_eq!(ws.closed().await.code, 1008);
+
+    // `?token=` is for the legacy dialect only.
+    let mut ws = Ws::open_path(&gw, &format!("/?token={}", gw.token)).await;
+    ws.frame().await;
+    let id = ws.req("connect", connect_params(None, 4, 4)).await;
+    let res = ws.res(&id).await;
+    assert_eq!(
+        res["error"]["details"]["code"], "AUTH_TOKEN_MISSING",
+        "{res}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Methods and events
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn agent_answers_twice_and_streams_agent_and_chat_events() {
+    let gw = Gateway::start().await;
+    let (mut ws, _) = operator(&gw).await;
+    let run_id = format!("ws-{}", uuid::Uuid::new_v4().simple());
+    let id = ws
+        .req(
+            "agent",
+            json!({"message": "hi there", "agentId": "main", "idempotencyKey": run_id}),
+        )
+        .await;
+    let accepted = ws.res(&id).await;
+    assert_eq!(accepted["ok"], true, "{accepted}");
+    let a = &accepted["payload"];
+    assert_eq!(a["status"], "accepted");
+    assert_eq!(a["runId"], run_id.as_str(), "idempotencyKey = runId");
+    assert_eq!(a["sessionKey"], "agent:main:main");
+    assert_eq!(a["agentId"], "main");
+    assert!(a["acceptedAt"].is_u64());
+
+    let fin = ws.res(&id).await;
+    assert_eq!(fin["ok"], true, "{fin}");
+    let f = &fin["payload"];
+    assert_eq!(f["runId"], run_id.as_str());
+    assert_eq!(f["status"], "ok");
+    assert_eq!(f["summary"], "completed");
+    assert_eq!(
+        f["result"]["payloads"],
+        json!([{"text": "You said: hi there (turn 1)"}])
+    );
+    assert!(f["result"]["meta"]["durationMs"].is_u64());
+    assert_eq!(f["deliveryStatus"]["status"], "not_requested", "{f}");
+
+    // The events of the run, read from the feed.
+    let events = ws
+        .event_until(|e| e["event"] == "chat" && e["payload"]["state"] == "final")
+        .await;
+    let mine: Vec<&Json> = events
+        .iter()
+        .filter(|e| e["payload"]["runId"] == run_id.as_str())
+        .collect();
+    let agent: Vec<&Json> = mine
+        .iter()
+        .copied()
+        .filter(|e| e["event"] == "agent")
+        .collect();
+    assert_eq!(agent[0]["payload"]["stream"], "lifecycle");
+    assert_eq!(agent[0]["payload"]["data"]["phase"], "start");
+    let seqs: Vec<u64> = agent
+        .iter()
+        .map(|e| e["payload"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "per-run seq"
+    );
+    let assistant: Vec<&Json> = agent
+        .iter()
+        .copied()
+        .filter(|e| e["payload"]["stream"] == "assistant")
+        .collect();
+    assert!(!assistant.is_empty());
+    let last = assistant.last().unwrap();
+    assert_eq!(
+        last["payload"]["data"]["text"],
+        "You said: hi there (turn 1)"
+    );
+    let deltas: String = assistant
+        .iter()
+        .map(|e| e["payload"]["data"]["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, "You said: hi there (turn 1)");
+    let chat: Vec<&Json> = mine
+        .iter()
+        .copied()
+        .filter(|e| e["event"] == "chat")
+        .collect();
+    let chat_deltas: String = chat
+        .iter()
+        .filter(|e| e["payload"]["state"] == "delta")
+        .map(|e| e["payload"]["deltaText"].as_str().expect("v4 deltaText"))
+        .collect();
+    assert_eq!(chat_deltas, "You said: hi there (turn 1)");
+    let fin = chat.last().unwrap();
+    assert_eq!(fin["payload"]["state"], "final");
+    assert_eq!(
+        fin["payload"]["message"]["content"][0]["text"],
+        "You said: hi there (turn 1)"
+    );
+    assert_eq!(fin["payload"]["message"]["role"], "assistant");
+    // Per-connection event seq: 1, 2, 3, … with no gap.
+    let conn_seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(conn_seqs, (1..=conn_seqs.len() as u64).collect::<Vec<_>>());
+    // And lifecycle end arrives.
+    assert!(
+        agent.iter().any(|e| e["payload"]["data"]["phase"] == "end"),
+        "lifecycle end: {agent:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_of_a_running_agent_call_answers_in_flight_once() {
+    let gw = Gateway::start().await;
+    let (mut ws, _) = operator(&gw).await;
+    let key = format!("dup-{}", uuid::Uuid::new_v4().simple());
+    let params = json!({"message": "/sleep 1500 slow", "agentId": "main", "idempotencyKey": key});
+    let first = ws.req("agent", params.clone()).await;
+    let accepted = ws.res(&first).await;
+    assert_eq!(accepted["payload"]["status"], "accepted");
+    let second = ws.req("agent", params.clone()).await;
+    let dup = ws.res(&second).await;
+    assert_eq!(dup["ok"], true, "{dup}");
+    assert_eq!(dup["payload"]["status"], "in_flight");
+    assert_eq!(dup["payload"]["runId"], key.as_str());
+    let fin = ws.res(&first).await;
+    assert_eq!(fin["payload"]["status"], "ok", "{fin}");
+    // After completion the final is replayed (one response).
+    let third = ws.req("agent", params).await;
+    let replay = ws.res(&third).await;
+    assert_eq!(replay["payload"]["status"], "ok", "{replay}");
+    assert_eq!(
+        replay["payload"]["result"]["payloads"][0]["text"],
+        "You said: /sleep 1500 slow (turn 1)"
+    );
+}
+
+#[tokio::test]
+async fn chat_send_acks_started_and_history_reads_the_transcript() {
+    let gw = Gateway::start().await;
+    let (mut ws, _) = operator(&gw).await;
+    let key = format!("chat-{}", uuid::Uuid::new_v4().simple());
+    let ack = ws
+        .ok(
+            "chat.send",
+            json!({"sessionKey": "ws-chat", "message": "hello", "idempotencyKey": key}),
+        )
+        .await;
+    assert_eq!(ack, json!({"runId": key, "status": "started"}));
+    let events = ws
+        .event_until(|e| {
+            e["event"] == "chat"
+                && e["payload"]["runId"] == key.as_str()
+                && e["payload"]["state"] == "final"
+        })
+        .await;
+    let last_delta = events
+        .iter()
+        .rfind(|e| e["event"] == "chat" && e["payload"]["state"] == "delta")
+        .expect("chat deltas");
+    assert_eq!(
+        last_delta["payload"]["message"]["content"][0]["text"], "You said: hello (turn 1)",
+        "the cumulative message"
+    );
+    let h = ws
+        .ok("chat.history", json!({"sessionKey": "ws-chat"}))
+        .await;
+    assert_eq!(h["sessionKey"], "agent:main:ws-chat");
+    let texts: Vec<(&str, &str)> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap(),
+                m["content"][0]["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        vec![("user", "hello"), ("assistant", "You said: hello (turn 1)")]
+    );
+
+    let list = ws.ok("sessions.list", json!({})).await;
+    assert!(
+        list["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["key"] == "agent:main:ws-chat"),
+        "{list}"
+    );
+    let sent = ws
+        .ok(
+            "sessions.send",
+            json!({"key": "agent:main:ws-chat", "message": "again"}),
+        )
+        .await;
+    assert_eq!(sent["status"], "started");
+    let missing = ws
+        .call(
+            "sessions.send",
+            json!({"key": "agent:main:nope", "message": "x"}),
+        )
+        .await;
+    assert_eq!(missing["ok"], false);
+    assert_eq!(missing["error"]["code"], "INVALID_REQUEST");
+    assert_eq!(
+        missing["error"]["message"],
+        "session not found: agent:main:nope"
+    );
+    let abort = ws.ok("chat.abort", json!({"sessionKey": "ws-chat"})).await;
+    assert_eq!(abort["ok"], true);
+    assert!(abort["runIds"].is_array());
+}
+
+#[tokio::test]
+async fn unknown_methods_bad_params_and_unimplemented_rpcs() {
+    let gw = Gateway::start().await;
+    let (mut ws, _) = operator(&gw).await;
+    let r = ws.call("no.such.method", json!({})).await;
+    assert_eq!(r["ok"], false);
+    assert_eq!(r["error"]["code"], "INVALID_REQUEST");
+    assert_eq!(r["error"]["message"], "unknown method: no.such.method");
+
+    let r = ws.call("chat.send", json!({"sessionKey": "x"})).await;
+    assert_eq!(r["error"]["code"], "INVALID_REQUEST");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid chat.send params: "),
+        "{r}"
+    );
+
+    // ChannelService/SendMessage is not implemented server-side yet: the RPC's error is
+    // surfaced with its reason.
+    let r = ws
+        .call(
+            "send",
+            json!({"to": "user:1", "channel": "discord", "message": "hi", "idempotencyKey": "s1"}),
+        )
+        .await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["error"]["code"], "UNAVAILABLE");
+    assert_eq!(r["error"]["details"]["code"], "NOT_IMPLEMENTED");
+
+    let r = ws
+        .call("send", json!({"to": "user:1", "idempotencyKey": "s2"}))
+        .await;
+    assert_eq!(
+        r["error"]["message"],
+        "invalid send params: text or media is required"
+    );
+}
+
+#[tokio::test]
+async fn status_wake_logs_and_device_listing() {
+    let gw = Gateway::start_with("{ agents: { defaults: { heartbeat: { every: '0m' } } } }").await;
+    let (mut ws, _) = operator(&gw).await;
+    let st = ws.ok("status", json!({})).await;
+    assert_eq!(st["defaultAgentId"], "main", "{st}");
+    let w = ws
+        .ok(
+            "wake",
+            json!({"mode": "next-heartbeat", "text": "check the mail"}),
+        )
+        .await;
+    assert_eq!(w["ok"], true);
+    assert_eq!(w["eventOutcome"], "queued");
+    assert_eq!(w["mode"], "next-heartbeat");
+    let again = ws
+        .ok(
+            "wake",
+            json!({"mode": "next-heartbeat", "text": "check the mail"}),
+        )
+        .await;
+    assert_eq!(again["eventOutcome"], "coalesced");
+
+    ws.ok(
+        "chat.send",
+        json!({"sessionKey": "logs", "message": "x", "idempotencyKey": "logs-1"}),
+    )
+    .await;
+    ws.event_until(|e| e["event"] == "chat" && e["payload"]["state"] == "final")
+        .await;
+    let logs = ws.ok("logs.tail", json!({"limit": 500})).await;
+    let lines = logs["lines"].as_array().unwrap();
+    assert!(
+        lines.iter().any(|l| l.as_str().unwrap().contains("logs-1")),
+        "{logs}"
+    );
+    let cursor = logs["cursor"].as_u64().unwrap();
+    let next = ws.ok("logs.tail", json!({"cursor": cursor})).await;
+    assert_eq!(next["lines"], json!([]), "nothing new after the cursor");
+
+    let devices = ws.call("device.pair.list", json!({})).await;
+    assert!(
+        devices["ok"] == true || devices["error"]["details"]["code"] == "NOT_IMPLEMENTED",
+        "{devices}"
+    );
+    if devices["ok"] == true {
+        assert!(devices["payload"]["pending"].is_array());
+        assert!(devices["payload"]["paired"].is_array());
+    }
+}
+
+#[tokio::test]
+async fn protocol_3_clients_get_chat_deltas_without_delta_text() {
+    let gw = Gateway::start().await;
+    let (mut ws, _, res) = handshake(&gw, connect_params(Some(&gw.token), 3, 3)).await;
+    assert_eq!(res["payload"]["protocol"], 3);
+    ws.ok(
+        "chat.send",
+        json!({"sessionKey": "v3", "message": "old client", "idempotencyKey": "v3-1"}),
+    )
+    .await;
+    let events = ws
+        .event_until(|e| e["event"] == "chat" && e["payload"]["state"] == "final")
+        .await;
+    let deltas: Vec<&Json> = events
+        .iter()
+        .filter(|e| e["event"] == "chat" && e["payload"]["state"] == "delta")
+        .collect();
+    assert!(!deltas.is_empty());
+    assert!(
+        deltas
+            .iter()
+            .all(|e| e["payload"].get("deltaText").is_none())
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy dialect
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn legacy_chat_client_gets_its_reply() {
+    let gw = Gateway::start().await;
+    let mut ws = Ws::open_path(&gw, &format!("/?token={}", gw.token)).await;
+    let challenge = ws.frame().await;
+    assert_eq!(challenge["event"], "connect.challenge");
+    ws.send(json!({"type": "chat", "id": "m1", "payload": {"message": "hello legacy"}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["type"], "response", "{r}");
+    assert_eq!(r["id"], "m1");
+    assert_eq!(r["payload"]["text"], "You said: hello legacy (turn 1)");
+
+    ws.send(json!({"type": "status", "id": "s1", "payload": {}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["type"], "status", "{r}");
+    assert_eq!(r["payload"]["ok"], true);
+
+    ws.send(json!({"type": "heartbeat_trigger", "id": "h1", "payload": {"text": "ping", "mode": "next-heartbeat"}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["type"], "heartbeat_status", "{r}");
+
+    ws.send(json!({"type": "skill_invoke", "id": "k1", "payload": {"skill": "weather"}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["type"], "error");
+    assert_eq!(r["payload"]["code"], "SKILL_NOT_FOUND");
+
+    // No token / wrong token.
+    let mut ws = Ws::open(&gw).await;
+    ws.frame().await;
+    ws.send(json!({"type": "chat", "id": "m2", "payload": {"message": "x"}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["payload"]["code"], "AUTH_REQUIRED", "{r}");
+    let mut ws = Ws::open_path(&gw, "/?token=wrong").await;
+    ws.frame().await;
+    ws.send(json!({"type": "chat", "id": "m3", "payload": {"message": "x"}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["payload"]["code"], "AUTH_INVALID", "{r}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits and lifecycle
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn max_connections_closes_the_extra_socket_with_1013() {
+    let gw = Gateway::start_with("{ gateway: { maxConnections: 1 } }").await;
+    let (_first, _) = operator(&gw).await;
+    let mut second = Ws::open(&gw).await;
+    let c = second.closed().await;
+    assert_eq!(c.code, 1013, "{c:?}");
+}
+
+#[tokio::test]
+async fn shutdown_sends_the_event_then_closes_1012() {
+    let mut gw = Gateway::start().await;
+    let (mut ws, _) = operator(&gw).await;
+    gw.sigterm();
+    let mut saw_shutdown = false;
+    let closed = loop {
+        match ws.next().await {
+            Ok(f) => {
+                if f["event"] == "shutdown" {
+                    assert!(f["seq"].is_u64());
+                    saw_shutdown = true;
+                }
+            }
+            Err(c) => break c,
+        }
+    };
+    assert!(saw_shutdown, "a shutdown event precedes the close");
+    assert_eq!(closed.code, 1012, "{closed:?}");
+    let status = gw.wait_exit().await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn plain_get_on_root_asks_for_an_upgrade() {
+    let gw = Gateway::start().await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 426"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device block (verified through DeviceService/ConnectDevice)
+// ---------------------------------------------------------------------------------------------
+
+mod device {
+    use super::*;
+    use clawplane_proto::device_auth::{self, SignedFields};
+    use ed25519_dalek::{Signer as _, SigningKey};
+
+    /// An Ed25519 device identity.
+    pub struct Dev {
+        sk: SigningKey,
+        pub pk: String,
+        pub id: String,
+    }
+
+    impl Dev {
+        pub fn new() -> Self {
+            let mut seed = [0u8; 32];
+            seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            let sk = SigningKey::from_bytes(&seed);
+            let raw = *sk.verifying_key().as_bytes();
+            Dev {
+                pk: device_auth::base64url(&raw),
+                id: device_auth::device_id(&raw),
+                sk,
+            }
+        }
+
+        /// Connect params with a device block signed (v3) over `nonce` at `signed_at`;
+        /// `signed_scopes` lets a test sign something other than what is sent.
+        pub fn params(
+            &self,
+            token: Option<&str>,
+            scopes: &[&str],
+            signed_scopes: &[&str],
+            nonce: &str,
+            signed_at: i64,
+        ) -> Json {
+            let signed: Vec<String> = signed_scopes.iter().map(|s| s.to_string()).collect();
+            let f = SignedFields {
+                device_id: &self.id,
+                client_id: "cli",
+                client_mode: "cli",
+                role: "operator",
+                scopes: &signed,
+                signed_at_ms: signed_at,
+                token: token.unwrap_or(""),
+                nonce,
+                platform: "linux",
+                device_family: "",
+            };
+            let sig = self.sk.sign(device_auth::payload_v3(&f).as_bytes());
+            let mut p = connect_params(token, 4, 4);
+            p["scopes"] = json!(scopes);
+            p["device"] = json!({
+                "id": self.id,
+                "publicKey": self.pk,
+                "signature": device_auth::base64url(&sig.to_bytes()),
+                "signedAt": signed_at,
+                "nonce": nonce,
+            });
+            p
+        }
+    }
+
+    /// Opens a socket and connects with `dev`, signing over the socket's own challenge
+    /// (or over `nonce_override`) at the challenge `ts` + `skew_ms`.
+    pub async fn connect_device(
+        gw: &Gateway,
+        dev: &Dev,
+        token: Option<&str>,
+        scopes: &[&str],
+        signed_scopes: &[&str],
+        nonce_override: Option<&str>,
+        skew_ms: i64,
+    ) -> (Ws, Json) {
+        let mut ws = Ws::open(gw).await;
+        let challenge = ws.frame().await;
+        let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_string();
+        let ts = challenge["payload"]["ts"].as_i64().unwrap();
+        let nonce = nonce_override.map(str::to_string).unwrap_or(nonce);
+        let p = dev.params(token, scopes, signed_scopes, &nonce, ts + skew_ms);
+        let id = ws.req("connect", p).await;
+        let res = ws.res(&id).await;
+        (ws, res)
+    }
+}
+
+#[tokio::test]
+async fn device_proof_errors_are_refused_with_their_codes_and_1008() {
+    let gw = Gateway::start().await;
+    let dev = device::Dev::new();
+    let token = gw.token.clone();
+    let s = ["operator.read"];
+    // Bad signature: signed other scopes than sent.
+    let (mut ws, res) =
+        device::connect_device(&gw, &dev, Some(&token), &s, &["operator.admin"], None, 0).await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(res["error"]["code"], "INVALID_REQUEST");
+    assert_eq!(res["error"]["message"], "device signature invalid");
+    assert_eq!(
+        res["error"]["details"]["code"],
+        "DEVICE_AUTH_SIGNATURE_INVALID"
+    );
+    let c = ws.closed().await;
+    assert_eq!(c.code, 1008);
+    assert_eq!(c.reason, "device signature invalid");
+
+    // Stale signedAt (more than 120 s off).
+    let (mut ws, res) =
+        device::connect_device(&gw, &dev, Some(&token), &s, &s, None, -300_000).await;
+    assert_eq!(
+        res["error"]["details"]["code"], "DEVICE_AUTH_SIGNATURE_EXPIRED",
+        "{res}"
+    );
+    assert_eq!(res["error"]["message"], "device signature expired");
+    assert_eq!(ws.closed().await.code, 1008);
+
+    // Signed over a nonce that is not this socket's challenge.
+    let (mut ws, res) = device::connect_device(
+        &gw,
+        &dev,
+        Some(&token),
+        &s,
+        &s,
+        Some("3f2b6c1e-0000-4000-8000-000000000001"),
+        0,
+    )
+    .await;
+    assert_eq!(
+        res["error"]["details"]["code"], "DEVICE_AUTH_NONCE_MISMATCH",
+        "{res}"
+    );
+    assert_eq!(res["error"]["message"], "device nonce mismatch");
+    assert_eq!(ws.closed().await.code, 1008);
+
+    // A valid proof on loopback with the gateway token is paired silently; the socket keeps
+    // the gateway token's full scopes and receives a device token.
+    let (mut ws, res) = device::connect_device(&gw, &dev, Some(&token), &s, &s, None, 0).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let auth = &res["payload"]["auth"];
+    assert_eq!(auth["method"], "token");
+    assert!(
+        auth["deviceToken"].as_str().is_some_and(|t| t.len() >= 40),
+        "{auth}"
+    );
+    assert!(
+        auth["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "operator.admin")
+    );
+    ws.ok("health", json!({})).await;
+}
+
+#[tokio::test]
+async fn pairing_required_then_approve_then_reconnect_with_the_device_token() {
+    let gw = Gateway::start_with("{gateway: {nodes: {pairing: {autoApproveLocal: false}}}}").await;
+    let (mut op, _) = operator(&gw).await;
+    let dev = device::Dev::new();
+    let s = ["operator.read"];
+    let (mut ws, res) = device::connect_device(&gw, &dev, None, &s, &s, None, 0).await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(res["error"]["code"], "NOT_PAIRED");
+    let d = &res["error"]["details"];
+    assert_eq!(d["code"], "PAIRING_REQUIRED");
+    assert_eq!(d["reason"], "not-paired");
+    assert_eq!(d["deviceId"], dev.id.as_str());
+    let request_id = d["requestId"].as_str().expect("requestId").to_string();
+    let fix = format!(
+        "pairing required: run `clawplane devices approve {request_id}` on the gateway host"
+    );
+    assert_eq!(res["error"]["message"], fix.as_str());
+    let c = ws.closed().await;
+    assert_eq!(c.code, 1008);
+    assert_eq!(c.reason, fix);
+
+    // The operator socket saw the request, lists it and approves it.
+    let ev = op
+        .event_until(|e| e["event"] == "device.pair.requested")
+        .await;
+    let req = &ev.last().unwrap()["payload"];
+    assert_eq!(req["requestId"], request_id.as_str(), "{req}");
+    assert_eq!(req["deviceId"], dev.id.as_str());
+    let list = op.ok("device.pair.list", json!({})).await;
+    assert!(
+        list["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["requestId"] == request_id.as_str()),
+        "{list}"
+    );
+    let approved = op
+        .ok("device.pair.approve", json!({"requestId": request_id}))
+        .await;
+    assert_eq!(approved["requestId"], request_id.as_str());
+    let ev = op
+        .event_until(|e| e["event"] == "device.pair.resolved")
+        .await;
+    assert_eq!(ev.last().unwrap()["payload"]["decision"], "approved");
+    let unknown = op
+        .call("device.pair.approve", json!({"requestId": request_id}))
+        .await;
+    assert_eq!(unknown["error"]["code"], "INVALID_REQUEST", "{unknown}");
+
+    // Reconnect: hello-ok carries the device token and exactly the approved scopes.
+    let (mut ws, res) = device::connect_device(&gw, &dev, None, &s, &s, None, 0).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let auth = &res["payload"]["auth"];
+    assert_eq!(auth["method"], "device-token");
+    assert_eq!(auth["scopes"], json!(["operator.read"]));
+    let device_token = auth["deviceToken"]
+        .as_str()
+        .expect("deviceToken")
+        .to_string();
+
+    // Missing scope: FORBIDDEN + MISSING_SCOPE.
+    let r = ws
+        .call(
+            "chat.send",
+            json!({"sessionKey": "main", "message": "x", "idempotencyKey": "ro-1"}),
+        )
+        .await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["error"]["code"], "FORBIDDEN");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("missing scope: operator.write"),
+        "{r}"
+    );
+    assert_eq!(r["error"]["details"]["code"], "MISSING_SCOPE");
+    assert_eq!(r["error"]["details"]["missingScope"], "operator.write");
+    ws.ok("status", json!({})).await;
+
+    // The device token alone works too (auth.deviceToken, no device block).
+    let mut p = connect_params(None, 4, 4);
+    p["auth"] = json!({"deviceToken": device_token});
+    let (_ws2, _, res) = handshake(&gw, p).await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["payload"]["auth"]["method"], "device-token");
+
+    // Revoking the device closes its sockets with 4001.
+    op.ok(
+        "device.token.revoke",
+        json!({"deviceId": dev.id, "role": "operator"}),
+    )
+    .await;
+    let c = ws.closed().await;
+    assert_eq!(c.code, 4001, "{c:?}");
+}
+
+#[tokio::test]
+async fn a_silent_socket_is_closed_after_the_15_s_handshake_timeout() {
+    let gw = Gateway::start().await;
+    let mut ws = Ws::open(&gw).await;
+    let started = std::time::Instant::now();
+    ws.frame().await; // challenge
+    let c = ws.closed().await;
+    assert_eq!(c.code, 1000, "{c:?}");
+    assert_eq!(c.reason, "handshake timeout");
+    assert!(
+        started.elapsed() >= Duration::from_secs(14),
+        "{:?}",
+        started.elapsed()
+    );
+}
