@@ -167,6 +167,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, data_dir = %data_dir.display(), "gateway ready");
 
     let stop = gw.shutdown.clone();
+    // Small replies must not wait for Nagle's algorithm (40 ms tails otherwise).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -6,7 +6,10 @@ use crate::error::{Error, Result};
 use clawplane_proto::v1::{Event, EventFilter, Progress};
 use futures::Stream;
 use std::{collections::VecDeque, sync::Arc, time::Duration};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 
 /// One frame of a watch.
 pub enum Frame {
@@ -38,6 +41,34 @@ impl Watch {
         (f.session_key.is_empty() || f.session_key == ev.session_key)
             && (f.run_id.is_empty() || f.run_id == ev.run_id)
             && (f.kinds.is_empty() || f.kinds.contains(&ev.kind))
+    }
+
+    /// Handles one item from the live channel: `None` means "nothing to yield, go on".
+    fn on_live(&mut self, r: Result<Arc<Event>, RecvError>) -> Option<Option<Result<Frame>>> {
+        match r {
+            Ok(ev) => {
+                if ev.seq <= self.cursor {
+                    return None;
+                }
+                if ev.seq > self.cursor + 1 {
+                    // Should not happen (seq is dense); recover from the log.
+                    self.replaying = true;
+                    return None;
+                }
+                self.cursor = ev.seq;
+                self.matches(&ev).then(|| Some(Ok(Frame::Event(ev))))
+            }
+            Err(RecvError::Lagged(_)) => {
+                self.done = true;
+                Some(Some(Err(Error::SubscriberLagged {
+                    last_seq: self.cursor,
+                })))
+            }
+            Err(RecvError::Closed) => {
+                self.done = true;
+                Some(None)
+            }
+        }
     }
 
     async fn next(&mut self) -> Option<Result<Frame>> {
@@ -83,6 +114,26 @@ impl Watch {
                 }
                 continue;
             }
+            // Fast path: drain what is already buffered without arming timers.
+            if !self.gw.shutdown.is_cancelled() && !self.revoked.is_cancelled() {
+                match self.live.try_recv() {
+                    Ok(ev) => match self.on_live(Ok(ev)) {
+                        Some(out) => return out,
+                        None => continue,
+                    },
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Lagged(n)) => {
+                        if let Some(out) = self.on_live(Err(RecvError::Lagged(n))) {
+                            return out;
+                        }
+                    }
+                    Err(TryRecvError::Closed) => {
+                        if let Some(out) = self.on_live(Err(RecvError::Closed)) {
+                            return out;
+                        }
+                    }
+                }
+            }
             tokio::select! {
                 biased;
                 _ = self.gw.shutdown.cancelled() => {
@@ -93,30 +144,11 @@ impl Watch {
                     self.done = true;
                     return Some(Err(Error::TokenRevoked));
                 }
-                r = self.live.recv() => match r {
-                    Ok(ev) => {
-                        if ev.seq <= self.cursor {
-                            continue;
-                        }
-                        if ev.seq > self.cursor + 1 {
-                            // Should not happen (seq is dense); recover from the log.
-                            self.replaying = true;
-                            continue;
-                        }
-                        self.cursor = ev.seq;
-                        if self.matches(&ev) {
-                            return Some(Ok(Frame::Event(ev)));
-                        }
+                r = self.live.recv() => {
+                    if let Some(out) = self.on_live(r) {
+                        return out;
                     }
-                    Err(RecvError::Lagged(_)) => {
-                        self.done = true;
-                        return Some(Err(Error::SubscriberLagged { last_seq: self.cursor }));
-                    }
-                    Err(RecvError::Closed) => {
-                        self.done = true;
-                        return None;
-                    }
-                },
+                }
                 _ = tokio::time::sleep(self.idle) => {
                     let seq = self.cursor.max(self.gw.store.head());
                     return Some(Ok(Frame::Progress(Progress { seq })));

@@ -111,7 +111,7 @@ pub(crate) fn new_session(key: &str, agent_id: &str) -> Session {
     Session {
         name: format!("sessions/{key}"),
         session_key: key.to_string(),
-        session_id: uuid::Uuid::new_v4().to_string(),
+        session_id: uuid::Uuid::now_v7().to_string(),
         agent_id: agent_id.to_string(),
         create_time: Some(now),
         update_time: Some(now),
@@ -229,12 +229,19 @@ impl Gateway {
             .map(str::to_string)
             .unwrap_or(agent);
         let main_key = super::keys::main_session(&agent, &self.config.session.main_key);
-        let run_id = if req.idempotency_key.is_empty() {
-            uuid::Uuid::new_v4().to_string()
+        // Generated ids are time-ordered (v7) so new runs land at the right edge of the
+        // run tables instead of dirtying random pages.
+        let keyed = !req.idempotency_key.is_empty();
+        let run_id = if !keyed {
+            uuid::Uuid::now_v7().to_string()
         } else {
             req.idempotency_key.clone()
         };
-        let fp = fingerprint(&req, &session_key, &agent);
+        let fp = if keyed {
+            fingerprint(&req, &session_key, &agent)
+        } else {
+            [0; 32]
+        };
         let timeout = if req.timeout_seconds == 0 {
             self.config.agents.defaults.timeout_seconds
         } else {
@@ -294,6 +301,13 @@ impl Gateway {
                             duplicate: true,
                         });
                     }
+                    if keyed && tx.run(&run_id)?.is_some() {
+                        // A caller-chosen key equal to the id of a keyless run.
+                        return Err(Error::IdempotencyConflict {
+                            key: run_id.clone(),
+                            run_id,
+                        });
+                    }
                     let session = tx.session(&session_key)?;
                     if session.is_none() && require_existing && session_key != main_key {
                         return Err(Error::SessionNotFound(session_key));
@@ -312,13 +326,16 @@ impl Gateway {
                         order,
                         run: run.clone(),
                     })?;
-                    tx.put_idempotency(
-                        &run_id,
-                        &IdemRecord {
-                            fingerprint: fp,
-                            run_id: run_id.clone(),
-                        },
-                    )?;
+                    // Only a caller-chosen key can be repeated; a generated id needs no record.
+                    if keyed {
+                        tx.put_idempotency(
+                            &run_id,
+                            &IdemRecord {
+                                fingerprint: fp,
+                                run_id: run_id.clone(),
+                            },
+                        )?;
+                    }
                     tx.append_event(run_event(&run))?;
                     Ok(Accepted {
                         run,

@@ -151,7 +151,7 @@ impl Gateway {
                 let mut s = tx
                     .session(&key)?
                     .ok_or(Error::SessionNotFound(key.clone()))?;
-                s.session_id = uuid::Uuid::new_v4().to_string();
+                s.session_id = uuid::Uuid::now_v7().to_string();
                 s.turn_count = 0;
                 s.message_count = 0;
                 s.usage = None;
@@ -192,6 +192,6 @@ impl Gateway {
 
     /// Number of sessions.
     pub fn session_count(&self) -> Result<u64> {
-        self.store.read(|r| r.session_count())
+        Ok(self.store.session_count())
     }
 }

@@ -141,6 +141,8 @@ pub struct Feed {
     pub head: AtomicU64,
     /// Oldest retained seq (head + 1 when the log is empty).
     pub oldest: AtomicU64,
+    /// Number of sessions as of the last commit (Status reads it without a snapshot).
+    pub sessions: AtomicU64,
     pub live: broadcast::Sender<Arc<Event>>,
 }
 
@@ -223,6 +225,11 @@ impl Store {
     /// Last committed event seq.
     pub fn head(&self) -> u64 {
         self.feed.head.load(Ordering::Acquire)
+    }
+
+    /// Number of sessions as of the last commit.
+    pub fn session_count(&self) -> u64 {
+        self.feed.sessions.load(Ordering::Acquire)
     }
 
     /// Oldest retained event seq.

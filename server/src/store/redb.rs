@@ -89,9 +89,9 @@ struct RedbBackend {
 pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
     std::fs::create_dir_all(dir).map_err(|e| se(format!("{}: {e}", dir.display())))?;
     let db = Database::create(dir.join("clawplane.redb")).map_err(se)?;
-    let (head, oldest) = {
+    let (head, oldest, sessions) = {
         let txn = db.begin_write().map_err(se)?;
-        let (head, oldest) = {
+        let (head, oldest, sessions) = {
             let meta = txn.open_table(META).map_err(se)?;
             let events = txn.open_table(EVENTS).map_err(se)?;
             for t in [
@@ -122,16 +122,22 @@ pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
                 .map_err(se)?
                 .map(|(k, _)| k.value())
                 .unwrap_or(head + 1);
-            (head, oldest)
+            let sessions = meta
+                .get(META_SESSIONS)
+                .map_err(se)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            (head, oldest, sessions)
         };
         txn.commit().map_err(se)?;
-        (head, oldest)
+        (head, oldest, sessions)
     };
     let db = Arc::new(db);
     let (live, _) = broadcast::channel(live_capacity);
     let feed = Arc::new(Feed {
         head: head.into(),
         oldest: oldest.into(),
+        sessions: sessions.into(),
         live,
     });
     // Bounded so a stalled disk pushes back on callers instead of growing memory.
@@ -172,9 +178,10 @@ fn writer(db: Arc<Database>, feed: Arc<Feed>, rx: std::sync::mpsc::Receiver<Job>
             &mut published,
         );
         match &result {
-            Ok((head, oldest)) => {
+            Ok((head, oldest, sessions)) => {
                 feed.head.store(*head, Ordering::Release);
                 feed.oldest.store(*oldest, Ordering::Release);
+                feed.sessions.store(*sessions, Ordering::Release);
                 for ev in published {
                     let _ = feed.live.send(ev);
                 }
@@ -195,10 +202,10 @@ fn commit_batch(
     retention: u64,
     completions: &mut Vec<Completion>,
     published: &mut Vec<Arc<Event>>,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, u64)> {
     let mut txn = db.begin_write().map_err(se)?;
     txn.set_durability(Durability::Immediate).map_err(se)?;
-    let (head, oldest) = {
+    let (head, oldest, sessions) = {
         let mut w = WTxn::open(&txn, feed.head.load(Ordering::Acquire))?;
         for job in batch {
             completions.push(job(&mut w));
@@ -220,10 +227,10 @@ fn commit_batch(
             oldest = head + 1;
         }
         published.append(&mut w.new_events);
-        (head, oldest)
+        (head, oldest, w.session_count()?)
     };
     txn.commit().map_err(se)?;
-    Ok((head, oldest))
+    Ok((head, oldest, sessions))
 }
 
 struct WTxn<'t> {
@@ -248,6 +255,54 @@ struct WTxn<'t> {
 }
 
 impl<'t> WTxn<'t> {
+    fn t_runs(&self) -> Result<&redb::Table<'t, &'static str, &'static [u8]>> {
+        Ok(&self.runs)
+    }
+    fn t_run_order(&self) -> Result<&redb::Table<'t, u64, &'static str>> {
+        Ok(&self.run_order)
+    }
+    fn t_session_runs(&self) -> Result<&redb::Table<'t, (&'static str, u64), &'static str>> {
+        Ok(&self.session_runs)
+    }
+    fn t_active(&self) -> Result<&redb::Table<'t, u64, &'static str>> {
+        Ok(&self.active)
+    }
+    fn t_idem(&self) -> Result<&redb::Table<'t, &'static str, &'static [u8]>> {
+        Ok(&self.idem)
+    }
+    fn t_sessions(&self) -> Result<&redb::Table<'t, &'static str, &'static [u8]>> {
+        Ok(&self.sessions)
+    }
+    fn t_messages(&self) -> Result<&redb::Table<'t, (&'static str, u64), &'static [u8]>> {
+        Ok(&self.messages)
+    }
+    fn t_events(&self) -> Result<&redb::Table<'t, u64, &'static [u8]>> {
+        Ok(&self.events)
+    }
+    fn t_system_events(&self) -> Result<&redb::Table<'t, &'static str, &'static [u8]>> {
+        Ok(&self.system_events)
+    }
+    fn t_meta(&self) -> Result<&redb::Table<'t, &'static str, u64>> {
+        Ok(&self.meta)
+    }
+    fn t_settings(&self) -> Result<&redb::Table<'t, &'static str, &'static str>> {
+        Ok(&self.settings)
+    }
+    fn t_webhook_keys(&self) -> Result<&redb::Table<'t, &'static str, &'static [u8]>> {
+        Ok(&self.webhook_keys)
+    }
+    fn t_webhook_calls(&self) -> Result<&redb::Table<'t, u64, &'static [u8]>> {
+        Ok(&self.webhook_calls)
+    }
+    fn t_devices(&self) -> Result<&redb::Table<'t, &'static str, &'static [u8]>> {
+        Ok(&self.devices)
+    }
+    fn t_pairing_requests(&self) -> Result<&redb::Table<'t, &'static str, &'static [u8]>> {
+        Ok(&self.pairing_requests)
+    }
+    fn t_device_tokens(&self) -> Result<&redb::Table<'t, &'static [u8], &'static [u8]>> {
+        Ok(&self.device_tokens)
+    }
     fn open(txn: &'t redb::WriteTransaction, last_seq: u64) -> Result<Self> {
         Ok(WTxn {
             runs: txn.open_table(RUNS).map_err(se)?,
@@ -272,46 +327,66 @@ impl<'t> WTxn<'t> {
     }
 }
 
+/// A read snapshot. Tables open on first use: most reads touch one or two of them.
 struct RSnap {
-    runs: redb::ReadOnlyTable<&'static str, &'static [u8]>,
-    run_order: redb::ReadOnlyTable<u64, &'static str>,
-    session_runs: redb::ReadOnlyTable<(&'static str, u64), &'static str>,
-    active: redb::ReadOnlyTable<u64, &'static str>,
-    idem: redb::ReadOnlyTable<&'static str, &'static [u8]>,
-    sessions: redb::ReadOnlyTable<&'static str, &'static [u8]>,
-    messages: redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>,
-    events: redb::ReadOnlyTable<u64, &'static [u8]>,
-    system_events: redb::ReadOnlyTable<&'static str, &'static [u8]>,
-    meta: redb::ReadOnlyTable<&'static str, u64>,
-    settings: redb::ReadOnlyTable<&'static str, &'static str>,
-    webhook_keys: redb::ReadOnlyTable<&'static str, &'static [u8]>,
-    webhook_calls: redb::ReadOnlyTable<u64, &'static [u8]>,
-    devices: redb::ReadOnlyTable<&'static str, &'static [u8]>,
-    pairing_requests: redb::ReadOnlyTable<&'static str, &'static [u8]>,
-    device_tokens: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    txn: redb::ReadTransaction,
+}
+
+impl RSnap {
+    fn t_runs(&self) -> Result<redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+        self.txn.open_table(RUNS).map_err(se)
+    }
+    fn t_run_order(&self) -> Result<redb::ReadOnlyTable<u64, &'static str>> {
+        self.txn.open_table(RUN_ORDER).map_err(se)
+    }
+    fn t_session_runs(&self) -> Result<redb::ReadOnlyTable<(&'static str, u64), &'static str>> {
+        self.txn.open_table(SESSION_RUNS).map_err(se)
+    }
+    fn t_active(&self) -> Result<redb::ReadOnlyTable<u64, &'static str>> {
+        self.txn.open_table(ACTIVE).map_err(se)
+    }
+    fn t_idem(&self) -> Result<redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+        self.txn.open_table(IDEM).map_err(se)
+    }
+    fn t_sessions(&self) -> Result<redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+        self.txn.open_table(SESSIONS).map_err(se)
+    }
+    fn t_messages(&self) -> Result<redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>> {
+        self.txn.open_table(MESSAGES).map_err(se)
+    }
+    fn t_events(&self) -> Result<redb::ReadOnlyTable<u64, &'static [u8]>> {
+        self.txn.open_table(EVENTS).map_err(se)
+    }
+    fn t_system_events(&self) -> Result<redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+        self.txn.open_table(SYSTEM_EVENTS).map_err(se)
+    }
+    fn t_meta(&self) -> Result<redb::ReadOnlyTable<&'static str, u64>> {
+        self.txn.open_table(META).map_err(se)
+    }
+    fn t_settings(&self) -> Result<redb::ReadOnlyTable<&'static str, &'static str>> {
+        self.txn.open_table(SETTINGS).map_err(se)
+    }
+    fn t_webhook_keys(&self) -> Result<redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+        self.txn.open_table(WEBHOOK_KEYS).map_err(se)
+    }
+    fn t_webhook_calls(&self) -> Result<redb::ReadOnlyTable<u64, &'static [u8]>> {
+        self.txn.open_table(WEBHOOK_CALLS).map_err(se)
+    }
+    fn t_devices(&self) -> Result<redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+        self.txn.open_table(DEVICES).map_err(se)
+    }
+    fn t_pairing_requests(&self) -> Result<redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+        self.txn.open_table(PAIRING_REQUESTS).map_err(se)
+    }
+    fn t_device_tokens(&self) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>> {
+        self.txn.open_table(DEVICE_TOKENS).map_err(se)
+    }
 }
 
 impl Backend for RedbBackend {
     fn snapshot(&self) -> Result<Box<dyn Reader + '_>> {
         let txn = self.db.begin_read().map_err(se)?;
-        Ok(Box::new(RSnap {
-            runs: txn.open_table(RUNS).map_err(se)?,
-            run_order: txn.open_table(RUN_ORDER).map_err(se)?,
-            session_runs: txn.open_table(SESSION_RUNS).map_err(se)?,
-            active: txn.open_table(ACTIVE).map_err(se)?,
-            idem: txn.open_table(IDEM).map_err(se)?,
-            sessions: txn.open_table(SESSIONS).map_err(se)?,
-            messages: txn.open_table(MESSAGES).map_err(se)?,
-            events: txn.open_table(EVENTS).map_err(se)?,
-            system_events: txn.open_table(SYSTEM_EVENTS).map_err(se)?,
-            meta: txn.open_table(META).map_err(se)?,
-            settings: txn.open_table(SETTINGS).map_err(se)?,
-            webhook_keys: txn.open_table(WEBHOOK_KEYS).map_err(se)?,
-            webhook_calls: txn.open_table(WEBHOOK_CALLS).map_err(se)?,
-            devices: txn.open_table(DEVICES).map_err(se)?,
-            pairing_requests: txn.open_table(PAIRING_REQUESTS).map_err(se)?,
-            device_tokens: txn.open_table(DEVICE_TOKENS).map_err(se)?,
-        }))
+        Ok(Box::new(RSnap { txn }))
     }
 }
 
@@ -320,19 +395,19 @@ macro_rules! impl_reader {
     ($t:ty) => {
         impl Reader for $t {
             fn run(&self, run_id: &str) -> Result<Option<StoredRun>> {
-                match self.runs.get(run_id).map_err(se)? {
+                match self.t_runs()?.get(run_id).map_err(se)? {
                     Some(v) => Ok(Some(decode_run(v.value())?)),
                     None => Ok(None),
                 }
             }
             fn session(&self, key: &str) -> Result<Option<Session>> {
-                match self.sessions.get(key).map_err(se)? {
+                match self.t_sessions()?.get(key).map_err(se)? {
                     Some(v) => Ok(Some(decode(v.value())?)),
                     None => Ok(None),
                 }
             }
             fn idempotency(&self, key: &str) -> Result<Option<IdemRecord>> {
-                let Some(v) = self.idem.get(key).map_err(se)? else {
+                let Some(v) = self.t_idem()?.get(key).map_err(se)? else {
                     return Ok(None);
                 };
                 let b = v.value();
@@ -347,7 +422,7 @@ macro_rules! impl_reader {
                 }))
             }
             fn system_events(&self, session_key: &str) -> Result<Vec<String>> {
-                match self.system_events.get(session_key).map_err(se)? {
+                match self.t_system_events()?.get(session_key).map_err(se)? {
                     Some(v) => serde_json::from_slice(v.value()).map_err(se),
                     None => Ok(Vec::new()),
                 }
@@ -355,7 +430,7 @@ macro_rules! impl_reader {
             fn messages(&self, session_id: &str, after: u64, limit: usize) -> Result<Vec<Message>> {
                 let mut out = Vec::new();
                 for item in self
-                    .messages
+                    .t_messages()?
                     .range((session_id, after.saturating_add(1))..=(session_id, u64::MAX))
                     .map_err(se)?
                 {
@@ -369,7 +444,7 @@ macro_rules! impl_reader {
             }
             fn last_message(&self, session_id: &str) -> Result<Option<Message>> {
                 let mut range = self
-                    .messages
+                    .t_messages()?
                     .range((session_id, 0u64)..=(session_id, u64::MAX))
                     .map_err(se)?;
                 match range.next_back() {
@@ -379,7 +454,11 @@ macro_rules! impl_reader {
             }
             fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
                 let mut out = Vec::new();
-                for item in self.events.range(after.saturating_add(1)..).map_err(se)? {
+                for item in self
+                    .t_events()?
+                    .range(after.saturating_add(1)..)
+                    .map_err(se)?
+                {
                     if out.len() >= limit {
                         break;
                     }
@@ -389,7 +468,7 @@ macro_rules! impl_reader {
             }
             fn session_count(&self) -> Result<u64> {
                 Ok(self
-                    .meta
+                    .t_meta()?
                     .get(META_SESSIONS)
                     .map_err(se)?
                     .map(|v| v.value())
@@ -397,7 +476,7 @@ macro_rules! impl_reader {
             }
             fn sessions(&self) -> Result<Vec<Session>> {
                 let mut out = Vec::new();
-                for item in self.sessions.iter().map_err(se)? {
+                for item in self.t_sessions()?.iter().map_err(se)? {
                     out.push(decode(item.map_err(se)?.1.value())?);
                 }
                 Ok(out)
@@ -421,7 +500,7 @@ macro_rules! impl_reader {
                 match session_key {
                     Some(s) => {
                         let range = self
-                            .session_runs
+                            .t_session_runs()?
                             .range((s, 0u64)..(s, before_order))
                             .map_err(se)?;
                         for item in range.rev() {
@@ -431,7 +510,7 @@ macro_rules! impl_reader {
                         }
                     }
                     None => {
-                        for item in self.run_order.range(..before_order).map_err(se)?.rev() {
+                        for item in self.t_run_order()?.range(..before_order).map_err(se)?.rev() {
                             if push(item.map_err(se)?.1.value(), &mut out)? {
                                 break;
                             }
@@ -442,7 +521,7 @@ macro_rules! impl_reader {
             }
             fn active_runs(&self) -> Result<Vec<StoredRun>> {
                 let mut out = Vec::new();
-                for item in self.active.iter().map_err(se)? {
+                for item in self.t_active()?.iter().map_err(se)? {
                     if let Some(r) = self.run(item.map_err(se)?.1.value())? {
                         out.push(r);
                     }
@@ -451,14 +530,14 @@ macro_rules! impl_reader {
             }
             fn setting(&self, key: &str) -> Result<Option<String>> {
                 Ok(self
-                    .settings
+                    .t_settings()?
                     .get(key)
                     .map_err(se)?
                     .map(|v| v.value().to_string()))
             }
             fn webhook_keys(&self) -> Result<Vec<StoredWebhookKey>> {
                 let mut out = Vec::new();
-                for item in self.webhook_keys.iter().map_err(se)? {
+                for item in self.t_webhook_keys()?.iter().map_err(se)? {
                     let (_, v) = item.map_err(se)?;
                     let b = v.value();
                     if b.len() < 32 {
@@ -475,7 +554,7 @@ macro_rules! impl_reader {
             }
             fn webhook_calls(&self, limit: usize) -> Result<Vec<WebhookCall>> {
                 let mut out = Vec::new();
-                for item in self.webhook_calls.iter().map_err(se)?.rev() {
+                for item in self.t_webhook_calls()?.iter().map_err(se)?.rev() {
                     if out.len() >= limit {
                         break;
                     }
@@ -484,28 +563,28 @@ macro_rules! impl_reader {
                 Ok(out)
             }
             fn device(&self, device_id: &str) -> Result<Option<Device>> {
-                match self.devices.get(device_id).map_err(se)? {
+                match self.t_devices()?.get(device_id).map_err(se)? {
                     Some(v) => Ok(Some(decode(v.value())?)),
                     None => Ok(None),
                 }
             }
             fn devices(&self) -> Result<Vec<Device>> {
                 let mut out = Vec::new();
-                for item in self.devices.iter().map_err(se)? {
+                for item in self.t_devices()?.iter().map_err(se)? {
                     out.push(decode(item.map_err(se)?.1.value())?);
                 }
                 Ok(out)
             }
             fn pairing_requests(&self) -> Result<Vec<PairingRequest>> {
                 let mut out = Vec::new();
-                for item in self.pairing_requests.iter().map_err(se)? {
+                for item in self.t_pairing_requests()?.iter().map_err(se)? {
                     out.push(decode(item.map_err(se)?.1.value())?);
                 }
                 Ok(out)
             }
             fn device_tokens(&self) -> Result<Vec<StoredDeviceToken>> {
                 let mut out = Vec::new();
-                for item in self.device_tokens.iter().map_err(se)? {
+                for item in self.t_device_tokens()?.iter().map_err(se)? {
                     out.push(serde_json::from_slice(item.map_err(se)?.1.value()).map_err(se)?);
                 }
                 Ok(out)
