@@ -56,7 +56,7 @@ impl Watch {
                     return None;
                 }
                 self.cursor = ev.seq;
-                self.matches(&ev).then(|| Some(Ok(Frame::Event(ev))))
+                self.matches(&ev).then_some(Some(Ok(Frame::Event(ev))))
             }
             Err(RecvError::Lagged(_)) => {
                 self.done = true;
