@@ -1114,3 +1114,87 @@ async fn a_silent_socket_is_closed_after_the_15_s_handshake_timeout() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn failed_and_aborted_runs_stream_error_and_aborted_events() {
+    let gw = Gateway::start().await;
+    let (mut ws, _) = operator(&gw).await;
+
+    // A failing `agent` run: the final answer is ok:false UNAVAILABLE with the payload.
+    let id = ws
+        .req(
+            "agent",
+            json!({"message": "please /fail now", "agentId": "main", "idempotencyKey": "f-1"}),
+        )
+        .await;
+    assert_eq!(ws.res(&id).await["payload"]["status"], "accepted");
+    let fin = ws.res(&id).await;
+    assert_eq!(fin["ok"], false, "{fin}");
+    assert_eq!(fin["error"]["code"], "UNAVAILABLE");
+    assert_eq!(fin["payload"]["status"], "error");
+    assert_eq!(fin["payload"]["runId"], "f-1");
+    let events = ws
+        .event_until(|e| e["event"] == "chat" && e["payload"]["runId"] == "f-1")
+        .await;
+    let chat = events.last().unwrap();
+    assert_eq!(chat["payload"]["state"], "error", "{chat}");
+    assert!(chat["payload"]["errorMessage"].is_string());
+    assert!(events.iter().any(|e| e["event"] == "agent"
+        && e["payload"]["runId"] == "f-1"
+        && e["payload"]["data"]["phase"] == "error"));
+
+    // An aborted chat run.
+    ws.ok(
+        "chat.send",
+        json!({"sessionKey": "abort-me", "message": "/sleep 20000 long", "idempotencyKey": "a-1"}),
+    )
+    .await;
+    ws.event_until(|e| {
+        e["event"] == "agent"
+            && e["payload"]["runId"] == "a-1"
+            && e["payload"]["data"]["phase"] == "start"
+    })
+    .await;
+    let ab = ws
+        .ok(
+            "chat.abort",
+            json!({"sessionKey": "abort-me", "runId": "a-1"}),
+        )
+        .await;
+    assert_eq!(ab["aborted"], true, "{ab}");
+    assert_eq!(ab["runIds"], json!(["a-1"]));
+    let events = ws
+        .event_until(|e| e["event"] == "chat" && e["payload"]["runId"] == "a-1")
+        .await;
+    assert_eq!(events.last().unwrap()["payload"]["state"], "aborted");
+    let w = ws
+        .ok("agent.wait", json!({"runId": "a-1", "timeoutMs": 5000}))
+        .await;
+    assert_eq!(w["status"], "error", "{w}");
+}
+
+#[tokio::test]
+async fn an_idle_socket_gets_a_tick_every_30_s() {
+    let gw = Gateway::start().await;
+    let (mut ws, _) = operator(&gw).await;
+    let started = std::time::Instant::now();
+    let tick = tokio::time::timeout(Duration::from_secs(45), async {
+        loop {
+            match ws.s.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let f: Json = serde_json::from_str(&t).unwrap();
+                    if f["event"] == "tick" {
+                        return f;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("socket ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a tick within 45 s");
+    assert!(tick["payload"]["ts"].is_u64(), "{tick}");
+    assert_eq!(tick["seq"], 1, "the first broadcast of an idle socket");
+    assert!(started.elapsed() >= Duration::from_secs(29));
+}
