@@ -2,7 +2,7 @@
 //!
 //! The binary composes them next to `serve`:
 //!
-//! ```ignore
+//! ```text
 //! #[derive(clap::Parser)]
 //! struct Cli {
 //!     #[command(flatten)]
