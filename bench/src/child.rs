@@ -22,7 +22,7 @@ use std::{
 };
 use tokio::runtime::Runtime;
 
-const TOKEN: &str = "clawplane-bench-child-token";
+pub const TOKEN: &str = "clawplane-bench-child-token";
 const STATUS: &str = "/clawplane.v1.GatewayService/Status";
 const MIB: f64 = 1024.0 * 1024.0;
 

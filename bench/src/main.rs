@@ -2,23 +2,26 @@
 //! machine, the server on CPU 0 and the load on CPU 1, and prints one table.
 //!
 //! ```text
-//! cargo build --release -p clawplane-server -p clawplane-bench   # targets 4-5 spawn bin `clawplane`
+//! cargo build --release -p clawplane-server -p clawplane-bench   # targets 4, 5, 9 spawn bin `clawplane`
 //! cargo run -p clawplane-bench --release [-- --only 1,3 --secs 5]
 //! ```
 //!
 //! Targets 1-3 run the gateway in process on its own runtime (1 worker thread pinned to
 //! CPU 0, the store writer thread too); the load runtime has 1 worker pinned to CPU 1.
-//! Targets 4-5 spawn the real `clawplane` binary pinned to CPU 0. Every run uses a fresh
+//! Targets 6-8 (hooks over HTTP/1.1, WebSocket health) run in process like 1-3.
+//! Targets 4-5 and 9 spawn the real `clawplane` binary pinned to CPU 0. Every run uses a fresh
 //! temp data dir, listens on 127.0.0.1 only, and every loop is bounded in time.
 
 mod child;
 mod feed;
 mod grpc;
 mod hist;
+mod hooks;
 mod inproc;
 mod load;
 mod sys;
 mod unary;
+mod ws;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
@@ -30,8 +33,9 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
     about = "Benchmarks the clawplane gateway against its performance targets"
 )]
 pub struct Opts {
-    /// Targets to run, comma separated (1 send, 2 status, 3 feed, 4 watch memory, 5 start).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5])]
+    /// Targets to run, comma separated (1 send, 2 status, 3 feed, 4 watch memory, 5 start,
+    /// 6 hooks/agent, 7 hooks/wake, 8 WS health, 9 idle WS memory).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6, 7, 8, 9])]
     pub only: Vec<u8>,
     /// Measured seconds per unary load (targets 1 and 2).
     #[arg(long, default_value_t = 5.0)]
@@ -80,7 +84,16 @@ pub struct Opts {
     /// Before each measurement, wait up to this long for other processes to leave the CPUs.
     #[arg(long, default_value_t = 120)]
     pub quiet_wait_secs: u64,
-    /// The gateway binary for targets 4 and 5 (default: `clawplane` next to this binary).
+    /// HTTP/1.1 keep-alive connections, one request in flight each (targets 6 and 7).
+    #[arg(long, default_value_t = 64)]
+    pub http_conns: usize,
+    /// WebSocket connections, one `health` in flight each (target 8).
+    #[arg(long, default_value_t = 32)]
+    pub ws_conns: usize,
+    /// Idle handshaken WebSocket connections held open (target 9).
+    #[arg(long, default_value_t = 10_000)]
+    pub ws_idle: usize,
+    /// The gateway binary for targets 4, 5 and 9 (default: `clawplane` next to this binary).
     #[arg(long)]
     pub clawplane_bin: Option<PathBuf>,
 }
@@ -219,20 +232,24 @@ fn main() -> ExitCode {
         }
     };
     type Target = fn(&tokio::runtime::Runtime, &Opts, &mut Report) -> Result<()>;
-    let targets: [(u8, &str, Target); 5] = [
+    let targets: [(u8, &str, Target); 9] = [
         (1, "ChatService/Send accept", unary::send),
         (2, "Status vs bare tonic", unary::status),
         (3, "event feed fan-out", feed::feed),
         (4, "idle memory per watcher", child::idle_watchers),
         (5, "fresh gateway start and idle RSS", child::start_and_idle),
+        (6, "POST /hooks/agent accept", hooks::agent),
+        (7, "POST /hooks/wake", hooks::wake),
+        (8, "WebSocket health round trips", ws::health),
+        (9, "idle WebSocket memory", ws::idle),
     ];
     let mut report = Report::default();
     for (id, name, run) in targets {
         if !o.only.contains(&id) {
             continue;
         }
-        // Targets 1-3 wait for quiet per measurement (see `measured`).
-        let busy = if id >= 4 {
+        // Targets 1-3 and 6-8 wait for quiet per measurement (see `measured`).
+        let busy = if matches!(id, 4 | 5 | 9) {
             sys::wait_quiet(Duration::from_secs(o.quiet_wait_secs))
         } else {
             0.0

@@ -385,10 +385,14 @@ impl Gateway {
                     }
                 }
             };
-            self.queued_count.fetch_sub(1, Ordering::Relaxed);
+            // Still queued while it waits for an executor slot.
             let Ok(permit) = self.slots.clone().acquire_owned().await else {
                 return;
             };
+            if self.draining.load(Ordering::Acquire) {
+                return; // still QUEUED in the store: resumes on the next start
+            }
+            self.queued_count.fetch_sub(1, Ordering::Relaxed);
             if let Err(e) = self.execute(&next).await {
                 tracing::error!(run_id = %next, error = %e, "run execution failed");
             }

@@ -68,7 +68,9 @@ impl Gateway {
                     tx.put_session(&s)?;
                     tx.append_event(session_event(&s, SessionChangeType::Created))?;
                 }
-                tx.put_system_events(&k, &queue)?;
+                if outcome == WakeOutcome::Queued {
+                    tx.put_system_events(&k, &queue)?;
+                }
                 tx.append_event(Event {
                     session_key: k.clone(),
                     kind: EventKind::SystemEvent as i32,
