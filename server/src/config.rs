@@ -41,6 +41,25 @@ pub struct GatewayConfig {
     pub nodes: NodesConfig,
     /// Open WebSocket connections at most; more are closed with 1013 (try again later).
     pub max_connections: usize,
+    /// WebSocket limits (`gateway.ws.*`).
+    pub ws: WsLimitsConfig,
+}
+
+/// `gateway.ws`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct WsLimitsConfig {
+    /// Outbound bytes a socket may leave unread before it is closed as a slow consumer
+    /// (`policy.maxBufferedBytes`; OpenClaw: 50 MiB).
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for WsLimitsConfig {
+    fn default() -> Self {
+        WsLimitsConfig {
+            max_buffered_bytes: 52_428_800,
+        }
+    }
 }
 
 /// `gateway.nodes`.
@@ -81,6 +100,7 @@ impl Default for GatewayConfig {
             trusted_proxies: Vec::new(),
             nodes: NodesConfig::default(),
             max_connections: 20_000,
+            ws: WsLimitsConfig::default(),
         }
     }
 }

@@ -136,6 +136,7 @@ fn ws(api: &Api) -> Router {
     let cfg = clawplane_bridge::ws::WsConfig {
         version: env!("CARGO_PKG_VERSION").into(),
         max_connections: api.gw.config.gateway.max_connections,
+        max_buffered_bytes: api.gw.config.gateway.ws.max_buffered_bytes,
         shutdown: api.gw.shutdown.clone(),
         ..Default::default()
     };

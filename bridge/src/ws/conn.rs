@@ -2,7 +2,7 @@
 //! its limits, then the request/event loop (OpenClaw) or the legacy loop.
 
 use super::{
-    MAX_BUFFERED_BYTES, MAX_PENDING_HANDSHAKE_FRAMES, MAX_PREAUTH_PAYLOAD, PROTOCOLS, Shim,
+    MAX_PENDING_HANDSHAKE_FRAMES, MAX_PREAUTH_PAYLOAD, PROTOCOLS, Shim,
     events::Translator,
     frames::{ErrorShape, event, now_ms, res_err, res_ok, rpc_error},
     legacy, methods,
@@ -20,7 +20,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -29,20 +29,42 @@ use tonic::Code;
 
 /// How long a closing socket waits for the client's close reply.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
+/// How long a socket beyond `gateway.maxConnections` may take to send its first frame.
+const BUSY_GRACE: Duration = Duration::from_secs(2);
 
 /// The write half, behind a queue with byte accounting (the slow-consumer policy).
 #[derive(Clone)]
 pub(crate) struct Outbox {
-    tx: mpsc::UnboundedSender<Message>,
+    tx: mpsc::UnboundedSender<Out>,
     buffered: Arc<AtomicUsize>,
+    slow: Arc<AtomicBool>,
+}
+
+/// A queued frame and, for a pushed event, its per-connection seq.
+struct Out {
+    msg: Message,
+    seq: u64,
 }
 
 impl Outbox {
     /// Queues a text frame; returns the bytes now waiting to be written.
     pub fn text(&self, s: String) -> usize {
+        self.queue(s, 0)
+    }
+
+    /// Queues an event frame carrying per-connection `seq`; returns the bytes now waiting.
+    pub fn event(&self, s: String, seq: u64) -> usize {
+        self.queue(s, seq)
+    }
+
+    fn queue(&self, s: String, seq: u64) -> usize {
         let n = s.len();
         let now = self.buffered.fetch_add(n, Ordering::AcqRel) + n;
-        if self.tx.send(Message::Text(s.into())).is_err() {
+        let m = Out {
+            msg: Message::Text(s.into()),
+            seq,
+        };
+        if self.tx.send(m).is_err() {
             self.buffered.fetch_sub(n, Ordering::AcqRel);
         }
         now
@@ -50,32 +72,62 @@ impl Outbox {
 
     /// Queues a close frame (the writer stops after it).
     pub fn close(&self, code: u16, reason: &str) {
-        let mut r = reason.to_string();
-        while r.len() > 123 {
-            r.pop();
-        }
-        let _ = self.tx.send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from(r),
-        })));
+        let _ = self.tx.send(Out {
+            msg: close_frame(code, reason),
+            seq: 0,
+        });
     }
+
+    /// The slow-consumer close: the writer finishes the frame it is writing, drops the rest
+    /// of the queue and closes 1008 `slow consumer; last seq <n>`, where n is the seq of the
+    /// last event actually written, so the client that reads up to the close has seen
+    /// exactly events 1..=n.
+    pub fn close_slow(&self) {
+        self.slow.store(true, Ordering::Release);
+        // Wakes the writer if the queue happens to be empty.
+        let _ = self.tx.send(Out {
+            msg: Message::Close(None),
+            seq: 0,
+        });
+    }
+}
+
+fn close_frame(code: u16, reason: &str) -> Message {
+    let mut r = reason.to_string();
+    while r.len() > 123 {
+        r.pop();
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(r),
+    }))
 }
 
 async fn writer(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
+    mut rx: mpsc::UnboundedReceiver<Out>,
     buffered: Arc<AtomicUsize>,
+    slow: Arc<AtomicBool>,
 ) {
-    while let Some(m) = rx.recv().await {
-        let len = match &m {
+    let mut last_seq = 0u64;
+    while let Some(Out { msg, seq }) = rx.recv().await {
+        if slow.load(Ordering::Acquire) {
+            let reason = format!("slow consumer; last seq {last_seq}");
+            let _ = sink.send(close_frame(1008, &reason)).await;
+            break;
+        }
+        let len = match &msg {
             Message::Text(t) => t.len(),
             _ => 0,
         };
-        let is_close = matches!(m, Message::Close(_));
-        let r = sink.send(m).await;
+        let is_close = matches!(msg, Message::Close(_));
+        let r = sink.send(msg).await;
         buffered.fetch_sub(len, Ordering::AcqRel);
         if r.is_err() || is_close {
             break;
+        }
+        if seq > 0 {
+            last_seq = seq;
         }
     }
 }
@@ -115,6 +167,52 @@ async fn linger(stream: &mut SplitStream<WebSocket>) {
     .await;
 }
 
+/// A socket beyond `gateway.maxConnections`: it gets a challenge and a short grace for its
+/// first frame so the answer speaks its dialect (legacy: `GATEWAY_BUSY`; OpenClaw: a
+/// retryable `UNAVAILABLE`), then close 1013. A silent socket is closed 1013 after the grace.
+async fn busy(stream: &mut SplitStream<WebSocket>, out: &Outbox) {
+    const MESSAGE: &str =
+        "gateway busy: too many connections (gateway.maxConnections); retry later";
+    out.text(event(
+        "connect.challenge",
+        json!({"nonce": uuid::Uuid::new_v4().to_string(), "ts": now_ms(), "capabilities": ["model-catalog-snapshot"]}),
+        None,
+    ));
+    let first = tokio::time::timeout(BUSY_GRACE, async {
+        loop {
+            match classify(stream.next().await) {
+                Incoming::Text(t) => return Some(t),
+                Incoming::Skip => continue,
+                Incoming::TooBig | Incoming::Gone => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    if let Some(t) = first.filter(|t| t.len() <= MAX_PREAUTH_PAYLOAD) {
+        let frame: Json = serde_json::from_str(&t).unwrap_or(Json::Null);
+        let kind = frame.get("type").and_then(Json::as_str).unwrap_or("");
+        let id = frame.get("id").cloned().unwrap_or(Json::Null);
+        if legacy::is_legacy(kind) {
+            out.text(
+                json!({"type": "error", "id": id, "payload": {"code": "GATEWAY_BUSY", "message": MESSAGE}})
+                    .to_string(),
+            );
+        } else if let ("req", Some(id)) = (kind, id.as_str()) {
+            let mut e = ErrorShape::new("UNAVAILABLE", MESSAGE)
+                .with_details(json!({"code": "GATEWAY_BUSY", "reason": "max-connections"}));
+            e.retryable = true;
+            e.retry_after_ms = Some(1000);
+            out.text(res_err(id, &e, None));
+        }
+    }
+    out.close(
+        1013,
+        "too many connections (gateway.maxConnections); retry later",
+    );
+}
+
 /// The authenticated socket.
 pub(crate) struct Session {
     pub caller: Caller,
@@ -150,21 +248,19 @@ pub(super) async fn run(
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::unbounded_channel();
     let buffered = Arc::new(AtomicUsize::new(0));
+    let slow = Arc::new(AtomicBool::new(false));
     let out = Outbox {
         tx,
         buffered: buffered.clone(),
+        slow: slow.clone(),
     };
-    let writer = tokio::spawn(writer(sink, rx, buffered));
+    let mut writer = tokio::spawn(writer(sink, rx, buffered, slow));
     let end = |out: Outbox, code: u16, reason: &str| {
         out.close(code, reason);
     };
 
     if over_capacity {
-        end(
-            out,
-            1013,
-            "too many connections (gateway.maxConnections); retry later",
-        );
+        busy(&mut stream, &out).await;
         linger(&mut stream).await;
         let _ = writer.await;
         return;
@@ -276,8 +372,11 @@ pub(super) async fn run(
         let fut = connect(&shim, params, &nonce, peer);
         tokio::pin!(fut);
         loop {
+            // Biased towards reading: frames that have already arrived are counted before
+            // `connect`'s outcome is looked at, so the limit holds however fast the
+            // credential check is (a flood starves `connect` for at most 16 frames).
             tokio::select! {
-                r = &mut fut => break Some(r),
+                biased;
                 m = stream.next() => match classify(m) {
                     Incoming::Text(t) => {
                         if t.len() > MAX_PREAUTH_PAYLOAD {
@@ -301,6 +400,7 @@ pub(super) async fn run(
                         return;
                     }
                 },
+                r = &mut fut => break Some(r),
                 _ = tokio::time::sleep_until(deadline) => {
                     end(out.clone(), 1000, "handshake timeout");
                     break None;
@@ -327,9 +427,14 @@ pub(super) async fn run(
         }
     };
 
-    serve(&shim, &mut stream, &out, session, pending).await;
+    let closing = serve(&shim, &mut stream, &out, session, pending).await;
     linger(&mut stream).await;
-    // Method tasks may still hold the outbox (a long `agent` wait); the socket is done.
+    // A queued close frame goes out before the socket is dropped (the read side may have
+    // ended at once, e.g. after an oversize frame); then the writer ends, since method tasks
+    // may still hold the outbox (a long `agent` wait).
+    if closing && tokio::time::timeout(CLOSE_WAIT, &mut writer).await.is_ok() {
+        return;
+    }
     writer.abort();
     let _ = writer.await;
 }
@@ -480,7 +585,7 @@ async fn connect(
         "auth": auth_json(method, &p.role, &status.caller_scopes, issued.as_ref()),
         "policy": {
             "maxPayload": super::MAX_PAYLOAD,
-            "maxBufferedBytes": MAX_BUFFERED_BYTES,
+            "maxBufferedBytes": shim.cfg.max_buffered_bytes,
             "tickIntervalMs": shim.cfg.tick_interval.as_millis() as u64,
         },
     });
@@ -644,7 +749,7 @@ async fn serve(
     out: &Outbox,
     session: Session,
     pending: VecDeque<String>,
-) {
+) -> bool {
     let ctx = Arc::new(methods::Ctx {
         s: shim.s.clone(),
         caller: session.caller.clone(),
@@ -656,6 +761,7 @@ async fn serve(
     let mut tr = Translator::new(session.protocol);
     let mut seq = 0u64;
     let tick_every = shim.cfg.tick_interval;
+    let max_buffered = shim.cfg.max_buffered_bytes;
     let mut tick = tokio::time::interval_at(Instant::now() + tick_every, tick_every);
     for t in pending {
         methods::dispatch(&ctx, &t);
@@ -666,18 +772,18 @@ async fn serve(
             biased;
             _ = shim.cfg.shutdown.cancelled() => {
                 seq += 1;
-                out.text(event("shutdown", json!({"reason": "gateway stopping", "restartExpectedMs": null}), Some(seq)));
+                out.event(event("shutdown", json!({"reason": "gateway stopping", "restartExpectedMs": null}), Some(seq)), seq);
                 close(1012, "service restart");
-                return;
+                return true;
             }
             m = stream.next() => match classify(m) {
                 Incoming::Text(t) => methods::dispatch(&ctx, &t),
                 Incoming::Skip => {}
                 Incoming::TooBig => {
                     close(1009, "payload too large (policy.maxPayload)");
-                    return;
+                    return true;
                 }
-                Incoming::Gone => return,
+                Incoming::Gone => return false,
             },
             f = next_feed(&mut feed) => match f {
                 Some(Ok(resp)) => match resp.frame {
@@ -687,13 +793,13 @@ async fn serve(
                             && tr.revokes(&ev, dev)
                         {
                             close(4001, "device token revoked");
-                            return;
+                            return true;
                         }
                         for (name, payload) in tr.translate(&ev) {
                             seq += 1;
-                            if out.text(event(name, payload, Some(seq))) > MAX_BUFFERED_BYTES {
-                                close(1008, &format!("slow consumer; last seq {seq}"));
-                                return;
+                            if out.event(event(name, payload, Some(seq)), seq) > max_buffered {
+                                out.close_slow();
+                                return true;
                             }
                         }
                     }
@@ -704,9 +810,9 @@ async fn serve(
                     Code::Unavailable => {
                         // The feed ends with SHUTTING_DOWN when the gateway stops.
                         seq += 1;
-                        out.text(event("shutdown", json!({"reason": "gateway stopping", "restartExpectedMs": null}), Some(seq)));
+                        out.event(event("shutdown", json!({"reason": "gateway stopping", "restartExpectedMs": null}), Some(seq)), seq);
                         close(1012, "service restart");
-                        return;
+                        return true;
                     }
                     Code::Aborted => {
                         // This socket's watch lagged: resume from the log.
@@ -720,7 +826,7 @@ async fn serve(
                     }
                     Code::Unauthenticated => {
                         close(4001, "credential revoked");
-                        return;
+                        return true;
                     }
                     _ => feed = None,
                 },
@@ -728,9 +834,9 @@ async fn serve(
             },
             _ = tick.tick() => {
                 seq += 1;
-                if out.text(event("tick", json!({"ts": now_ms()}), Some(seq))) > MAX_BUFFERED_BYTES {
-                    close(1008, &format!("slow consumer; last seq {seq}"));
-                    return;
+                if out.event(event("tick", json!({"ts": now_ms()}), Some(seq)), seq) > max_buffered {
+                    out.close_slow();
+                    return true;
                 }
             }
         }

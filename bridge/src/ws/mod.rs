@@ -56,6 +56,9 @@ pub struct WsConfig {
     pub version: String,
     /// `gateway.maxConnections`: open sockets beyond this are closed with 1013.
     pub max_connections: usize,
+    /// `gateway.ws.maxBufferedBytes` (`policy.maxBufferedBytes`): unread outbound bytes
+    /// beyond this close the socket as a slow consumer.
+    pub max_buffered_bytes: usize,
     /// Cancelled when the gateway stops: every socket gets `shutdown`, then close 1012.
     pub shutdown: CancellationToken,
     pub handshake_timeout: Duration,
@@ -67,6 +70,7 @@ impl Default for WsConfig {
         WsConfig {
             version: String::new(),
             max_connections: 20_000,
+            max_buffered_bytes: MAX_BUFFERED_BYTES,
             shutdown: CancellationToken::new(),
             handshake_timeout: HANDSHAKE_TIMEOUT,
             tick_interval: TICK_INTERVAL,

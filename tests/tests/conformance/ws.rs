@@ -1198,3 +1198,426 @@ async fn an_idle_socket_gets_a_tick_every_30_s() {
     assert_eq!(tick["seq"], 1, "the first broadcast of an idle socket");
     assert!(started.elapsed() >= Duration::from_secs(29));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Handshake queue, slow consumers, frame limits
+// ---------------------------------------------------------------------------------------------
+
+fn req_frame(method: &str, id: &str, params: Json) -> Message {
+    Message::Text(
+        json!({"type": "req", "id": id, "method": method, "params": params})
+            .to_string()
+            .into(),
+    )
+}
+
+/// Sends `connect` and then `extra` `health` requests in one write, so they are all queued
+/// before `connect` can finish.
+async fn connect_then_flood(gw: &Gateway, extra: usize) -> Ws {
+    let mut ws = Ws::open(gw).await;
+    ws.frame().await; // challenge
+    ws.s.feed(req_frame(
+        "connect",
+        "c",
+        connect_params(Some(&gw.token), 4, 4),
+    ))
+    .await
+    .unwrap();
+    for i in 0..extra {
+        ws.s.feed(req_frame("health", &format!("h{i}"), json!({})))
+            .await
+            .unwrap();
+    }
+    ws.s.flush().await.unwrap();
+    ws
+}
+
+#[tokio::test]
+async fn fifteen_frames_queue_behind_connect_the_sixteenth_closes_1008() {
+    let gw = Gateway::start().await;
+
+    // 15 queued frames are kept and answered after hello-ok, in order of arrival.
+    let mut ws = connect_then_flood(&gw, 15).await;
+    let hello = ws.frame().await;
+    assert_eq!(hello["id"], "c", "hello-ok comes first: {hello}");
+    assert_eq!(hello["ok"], true, "{hello}");
+    // Each request is answered by its own task, so the order of the answers is free.
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < 15 {
+        let r = ws.frame().await;
+        if r["type"] == "res" {
+            assert_eq!(r["ok"], true, "{r}");
+            answered.insert(r["id"].as_str().unwrap().to_string());
+        }
+    }
+    let want: std::collections::BTreeSet<String> = (0..15).map(|i| format!("h{i}")).collect();
+    assert_eq!(answered, want);
+
+    // The 16th closes the socket before connect is answered.
+    let mut ws = connect_then_flood(&gw, 16).await;
+    let mut frames = Vec::new();
+    let c = loop {
+        match ws.next().await {
+            Ok(f) => frames.push(f),
+            Err(c) => break c,
+        }
+    };
+    assert_eq!(c.code, 1008, "{c:?}");
+    assert_eq!(c.reason, "too many pending handshake frames");
+    assert!(
+        frames.iter().all(|f| f["type"] != "res"),
+        "nothing is answered: {frames:?}"
+    );
+
+    // The gateway keeps serving.
+    let (mut ok, _) = operator(&gw).await;
+    ok.ok("health", json!({})).await;
+}
+
+/// A socket whose client receive buffer is small, so unread output backs up in the server.
+async fn open_small_buffer(gw: &Gateway) -> Ws {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(gw.addr).await.unwrap();
+    let url = format!("ws://{}/", gw.addr);
+    let (s, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+        .await
+        .expect("ws handshake");
+    Ws { s, events: vec![] }
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_1008_with_its_last_delivered_seq() {
+    let gw = Gateway::start_with("{ gateway: { ws: { maxBufferedBytes: 65536 } } }").await;
+    let mut ws = open_small_buffer(&gw).await;
+    ws.frame().await; // challenge
+    let id = ws
+        .req("connect", connect_params(Some(&gw.token), 4, 4))
+        .await;
+    let hello = ws.res(&id).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    assert_eq!(hello["payload"]["policy"]["maxBufferedBytes"], 65536);
+
+    // A long reply: one delta per word, each event carrying the cumulative text, far more
+    // than the socket buffers and the 64 KiB limit hold. The client reads nothing meanwhile.
+    let words: Vec<String> = (0..3000).map(|i| format!("word{i}")).collect();
+    ws.send(
+        json!({"type": "req", "id": "s", "method": "chat.send", "params": {
+        "sessionKey": "slow", "message": words.join(" "), "idempotencyKey": "slow-1"}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Reading now: every event up to the close, with seqs 1..=n and no gap, then
+    // 1008 naming n.
+    let mut seqs = Vec::new();
+    let c = loop {
+        match ws.next().await {
+            Ok(f) => {
+                if let Some(s) = f["seq"].as_u64() {
+                    seqs.push(s);
+                }
+            }
+            Err(c) => break c,
+        }
+    };
+    assert_eq!(c.code, 1008, "{c:?}");
+    let last = *seqs.last().expect("some events were delivered");
+    assert_eq!(c.reason, format!("slow consumer; last seq {last}"));
+    assert_eq!(
+        seqs,
+        (1..=last).collect::<Vec<_>>(),
+        "no gap before the close"
+    );
+
+    // Others are unaffected; the run itself finished.
+    let (mut op, _) = operator(&gw).await;
+    let w = op
+        .ok("agent.wait", json!({"runId": "slow-1", "timeoutMs": 10000}))
+        .await;
+    assert_eq!(w["status"], "ok", "{w}");
+}
+
+#[tokio::test]
+async fn an_oversize_frame_after_the_handshake_ends_that_socket_only() {
+    let gw = Gateway::start().await;
+    let (mut other, _) = operator(&gw).await;
+    let (mut ws, _) = operator(&gw).await;
+    // Frames up to the limit are fine after the handshake (the pre-auth 64 KiB no longer
+    // applies).
+    let r = ws
+        .call("health", json!({"pad": "a".repeat(100 * 1024)}))
+        .await;
+    assert_eq!(r["type"], "res", "{r}");
+
+    // Above policy.maxPayload (25 MiB): the server closes 1009; since it stops reading a
+    // frame the client is still writing, the client may see a reset instead. Either way
+    // the socket ends.
+    let big = Message::Text(format!("{{\"pad\":\"{}\"}}", "a".repeat(26 * 1024 * 1024)).into());
+    let sent = tokio::time::timeout(PATIENCE, ws.s.send(big)).await;
+    assert!(sent.is_ok(), "the write neither finished nor failed");
+    let c = ws.closed().await;
+    assert!(c.code == 1009 || c.code == 1006, "{c:?}");
+    if c.code == 1009 {
+        assert_eq!(c.reason, "payload too large (policy.maxPayload)");
+    }
+
+    // The server keeps serving: the other socket and new ones.
+    other.ok("health", json!({})).await;
+    let (mut again, _) = operator(&gw).await;
+    again.ok("health", json!({})).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy error codes
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn legacy_repeated_auth_failures_are_rate_limited() {
+    let gw = Gateway::start_with(
+        "{ gateway: { auth: { rateLimit: { maxAttempts: 3, windowMs: 60000, lockoutMs: 60000 } } } }",
+    )
+    .await;
+    let mut ws = Ws::open_path(&gw, "/?token=wrong").await;
+    ws.frame().await; // challenge
+    let mut codes = Vec::new();
+    for i in 0..6 {
+        ws.send(json!({"type": "status", "id": format!("s{i}"), "payload": {}}))
+            .await;
+        let r = ws.frame().await;
+        assert_eq!(r["type"], "error", "{r}");
+        assert_eq!(r["id"], format!("s{i}"));
+        codes.push(r["payload"]["code"].as_str().unwrap().to_string());
+    }
+    assert_eq!(codes[0], "AUTH_INVALID", "{codes:?}");
+    assert_eq!(codes.last().unwrap(), "RATE_LIMITED", "{codes:?}");
+    let first_limited = codes.iter().position(|c| c == "RATE_LIMITED").unwrap();
+    assert!(
+        codes[first_limited..].iter().all(|c| c == "RATE_LIMITED"),
+        "{codes:?}"
+    );
+
+    // While locked out, even the right token from this address is refused as rate limited.
+    let mut ws = Ws::open_path(&gw, &format!("/?token={}", gw.token)).await;
+    ws.frame().await;
+    ws.send(json!({"type": "chat", "id": "m", "payload": {"message": "hi"}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["payload"]["code"], "RATE_LIMITED", "{r}");
+}
+
+#[tokio::test]
+async fn sockets_beyond_max_connections_get_gateway_busy_in_their_dialect() {
+    let gw = Gateway::start_with("{ gateway: { maxConnections: 1 } }").await;
+    let (mut first, _) = operator(&gw).await;
+
+    // Legacy: GATEWAY_BUSY for its first frame, then close 1013.
+    let mut ws = Ws::open_path(&gw, &format!("/?token={}", gw.token)).await;
+    ws.send(json!({"type": "chat", "id": "m1", "payload": {"message": "hi"}}))
+        .await;
+    let mut frames = Vec::new();
+    let c = loop {
+        match ws.next().await {
+            Ok(f) => frames.push(f),
+            Err(c) => break c,
+        }
+    };
+    assert_eq!(c.code, 1013, "{c:?}");
+    let busy = frames
+        .iter()
+        .find(|f| f["type"] == "error")
+        .unwrap_or_else(|| panic!("no error frame: {frames:?}"));
+    assert_eq!(busy["id"], "m1");
+    assert_eq!(busy["payload"]["code"], "GATEWAY_BUSY", "{busy}");
+
+    // OpenClaw: the connect is answered with a retryable UNAVAILABLE, then close 1013.
+    let (mut ws, _, res) = handshake(&gw, connect_params(Some(&gw.token), 4, 4)).await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(res["error"]["code"], "UNAVAILABLE");
+    assert_eq!(res["error"]["retryable"], true);
+    assert_eq!(res["error"]["details"]["code"], "GATEWAY_BUSY");
+    assert_eq!(ws.closed().await.code, 1013);
+
+    // The open socket is unaffected; once it leaves, a legacy client is served.
+    first.ok("health", json!({})).await;
+    drop(first);
+    let mut served = None;
+    for _ in 0..50 {
+        let mut ws = Ws::open_path(&gw, &format!("/?token={}", gw.token)).await;
+        ws.frame().await;
+        ws.send(json!({"type": "status", "id": "s", "payload": {}}))
+            .await;
+        let r = ws.frame().await;
+        if r["type"] == "status" {
+            served = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        served.is_some(),
+        "a slot frees up when the first socket leaves"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device methods: reject, remove, rotate
+// ---------------------------------------------------------------------------------------------
+
+/// A device that asks to pair (no auto-approval) and is refused; returns the request id.
+async fn pairing_request(gw: &Gateway, dev: &device::Dev, scopes: &[&str]) -> String {
+    let (mut ws, res) = device::connect_device(gw, dev, None, scopes, scopes, None, 0).await;
+    assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
+    ws.closed().await;
+    res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn device_pair_reject_remove_and_token_rotate_over_ws() {
+    let gw = Gateway::start_with("{gateway: {nodes: {pairing: {autoApproveLocal: false}}}}").await;
+    let (mut op, _) = operator(&gw).await;
+    let dev = device::Dev::new();
+    let s = ["operator.read", "operator.pairing"];
+
+    // Reject: answered with the decision, broadcast as resolved/rejected, gone from the list.
+    let request_id = pairing_request(&gw, &dev, &s).await;
+    let r = op
+        .ok("device.pair.reject", json!({"requestId": request_id}))
+        .await;
+    assert_eq!(r["requestId"], request_id.as_str(), "{r}");
+    assert_eq!(r["deviceId"], dev.id.as_str());
+    assert_eq!(r["decision"], "rejected");
+    let ev = op
+        .event_until(|e| {
+            e["event"] == "device.pair.resolved" && e["payload"]["requestId"] == request_id.as_str()
+        })
+        .await;
+    let resolved = &ev.last().unwrap()["payload"];
+    assert_eq!(resolved["decision"], "rejected", "{resolved}");
+    assert_eq!(resolved["deviceId"], dev.id.as_str());
+    let list = op.ok("device.pair.list", json!({})).await;
+    assert!(
+        !list["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["requestId"] == request_id.as_str()),
+        "{list}"
+    );
+    let again = op
+        .call("device.pair.reject", json!({"requestId": request_id}))
+        .await;
+    assert_eq!(again["ok"], false, "{again}");
+    assert_eq!(again["error"]["code"], "INVALID_REQUEST");
+    assert!(
+        again["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown requestId"),
+        "{again}"
+    );
+    // Still not paired.
+    let (mut ws, res) = device::connect_device(&gw, &dev, None, &s, &s, None, 0).await;
+    assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
+    ws.closed().await;
+
+    // Pair it for real.
+    let request_id = pairing_request(&gw, &dev, &s).await;
+    op.ok("device.pair.approve", json!({"requestId": request_id}))
+        .await;
+    let (_dws, res) = device::connect_device(&gw, &dev, None, &s, &s, None, 0).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let old_token = res["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let with_token = |t: &str| {
+        let mut p = connect_params(None, 4, 4);
+        p["scopes"] = json!(["operator.read"]);
+        p["auth"] = json!({"deviceToken": t});
+        p
+    };
+
+    // Rotate by another principal (the gateway token): narrowed scopes, the token withheld,
+    // the old token dead.
+    let r = op
+        .ok(
+            "device.token.rotate",
+            json!({"deviceId": dev.id, "role": "operator", "scopes": ["operator.read"]}),
+        )
+        .await;
+    assert_eq!(r["deviceId"], dev.id.as_str(), "{r}");
+    assert_eq!(r["role"], "operator");
+    assert_eq!(r["scopes"], json!(["operator.read"]));
+    assert_eq!(r["tokenDelivery"], "withheld-cross-device");
+    assert!(r["token"].is_null(), "{r}");
+    assert!(r["rotatedAtMs"].is_u64());
+    let (mut ws, _, res) = handshake(&gw, with_token(&old_token)).await;
+    assert_eq!(
+        res["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH",
+        "{res}"
+    );
+    assert_eq!(ws.closed().await.code, 1008);
+    // Scopes beyond the approved ones cannot be rotated in.
+    let r = op
+        .call(
+            "device.token.rotate",
+            json!({"deviceId": dev.id, "role": "operator", "scopes": ["operator.admin"]}),
+        )
+        .await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["error"]["code"], "INVALID_REQUEST");
+    // Unknown device / role.
+    let r = op
+        .call(
+            "device.token.rotate",
+            json!({"deviceId": "0".repeat(64), "role": "operator"}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "INVALID_REQUEST", "{r}");
+    let r = op
+        .call("device.token.rotate", json!({"deviceId": dev.id}))
+        .await;
+    assert_eq!(r["error"]["code"], "INVALID_REQUEST", "{r}");
+
+    // The device proves itself again and gets a fresh token with the narrowed scopes.
+    let r1 = ["operator.read"];
+    let (_dws, res) = device::connect_device(&gw, &dev, None, &r1, &r1, None, 0).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let auth = &res["payload"]["auth"];
+    assert_eq!(auth["scopes"], json!(["operator.read"]), "{auth}");
+    let new_token = auth["deviceToken"].as_str().unwrap().to_string();
+    assert_ne!(new_token, old_token);
+    let (_ws, _, res) = handshake(&gw, with_token(&new_token)).await;
+    assert_eq!(res["ok"], true, "{res}");
+
+    // Remove: the device is gone from the list, its token is dead, it must pair again.
+    let r = op
+        .ok("device.pair.remove", json!({"deviceId": dev.id}))
+        .await;
+    assert_eq!(r["deviceId"], dev.id.as_str(), "{r}");
+    let list = op.ok("device.pair.list", json!({})).await;
+    assert!(
+        !list["paired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["deviceId"] == dev.id.as_str()),
+        "{list}"
+    );
+    let (_ws, _, res) = handshake(&gw, with_token(&new_token)).await;
+    assert_eq!(
+        res["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH",
+        "{res}"
+    );
+    let (_ws, res) = device::connect_device(&gw, &dev, None, &r1, &r1, None, 0).await;
+    assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
+    let r = op
+        .call("device.pair.remove", json!({"deviceId": dev.id}))
+        .await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["error"]["code"], "INVALID_REQUEST");
+}
