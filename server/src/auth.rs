@@ -37,6 +37,8 @@ pub enum Scope {
     Public,
     /// The handler checks its own credential (webhook API keys, ingress secrets).
     OwnCredential,
+    /// Any valid credential (GatewayService/GetCaller).
+    Authenticated,
 }
 
 impl Scope {
@@ -47,7 +49,7 @@ impl Scope {
             Scope::Admin => "operator.admin",
             Scope::Approvals => "operator.approvals",
             Scope::Pairing => "operator.pairing",
-            Scope::Public | Scope::OwnCredential => "",
+            Scope::Public | Scope::OwnCredential | Scope::Authenticated => "",
         }
     }
 }
@@ -167,7 +169,7 @@ impl Principal {
     /// True when the caller holds every scope `need` demands.
     pub fn has(&self, need: Scope) -> bool {
         match need {
-            Scope::Public | Scope::OwnCredential => return true,
+            Scope::Public | Scope::OwnCredential | Scope::Authenticated => return true,
             Scope::HookRead | Scope::HookWrite if self.scopes.contains(&HOOKS_SCOPE) => {
                 return true;
             }

@@ -22,8 +22,8 @@ use axum::{
 };
 use bytes::Bytes;
 use clawplane_proto::v1::{
-    AgentServiceRunRequest, AgentServiceWaitRequest, GatewayServiceWakeRequest, GetRunRequest,
-    RunState, WakeMode, WakeOutcome,
+    AgentServiceRunRequest, AgentServiceWaitRequest, GatewayServiceWakeRequest, GetCallerRequest,
+    GetRunRequest, RunState, WakeMode, WakeOutcome,
 };
 use http_body_util::BodyExt as _;
 use reply::{bad, fail, json, not_found, status_response, text};
@@ -35,7 +35,6 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
-use tonic::Code;
 
 /// Largest accepted body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -692,20 +691,16 @@ impl Hooks {
         }
     }
 
-    /// Lets the service layer authenticate the caller before anything else is looked at:
-    /// GetRun authorizes first (the hooks token may call it), so an empty run id answers
-    /// INVALID_ARGUMENT exactly when the credential is good.
+    /// Lets the service layer authenticate the caller before anything else is looked at
+    /// (GatewayService/GetCaller: any valid credential; scopes are checked by the call
+    /// that follows).
     async fn authenticate(&self, caller: &Caller) -> Answer<()> {
-        match self
-            .s
-            .agent
-            .get_run(caller.request(GetRunRequest::default()))
+        self.s
+            .gateway
+            .get_caller(caller.request(GetCallerRequest {}))
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(s) if s.code() == Code::InvalidArgument => Ok(()),
-            Err(s) => reject(status_response(&s)),
-        }
+            .map(|_| ())
+            .or_else(|s| reject(status_response(&s)))
     }
 
     async fn get_run(&self, caller: &Caller, run_id: &str) -> Answer<Response> {

@@ -1,7 +1,9 @@
 use super::Api;
+use crate::auth::Kind;
 use clawplane_proto::v1::{
     GatewayServiceStatusRequest, GatewayServiceStatusResponse, GatewayServiceWakeRequest,
-    GatewayServiceWakeResponse, WakeMode, gateway_service_server::GatewayService,
+    GatewayServiceWakeResponse, GetCallerRequest, GetCallerResponse, WakeMode,
+    gateway_service_server::GatewayService,
 };
 use tonic::{Request, Response, Status};
 
@@ -31,6 +33,27 @@ impl GatewayService for Api {
             data_dir: gw.data_dir.display().to_string(),
             caller_scopes: who.scopes.iter().map(|s| s.to_string()).collect(),
             instance_id: gw.instance_id.clone(),
+        }))
+    }
+
+    async fn get_caller(
+        &self,
+        req: Request<GetCallerRequest>,
+    ) -> Result<Response<GetCallerResponse>, Status> {
+        let who = self.authorize(&req, "clawplane.v1.GatewayService/GetCaller")?;
+        let (credential, device_id, role) = match &who.kind {
+            Kind::Gateway => ("gateway-token", "", ""),
+            Kind::Hooks => ("hooks-token", "", ""),
+            Kind::Device {
+                device_id, role, ..
+            } => ("device-token", device_id.as_str(), role.as_str()),
+            Kind::Anonymous => ("none", "", ""),
+        };
+        Ok(Response::new(GetCallerResponse {
+            credential: credential.into(),
+            scopes: who.scopes.iter().map(|s| s.to_string()).collect(),
+            device_id: device_id.into(),
+            role: role.into(),
         }))
     }
 

@@ -44,6 +44,10 @@ pub const REQUIRED_SCOPES: &[(&str, Scope)] = &[
     ("clawplane.v1.EventService/Watch", Scope::Read),
     ("clawplane.v1.GatewayService/Status", Scope::Read),
     ("clawplane.v1.GatewayService/Wake", Scope::HookWrite),
+    (
+        "clawplane.v1.GatewayService/GetCaller",
+        Scope::Authenticated,
+    ),
     ("clawplane.v1.ChannelService/ListChannels", Scope::Read),
     ("clawplane.v1.ChannelService/GetChannel", Scope::Read),
     ("clawplane.v1.ChannelService/SendMessage", Scope::Write),

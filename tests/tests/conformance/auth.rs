@@ -164,3 +164,37 @@ async fn generated_token_is_persisted_and_reused() {
     );
     gw.status().await;
 }
+
+#[tokio::test]
+async fn get_caller_names_the_credential_and_its_scopes() {
+    use clawplane_proto::v1::GetCallerRequest;
+    let gw = Gateway::start_with("{ hooks: { enabled: true, token: 'hooks-secret-1' } }").await;
+    let me = gw
+        .gateway()
+        .await
+        .get_caller(GetCallerRequest {})
+        .await
+        .expect("GetCaller with the gateway token")
+        .into_inner();
+    assert_eq!(me.credential, "gateway-token");
+    for s in ["operator.admin", "operator.read", "operator.write"] {
+        assert!(me.scopes.iter().any(|x| x == s), "{s} in {:?}", me.scopes);
+    }
+    let hook = gw
+        .gateway_as(Token::bearer("hooks-secret-1"))
+        .await
+        .get_caller(GetCallerRequest {})
+        .await
+        .expect("GetCaller with the hooks token")
+        .into_inner();
+    assert_eq!(hook.credential, "hooks-token");
+    assert_eq!(hook.scopes, vec!["hooks".to_string()]);
+    let none = expect_err(
+        gw.gateway_as(Token::none())
+            .await
+            .get_caller(GetCallerRequest {})
+            .await,
+        "GetCaller without a token",
+    );
+    assert_error(&none, Code::Unauthenticated, "TOKEN_MISSING");
+}
