@@ -105,6 +105,15 @@ impl HooksConfig {
                 "hooks.path {raw:?} may contain only letters, digits, '/', '-', '_', '.' and '~'"
             ));
         }
+        // The gateway's own routes live on the same port: a hooks path on top of them would
+        // shadow them (and the router refuses overlapping routes).
+        for reserved in ["/webhook", "/webhooks", "/healthz", "/readyz"] {
+            if trimmed == reserved || trimmed.starts_with(&format!("{reserved}/")) {
+                return Err(format!(
+                    "hooks.path {raw:?} overlaps the gateway's own {reserved} route; pick another path (default /hooks)"
+                ));
+            }
+        }
         Ok(trimmed.to_string())
     }
 
@@ -152,5 +161,29 @@ impl HooksConfig {
             );
         }
         crate::hooks::Compiled::new(self, &Default::default()).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HooksConfig;
+
+    fn with_path(path: &str) -> HooksConfig {
+        serde_json::from_value(serde_json::json!({"enabled": true, "token": "t", "path": path}))
+            .expect("hooks config")
+    }
+
+    #[test]
+    fn hooks_path_may_not_shadow_gateway_routes() {
+        for bad in ["/webhooks", "/webhook/", "webhook/x", "/healthz", "/"] {
+            assert!(with_path(bad).validate().is_err(), "{bad} must be refused");
+        }
+        for ok in ["/hooks", "/webhookish", "/api/hooks/"] {
+            assert!(with_path(ok).validate().is_ok(), "{ok} is fine");
+        }
+        assert_eq!(
+            with_path("/api/hooks/").base_path().as_deref(),
+            Ok("/api/hooks")
+        );
     }
 }
