@@ -14,6 +14,17 @@ pub mod v1 {
 
 pub use pbjson_types;
 
+impl v1::RunState {
+    /// True for the states a run does not leave by itself: SUCCEEDED, FAILED, CANCELLED,
+    /// TIMED_OUT, INTERRUPTED (an INTERRUPTED first attempt is re-queued at the next start).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::TimedOut | Self::Interrupted
+        )
+    }
+}
+
 /// Session-key grammar shared by the server and the bridge (part of the contract: the
 /// canonical shapes are documented on `Session.session_key`).
 pub mod keys;

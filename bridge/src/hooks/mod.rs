@@ -23,7 +23,7 @@ use axum::{
 use bytes::Bytes;
 use clawplane_proto::v1::{
     AgentServiceRunRequest, AgentServiceWaitRequest, GatewayServiceWakeRequest, GetCallerRequest,
-    GetRunRequest, RunState, WakeMode, WakeOutcome,
+    GetRunRequest, WakeMode, WakeOutcome,
 };
 use http_body_util::BodyExt as _;
 use reply::{bad, fail, json, not_found, status_response, text};
@@ -718,14 +718,7 @@ impl Hooks {
             .into_inner()
             .run
             .unwrap_or_default();
-        let done = matches!(
-            RunState::try_from(run.state),
-            Ok(RunState::Succeeded
-                | RunState::Failed
-                | RunState::Cancelled
-                | RunState::TimedOut
-                | RunState::Interrupted)
-        );
+        let done = run.state().is_terminal();
         Ok(json(StatusCode::OK, reply::run_json(&run, done)))
     }
 

@@ -498,17 +498,6 @@ async fn agents_list(ctx: &Ctx) -> Answer {
 // agent, agent.wait
 // ------------------------------------------------------------------------------------------
 
-fn is_terminal(s: RunState) -> bool {
-    matches!(
-        s,
-        RunState::Succeeded
-            | RunState::Failed
-            | RunState::Cancelled
-            | RunState::TimedOut
-            | RunState::Interrupted
-    )
-}
-
 fn delivery_json(d: &Option<Delivery>) -> Json {
     let Some(d) = d else {
         return json!({"status": "not_requested"});
@@ -659,7 +648,7 @@ async fn agent(ctx: &Ctx, id: &str, p: Params<'_>) {
         Err(s) => return answer(ctx, id, Err(err(s))),
     };
     let state = RunState::try_from(accepted.state).unwrap_or(RunState::Unspecified);
-    if accepted.duplicate && !is_terminal(state) {
+    if accepted.duplicate && !state.is_terminal() {
         return answer(
             ctx,
             id,
@@ -748,7 +737,7 @@ fn conflict_or(s: Status) -> ErrorShape {
 
 fn ack(run_id: String, state: i32, duplicate: bool) -> Json {
     let state = RunState::try_from(state).unwrap_or(RunState::Unspecified);
-    let status = if duplicate && !is_terminal(state) {
+    let status = if duplicate && !state.is_terminal() {
         "in_flight"
     } else {
         "started"

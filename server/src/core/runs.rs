@@ -51,14 +51,7 @@ pub struct Accepted {
 }
 
 pub fn is_terminal(state: i32) -> bool {
-    matches!(
-        RunState::try_from(state),
-        Ok(RunState::Succeeded
-            | RunState::Failed
-            | RunState::Cancelled
-            | RunState::TimedOut
-            | RunState::Interrupted)
-    )
+    RunState::try_from(state).is_ok_and(RunState::is_terminal)
 }
 
 /// Validates the idempotency key grammar.
