@@ -29,16 +29,8 @@ struct Dev {
 
 impl Dev {
     fn new() -> Self {
-        let mut seed = [0u8; 32];
-        seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        let sk = SigningKey::from_bytes(&seed);
-        let raw = *sk.verifying_key().as_bytes();
-        Dev {
-            pk: device_auth::base64url(&raw),
-            id: device_auth::device_id(&raw),
-            sk,
-        }
+        let (sk, pk, id) = new_device_key();
+        Dev { sk, pk, id }
     }
 
     /// A signed connect request over `nonce` at `signed_at` (v3 payload).

@@ -837,3 +837,19 @@ pub fn expect_err<T: std::fmt::Debug>(r: Result<tonic::Response<T>, Status>, wha
         Err(s) => s,
     }
 }
+
+/// A fresh Ed25519 device identity: the signing key, the raw public key as base64url, and the
+/// device id (hex SHA-256 of the raw key), as OpenClaw clients derive them.
+pub fn new_device_key() -> (ed25519_dalek::SigningKey, String, String) {
+    use clawplane_proto::device_auth;
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let raw = *sk.verifying_key().as_bytes();
+    (
+        sk,
+        device_auth::base64url(&raw),
+        device_auth::device_id(&raw),
+    )
+}
