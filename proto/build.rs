@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "clawplane/v1/device.proto",
         "clawplane/v1/channel.proto",
         "clawplane/v1/webhook.proto",
+        "clawplane/v1/model.proto",
     ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptor)

@@ -3,6 +3,7 @@
 //! layer authorizes), and maps the answer back to the legacy wire format. No domain logic
 //! lives here.
 
+pub mod channels;
 pub mod hooks;
 pub mod webhooks;
 pub mod ws;

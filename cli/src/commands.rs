@@ -9,6 +9,9 @@ use clawplane_sdk::tonic::Code;
 use clawplane_sdk::{Client, Discovered, Error, RunHandle, RunUpdate, TokenSource, WatchItem};
 use futures::StreamExt;
 
+#[path = "egress.rs"]
+pub(crate) mod egress;
+
 use crate::format;
 use crate::{
     AgentArgs, Command, ConnectOpts, DevicesCommand, EventKindArg, LogsArgs, RunStateArg,
@@ -38,6 +41,20 @@ impl From<Error> for Failure {
     }
 }
 
+impl From<crate::channels::CliError> for Failure {
+    fn from(e: crate::channels::CliError) -> Self {
+        match e {
+            crate::channels::CliError::Sdk(e) => Failure::Sdk(e),
+            crate::channels::CliError::Io(e) => Failure::Io(e),
+            crate::channels::CliError::Failed(message) => Failure::Other {
+                message,
+                hint: None,
+                code: 1,
+            },
+        }
+    }
+}
+
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
         Failure::Io(e)
@@ -59,6 +76,8 @@ type Outcome = Result<(), Failure>;
 /// Everything a command needs.
 struct Ctx {
     client: Client,
+    /// The token the client presents (for services the SDK has no helper for).
+    token: Option<String>,
 }
 
 /// Writes a line to stdout.
@@ -84,7 +103,10 @@ pub(crate) async fn run(opts: ConnectOpts, cmd: Command) -> ExitCode {
     let discovered =
         clawplane_sdk::discover_detailed(opts.url, opts.token, opts.data_dir.as_deref());
     let result = match Client::connect(&discovered.url, discovered.token.clone()).await {
-        Ok(client) => dispatch(&Ctx { client }, cmd).await,
+        Ok(client) => {
+            let token = discovered.token.clone();
+            dispatch(&Ctx { client, token }, cmd).await
+        }
         Err(e) => Err(Failure::Sdk(e)),
     };
     match result {
@@ -198,6 +220,17 @@ async fn dispatch(ctx: &Ctx, cmd: Command) -> Outcome {
         Command::Wake(a) => wake(ctx, a).await,
         Command::Webhooks(c) => webhooks(ctx, c).await,
         Command::Devices(c) => devices(ctx, c).await,
+        Command::Channels(c) => crate::channels::channels(&ctx.client, c)
+            .await
+            .map_err(Failure::from),
+        Command::Message(c) => crate::channels::message(&ctx.client, c)
+            .await
+            .map_err(Failure::from),
+        Command::Models(c) => {
+            let text = crate::models::run(&ctx.client, ctx.token.as_deref(), c).await?;
+            out(text)?;
+            Ok(())
+        }
     }
 }
 
@@ -441,6 +474,9 @@ async fn webhooks(ctx: &Ctx, cmd: WebhooksCommand) -> Outcome {
                 eprintln!("note: the new secret is shown only now; the old one no longer works");
             }
         }
+        WebhooksCommand::Endpoints(c) => egress::endpoints(ctx, c).await?,
+        WebhooksCommand::Deliveries(a) => egress::deliveries(ctx, a).await?,
+        WebhooksCommand::Redeliver(a) => egress::redeliver(ctx, a).await?,
         WebhooksCommand::Events { json: as_json } => {
             let r = c
                 .list_webhook_calls(pb::ListWebhookCallsRequest {})
@@ -508,6 +544,9 @@ async fn agent(ctx: &Ctx, a: AgentArgs) -> Outcome {
         channel: opt(a.channel),
         to: opt(a.to),
         deliver: a.deliver,
+        best_effort_deliver: a.best_effort_deliver,
+        account_id: opt(a.account),
+        thread_id: opt(a.thread_id),
         model: opt(a.model),
         thinking: opt(a.thinking),
         timeout_seconds: a.timeout.unwrap_or(0),

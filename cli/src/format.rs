@@ -149,6 +149,31 @@ fn event_summary(event: &pb::Event) -> String {
             }
             s
         }
+        Some(Payload::Channel(c)) => {
+            let mut s = format!("{} channel={}", c.r#type, c.channel);
+            if !c.from.is_empty() {
+                s.push_str(&format!(" from={}", c.from));
+            }
+            if !c.text.is_empty() {
+                s.push_str(&format!(" text={:?}", truncate(&c.text, 80)));
+            }
+            if !c.detail.is_empty() {
+                s.push_str(&format!(" {}", truncate(&c.detail, 120)));
+            }
+            s
+        }
+        Some(Payload::Security(a)) => format!(
+            "{} {} {}",
+            a.reason,
+            or_dash(&a.surface),
+            truncate(&a.detail, 120)
+        ),
+        Some(Payload::Webhook(w)) => format!(
+            "{} endpoint={} {}",
+            w.r#type,
+            w.endpoint_id,
+            truncate(&w.detail, 120)
+        ),
         None => "-".into(),
     }
 }
@@ -193,6 +218,15 @@ pub fn run_details(run: &pb::Run) -> String {
         }
         if !d.message_id.is_empty() {
             s.push_str(&format!(" id={}", d.message_id));
+        }
+        if d.message_ids.len() > 1 {
+            s.push_str(&format!(" parts={}", d.message_ids.len()));
+        }
+        if !d.receipt.is_empty() {
+            s.push_str(&format!(" receipt={}", d.receipt));
+        }
+        if !d.reason.is_empty() {
+            s.push_str(&format!(" {}", d.reason));
         }
         if !d.detail.is_empty() {
             s.push_str(&format!(" ({})", d.detail));

@@ -31,8 +31,15 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+mod channels;
 mod commands;
 mod format;
+
+pub use commands::egress::{DeliveriesArgs, EndpointsCommand, MessageStatusArg, RedeliverArgs};
+mod models;
+
+pub use channels::{ChannelsCommand, MessageCommand, MessageSendArgs};
+pub use models::ModelsCommand;
 
 /// How to reach the gateway. The flags are global, so they work before or after the
 /// subcommand.
@@ -74,13 +81,23 @@ pub enum Command {
     Logs(LogsArgs),
     /// Queue a system event on a session and (mode now) run a heartbeat turn.
     Wake(WakeArgs),
-    /// Synchronous webhooks (`/webhooks/<instance-id>`): API keys and the calls log.
+    /// Webhooks: API keys and calls of `/webhooks/<instance-id>`, egress endpoints and their
+    /// delivery log.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
     /// Paired devices and pairing requests: list, approve, reject, remove, rename, and
     /// rotate or revoke a device role's token.
     #[command(subcommand)]
     Devices(DevicesCommand),
+    /// Channels (Discord, Telegram, WhatsApp, Slack, webhook): `channels status [--probe]`.
+    #[command(subcommand)]
+    Channels(ChannelsCommand),
+    /// Send a message to a channel recipient: `message send --channel C --target T -m TEXT`.
+    #[command(subcommand)]
+    Message(MessageCommand),
+    /// Model providers and each agent's models: `models status [--probe]`.
+    #[command(subcommand)]
+    Models(ModelsCommand),
 }
 
 /// `clawplane devices ...`.
@@ -152,6 +169,13 @@ pub enum WebhooksCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Egress endpoints: events delivered as signed Standard Webhooks.
+    #[command(subcommand)]
+    Endpoints(EndpointsCommand),
+    /// The egress delivery log: messages and their attempts, newest first.
+    Deliveries(DeliveriesArgs),
+    /// Send egress messages again (same webhook-id): one by id, or an endpoint's failed ones.
+    Redeliver(RedeliverArgs),
 }
 
 /// `clawplane webhooks keys ...`.
@@ -220,6 +244,15 @@ pub struct AgentArgs {
     /// Deliver the reply to the resolved channel route when done.
     #[arg(long)]
     pub deliver: bool,
+    /// With --deliver: run even when no delivery route resolves (instead of refusing).
+    #[arg(long)]
+    pub best_effort_deliver: bool,
+    /// Channel account id.
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+    /// Thread / topic id within the conversation.
+    #[arg(long, value_name = "ID")]
+    pub thread_id: Option<String>,
     /// Thinking level: off, low, medium, high.
     #[arg(long, value_name = "LEVEL")]
     pub thinking: Option<String>,

@@ -335,6 +335,8 @@ pub struct Auth {
     source: String,
     limits: RateLimitConfig,
     failures: Mutex<HashMap<IpAddr, Failures>>,
+    /// Told when an address gets locked out (the gateway records a SECURITY event).
+    on_lockout: std::sync::OnceLock<Box<dyn Fn(IpAddr, Duration) + Send + Sync>>,
 }
 
 /// Where the gateway token came from.
@@ -399,7 +401,13 @@ impl Auth {
             source,
             limits,
             failures: Mutex::default(),
+            on_lockout: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets what to do when an address gets locked out (once; later calls are ignored).
+    pub fn on_lockout(&self, f: impl Fn(IpAddr, Duration) + Send + Sync + 'static) {
+        let _ = self.on_lockout.set(Box::new(f));
     }
 
     /// Also accepts the hooks token (`hooks.token`), which grants only the hook operations
@@ -534,6 +542,11 @@ impl Auth {
         f.count += 1;
         if f.count > self.limits.max_attempts {
             let lock = Duration::from_millis(self.limits.lockout_ms);
+            if f.locked_until.is_none()
+                && let Some(alert) = self.on_lockout.get()
+            {
+                alert(ip, lock);
+            }
             f.locked_until = Some(now + lock);
             return Some(Error::RateLimited {
                 addr: ip.to_string(),

@@ -16,8 +16,10 @@ pub struct Config {
     pub hooks: clawplane_bridge::hooks::HooksConfig,
     /// Webhooks: templated ingress (`webhooks.incoming`, `/webhook/<path>`).
     pub webhooks: WebhooksConfig,
-    /// Accepted for openclaw.json compatibility; implemented by later features.
-    pub channels: serde_json::Value,
+    /// Channels (`channels.discord`, `.telegram`, `.whatsapp`, `.slack`, `.webhook`).
+    pub channels: crate::channels::ChannelsConfig,
+    /// Model providers (`models.providers.<id>`).
+    pub models: crate::models::ModelsConfig,
     /// Free-form; ignored by the gateway.
     #[serde(rename = "$schema")]
     pub schema: Option<String>,
@@ -136,6 +138,21 @@ impl Default for RateLimitConfig {
 #[serde(default, rename_all = "camelCase")]
 pub struct AgentsConfig {
     pub defaults: AgentDefaults,
+    /// Per-agent settings (`agents.list[]`).
+    pub list: Vec<AgentEntry>,
+}
+
+/// One `agents.list[]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AgentEntry {
+    pub id: String,
+    /// Accepted for openclaw.json compatibility.
+    pub name: Option<String>,
+    /// Accepted for openclaw.json compatibility.
+    pub default: bool,
+    /// `"provider/model"` or `{ primary, fallbacks }`; unset parts come from the defaults.
+    pub model: Option<crate::models::ModelChoice>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,8 +162,10 @@ pub struct AgentDefaults {
     pub max_concurrent: usize,
     /// Default run time limit.
     pub timeout_seconds: u32,
-    /// Default model `provider/model`.
+    /// Default model `provider/model` (the config may also say `{ primary, fallbacks }`).
     pub model: String,
+    /// Tried in order when the model fails (`agents.defaults.model.fallbacks`).
+    pub model_fallbacks: Vec<String>,
     pub heartbeat: HeartbeatConfig,
 }
 
@@ -156,6 +175,7 @@ impl Default for AgentDefaults {
             max_concurrent: 16,
             timeout_seconds: 600,
             model: "builtin/echo".into(),
+            model_fallbacks: Vec::new(),
             heartbeat: HeartbeatConfig::default(),
         }
     }
@@ -183,13 +203,17 @@ pub struct SessionConfig {
     pub dm_scope: String,
     /// The main session key suffix (`agent:<id>:<mainKey>`).
     pub main_key: String,
+    /// Canonical peer -> identities (`discord:123`, `telegram:42`, `whatsapp:+1555…`) that
+    /// are the same person: their direct messages share the canonical peer's session.
+    pub identity_links: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
-            dm_scope: "main".into(),
+            dm_scope: "per-channel-peer".into(),
             main_key: "main".into(),
+            identity_links: Default::default(),
         }
     }
 }
@@ -221,6 +245,10 @@ impl Default for EventsConfig {
 #[serde(default, rename_all = "camelCase")]
 pub struct WebhooksConfig {
     pub incoming: IncomingConfig,
+    /// Egress endpoints: events delivered as Standard Webhooks (`core::egress`).
+    pub outgoing: Vec<crate::core::egress::OutgoingWebhook>,
+    /// Egress delivery settings (retry schedule, timeout, SSRF guard, disabling).
+    pub egress: crate::core::egress::EgressConfig,
 }
 
 /// `webhooks.incoming`: templated ingress at `/webhook/<path>`.
@@ -314,7 +342,7 @@ pub fn load(
         ));
     }
     apply_env(&mut value, env_vars);
-    let mut unknown_keys = Vec::new();
+    let mut unknown_keys = crate::models::normalize_agent_defaults(&mut value);
     let config: Config = serde_ignored::deserialize(&value, |p| unknown_keys.push(p.to_string()))
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     config.validate()?;
@@ -436,7 +464,11 @@ impl Config {
             )));
         }
         self.bind_addr()?;
+        crate::models::validate_config(self).map_err(ConfigError::Invalid)?;
         self.hooks.validate().map_err(ConfigError::Invalid)?;
+        self.channels
+            .validate_inbound()
+            .map_err(ConfigError::Invalid)?;
         for (i, p) in self.gateway.trusted_proxies.iter().enumerate() {
             if crate::core::webhooks::parse_cidr(p).is_none() {
                 return Err(ConfigError::Invalid(format!(
@@ -448,6 +480,8 @@ impl Config {
             crate::core::webhooks::Ingress::compile(&self.webhooks.incoming)
                 .map_err(ConfigError::Invalid)?;
         }
+        crate::core::egress::validate(&self.webhooks.outgoing, &self.webhooks.egress)
+            .map_err(ConfigError::Invalid)?;
         if self.events.live_buffer == 0 {
             return Err(ConfigError::Invalid(
                 "events.liveBuffer must be at least 1".into(),

@@ -99,12 +99,26 @@ pub enum Error {
     SignatureInvalid(String),
     #[error("{0}")]
     AgentFailed(String),
+    #[error(
+        "no delivery route: {detail}. Pass channel and to, use a session that has received a channel message, or set bestEffortDeliver to run without delivery"
+    )]
+    NoDeliveryRoute {
+        /// The sub-reason, e.g. NO_DELIVERY_ROUTE, CHANNEL_NOT_CONFIGURED, INVALID_TARGET.
+        cause: &'static str,
+        channel: String,
+        to: String,
+        detail: String,
+    },
+    #[error("webhook verification failed: {0}")]
+    VerifyTokenMismatch(String),
     #[error("{0} is not implemented yet")]
     NotImplemented(&'static str),
     #[error("storage failure: {0}")]
     Storage(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    Channel(crate::channels::SendError),
 }
 
 fn summary(v: &[FieldViolation]) -> String {
@@ -147,7 +161,15 @@ impl Error {
             Error::WebhookNotFound | Error::WebhookKeyNotFound(_) => Code::NotFound,
             Error::WebhookKeyInvalid | Error::SignatureInvalid(_) => Code::Unauthenticated,
             Error::AgentFailed(_) => Code::Unknown,
+            Error::NoDeliveryRoute { .. } => Code::FailedPrecondition,
+            Error::VerifyTokenMismatch(_) => Code::PermissionDenied,
             Error::Storage(_) | Error::Internal(_) => Code::Internal,
+            Error::Channel(e) => match e.reason {
+                "INVALID_TARGET" => Code::InvalidArgument,
+                "CHANNEL_RATE_LIMITED" | "CHANNEL_COOLDOWN" => Code::ResourceExhausted,
+                "CHANNEL_UNREACHABLE" => Code::Unavailable,
+                _ => Code::FailedPrecondition,
+            },
         }
     }
 
@@ -179,8 +201,11 @@ impl Error {
             Error::WebhookKeyInvalid => "WEBHOOK_KEY_INVALID",
             Error::SignatureInvalid(_) => "WEBHOOK_SIGNATURE_INVALID",
             Error::AgentFailed(_) => "AGENT_FAILED",
+            Error::NoDeliveryRoute { .. } => "NO_DELIVERY_ROUTE",
+            Error::VerifyTokenMismatch(_) => "VERIFY_TOKEN_MISMATCH",
             Error::Storage(_) => "STORAGE_FAILURE",
             Error::Internal(_) => "INTERNAL",
+            Error::Channel(e) => e.reason,
         }
     }
 
@@ -225,7 +250,18 @@ impl Error {
             Error::SubscriberLagged { last_seq } => vec![kv("lastSeq", last_seq.to_string())],
             Error::NotImplemented(what) => vec![kv("method", what.to_string())],
             Error::WebhookKeyNotFound(id) => vec![kv("keyId", id.clone())],
+            Error::NoDeliveryRoute {
+                cause, channel, to, ..
+            } => vec![
+                kv("cause", cause.to_string()),
+                kv("channel", channel.clone()),
+                kv("to", to.clone()),
+            ],
             Error::TokenMissing(p) | Error::TokenInvalid(p) => vec![kv("tokenSource", p.clone())],
+            Error::Channel(e) => vec![
+                kv("channel", e.channel.clone()),
+                kv("attempts", e.attempts.to_string()),
+            ],
             _ => vec![],
         }
     }

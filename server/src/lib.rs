@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod channels;
 pub mod config;
 pub mod core;
 pub mod error;
@@ -149,6 +150,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let grace = Duration::from_millis(cfg.gateway.shutdown_grace_ms);
     let gw = core::Gateway::open(cfg.clone(), data_dir.clone()).await?;
     gw.spawn_heartbeat_schedule();
+    let store = gw.store.clone();
+    auth.on_lockout(move |ip, lock| {
+        let ev = clawplane_proto::v1::Event {
+            kind: clawplane_proto::v1::EventKind::Security as i32,
+            payload: Some(clawplane_proto::v1::event::Payload::Security(
+                clawplane_proto::v1::SecurityAlert {
+                    reason: "AUTH_LOCKOUT".into(),
+                    detail: format!(
+                        "too many failed authentication attempts; locked out for {} s",
+                        lock.as_secs().max(1)
+                    ),
+                    remote_addr: ip.to_string(),
+                    surface: "auth".into(),
+                },
+            )),
+            ..Default::default()
+        };
+        store.write_detached(move |tx: &mut dyn store::Txn| tx.append_event(ev).map(|_| ()));
+    });
     let api = api::Api {
         gw: gw.clone(),
         auth,

@@ -13,7 +13,8 @@ use clawplane_proto::v1::{
     agent_service_server::AgentServiceServer, channel_service_server::ChannelServiceServer,
     chat_service_server::ChatServiceServer, device_service_server::DeviceServiceServer,
     event_service_server::EventServiceServer, gateway_service_server::GatewayServiceServer,
-    session_service_server::SessionServiceServer, webhook_service_server::WebhookServiceServer,
+    model_service_server::ModelServiceServer, session_service_server::SessionServiceServer,
+    webhook_service_server::WebhookServiceServer,
 };
 use std::{sync::Arc, time::Duration};
 use tonic::server::NamedService;
@@ -22,12 +23,13 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_layer::Layer;
 
 /// Every clawplane service name, for health.
-pub const SERVICES: [&str; 8] = [
+pub const SERVICES: [&str; 9] = [
     <ChatServiceServer<Api> as NamedService>::NAME,
     <SessionServiceServer<Api> as NamedService>::NAME,
     <AgentServiceServer<Api> as NamedService>::NAME,
     <EventServiceServer<Api> as NamedService>::NAME,
     <GatewayServiceServer<Api> as NamedService>::NAME,
+    <ModelServiceServer<Api> as NamedService>::NAME,
     <DeviceServiceServer<Api> as NamedService>::NAME,
     <ChannelServiceServer<Api> as NamedService>::NAME,
     <WebhookServiceServer<Api> as NamedService>::NAME,
@@ -57,6 +59,7 @@ pub async fn router(api: Api) -> anyhow::Result<(Router, HealthReporter)> {
         .add_service(web.layer(AgentServiceServer::new(api.clone())))
         .add_service(web.layer(EventServiceServer::new(api.clone())))
         .add_service(web.layer(GatewayServiceServer::new(api.clone())))
+        .add_service(web.layer(ModelServiceServer::new(api.clone())))
         .add_service(web.layer(DeviceServiceServer::new(api.clone())))
         .add_service(web.layer(ChannelServiceServer::new(api.clone())))
         .add_service(web.layer(WebhookServiceServer::new(api.clone())))
@@ -112,6 +115,18 @@ pub async fn router(api: Api) -> anyhow::Result<(Router, HealthReporter)> {
         http
     };
 
+    // Inbound provider webhooks of the configured channels.
+    let channels: Arc<dyn clawplane_proto::v1::channel_service_server::ChannelService> =
+        Arc::new(api.clone());
+    let mut http = http;
+    for (channel, path) in api.gw.config.channels.inbound_paths() {
+        http = http.merge(clawplane_bridge::channels::channel_router(
+            channels.clone(),
+            channel,
+            &path,
+        ));
+    }
+
     let http = http.merge(ws(&api));
     // One fallback, set after the merge: gRPC callers get status 12, others a JSON 404.
     let app = http.merge(grpc).fallback(fallback).layer(cors);
@@ -157,12 +172,7 @@ fn hooks(api: &Api) -> anyhow::Result<Option<Router>> {
     let services = bridge_services(api);
     let ctx = clawplane_bridge::hooks::HooksContext {
         default_agent_id: api.gw.default_agent.clone(),
-        channels: Some(
-            cfg.channels
-                .as_object()
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default(),
-        ),
+        channels: Some(cfg.channels.configured_ids()),
     };
     let router = clawplane_bridge::hooks::hooks_router(services, &cfg.hooks, ctx)
         .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;

@@ -896,6 +896,9 @@ impl Hooks {
             idempotency_key: r.idempotency_key.clone().unwrap_or_default(),
             agent_id: agent,
             session_key: key,
+            // Only the default route (`last`) is best effort; a named channel + recipient
+            // that cannot be delivered to is refused.
+            best_effort_deliver: channel == "last",
             channel,
             to,
             account_id,
@@ -1222,6 +1225,7 @@ impl Hooks {
                 } else {
                     Default::default()
                 };
+                let best_effort = channel.is_empty() || channel == "last";
                 Ok(Prepared::Agent(Box::new(AgentServiceRunRequest {
                     message,
                     idempotency_key: idempotency_key.unwrap_or_default(),
@@ -1230,6 +1234,9 @@ impl Hooks {
                     channel,
                     to,
                     account_id,
+                    // OpenClaw's default route is the session's last one; a hook whose
+                    // session has none still runs (the answer carries a warning).
+                    best_effort_deliver: best_effort,
                     deliver: m.deliver,
                     model: self.render(m.model.as_ref(), ctx)?.unwrap_or_default(),
                     thinking: self.render(m.thinking.as_ref(), ctx)?.unwrap_or_default(),

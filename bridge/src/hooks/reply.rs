@@ -139,6 +139,7 @@ pub(crate) fn delivery_json(d: Option<&Delivery>) -> Json {
         ("channel", &d.channel),
         ("to", &d.to),
         ("messageId", &d.message_id),
+        ("reason", &d.reason),
         ("detail", &d.detail),
     ] {
         if !v.is_empty() {

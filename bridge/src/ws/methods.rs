@@ -7,13 +7,14 @@ use super::{
 };
 use crate::{Caller, Services};
 use clawplane_proto::v1::{
-    AgentServiceRunRequest, AgentServiceWaitRequest, ApprovePairingRequest,
+    AgentServiceRunRequest, AgentServiceWaitRequest, ApprovePairingRequest, Channel,
     ChatServiceAbortRequest, ChatServiceHistoryRequest, ChatServiceSendRequest, Delivery,
     DeliveryStatus, EventServiceWatchRequest, GatewayServiceStatusRequest,
-    GatewayServiceStatusResponse, GatewayServiceWakeRequest, ListDevicesRequest, MessageRole,
-    RejectPairingRequest, RemoveDeviceRequest, RevokeTokenRequest, RotateTokenRequest, Run,
-    RunState, SendMessageRequest, SessionServiceListRequest, SessionServiceSendRequest, WakeMode,
-    WakeOutcome, event_service_watch_response::Frame,
+    GatewayServiceStatusResponse, GatewayServiceWakeRequest, GetChannelRequest,
+    ListChannelsRequest, ListDevicesRequest, MessageRole, RejectPairingRequest,
+    RemoveDeviceRequest, RevokeTokenRequest, RotateTokenRequest, Run, RunState, SendMessageRequest,
+    SessionServiceListRequest, SessionServiceSendRequest, WakeMode, WakeOutcome,
+    event_service_watch_response::Frame,
 };
 use futures::StreamExt as _;
 use serde_json::{Map, Value as Json, json};
@@ -34,6 +35,7 @@ pub const METHODS: &[&str] = &[
     "sessions.send",
     "wake",
     "send",
+    "channels.status",
     "device.pair.list",
     "device.pair.approve",
     "device.pair.reject",
@@ -318,6 +320,7 @@ async fn call(ctx: Arc<Ctx>, id: String, method: String, params: Json) {
         "sessions.send" => sessions_send(&ctx, p).await,
         "wake" => wake(&ctx, p).await,
         "send" => send(&ctx, p).await,
+        "channels.status" => channels_status(&ctx, p).await,
         "device.pair.list" => pair_list(&ctx).await,
         "device.pair.approve" => pair_approve(&ctx, p).await,
         "device.pair.reject" => pair_reject(&ctx, p).await,
@@ -400,6 +403,60 @@ impl Params<'_> {
 
 fn err(s: Status) -> ErrorShape {
     rpc_error(&s)
+}
+
+/// `channels.status {probe?}`: ChannelService/ListChannels (GetChannel with probe per channel),
+/// as OpenClaw's snapshot `{ts, channelOrder, channels{id: …}, channelAccounts{id: [account]}}`.
+async fn channels_status(ctx: &Ctx, p: Params<'_>) -> Answer {
+    let probe = p.opt_bool("probe")?;
+    let mut list = ctx
+        .s
+        .channels
+        .list_channels(ctx.caller.request(ListChannelsRequest {}))
+        .await
+        .map_err(err)?
+        .into_inner()
+        .channels;
+    if probe {
+        for c in list.iter_mut() {
+            let r = ctx
+                .s
+                .channels
+                .get_channel(ctx.caller.request(GetChannelRequest {
+                    channel_id: c.channel_id.clone(),
+                    probe: true,
+                }))
+                .await
+                .map_err(err)?
+                .into_inner();
+            if let Some(fresh) = r.channel {
+                *c = fresh;
+            }
+        }
+    }
+    let snapshot = |c: &Channel| {
+        json!({
+            "accountId": "default",
+            "enabled": c.enabled,
+            "configured": true,
+            "running": c.enabled,
+            "connected": c.healthy,
+            "lastError": if c.last_error.is_empty() { Json::Null } else { c.last_error.clone().into() },
+            "probe": if probe { json!({"ok": c.healthy, "error": if c.healthy { Json::Null } else { c.last_error.clone().into() }}) } else { Json::Null },
+        })
+    };
+    let mut channels = Map::new();
+    let mut accounts = Map::new();
+    for c in &list {
+        channels.insert(c.channel_id.clone(), snapshot(c));
+        accounts.insert(c.channel_id.clone(), json!([snapshot(c)]));
+    }
+    Ok(json!({
+        "ts": now_ms(),
+        "channelOrder": list.iter().map(|c| c.channel_id.clone()).collect::<Vec<_>>(),
+        "channels": channels,
+        "channelAccounts": accounts,
+    }))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -637,6 +694,7 @@ async fn agent(ctx: &Ctx, id: &str, p: Params<'_>) {
             timeout_seconds: p.opt_u64("timeout")?.unwrap_or(0).min(u32::MAX as u64) as u32,
             extra_system_prompt: p.opt_str("extraSystemPrompt")?,
             label: p.opt_str("label")?,
+            best_effort_deliver: p.opt_bool("bestEffortDeliver")?,
         })
     })();
     let req = match req {
@@ -987,6 +1045,7 @@ async fn send(ctx: &Ctx, p: Params<'_>) -> Answer {
             thread_id: p.opt_str("threadId")?,
             session_key: p.opt_str("sessionKey")?,
             idempotency_key: idem.clone(),
+            reply_to: p.opt_str("replyTo")?,
         }))
         .await
         .map_err(err)?

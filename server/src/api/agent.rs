@@ -36,13 +36,15 @@ impl AgentService for Api {
                 channel: r.channel,
                 to: r.to,
                 account_id: r.account_id,
+                thread_id: r.thread_id,
+                best_effort_deliver: r.best_effort_deliver,
                 model: r.model,
                 thinking: r.thinking,
                 timeout_seconds: r.timeout_seconds,
                 ..Default::default()
             })
             .await?;
-        let delivery = self.gw.planned_delivery(&a.run)?;
+        let delivery = self.gw.planned_delivery(&a.run);
         Ok(Response::new(AgentServiceRunResponse {
             run_id: a.run.run_id,
             session_key: a.run.session_key,

@@ -29,6 +29,7 @@ impl ChatService for Api {
                 deliver: r.deliver,
                 channel: r.channel,
                 to: r.to,
+                best_effort_deliver: r.best_effort_deliver,
                 model: r.model,
                 thinking: r.thinking,
                 timeout_seconds: r.timeout_seconds,

@@ -2,11 +2,12 @@
 //! calls the core, and maps errors once (`From<Error> for Status`).
 
 mod agent;
+mod channels;
 mod chat;
 mod devices;
 mod events;
 mod gateway;
-mod pending;
+mod models;
 mod sessions;
 mod webhooks;
 
@@ -43,6 +44,7 @@ pub const REQUIRED_SCOPES: &[(&str, Scope)] = &[
     ("clawplane.v1.AgentService/ListRuns", Scope::Read),
     ("clawplane.v1.EventService/Watch", Scope::Read),
     ("clawplane.v1.GatewayService/Status", Scope::Read),
+    ("clawplane.v1.ModelService/ListModels", Scope::Read),
     ("clawplane.v1.GatewayService/Wake", Scope::HookWrite),
     (
         "clawplane.v1.GatewayService/GetCaller",
@@ -51,6 +53,12 @@ pub const REQUIRED_SCOPES: &[(&str, Scope)] = &[
     ("clawplane.v1.ChannelService/ListChannels", Scope::Read),
     ("clawplane.v1.ChannelService/GetChannel", Scope::Read),
     ("clawplane.v1.ChannelService/SendMessage", Scope::Write),
+    // The credential is the provider's signature / secret, verified by the core on the raw
+    // body.
+    (
+        "clawplane.v1.ChannelService/IngestChannelWebhook",
+        Scope::Public,
+    ),
     ("clawplane.v1.WebhookService/CreateWebhookKey", Scope::Admin),
     ("clawplane.v1.WebhookService/ListWebhookKeys", Scope::Admin),
     ("clawplane.v1.WebhookService/RevokeWebhookKey", Scope::Admin),
@@ -76,6 +84,15 @@ pub const REQUIRED_SCOPES: &[(&str, Scope)] = &[
         "clawplane.v1.WebhookService/DeleteWebhookEndpoint",
         Scope::Admin,
     ),
+    (
+        "clawplane.v1.WebhookService/EnableWebhookEndpoint",
+        Scope::Admin,
+    ),
+    (
+        "clawplane.v1.WebhookService/ListWebhookDeliveries",
+        Scope::Admin,
+    ),
+    ("clawplane.v1.WebhookService/RedeliverWebhook", Scope::Admin),
     ("clawplane.v1.DeviceService/Challenge", Scope::Public),
     ("clawplane.v1.DeviceService/ConnectDevice", Scope::Public),
     ("clawplane.v1.DeviceService/ListDevices", Scope::Pairing),

@@ -43,6 +43,7 @@ impl SessionService for Api {
                 thinking: r.thinking,
                 timeout_seconds: r.timeout_seconds,
                 require_existing_session: true,
+                best_effort_deliver: r.best_effort_deliver,
                 ..Default::default()
             })
             .await?;

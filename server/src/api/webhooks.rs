@@ -1,11 +1,13 @@
 //! WebhookService: key management and the calls log (operator.admin), the synchronous
 //! call (authenticated by a webhook API key) and templated ingress (authenticated by the
-//! endpoint's secret or signature). Egress endpoints answer UNIMPLEMENTED.
+//! endpoint's secret or signature), and egress endpoints with their delivery log
+//! (operator.admin; the work is in `core::egress`).
 
 use super::Api;
 use crate::{
     auth,
     core::{
+        egress::NewEndpoint,
         now_ts,
         webhooks::{CallTrace, client_address, http_status},
     },
@@ -14,10 +16,12 @@ use crate::{
 use clawplane_proto::v1::{
     CallWebhookRequest, CallWebhookResponse, CreateWebhookEndpointRequest,
     CreateWebhookEndpointResponse, CreateWebhookKeyRequest, CreateWebhookKeyResponse,
-    DeleteWebhookEndpointRequest, DeleteWebhookEndpointResponse, IngestWebhookRequest,
-    IngestWebhookResponse, ListWebhookCallsRequest, ListWebhookCallsResponse,
-    ListWebhookEndpointsRequest, ListWebhookEndpointsResponse, ListWebhookKeysRequest,
-    ListWebhookKeysResponse, RevokeWebhookKeyRequest, RevokeWebhookKeyResponse,
+    DeleteWebhookEndpointRequest, DeleteWebhookEndpointResponse, EnableWebhookEndpointRequest,
+    EnableWebhookEndpointResponse, IngestWebhookRequest, IngestWebhookResponse,
+    ListWebhookCallsRequest, ListWebhookCallsResponse, ListWebhookDeliveriesRequest,
+    ListWebhookDeliveriesResponse, ListWebhookEndpointsRequest, ListWebhookEndpointsResponse,
+    ListWebhookKeysRequest, ListWebhookKeysResponse, RedeliverWebhookRequest,
+    RedeliverWebhookResponse, RevokeWebhookKeyRequest, RevokeWebhookKeyResponse,
     RotateWebhookKeyRequest, RotateWebhookKeyResponse, WebhookCall,
     webhook_service_server::WebhookService,
 };
@@ -213,10 +217,21 @@ impl WebhookService for Api {
         req: Request<CreateWebhookEndpointRequest>,
     ) -> Result<Response<CreateWebhookEndpointResponse>, Status> {
         self.authorize(&req, "clawplane.v1.WebhookService/CreateWebhookEndpoint")?;
-        Err(Error::NotImplemented(
-            "clawplane.v1.WebhookService/CreateWebhookEndpoint (webhook egress)",
-        )
-        .into())
+        let r = req.into_inner();
+        let endpoint = self
+            .gw
+            .create_webhook_endpoint(NewEndpoint {
+                url: r.url,
+                events: r.events,
+                headers: r.headers.into_iter().collect(),
+                filter: r.filter,
+                transform: r.transform,
+                secret: r.secret,
+            })
+            .await?;
+        Ok(Response::new(CreateWebhookEndpointResponse {
+            endpoint: Some(endpoint),
+        }))
     }
 
     async fn list_webhook_endpoints(
@@ -224,10 +239,9 @@ impl WebhookService for Api {
         req: Request<ListWebhookEndpointsRequest>,
     ) -> Result<Response<ListWebhookEndpointsResponse>, Status> {
         self.authorize(&req, "clawplane.v1.WebhookService/ListWebhookEndpoints")?;
-        Err(Error::NotImplemented(
-            "clawplane.v1.WebhookService/ListWebhookEndpoints (webhook egress)",
-        )
-        .into())
+        Ok(Response::new(ListWebhookEndpointsResponse {
+            endpoints: self.gw.webhook_endpoints()?,
+        }))
     }
 
     async fn delete_webhook_endpoint(
@@ -235,9 +249,49 @@ impl WebhookService for Api {
         req: Request<DeleteWebhookEndpointRequest>,
     ) -> Result<Response<DeleteWebhookEndpointResponse>, Status> {
         self.authorize(&req, "clawplane.v1.WebhookService/DeleteWebhookEndpoint")?;
-        Err(Error::NotImplemented(
-            "clawplane.v1.WebhookService/DeleteWebhookEndpoint (webhook egress)",
-        )
-        .into())
+        let endpoint_id = self
+            .gw
+            .delete_webhook_endpoint(&req.get_ref().endpoint_id)
+            .await?;
+        Ok(Response::new(DeleteWebhookEndpointResponse { endpoint_id }))
+    }
+
+    async fn enable_webhook_endpoint(
+        &self,
+        req: Request<EnableWebhookEndpointRequest>,
+    ) -> Result<Response<EnableWebhookEndpointResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.WebhookService/EnableWebhookEndpoint")?;
+        let endpoint = self
+            .gw
+            .enable_webhook_endpoint(&req.get_ref().endpoint_id)
+            .await?;
+        Ok(Response::new(EnableWebhookEndpointResponse {
+            endpoint: Some(endpoint),
+        }))
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        req: Request<ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<ListWebhookDeliveriesResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.WebhookService/ListWebhookDeliveries")?;
+        let r = req.get_ref();
+        let messages =
+            self.gw
+                .webhook_deliveries(&r.endpoint_id, &r.message_id, r.status(), r.page_size)?;
+        Ok(Response::new(ListWebhookDeliveriesResponse { messages }))
+    }
+
+    async fn redeliver_webhook(
+        &self,
+        req: Request<RedeliverWebhookRequest>,
+    ) -> Result<Response<RedeliverWebhookResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.WebhookService/RedeliverWebhook")?;
+        let r = req.get_ref();
+        let message_ids = self
+            .gw
+            .redeliver_webhook(&r.message_id, &r.endpoint_id)
+            .await?;
+        Ok(Response::new(RedeliverWebhookResponse { message_ids }))
     }
 }

@@ -1,8 +1,11 @@
 //! The domain core: sessions and transcripts, runs (durable acceptance, per-session
 //! queues, execution, cancellation, timeouts, idempotency), the event feed, and wake.
 
+pub mod delivery;
 pub mod devices;
+pub mod egress;
 pub mod events;
+pub mod inbound;
 pub use clawplane_proto::keys;
 pub mod runs;
 pub mod sessions;
@@ -47,11 +50,15 @@ pub struct Gateway {
     pub store: Store,
     pub data_dir: PathBuf,
     pub models: Models,
+    /// Outbound channel clients.
+    pub channels: crate::channels::Channels,
     pub default_agent: String,
     /// The stable instance id (a UUID kept in the store), `/webhooks/<instance_id>`.
     pub instance_id: String,
     /// The compiled `webhooks.incoming` endpoints, when enabled.
     pub ingress: Option<webhooks::Ingress>,
+    /// Webhook egress (`webhooks.outgoing`, the outbox and the dispatcher).
+    pub egress: egress::Egress,
     queues: Mutex<HashMap<String, SessionQueue>>,
     /// Cancellation handles of running runs.
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -103,7 +110,13 @@ impl Gateway {
         } else {
             None
         };
+        let channels = crate::channels::Channels::new(&config.channels, store.clone())
+            .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
+        let egress = egress::Egress::new(&config)
+            .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
         let gw = Arc::new(Gateway {
+            egress,
+            channels,
             instance_id,
             ingress,
             slots: Arc::new(Semaphore::new(config.agents.defaults.max_concurrent)),
@@ -128,6 +141,7 @@ impl Gateway {
         });
         gw.load_device_tokens()?;
         gw.recover().await?;
+        egress::start(&gw).await?;
         Ok(gw)
     }
 

@@ -36,11 +36,18 @@ pub struct NewRun {
     pub channel: String,
     pub to: String,
     pub account_id: String,
+    pub thread_id: String,
+    /// With `deliver`: accept even when no route resolves (delivery NO_ROUTE) instead of
+    /// refusing with NO_DELIVERY_ROUTE.
+    pub best_effort_deliver: bool,
     pub model: String,
     pub thinking: String,
     pub timeout_seconds: u32,
     /// `SessionService/Send`: the session must already exist.
     pub require_existing_session: bool,
+    /// An inbound channel message: becomes the session's last route, and its
+    /// `channel.message.received` event is appended with the run.
+    pub inbound: Option<clawplane_proto::v1::ChannelEvent>,
 }
 
 /// The answer to an accepted run.
@@ -123,6 +130,7 @@ fn fingerprint(r: &NewRun, session_key: &str, agent: &str) -> [u8; 32] {
         &r.channel,
         &r.to,
         &r.account_id,
+        &r.thread_id,
         &r.model,
         &r.thinking,
         &r.timeout_seconds.to_string(),
@@ -173,12 +181,17 @@ impl Gateway {
                 description: "must be one of off, minimal, low, medium, high, xhigh".into(),
             });
         }
+        // The agent's primary model unless the run names one (the agent as the session key
+        // will decide it below).
         let model = if req.model.is_empty() {
-            self.config.agents.defaults.model.clone()
+            let agent = super::keys::agent_of(req.session_key.trim())
+                .map(str::to_string)
+                .unwrap_or_else(|| self.agent(&req.agent_id));
+            crate::models::Models::agent_models(&self.config, &agent).0
         } else {
-            req.model.clone()
+            req.model.trim().to_string()
         };
-        if let Err(e) = self.models.get(&model) {
+        if let Err(e) = self.models.get(&self.config, &model) {
             bad.push(FieldViolation {
                 field: "model",
                 description: e,
@@ -205,16 +218,9 @@ impl Gateway {
             && !req.channel.trim().is_empty()
             && req.channel != "last"
         {
-            super::keys::from_route(
-                &agent,
-                &self.config.session.main_key,
-                &self.config.session.dm_scope,
-                &req.channel,
-                &req.to,
-                &req.account_id,
-            )
-            .map(|(k, _)| k)
-            .unwrap_or_else(|| super::keys::main_session(&agent, &self.config.session.main_key))
+            self.route_key(&agent, &req.channel, &req.to, &req.account_id)
+                .map(|(k, _)| k)
+                .unwrap_or_else(|| super::keys::main_session(&agent, &self.config.session.main_key))
         } else {
             super::keys::main_session(&agent, &self.config.session.main_key)
         };
@@ -235,6 +241,26 @@ impl Gateway {
         } else {
             [0; 32]
         };
+        let delivery = if req.deliver {
+            use super::delivery::no_route_cause;
+            let session = self.store.read(|r| r.session(&session_key))?;
+            let d = self.resolve_delivery(&req, session.as_ref());
+            if d.status == DeliveryStatus::NoRoute as i32 && !req.best_effort_deliver {
+                return Err(Error::NoDeliveryRoute {
+                    cause: no_route_cause(&d.reason),
+                    channel: d.channel,
+                    to: d.to,
+                    detail: d.detail,
+                });
+            }
+            d
+        } else {
+            Delivery {
+                status: DeliveryStatus::NotRequested as i32,
+                ..Default::default()
+            }
+        };
+        let inbound = req.inbound.clone();
         let timeout = if req.timeout_seconds == 0 {
             self.config.agents.defaults.timeout_seconds
         } else {
@@ -249,16 +275,7 @@ impl Gateway {
             origin: req.origin,
             message: req.message.clone(),
             model,
-            delivery: Some(Delivery {
-                status: if req.deliver {
-                    DeliveryStatus::Pending
-                } else {
-                    DeliveryStatus::NotRequested
-                } as i32,
-                channel: req.channel.clone(),
-                to: req.to.clone(),
-                ..Default::default()
-            }),
+            delivery: Some(delivery),
             timeout_seconds: timeout,
             idempotency_key: req.idempotency_key.clone(),
             attempt: 1,
@@ -306,10 +323,33 @@ impl Gateway {
                         return Err(Error::SessionNotFound(session_key));
                     }
                     // Checks done; mutate.
-                    if session.is_none() {
-                        let s = new_session(&session_key, &agent);
-                        tx.put_session(&s)?;
-                        tx.append_event(session_event(&s, SessionChangeType::Created))?;
+                    let created = session.is_none();
+                    let mut session = session.unwrap_or_else(|| new_session(&session_key, &agent));
+                    if let Some(msg) = &inbound {
+                        // The conversation's route: replies and `channel: "last"` use it.
+                        session.last_channel = msg.channel.clone();
+                        session.last_to = msg.from.clone();
+                        session.last_account_id = msg.account_id.clone();
+                        session.last_thread_id = msg.thread_id.clone();
+                        session.update_time = Some(now_ts());
+                    }
+                    if created || inbound.is_some() {
+                        tx.put_session(&session)?;
+                        let change = if created {
+                            SessionChangeType::Created
+                        } else {
+                            SessionChangeType::Updated
+                        };
+                        tx.append_event(session_event(&session, change))?;
+                    }
+                    if let Some(msg) = inbound {
+                        tx.append_event(Event {
+                            session_key: session_key.clone(),
+                            run_id: run_id.clone(),
+                            kind: EventKind::Channel as i32,
+                            payload: Some(Payload::Channel(msg)),
+                            ..Default::default()
+                        })?;
                     }
                     let order = tx.next_run_order()?;
                     // Stamped in the transaction so create_time follows commit order.
@@ -482,8 +522,13 @@ impl Gateway {
         let outcome = self
             .call_model(&run, turn, system_events, history, &token)
             .await;
+        // Deliver before the terminal write, so a finished run always carries its outcome.
+        let delivery = match &outcome {
+            Outcome::Succeeded(reply) => Some(self.deliver(&run, &reply.text).await),
+            _ => None,
+        };
         self.running_count.fetch_sub(1, Ordering::Relaxed);
-        self.finish(run, outcome).await
+        self.finish(run, outcome, delivery).await
     }
 
     async fn call_model(
@@ -494,14 +539,10 @@ impl Gateway {
         history: Vec<(i32, String)>,
         token: &CancellationToken,
     ) -> Outcome {
-        let model = match self.models.get(&run.model) {
-            Ok(m) => m,
-            Err(e) => return Outcome::Failed("MODEL_UNAVAILABLE", e),
-        };
         let heartbeat = run.origin == RunOrigin::Heartbeat as i32;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let req = ModelRequest {
-            model: run.model.clone(),
+        let base = ModelRequest {
+            model: String::new(),
             message: if heartbeat {
                 String::new()
             } else {
@@ -511,8 +552,56 @@ impl Gateway {
             heartbeat,
             system_events,
             history,
+            thinking: run.thinking.clone(),
         };
-        let fut = model.generate(req, tx);
+        let chain = crate::models::Models::chain(&self.config, &run.agent_id, &run.model);
+        let (models, config, run_id) = (&self.models, &self.config, run.run_id.as_str());
+        // Failover: the run's model, then the agent's fallbacks, until one answers; each
+        // failure is kept for the run's error. Never after a model streamed part of a reply
+        // (the next one would repeat it).
+        let fut = async move {
+            let mut reasons = Vec::new();
+            for name in chain {
+                let model = match models.get(config, &name) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        reasons.push(format!("{name}: {e}"));
+                        continue;
+                    }
+                };
+                let (atx, mut arx) = mpsc::unbounded_channel();
+                let req = ModelRequest {
+                    model: name.clone(),
+                    ..base.clone()
+                };
+                let forward = async {
+                    let mut streamed = false;
+                    while let Some(d) = arx.recv().await {
+                        streamed = true;
+                        let _ = tx.send(d);
+                    }
+                    streamed
+                };
+                let (res, streamed) = tokio::join!(model.generate(req, atx), forward);
+                match res {
+                    Ok(mut reply) => {
+                        reply.model = name;
+                        return Ok(reply);
+                    }
+                    Err(e) => {
+                        tracing::warn!(run_id, model = %name, error = %e, streamed, "model failed");
+                        reasons.push(format!("{name}: {}", e.message));
+                        if streamed {
+                            reasons.push("failed mid-reply, so no failover".into());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(crate::models::ModelError {
+                message: reasons.join("; "),
+            })
+        };
         let limit = Duration::from_secs(u64::from(run.timeout_seconds.max(1)));
         let store = self.store.clone();
         let (key, id) = (run.session_key.clone(), run.run_id.clone());
@@ -543,7 +632,7 @@ impl Gateway {
         }
     }
 
-    async fn finish(&self, run: Run, outcome: Outcome) -> Result<()> {
+    async fn finish(&self, run: Run, outcome: Outcome, delivery: Option<Delivery>) -> Result<()> {
         let id = run.run_id.clone();
         self.store
             .write(move |tx: &mut dyn Txn| {
@@ -556,6 +645,9 @@ impl Gateway {
                 match outcome {
                     Outcome::Succeeded(reply) => {
                         r.state = RunState::Succeeded as i32;
+                        if !reply.model.is_empty() {
+                            r.model = reply.model.clone();
+                        }
                         r.reply_text = reply.text.clone();
                         r.usage = Some(reply.usage);
                         if let Some(s) = session.as_mut() {
@@ -602,7 +694,35 @@ impl Gateway {
                     }
                 }
                 r.end_time = Some(now);
-                settle_delivery(r, session.as_ref());
+                if let Some(d) = delivery {
+                    if d.status == DeliveryStatus::Failed as i32 {
+                        r.state = RunState::Failed as i32;
+                        r.error = Some(RunError {
+                            reason: "DELIVERY_FAILED".into(),
+                            message: format!(
+                                "the reply was produced but {} did not take it: {}",
+                                d.channel, d.detail
+                            ),
+                        });
+                    }
+                    if d.status == DeliveryStatus::Delivered as i32 {
+                        for m in &d.message_ids {
+                            tx.put_record(
+                                super::delivery::SENT_MESSAGES,
+                                &format!("{}:{m}", d.channel),
+                                id.as_bytes(),
+                            )?;
+                        }
+                        if let Some(s) = session.as_mut() {
+                            s.last_channel = d.channel.clone();
+                            s.last_to = d.to.clone();
+                            s.last_account_id = d.account_id.clone();
+                            s.last_thread_id = d.thread_id.clone();
+                        }
+                    }
+                    r.delivery = Some(d);
+                }
+                super::delivery::settle_unsent(r);
                 tx.put_run(&stored)?;
                 tx.append_event(run_event(&stored.run))?;
                 if let Some(mut s) = session {
@@ -638,7 +758,7 @@ impl Gateway {
                     reason: "RUN_CANCELLED".into(),
                     message: "the run was cancelled before it started".into(),
                 });
-                settle_delivery(&mut stored.run, None);
+                super::delivery::settle_unsent(&mut stored.run);
                 tx.put_run(&stored)?;
                 tx.append_event(run_event(&stored.run))?;
                 Ok(Some(stored.run))
@@ -765,7 +885,7 @@ impl Gateway {
                         let retry = stored.run.attempt < 2;
                         if !retry {
                             stored.run.end_time = Some(now_ts());
-                            settle_delivery(&mut stored.run, None);
+                            super::delivery::settle_unsent(&mut stored.run);
                         }
                         tx.put_run(&stored)?;
                         tx.append_event(run_event(&stored.run))?;
@@ -806,67 +926,6 @@ impl Gateway {
 
     pub(crate) fn release_heartbeat(&self, session_key: &str) {
         lock(&self.pending_heartbeats).remove(session_key);
-    }
-}
-
-/// Records the delivery outcome of a terminal run. Channels are not wired in yet, so a
-/// requested delivery is reported as NO_ROUTE with the reason, never as delivered.
-fn settle_delivery(run: &mut Run, session: Option<&Session>) {
-    let Some(d) = run.delivery.as_mut() else {
-        return;
-    };
-    if d.status != DeliveryStatus::Pending as i32 {
-        return;
-    }
-    if run.state != RunState::Succeeded as i32 {
-        d.status = DeliveryStatus::Skipped as i32;
-        d.detail = "the run did not succeed, so there was nothing to deliver".into();
-        return;
-    }
-    if let Some(reason) = route_problem(d, session) {
-        d.status = DeliveryStatus::NoRoute as i32;
-        d.detail = reason;
-    }
-    // Otherwise a channel adapter delivers here (none is wired in yet).
-}
-
-/// Resolves a pending delivery's route: no channel or `last` takes the session's last
-/// route. Returns why nothing can be delivered: no channel/recipient, or a channel this
-/// gateway has no adapter for (today: every channel).
-fn route_problem(d: &mut Delivery, session: Option<&Session>) -> Option<String> {
-    if (d.channel.is_empty() || d.channel == "last")
-        && let Some(s) = session.filter(|s| !s.last_channel.is_empty())
-    {
-        d.channel = s.last_channel.clone();
-        if d.to.is_empty() {
-            d.to = s.last_to.clone();
-        }
-    }
-    Some(if d.channel.is_empty() || d.channel == "last" {
-        "no delivery route: pass channel and to, or use a session that has received a channel message".into()
-    } else {
-        format!(
-            "channel {:?} is not configured on this gateway (channels.{})",
-            d.channel, d.channel
-        )
-    })
-}
-
-impl Gateway {
-    /// Where the reply of a just-accepted run would be delivered: its delivery with the
-    /// route resolved against the session, or NO_ROUTE with the reason when nothing would be
-    /// delivered. The stored run is not changed (the route may still appear before it ends).
-    pub fn planned_delivery(&self, run: &Run) -> Result<Delivery> {
-        let mut d = run.delivery.clone().unwrap_or_default();
-        if d.status != DeliveryStatus::Pending as i32 {
-            return Ok(d);
-        }
-        let session = self.store.read(|r| r.session(&run.session_key))?;
-        if let Some(reason) = route_problem(&mut d, session.as_ref()) {
-            d.status = DeliveryStatus::NoRoute as i32;
-            d.detail = reason;
-        }
-        Ok(d)
     }
 }
 

@@ -122,15 +122,8 @@ impl Gateway {
             };
             (k, why.to_string())
         } else if !channel.trim().is_empty() && !to.trim().is_empty() {
-            keys::from_route(
-                &agent,
-                &self.config.session.main_key,
-                &self.config.session.dm_scope,
-                channel,
-                to,
-                account,
-            )
-            .ok_or_else(|| Error::field("to", "is not a recipient this channel understands"))?
+            self.route_key(&agent, channel, to, account)
+                .ok_or_else(|| Error::field("to", "is not a recipient this channel understands"))?
         } else {
             return Err(Error::field(
                 "sessionKey",

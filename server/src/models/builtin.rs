@@ -67,6 +67,7 @@ impl Model for Builtin {
             let output = words(&text);
             Ok(ModelReply {
                 text,
+                model: req.model,
                 usage: Usage {
                     input_tokens: input,
                     output_tokens: output,

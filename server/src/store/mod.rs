@@ -54,6 +54,10 @@ pub struct StoredDeviceToken {
 
 /// Reads shared by write transactions and read snapshots.
 pub trait Reader {
+    /// A keyed record of `kind` (features encode their own values).
+    fn record(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Records of `kind` with keys greater than `after` (all when empty), in key order.
+    fn records(&self, kind: &str, after: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>>;
     fn run(&self, run_id: &str) -> Result<Option<StoredRun>>;
     fn session(&self, key: &str) -> Result<Option<Session>>;
     fn idempotency(&self, key: &str) -> Result<Option<IdemRecord>>;
@@ -110,6 +114,10 @@ pub trait Txn: Reader {
     /// Appends an event; `seq` and `time` are assigned here. Returns the seq.
     fn append_event(&mut self, event: Event) -> Result<u64>;
     fn put_setting(&mut self, key: &str, value: &str) -> Result<()>;
+    /// Stores a keyed record of `kind`.
+    fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> Result<()>;
+    /// Deletes a keyed record; true when it existed.
+    fn delete_record(&mut self, kind: &str, key: &str) -> Result<bool>;
     /// Inserts or replaces a webhook API key (by `key.key_id`).
     fn put_webhook_key(&mut self, key: &StoredWebhookKey) -> Result<()>;
     /// Deletes a webhook API key; true when it existed.

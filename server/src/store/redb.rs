@@ -50,6 +50,9 @@ const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 const PAIRING_REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("pairing_requests");
 /// token digest (32 bytes) -> StoredDeviceToken (JSON)
 const DEVICE_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("device_tokens");
+/// (kind, key) -> bytes: small keyed records of features that own their encoding
+/// (egress outbox, channel state, delivery receipts)
+const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
 
 const META_RUN_ORDER: &str = "next_run_order";
 const META_LAST_SEQ: &str = "last_seq";
@@ -112,6 +115,7 @@ pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
             txn.open_table(SETTINGS).map_err(se)?;
             txn.open_table(WEBHOOK_CALLS).map_err(se)?;
             txn.open_table(DEVICE_TOKENS).map_err(se)?;
+            txn.open_table(RECORDS).map_err(se)?;
             let head = meta
                 .get(META_LAST_SEQ)
                 .map_err(se)?
@@ -250,6 +254,7 @@ struct WTxn<'t> {
     devices: redb::Table<'t, &'static str, &'static [u8]>,
     pairing_requests: redb::Table<'t, &'static str, &'static [u8]>,
     device_tokens: redb::Table<'t, &'static [u8], &'static [u8]>,
+    records: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     last_seq: u64,
     new_events: Vec<Arc<Event>>,
 }
@@ -303,6 +308,9 @@ impl<'t> WTxn<'t> {
     fn t_device_tokens(&self) -> Result<&redb::Table<'t, &'static [u8], &'static [u8]>> {
         Ok(&self.device_tokens)
     }
+    fn t_records(&self) -> Result<&redb::Table<'t, (&'static str, &'static str), &'static [u8]>> {
+        Ok(&self.records)
+    }
     fn open(txn: &'t redb::WriteTransaction, last_seq: u64) -> Result<Self> {
         Ok(WTxn {
             runs: txn.open_table(RUNS).map_err(se)?,
@@ -321,6 +329,7 @@ impl<'t> WTxn<'t> {
             devices: txn.open_table(DEVICES).map_err(se)?,
             pairing_requests: txn.open_table(PAIRING_REQUESTS).map_err(se)?,
             device_tokens: txn.open_table(DEVICE_TOKENS).map_err(se)?,
+            records: txn.open_table(RECORDS).map_err(se)?,
             last_seq,
             new_events: Vec::new(),
         })
@@ -381,6 +390,11 @@ impl RSnap {
     fn t_device_tokens(&self) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>> {
         self.txn.open_table(DEVICE_TOKENS).map_err(se)
     }
+    fn t_records(
+        &self,
+    ) -> Result<redb::ReadOnlyTable<(&'static str, &'static str), &'static [u8]>> {
+        self.txn.open_table(RECORDS).map_err(se)
+    }
 }
 
 impl Backend for RedbBackend {
@@ -394,6 +408,34 @@ impl Backend for RedbBackend {
 macro_rules! impl_reader {
     ($t:ty) => {
         impl Reader for $t {
+            fn record(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>> {
+                Ok(self
+                    .t_records()?
+                    .get((kind, key))
+                    .map_err(se)?
+                    .map(|v| v.value().to_vec()))
+            }
+            fn records(
+                &self,
+                kind: &str,
+                after: &str,
+                limit: usize,
+            ) -> Result<Vec<(String, Vec<u8>)>> {
+                let mut out = Vec::new();
+                let range = self.t_records()?.range((kind, after)..).map_err(se)?;
+                for item in range {
+                    let (k, v) = item.map_err(se)?;
+                    let (k_kind, k_key) = k.value();
+                    if k_kind != kind || out.len() >= limit {
+                        break;
+                    }
+                    if k_key == after && !after.is_empty() {
+                        continue;
+                    }
+                    out.push((k_key.to_string(), v.value().to_vec()));
+                }
+                Ok(out)
+            }
             fn run(&self, run_id: &str) -> Result<Option<StoredRun>> {
                 match self.t_runs()?.get(run_id).map_err(se)? {
                     Some(v) => Ok(Some(decode_run(v.value())?)),
@@ -692,6 +734,15 @@ impl Txn for WTxn<'_> {
             .map_err(se)?;
         self.new_events.push(Arc::new(event));
         Ok(self.last_seq)
+    }
+
+    fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.records.insert((kind, key), value).map_err(se)?;
+        Ok(())
+    }
+
+    fn delete_record(&mut self, kind: &str, key: &str) -> Result<bool> {
+        Ok(self.records.remove((kind, key)).map_err(se)?.is_some())
     }
 
     fn put_setting(&mut self, key: &str, value: &str) -> Result<()> {

@@ -90,6 +90,13 @@ async fn repeated_failures_are_rate_limited() {
     let gw = Gateway::start().await;
     let mut bad = gw.gateway_as(Token::bearer("wrong")).await;
     let mut good = gw.gateway().await;
+    // Opened before the lockout (which refuses every credential from the address).
+    let mut feed = gw
+        .watch(clawplane_proto::v1::EventServiceWatchRequest {
+            follow_only: true,
+            ..Default::default()
+        })
+        .await;
 
     // A success resets the failure counter.
     for i in 1..=15 {
@@ -123,6 +130,17 @@ async fn repeated_failures_are_rate_limited() {
         retry.retry_delay.is_some_and(|d| !d.is_zero()),
         "RetryInfo has a delay: {retry:?}"
     );
+    // The lockout is a security alert on the feed (and for egress webhooks).
+    let events = feed
+        .collect_until(|e| e.kind() == clawplane_proto::v1::EventKind::Security)
+        .await;
+    let Some(clawplane_proto::v1::event::Payload::Security(alert)) =
+        &events.last().unwrap().payload
+    else {
+        panic!("a security alert")
+    };
+    assert_eq!(alert.reason, "AUTH_LOCKOUT");
+    assert_eq!(alert.remote_addr, "127.0.0.1");
 
     // Health needs no token, so it is not locked out.
     let health = gw

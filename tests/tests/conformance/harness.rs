@@ -536,6 +536,21 @@ impl Gateway {
             .expect("GetRun without run")
     }
 
+    /// `SessionService/Get`.
+    pub async fn get_session(&self, key: &str) -> clawplane_proto::v1::Session {
+        self.sessions()
+            .await
+            .get(clawplane_proto::v1::SessionServiceGetRequest {
+                session_key: key.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("SessionService/Get {key} failed: {s:?}"))
+            .into_inner()
+            .session
+            .expect("Get without session")
+    }
+
     /// `AgentService/ListRuns` of a session (newest first, up to 1000).
     pub async fn list_runs(&self, session: &str) -> Vec<Run> {
         self.agent()

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
+use crate::fakes::discord::FakeDiscord;
 use crate::harness::*;
 use crate::http1::{self, Response};
 
@@ -30,6 +31,20 @@ async fn hooks_gateway_with(hooks_extra: &str, top_extra: &str) -> Gateway {
         "{{ hooks: {{ enabled: true, token: '{HOOK_TOKEN}', {hooks_extra} }}, {top_extra} }}"
     ))
     .await
+}
+
+/// A hooks gateway whose `discord` channel talks to a local fake Discord.
+async fn hooks_gateway_with_discord(hooks_extra: &str) -> (Gateway, FakeDiscord) {
+    let discord = FakeDiscord::start("bot-token").await;
+    let gw = hooks_gateway_with(
+        hooks_extra,
+        &format!(
+            "channels: {{ discord: {{ token: 'bot-token', baseUrl: '{}' }} }}",
+            discord.base_url
+        ),
+    )
+    .await;
+    (gw, discord)
 }
 
 /// `POST path` with the hooks token in `Authorization: Bearer`.
@@ -598,11 +613,12 @@ async fn agent_run_is_a_run_visible_through_getrun_the_event_feed_and_hooks_runs
     assert_eq!(v["done"], true);
     assert_eq!(v["reply"], "You said: hello from CI (turn 1)");
     assert_eq!(v["delivery"]["status"], "no_route");
+    assert_eq!(v["delivery"]["reason"], "NO_DELIVERY_ROUTE");
     assert!(
         v["delivery"]["detail"]
             .as_str()
             .unwrap()
-            .contains("no delivery route")
+            .contains("no last route")
     );
     assert_eq!(v["completion"]["status"], "ok");
     assert!(v["endTime"].as_str().unwrap().ends_with('Z'));
@@ -644,13 +660,16 @@ async fn failed_run_is_reported_by_hooks_runs() {
     let v = expect_json(&r, 200);
     assert_eq!(v["state"], "failed");
     assert_eq!(v["error"]["reason"], "MODEL_FAILED");
-    assert_eq!(v["delivery"]["status"], "skipped");
+    assert_eq!(
+        v["delivery"]["status"], "no_route",
+        "the default route was unresolved"
+    );
     assert_eq!(v["completion"]["status"], "error");
 }
 
 #[tokio::test]
 async fn agent_fields_reach_the_run() {
-    let gw = hooks_gateway_with("", "channels: { discord: {} }").await;
+    let (gw, discord) = hooks_gateway_with_discord("").await;
     let r = post(
         &gw,
         "/hooks/agent",
@@ -675,9 +694,8 @@ async fn agent_fields_reach_the_run() {
         "{w:?}"
     );
     assert!(
-        w.iter()
-            .any(|x| x.starts_with(NO_ROUTE) && x.contains("discord")),
-        "a channel without an adapter cannot deliver: {w:?}"
+        !w.iter().any(|x| x.starts_with(NO_ROUTE)),
+        "a configured channel with a recipient has a route: {w:?}"
     );
     let run = gw.wait_run(v["runId"].as_str().unwrap()).await;
     assert_eq!(run.agent_id, "ops");
@@ -686,6 +704,16 @@ async fn agent_fields_reach_the_run() {
     assert_eq!(run.timeout_seconds, 12, "timeoutSeconds is floored");
     let d = run.delivery.unwrap();
     assert_eq!((d.channel.as_str(), d.to.as_str()), ("discord", "user:42"));
+    assert_eq!(d.status(), DeliveryStatus::Delivered, "{d:?}");
+    let dm = discord.requests_to("/users/@me/channels");
+    assert_eq!(
+        dm[0].body["recipient_id"], "42",
+        "a DM opens the user's DM channel"
+    );
+    assert_eq!(
+        discord.messages()[0].body["content"],
+        run.reply_text.as_str()
+    );
 
     // deliver:false opts out: NOT_REQUESTED and no delivery warning.
     let v = expect_json(
@@ -726,11 +754,7 @@ async fn agent_fields_reach_the_run() {
 
 #[tokio::test]
 async fn agent_validation_errors_are_400_and_start_nothing() {
-    let gw = hooks_gateway_with(
-        "allowedAgentIds: ['main', 'ops']",
-        "channels: { discord: {} }",
-    )
-    .await;
+    let (gw, _discord) = hooks_gateway_with_discord("allowedAgentIds: ['main', 'ops']").await;
     let before = gw.status().await.last_event_seq;
     for (body, error) in [
         (r#"{}"#, "message required"),
@@ -1074,7 +1098,7 @@ async fn idempotent_replay_returns_the_same_run() {
 
 #[tokio::test]
 async fn wait_for_completion_returns_the_completion_with_the_delivery_outcome() {
-    let gw = hooks_gateway_with("", "channels: { discord: {} }").await;
+    let (gw, discord) = hooks_gateway_with_discord("").await;
     let v = expect_json(
         &post(
             &gw,
@@ -1109,7 +1133,9 @@ async fn wait_for_completion_returns_the_completion_with_the_delivery_outcome() 
     );
     assert_eq!(v["completion"]["delivery"]["channel"], "discord");
     assert_eq!(v["completion"]["delivery"]["to"], "channel:9");
-    assert_eq!(v["completion"]["delivery"]["status"], "no_route");
+    assert_eq!(v["completion"]["delivery"]["status"], "delivered");
+    assert_eq!(v["completion"]["delivered"], true);
+    assert_eq!(discord.requests_to("/channels/9/messages").len(), 1);
 
     // deliver:false.
     let v = expect_json(
@@ -1139,7 +1165,10 @@ async fn wait_for_completion_returns_the_completion_with_the_delivery_outcome() 
     );
     assert_eq!(v["completion"]["status"], "error");
     assert_eq!(v["completion"]["error"]["reason"], "MODEL_FAILED");
-    assert_eq!(v["completion"]["delivery"]["status"], "skipped");
+    assert_eq!(
+        v["completion"]["delivery"]["status"], "no_route",
+        "no route was resolved at acceptance"
+    );
     assert_eq!(v["completion"]["replyDisposition"], "empty");
 }
 
@@ -1232,7 +1261,7 @@ const MAPPINGS: &str = r#"
 
 #[tokio::test]
 async fn mapped_hook_renders_templates_with_minijinja() {
-    let gw = hooks_gateway_with(MAPPINGS, "channels: { discord: {} }").await;
+    let (gw, _discord) = hooks_gateway_with_discord(MAPPINGS).await;
     let auth = format!("Bearer {HOOK_TOKEN}");
     let r = post_with(
         &gw,
@@ -1297,7 +1326,7 @@ async fn mapped_hook_renders_templates_with_minijinja() {
 
 #[tokio::test]
 async fn mapped_hook_for_each_fans_out() {
-    let gw = hooks_gateway_with(MAPPINGS, "channels: { discord: {} }").await;
+    let (gw, _discord) = hooks_gateway_with_discord(MAPPINGS).await;
     let r = post(
         &gw,
         "/hooks/gmail",
@@ -1381,7 +1410,7 @@ async fn mapped_hook_for_each_fans_out() {
 
 #[tokio::test]
 async fn mapped_hook_delivery_fields() {
-    let gw = hooks_gateway_with(MAPPINGS, "channels: { discord: {} }").await;
+    let (gw, discord) = hooks_gateway_with_discord(MAPPINGS).await;
     let v = expect_json(
         &post(&gw, "/hooks/notify", r#"{"id":1,"user":"5"}"#).await,
         200,
@@ -1389,15 +1418,20 @@ async fn mapped_hook_delivery_fields() {
     let run = gw.wait_run(v["runId"].as_str().unwrap()).await;
     let d = run.delivery.unwrap();
     assert_eq!((d.channel.as_str(), d.to.as_str()), ("discord", "user:5"));
-    assert_eq!(d.status(), DeliveryStatus::NoRoute);
-    assert!(warnings(&v).iter().any(|w| w.starts_with(NO_ROUTE)), "{v}");
+    assert_eq!(d.status(), DeliveryStatus::Delivered, "{d:?}");
+    assert!(!warnings(&v).iter().any(|w| w.starts_with(NO_ROUTE)), "{v}");
+    assert_eq!(
+        discord.requests_to("/users/@me/channels")[0].body["recipient_id"],
+        "5"
+    );
 
     // Mappings default to channel "last".
     let v = expect_json(&post(&gw, "/hooks/lastroute", r#"{"id":2}"#).await, 200);
     let run = gw.wait_run(v["runId"].as_str().unwrap()).await;
     let d = run.delivery.unwrap();
     assert_eq!(d.status(), DeliveryStatus::NoRoute);
-    assert!(d.detail.contains("no delivery route"), "{d:?}");
+    assert_eq!(d.reason, "NO_DELIVERY_ROUTE");
+    assert!(d.detail.contains("no last route"), "{d:?}");
 
     // deliver:false.
     let v = expect_json(&post(&gw, "/hooks/silent", r#"{"id":3}"#).await, 200);

@@ -2,19 +2,26 @@
 //! (`clawplane-under-test`) on `127.0.0.1:0` per test and asserts `docs/behaviour.md` through
 //! the public surfaces only.
 
+#[path = "../../fakes/mod.rs"]
+mod fakes;
 mod harness;
 mod http1;
 
 mod auth;
+mod channels;
 mod chat;
 mod cli;
 mod config;
 mod devices;
 mod durability;
+mod egress;
 mod errors;
 mod events;
 mod hooks;
+mod inbound;
+mod models;
 mod openclaw_cli;
+mod routing;
 mod runs;
 mod sessions;
 mod shutdown;

@@ -240,6 +240,7 @@ async fn challenge_then_hello_ok_with_the_full_shape() {
         "sessions.send",
         "wake",
         "send",
+        "channels.status",
         "device.pair.list",
         "device.pair.approve",
         "device.pair.reject",
@@ -628,6 +629,41 @@ async fn chat_send_acks_started_and_history_reads_the_transcript() {
 }
 
 #[tokio::test]
+async fn send_and_channels_status_reach_the_channel() {
+    let discord = crate::fakes::discord::FakeDiscord::start("bot-token").await;
+    let gw = Gateway::start_with(&format!(
+        "{{ channels: {{ discord: {{ token: 'bot-token', baseUrl: '{}' }} }} }}",
+        discord.base_url
+    ))
+    .await;
+    let (mut ws, _) = operator(&gw).await;
+    let sent = ws
+        .ok(
+            "send",
+            json!({"channel": "discord", "to": "user:77", "message": "hi from ws", "idempotencyKey": "ws-send-1"}),
+        )
+        .await;
+    assert_eq!(sent["channel"], "discord");
+    assert_eq!(sent["delivery"]["status"], "delivered", "{sent}");
+    let id = sent["messageId"].as_str().unwrap();
+    assert!(!id.is_empty());
+    assert_eq!(discord.messages()[0].body["content"], "hi from ws");
+
+    let status = ws.ok("channels.status", json!({"probe": true})).await;
+    assert_eq!(status["channelOrder"], json!(["discord"]), "{status}");
+    assert_eq!(status["channels"]["discord"]["connected"], true, "{status}");
+    assert_eq!(status["channels"]["discord"]["probe"]["ok"], true);
+    assert_eq!(
+        status["channelAccounts"]["discord"][0]["accountId"],
+        "default"
+    );
+    assert!(
+        discord.requests_to("/users/@me").len() == 1,
+        "the probe checked the token"
+    );
+}
+
+#[tokio::test]
 async fn unknown_methods_bad_params_and_unimplemented_rpcs() {
     let gw = Gateway::start().await;
     let (mut ws, _) = operator(&gw).await;
@@ -646,8 +682,8 @@ async fn unknown_methods_bad_params_and_unimplemented_rpcs() {
         "{r}"
     );
 
-    // ChannelService/SendMessage is not implemented server-side yet: the RPC's error is
-    // surfaced with its reason.
+    // ChannelService/SendMessage to a channel this gateway has no credentials for: the
+    // RPC's error is surfaced with its reason.
     let r = ws
         .call(
             "send",
@@ -655,8 +691,10 @@ async fn unknown_methods_bad_params_and_unimplemented_rpcs() {
         )
         .await;
     assert_eq!(r["ok"], false, "{r}");
-    assert_eq!(r["error"]["code"], "UNAVAILABLE");
-    assert_eq!(r["error"]["details"]["code"], "NOT_IMPLEMENTED");
+    assert_eq!(
+        r["error"]["details"]["code"], "CHANNEL_NOT_CONFIGURED",
+        "{r}"
+    );
 
     let r = ws
         .call("send", json!({"to": "user:1", "idempotencyKey": "s2"}))

@@ -1,0 +1,315 @@
+//! ChannelService: channel status and probes, direct sends, and inbound provider webhooks.
+
+use super::Api;
+use crate::channels::{Outbound, SendError};
+use crate::core::runs::{MAX_MESSAGE_BYTES, check_idempotency_key, new_session, session_event};
+use crate::core::{keys, now_ts};
+use crate::error::{Error, FieldViolation};
+use crate::store::Txn;
+use clawplane_proto::v1::*;
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+/// Record kind of stored SendMessage answers (by idempotency key).
+const SEND_RECORD: &str = "channel_send";
+
+/// Digest of what a SendMessage asks for, to tell a retry from a different request.
+fn fingerprint(r: &SendMessageRequest) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [
+        &r.channel,
+        &r.to,
+        &r.message,
+        &r.media_url,
+        &r.account_id,
+        &r.thread_id,
+        &r.session_key,
+        &r.reply_to,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
+
+/// Stored answer: 32-byte fingerprint, then the encoded response.
+fn decode_record(bytes: &[u8]) -> Result<([u8; 32], SendMessageResponse), Error> {
+    let (fp, rest) = bytes
+        .split_at_checked(32)
+        .ok_or_else(|| Error::Storage("truncated channel_send record".into()))?;
+    let fp: [u8; 32] = fp
+        .try_into()
+        .map_err(|_| Error::Storage("bad channel_send record".into()))?;
+    let resp = SendMessageResponse::decode(rest)
+        .map_err(|e| Error::Storage(format!("bad channel_send record: {e}")))?;
+    Ok((fp, resp))
+}
+
+impl Api {
+    /// Validates a SendMessage, resolving `channel: "last"` through the session.
+    fn resolve_send(&self, req: &SendMessageRequest) -> Result<(Outbound, String), Error> {
+        let mut bad = Vec::new();
+        let channel = req.channel.trim().to_ascii_lowercase();
+        if channel.is_empty() {
+            bad.push(FieldViolation {
+                field: "channel",
+                description: "required: a channel id (discord, telegram, whatsapp, slack, webhook), or `last` with sessionKey".into(),
+            });
+        }
+        if req.message.trim().is_empty() && req.media_url.trim().is_empty() {
+            bad.push(FieldViolation {
+                field: "message",
+                description: "required: the text to send (or set mediaUrl)".into(),
+            });
+        }
+        if req.message.len() > MAX_MESSAGE_BYTES {
+            bad.push(FieldViolation {
+                field: "message",
+                description: format!("at most {MAX_MESSAGE_BYTES} bytes"),
+            });
+        }
+        if channel == "last" && req.session_key.trim().is_empty() {
+            bad.push(FieldViolation {
+                field: "sessionKey",
+                description: "required with channel `last`: the session whose last route to use"
+                    .into(),
+            });
+        }
+        bad.extend(check_idempotency_key(&req.idempotency_key));
+        if !bad.is_empty() {
+            return Err(Error::InvalidFields(bad));
+        }
+        let session_key = if req.session_key.trim().is_empty() {
+            String::new()
+        } else {
+            self.gw.session_key(req.session_key.trim(), "")
+        };
+        let mut out = Outbound {
+            channel,
+            to: req.to.trim().to_string(),
+            text: req.message.clone(),
+            account_id: req.account_id.clone(),
+            thread_id: req.thread_id.clone(),
+            reply_to: req.reply_to.clone(),
+            media_url: req.media_url.clone(),
+        };
+        if out.channel == "last" {
+            let session = self
+                .gw
+                .store
+                .read(|r| r.session(&session_key))?
+                .ok_or_else(|| Error::SessionNotFound(session_key.clone()))?;
+            if session.last_channel.is_empty() || session.last_channel == "last" {
+                return Err(Error::field(
+                    "channel",
+                    format!(
+                        "session {session_key} has no last route yet; pass an explicit channel and to"
+                    ),
+                ));
+            }
+            out.channel = session.last_channel;
+            if out.to.is_empty() {
+                out.to = session.last_to;
+                if out.account_id.is_empty() {
+                    out.account_id = session.last_account_id;
+                }
+                if out.thread_id.is_empty() {
+                    out.thread_id = session.last_thread_id;
+                }
+            }
+        }
+        Ok((out, session_key))
+    }
+
+    /// Sends (or replays) one SendMessage.
+    async fn send_message_inner(
+        &self,
+        req: SendMessageRequest,
+    ) -> Result<SendMessageResponse, Error> {
+        let (out, session_key) = self.resolve_send(&req)?;
+        // Config and grammar problems answer before the idempotency record is consulted:
+        // they depend on this gateway's config, not on the earlier send.
+        if let Some(e) = self.gw.channels.check(&out.channel, &out.to) {
+            return Err(Error::Channel(e));
+        }
+        let key = req.idempotency_key.clone();
+        let fp = fingerprint(&req);
+        let _guard = if key.is_empty() {
+            None
+        } else {
+            let lock = self.gw.channels.idempotency_lock(&key);
+            let guard = lock.lock_owned().await;
+            if let Some(bytes) = self.gw.store.read(|r| r.record(SEND_RECORD, &key))? {
+                let (stored_fp, mut resp) = decode_record(&bytes)?;
+                if stored_fp != fp {
+                    let id = resp
+                        .delivery
+                        .as_ref()
+                        .map(|d| d.message_id.clone())
+                        .unwrap_or_default();
+                    return Err(Error::IdempotencyConflict { key, run_id: id });
+                }
+                resp.duplicate = true;
+                return Ok(resp);
+            }
+            Some(guard)
+        };
+        let sent = self
+            .gw
+            .channels
+            .send(out.clone())
+            .await
+            .map_err(Error::Channel)?;
+        let delivery = Delivery {
+            status: DeliveryStatus::Delivered as i32,
+            channel: out.channel.clone(),
+            to: out.to.clone(),
+            message_id: sent.message_ids.first().cloned().unwrap_or_default(),
+            detail: match sent.message_ids.len() {
+                1 => format!("delivered to {} {}", out.channel, out.to),
+                n => format!("delivered to {} {} as {n} messages", out.channel, out.to),
+            },
+            account_id: out.account_id.clone(),
+            thread_id: out.thread_id.clone(),
+            message_ids: sent.message_ids,
+            attempts: sent.attempts,
+            ..Default::default()
+        };
+        let resp = SendMessageResponse {
+            delivery: Some(delivery),
+            duplicate: false,
+        };
+        let record = (!key.is_empty()).then(|| {
+            let mut bytes = fp.to_vec();
+            bytes.extend(resp.encode_to_vec());
+            bytes
+        });
+        if record.is_none() && session_key.is_empty() {
+            return Ok(resp);
+        }
+        let text = if out.media_url.trim().is_empty() {
+            out.text.clone()
+        } else if out.text.trim().is_empty() {
+            out.media_url.trim().to_string()
+        } else {
+            format!("{}\n{}", out.text, out.media_url.trim())
+        };
+        let agent = keys::agent_of(&session_key)
+            .map(str::to_string)
+            .unwrap_or_else(|| self.gw.agent(""));
+        // The message is already out: the record and the transcript mirror commit together.
+        let written = self
+            .gw
+            .store
+            .write(move |tx: &mut dyn Txn| {
+                if let Some(bytes) = &record {
+                    tx.put_record(SEND_RECORD, &key, bytes)?;
+                }
+                if session_key.is_empty() {
+                    return Ok(());
+                }
+                let now = now_ts();
+                let (mut s, created) = match tx.session(&session_key)? {
+                    Some(s) => (s, false),
+                    None => (new_session(&session_key, &agent), true),
+                };
+                let index = u64::from(s.message_count) + 1;
+                tx.put_message(
+                    &s.session_id,
+                    &Message {
+                        index,
+                        role: MessageRole::Assistant as i32,
+                        text,
+                        create_time: Some(now),
+                        ..Default::default()
+                    },
+                )?;
+                s.message_count += 1;
+                s.last_channel = out.channel;
+                s.last_to = out.to;
+                s.last_account_id = out.account_id;
+                s.last_thread_id = out.thread_id;
+                s.update_time = Some(now);
+                tx.put_session(&s)?;
+                if created {
+                    tx.append_event(session_event(&s, SessionChangeType::Created))?;
+                }
+                tx.append_event(session_event(&s, SessionChangeType::Updated))?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = written {
+            // The channel accepted the message; say so rather than inviting a resend.
+            tracing::error!(error = %e, "message sent but its record could not be stored");
+        }
+        Ok(resp)
+    }
+}
+
+#[tonic::async_trait]
+impl channel_service_server::ChannelService for Api {
+    async fn list_channels(
+        &self,
+        req: Request<ListChannelsRequest>,
+    ) -> Result<Response<ListChannelsResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.ChannelService/ListChannels")?;
+        Ok(Response::new(ListChannelsResponse {
+            channels: self.gw.channels.list(),
+        }))
+    }
+
+    async fn get_channel(
+        &self,
+        req: Request<GetChannelRequest>,
+    ) -> Result<Response<GetChannelResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.ChannelService/GetChannel")?;
+        let req = req.into_inner();
+        let id = req.channel_id.trim().to_ascii_lowercase();
+        let id = id.strip_prefix("channels/").unwrap_or(&id).to_string();
+        if id.is_empty() {
+            return Err(Error::field(
+                "channelId",
+                "required: a channel id such as discord, telegram, whatsapp, slack",
+            )
+            .into());
+        }
+        match self.gw.channels.status(&id, req.probe).await {
+            Some(channel) => Ok(Response::new(GetChannelResponse {
+                channel: Some(channel),
+            })),
+            None => Err(
+                Error::Channel(self.gw.channels.check(&id, "").unwrap_or(SendError {
+                    reason: "CHANNEL_NOT_CONFIGURED",
+                    detail: format!("channel {id:?} is not configured (channels.{id})"),
+                    attempts: 0,
+                    channel: id.clone(),
+                }))
+                .into(),
+            ),
+        }
+    }
+
+    async fn send_message(
+        &self,
+        req: Request<SendMessageRequest>,
+    ) -> Result<Response<SendMessageResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.ChannelService/SendMessage")?;
+        Ok(Response::new(
+            self.send_message_inner(req.into_inner()).await?,
+        ))
+    }
+
+    async fn ingest_channel_webhook(
+        &self,
+        req: Request<IngestChannelWebhookRequest>,
+    ) -> Result<Response<IngestChannelWebhookResponse>, Status> {
+        self.authorize(&req, "clawplane.v1.ChannelService/IngestChannelWebhook")?;
+        let remote = super::peer_of(&req).map(|a| a.ip());
+        Ok(Response::new(
+            self.gw
+                .ingest_channel_webhook(req.into_inner(), remote)
+                .await?,
+        ))
+    }
+}

@@ -1,0 +1,213 @@
+//! Fake WhatsApp Cloud API (Meta Graph): `POST /{version}/{phoneNumberId}/messages`
+//! (returns `wamid.<uuid>`), `GET /{version}/{phoneNumberId}` (probe). A wrong bearer token
+//! answers 401 OAuthException code 190. Plus builders for SIGNED inbound webhook payloads
+//! ([`inbound_text_payload`], [`status_payload`], [`sign`]).
+
+use super::discord::{Canned, Recorded, Recorder, serve};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+struct Inner {
+    token: String,
+    phone_number_id: String,
+    rec: Recorder,
+}
+
+/// A running fake Graph API.
+#[derive(Clone)]
+pub struct FakeWhatsApp {
+    /// `channels.whatsapp.baseUrl` (the version and phone number id are appended).
+    pub base_url: String,
+    inner: Arc<Inner>,
+}
+
+fn graph_error(status: u16, code: i64, message: &str, details: Option<&str>) -> Canned {
+    let mut err = json!({
+        "message": message,
+        "type": "OAuthException",
+        "code": code,
+        "fbtrace_id": format!("A{}", uuid::Uuid::new_v4().simple()),
+    });
+    if let Some(d) = details {
+        err["error_data"] = json!({"messaging_product": "whatsapp", "details": d});
+    }
+    Canned::json(status, json!({ "error": err }))
+}
+
+impl FakeWhatsApp {
+    /// Starts a fake that accepts `Authorization: Bearer <token>` for `phone_number_id`.
+    pub async fn start(token: &str, phone_number_id: &str) -> Self {
+        let inner = Arc::new(Inner {
+            token: token.into(),
+            phone_number_id: phone_number_id.into(),
+            rec: Recorder::default(),
+        });
+        let app = Router::new().fallback(handle).with_state(inner.clone());
+        FakeWhatsApp {
+            base_url: serve(app).await,
+            inner,
+        }
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.rec.requests()
+    }
+
+    /// `POST .../messages` requests.
+    pub fn messages(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/messages"))
+            .collect()
+    }
+
+    /// The next `n` requests get HTTP 429 + `Retry-After: <secs>` and Graph error 130429.
+    pub fn rate_limit_next(&self, n: usize, retry_after: f64) {
+        for _ in 0..n {
+            self.inner.rec.inject(
+                "",
+                graph_error(429, 130429, "(#130429) Rate limit hit", None)
+                    .header("Retry-After", &retry_after.to_string()),
+            );
+        }
+    }
+
+    /// The next message answers 400 error 131047 (outside the 24-hour window).
+    pub fn outside_window_next(&self) {
+        self.inner.rec.inject(
+            "/messages",
+            graph_error(
+                400,
+                131047,
+                "(#131047) Re-engagement message",
+                Some("Message failed to send because more than 24 hours have passed since the customer last replied to this number."),
+            ),
+        );
+    }
+
+    /// The next request matching `path_filter` gets this answer.
+    pub fn inject(&self, path_filter: &str, c: Canned) {
+        self.inner.rec.inject(path_filter, c);
+    }
+}
+
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rec = inner.rec.record(&method, &uri, &headers, &body);
+    if rec.header("authorization") != Some(format!("Bearer {}", inner.token).as_str()) {
+        return graph_error(
+            401,
+            190,
+            "Invalid OAuth access token - Cannot parse access token",
+            None,
+        )
+        .into_response();
+    }
+    if let Some(c) = inner.rec.take(&rec.path) {
+        return c.into_response();
+    }
+    let segs: Vec<&str> = rec.path.trim_matches('/').split('/').collect();
+    match (rec.method.as_str(), segs.as_slice()) {
+        ("GET", [v, pnid]) if v.starts_with('v') && *pnid == inner.phone_number_id => {
+            Canned::json(200, json!({"id": pnid})).into_response()
+        }
+        ("POST", [v, pnid, "messages"]) if v.starts_with('v') && *pnid == inner.phone_number_id => {
+            let b = &rec.body;
+            let text = b
+                .pointer("/text/body")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let to = b.get("to").and_then(Value::as_str).unwrap_or("");
+            if b.get("messaging_product").and_then(Value::as_str) != Some("whatsapp")
+                || to.is_empty()
+                || b.get("type").and_then(Value::as_str) != Some("text")
+            {
+                return graph_error(400, 100, "(#100) Invalid parameter", None).into_response();
+            }
+            if text.is_empty() || text.chars().count() > 4096 {
+                return graph_error(
+                    400,
+                    100,
+                    "(#100) Param text['body'] must be at most 4096 characters long.",
+                    None,
+                )
+                .into_response();
+            }
+            Canned::json(
+                200,
+                json!({
+                    "messaging_product": "whatsapp",
+                    "contacts": [{"input": to, "wa_id": to.trim_start_matches('+')}],
+                    "messages": [{"id": format!("wamid.{}", uuid::Uuid::new_v4().simple())}],
+                }),
+            )
+            .into_response()
+        }
+        _ => graph_error(400, 100, "Unsupported request - method type: post", None).into_response(),
+    }
+}
+
+/// `sha256=<hex HMAC-SHA256(app_secret, body)>`, the `X-Hub-Signature-256` header value.
+pub fn sign(app_secret: &str, body: &str) -> String {
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).expect("any key length");
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn envelope(value: Value) -> String {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "102290129340398",
+            "changes": [{"field": "messages", "value": value}],
+        }],
+    })
+    .to_string()
+}
+
+/// An inbound text message webhook body (sign it with [`sign`]).
+pub fn inbound_text_payload(phone_number_id: &str, wa_id: &str, wamid: &str, text: &str) -> String {
+    envelope(json!({
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
+        "contacts": [{"profile": {"name": "Ann"}, "wa_id": wa_id}],
+        "messages": [{
+            "from": wa_id,
+            "id": wamid,
+            "timestamp": "1700000000",
+            "type": "text",
+            "text": {"body": text},
+        }],
+    }))
+}
+
+/// A delivery-receipt webhook body: `status` is sent, delivered, read or failed.
+pub fn status_payload(phone_number_id: &str, wamid: &str, status: &str, recipient: &str) -> String {
+    let mut st = json!({
+        "id": wamid,
+        "status": status,
+        "timestamp": "1700000001",
+        "recipient_id": recipient,
+    });
+    if status == "failed" {
+        st["errors"] = json!([{"code": 131047, "title": "Re-engagement message", "message": "Re-engagement message"}]);
+    }
+    envelope(json!({
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
+        "statuses": [st],
+    }))
+}
