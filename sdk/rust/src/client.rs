@@ -571,6 +571,31 @@ impl Client {
         EventWatch::new(self.clone(), after_seq, filter)
     }
 
+    /// `DeviceService/ListDevices`: pending pairing requests (oldest first) and paired devices.
+    pub async fn devices_list(&self) -> Result<pb::ListDevicesResponse, Error> {
+        let c = self.devices();
+        self.retry(|| {
+            let mut c = c.clone();
+            async move { c.list_devices(pb::ListDevicesRequest::default()).await }
+        })
+        .await
+        .map(|(r, _)| r)
+    }
+
+    /// `DeviceService/ApprovePairing`: approves a pending request; returns the paired device.
+    pub async fn devices_approve(&self, request_id: &str) -> Result<pb::Device, Error> {
+        let r = self
+            .devices()
+            .approve_pairing(pb::ApprovePairingRequest {
+                request_id: request_id.to_string(),
+            })
+            .await?
+            .into_inner();
+        r.device.ok_or_else(|| {
+            Error::from(tonic::Status::internal("ApprovePairing answered no device"))
+        })
+    }
+
     /// Like [`Client::watch`] but starts at the current head of the log (only new events).
     pub async fn watch_live(&self, filter: pb::EventFilter) -> Result<EventWatch, Error> {
         let head = self.status().await?.last_event_seq;

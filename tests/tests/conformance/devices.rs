@@ -21,14 +21,14 @@ use tonic::{Code, Status};
 use crate::harness::*;
 
 /// A device: an Ed25519 key and its id.
-struct Dev {
+pub(crate) struct Dev {
     sk: SigningKey,
     pk: String,
-    id: String,
+    pub(crate) id: String,
 }
 
 impl Dev {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let (sk, pk, id) = new_device_key();
         Dev { sk, pk, id }
     }
@@ -91,7 +91,7 @@ async fn challenge(gw: &Gateway) -> (String, i64) {
 }
 
 /// Challenge → ConnectDevice, presenting (and signing) `token`.
-async fn connect(
+pub(crate) async fn connect(
     gw: &Gateway,
     dev: &Dev,
     token: &str,

@@ -198,6 +198,7 @@ impl GatewayBuilder {
             bind: self.bind.unwrap_or_else(|| "127.0.0.1".into()),
             child: None,
             starts: 0,
+            keep_port: false,
             _dir: dir,
         };
         gw.start_again().await;
@@ -224,6 +225,8 @@ pub struct Gateway {
     bind: String,
     child: Option<Child>,
     starts: u32,
+    /// Restart on the same port (clients with a fixed URL reconnect), see [`Gateway::keep_port`].
+    keep_port: bool,
     _dir: TempDir,
 }
 
@@ -258,6 +261,11 @@ impl Gateway {
         self.child.as_ref().and_then(|c| c.id())
     }
 
+    /// Later restarts reuse the current port, so a client with a fixed URL reconnects.
+    pub fn keep_port(&mut self) {
+        self.keep_port = true;
+    }
+
     /// Spawns the gateway again on the same data dir and config (after it exited).
     pub async fn start_again(&mut self) {
         assert!(
@@ -271,9 +279,14 @@ impl Gateway {
             .open(&self.stderr_path)
             .expect("open stderr log");
         writeln!(log, "===== harness: start #{} =====", self.starts).unwrap();
+        let port = if self.keep_port && self.starts > 1 {
+            self.addr.port().to_string()
+        } else {
+            "0".to_string()
+        };
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
-            .args(["--port", "0", "--bind", &self.bind, "--data-dir"])
+            .args(["--port", &port, "--bind", &self.bind, "--data-dir"])
             .arg(&self.data_dir)
             .arg("--config")
             .arg(&self.config_path);

@@ -23,6 +23,7 @@ mod models;
 mod openclaw_cli;
 mod routing;
 mod runs;
+mod sdk_rust;
 mod sessions;
 mod shutdown;
 mod surfaces;
