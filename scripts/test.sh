@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test: contract lint (buf STANDARD), formatting, clippy, unit tests and the
-# conformance suite (which starts the real gateway on 127.0.0.1:0).
+# Every test: contract lint (buf STANDARD), formatting, clippy, unit tests, the conformance
+# suite (which starts the real gateway on 127.0.0.1:0), then the TypeScript, Go and Python
+# SDK suites and the cross-language test against the same gateway binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +14,9 @@ echo "buf lint: clean"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+
+cargo build -p clawplane-server
+export CLAWPLANE_BIN="$PWD/target/debug/clawplane"
+sdk/typescript/test.sh
+sdk/go/test.sh
+sdk/python/test.sh   # also runs tests/sdk-cross (TS, Python and Go on one run)

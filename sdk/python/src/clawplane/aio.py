@@ -1,0 +1,748 @@
+"""The asyncio client (``grpc.aio``): :class:`AsyncClient`, :class:`AsyncRunHandle` and the
+auto-resuming :class:`AsyncEventWatch`.
+
+Retries follow AIP-194, like the Rust SDK: idempotent unary calls are retried on
+``UNAVAILABLE`` only (three attempts, backoff from 100 ms); run submissions are made
+idempotent by generating an idempotency key (a UUID) when none is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import urllib.parse
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, cast, Awaitable, Callable, Iterable, Literal, Optional, TypeVar, Union
+
+import grpc
+import grpc.aio
+
+from .errors import ClawplaneError, CursorExpiredError, from_rpc_error
+from .v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    channel_pb2_grpc,
+    chat_pb2,
+    chat_pb2_grpc,
+    device_pb2,
+    device_pb2_grpc,
+    event_pb2,
+    event_pb2_grpc,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    run_pb2,
+    session_pb2,
+    session_pb2_grpc,
+    webhook_pb2_grpc,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncClient",
+    "AsyncEventWatch",
+    "AsyncRunHandle",
+    "RunUpdate",
+    "Stubs",
+    "connect",
+    "discover",
+    "is_terminal",
+]
+
+#: The gateway URL used when neither ``url`` nor ``CLAWPLANE_URL`` is given.
+DEFAULT_URL = "http://127.0.0.1:18789"
+
+#: Largest message the client accepts (transcripts can be long).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Attempts for idempotent unary calls that fail with UNAVAILABLE.
+UNARY_ATTEMPTS = 3
+#: Longest single ``AgentService/Wait`` call (the server treats 0 as 30 s).
+WAIT_CHUNK_SECONDS = 30.0
+#: Reconnect backoff of the event watch.
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 2.0
+
+T = TypeVar("T")
+
+RunState = run_pb2.RunState
+EventKind = event_pb2.EventKind
+
+
+def discover(url: Optional[str] = None, token: Optional[str] = None) -> tuple[str, Optional[str]]:
+    """The gateway URL and token to use.
+
+    ``url`` defaults to ``$CLAWPLANE_URL``, then ``http://127.0.0.1:18789``. ``token`` defaults
+    to ``$CLAWPLANE_TOKEN``; pass ``token=""`` to send no token at all.
+    """
+    resolved_url = url or os.environ.get("CLAWPLANE_URL") or DEFAULT_URL
+    if token is None:
+        resolved_token: Optional[str] = os.environ.get("CLAWPLANE_TOKEN") or None
+    else:
+        resolved_token = token or None
+    return resolved_url.strip(), resolved_token
+
+
+def _parse_url(url: str) -> tuple[str, bool, str]:
+    """``(grpc target, tls, normalised url)`` for ``http://host:port`` (no scheme = http)."""
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError as e:
+        raise ClawplaneError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid gateway URL {url!r}: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClawplaneError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"invalid gateway URL {url!r}: expected http://HOST:PORT or https://HOST:PORT",
+        )
+    tls = parts.scheme == "https"
+    if port is None:
+        port = 443 if tls else 80
+    host = parts.hostname
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}", tls, f"{parts.scheme}://{shown}:{port}"
+
+
+def _is_loopback(host_port: str) -> bool:
+    host = host_port.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _auth_metadata(token: Optional[str]) -> tuple[tuple[str, str], ...]:
+    if token is None:
+        return ()
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        raise ClawplaneError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "the token contains characters that cannot be sent in an HTTP header",
+        )
+    return (("authorization", f"Bearer {token}"),)
+
+
+def channel_options(target: str) -> list[tuple[str, Any]]:
+    """The channel options the SDK uses (also for the sync ``Client.stubs`` channel)."""
+    opts: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        # Reconnect quickly after a gateway restart (gRPC's default starts at 1 s).
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+        ("grpc.keepalive_time_ms", 20000),
+        ("grpc.keepalive_timeout_ms", 20000),
+    ]
+    if _is_loopback(target):
+        opts.append(("grpc.enable_http_proxy", 0))
+    return opts
+
+
+def is_terminal(run: run_pb2.Run) -> bool:
+    """True when the run will not change any more: SUCCEEDED, FAILED, CANCELLED, TIMED_OUT,
+    or INTERRUPTED on its second attempt (a first-attempt INTERRUPTED run is retried once)."""
+    s = run.state
+    if s in (
+        run_pb2.RUN_STATE_SUCCEEDED,
+        run_pb2.RUN_STATE_FAILED,
+        run_pb2.RUN_STATE_CANCELLED,
+        run_pb2.RUN_STATE_TIMED_OUT,
+    ):
+        return True
+    if s == run_pb2.RUN_STATE_INTERRUPTED:
+        return run.attempt >= 2
+    return False
+
+
+class Stubs:
+    """The generated service stubs of one channel (``grpc.aio`` or sync)."""
+
+    def __init__(self, channel: Any) -> None:
+        # grpcio-tools emits no type hints for the stubs (the messages have .pyi stubs).
+        self.chat = chat_pb2_grpc.ChatServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.sessions = session_pb2_grpc.SessionServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.agent = agent_pb2_grpc.AgentServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.events = event_pb2_grpc.EventServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.gateway = gateway_pb2_grpc.GatewayServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.devices = device_pb2_grpc.DeviceServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.channels = channel_pb2_grpc.ChannelServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.webhooks = webhook_pb2_grpc.WebhookServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class RunUpdate:
+    """One item of :meth:`AsyncRunHandle.stream`.
+
+    ``kind`` is ``"delta"`` (``text`` holds more reply text; concatenated, the deltas give the
+    reply), ``"state"`` (a non-terminal state change, ``run`` set) or ``"done"`` (the final
+    run, always the last item).
+    """
+
+    kind: Literal["delta", "state", "done"]
+    text: str = ""
+    run: Optional[run_pb2.Run] = None
+
+
+Frame = Union[event_pb2.Event, event_pb2.Progress]
+
+
+def _resumable(err: ClawplaneError, closed: bool) -> bool:
+    if closed:
+        return False
+    S = grpc.StatusCode
+    if err.code == S.UNAVAILABLE:
+        return True
+    if err.code == S.ABORTED and err.reason == "SUBSCRIBER_LAGGED":
+        return True
+    # A transport failure detected locally (connection reset, GOAWAY): the gateway tags every
+    # status it sends with an ErrorInfo, so these carry none.
+    return err.code in (S.UNKNOWN, S.INTERNAL, S.CANCELLED) and err.reason is None
+
+
+class AsyncEventWatch:
+    """An ``EventService/Watch`` that resumes by itself (async iterator of ``Event``).
+
+    It remembers the last seq seen (:attr:`last_seq`, from events and progress frames). When
+    the stream breaks (a transport error, UNAVAILABLE such as a gateway restart, the server
+    closing the stream, or ABORTED ``SUBSCRIBER_LAGGED``) it calls Watch again with
+    ``afterSeq`` = that seq, backing off from 100 ms to 2 s, so nothing is skipped and no event
+    is yielded twice (events at or below the cursor are dropped).
+
+    OUT_OF_RANGE ``CURSOR_EXPIRED`` ends it with :class:`~clawplane.CursorExpiredError`; any
+    other error ends it with that :class:`~clawplane.ClawplaneError`. With ``progress=True``
+    idle heartbeats (``Progress``) are yielded too.
+    """
+
+    def __init__(
+        self,
+        client: "AsyncClient",
+        after_seq: int,
+        filter: event_pb2.EventFilter,
+        progress: bool = False,
+    ) -> None:
+        self._client = client
+        self._filter = filter
+        self._progress = progress
+        self._call: Any = None
+        self._backoff = BACKOFF_MIN
+        self._finished = False
+        #: The last seq seen: the cursor a resume uses.
+        self.last_seq = after_seq
+        #: How many times the watch reconnected.
+        self.reconnects = 0
+
+    def __aiter__(self) -> "AsyncEventWatch":
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self.next()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    async def _pause(self) -> None:
+        self.reconnects += 1
+        await asyncio.sleep(self._backoff)
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+
+    async def next(self) -> Optional[Frame]:
+        """The next event (or progress frame), or ``None`` once the watch was closed."""
+        while True:
+            if self._finished:
+                return None
+            if self._call is None:
+                req = event_pb2.EventServiceWatchRequest(after_seq=self.last_seq, filter=self._filter)
+                self._call = self._client.stubs.events.Watch(req, metadata=self._client.metadata)
+            try:
+                frame = await self._call.read()
+            except grpc.RpcError as e:
+                self._call = None
+                err = from_rpc_error(e)
+                if _resumable(err, self._client.closed or self._finished):
+                    await self._pause()
+                    continue
+                self._finished = True
+                if err.code == grpc.StatusCode.OUT_OF_RANGE and err.reason == "CURSOR_EXPIRED":
+                    raise CursorExpiredError(err, self.last_seq) from None
+                raise err from None
+            if frame is grpc.aio.EOF:
+                # The gateway closed the stream (e.g. shutting down): resume.
+                self._call = None
+                if self._client.closed:
+                    self._finished = True
+                    return None
+                await self._pause()
+                continue
+            self._backoff = BACKOFF_MIN
+            which = frame.WhichOneof("frame")
+            if which == "event":
+                event = frame.event
+                if event.seq <= self.last_seq:
+                    continue  # already delivered before a reconnect
+                self.last_seq = event.seq
+                return event  # type: ignore[no-any-return]
+            if which == "progress":
+                if frame.progress.seq > self.last_seq:
+                    self.last_seq = frame.progress.seq
+                if self._progress:
+                    return frame.progress  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        """Stops the watch (cancels the open call)."""
+        self._finished = True
+        call, self._call = self._call, None
+        if call is not None:
+            call.cancel()
+
+    async def __aenter__(self) -> "AsyncEventWatch":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class AsyncRunHandle:
+    """A submitted run: wait for it, cancel it, or stream its reply.
+
+    Attributes:
+        run_id: the run id.
+        session_key: the canonical session key the run belongs to.
+        duplicate: True when the gateway returned an existing run for a repeated
+            idempotency key.
+        state: the state when the run was accepted (``RUN_STATE_QUEUED`` for a new run).
+        final: the final run once :meth:`stream` / :meth:`deltas` / :meth:`wait` saw it.
+    """
+
+    def __init__(
+        self,
+        client: "AsyncClient",
+        run_id: str,
+        session_key: str,
+        *,
+        duplicate: bool = False,
+        state: int = run_pb2.RUN_STATE_UNSPECIFIED,
+        start_seq: Optional[int] = None,
+    ) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.session_key = session_key
+        self.duplicate = duplicate
+        self.state = state
+        self.final: Optional[run_pb2.Run] = None
+        self._start_seq = start_seq
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncRunHandle(run_id={self.run_id!r}, session_key={self.session_key!r}, "
+            f"duplicate={self.duplicate})"
+        )
+
+    async def get(self) -> run_pb2.Run:
+        """Reads the run now (``AgentService/GetRun``)."""
+        return await self.client.get_run(self.run_id)
+
+    async def wait(self, timeout: Optional[float] = 60.0) -> run_pb2.Run:
+        """Waits up to ``timeout`` seconds (``None``: forever) for the run to finish and
+        returns it; when the timeout passes first the run is returned in its current,
+        non-terminal state (check :func:`is_terminal`)."""
+        run = await self.client.wait_run(self.run_id, timeout)
+        if is_terminal(run):
+            self.final = run
+        return run
+
+    async def cancel(self) -> run_pb2.Run:
+        """Cancels the run (``AgentService/CancelRun``); a finished run is returned unchanged."""
+        return await self.client.cancel_run(self.run_id)
+
+    async def stream(self) -> AsyncIterator[RunUpdate]:
+        """Streams the run: reply deltas as the model produces them, non-terminal state
+        changes, then a ``"done"`` update with the final run, after which it ends.
+
+        Built on the auto-resuming event watch filtered by run id and kinds RUN + DELTA,
+        starting at the event head seen just before the run was submitted (no delta is missed
+        and the log is not replayed). For a duplicate or attached run the run is read first; if
+        it already finished its reply is yielded as one delta. Either way the deltas of the
+        final attempt concatenate to ``Run.reply_text``.
+        """
+        after = self._start_seq if not self.duplicate else None
+        if after is None:
+            run = await self.get()
+            if is_terminal(run):
+                self.final = run
+                if run.reply_text:
+                    yield RunUpdate("delta", run.reply_text)
+                yield RunUpdate("done", run=run)
+                return
+            after = 0  # its events may predate our head: replay them (filtered)
+        flt = event_pb2.EventFilter(
+            run_id=self.run_id, kinds=[event_pb2.EVENT_KIND_RUN, event_pb2.EVENT_KIND_DELTA]
+        )
+        watch = self.client.watch_events(after, flt)
+        text = ""
+        attempt = 0
+        try:
+            async for event in watch:
+                which = event.WhichOneof("payload")
+                if which == "delta":
+                    if event.delta.text:
+                        text += event.delta.text
+                        yield RunUpdate("delta", event.delta.text)
+                elif which == "run":
+                    run = event.run
+                    if is_terminal(run):
+                        self.final = run
+                        if run.reply_text.startswith(text) and len(run.reply_text) > len(text):
+                            # Reply text the deltas did not carry (e.g. a replay gap).
+                            yield RunUpdate("delta", run.reply_text[len(text):])
+                        yield RunUpdate("done", run=run)
+                        return
+                    if run.attempt > attempt:
+                        if attempt != 0:
+                            text = ""  # a new attempt regenerates the reply from scratch
+                        attempt = run.attempt
+                    yield RunUpdate("state", run=run)
+        finally:
+            await watch.aclose()
+        raise ClawplaneError(grpc.StatusCode.INTERNAL, "the event watch ended before the run finished")
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """The reply text as it streams (the ``"delta"`` items of :meth:`stream`); afterwards
+        :attr:`final` holds the final run."""
+        async for update in self.stream():
+            if update.kind == "delta":
+                yield update.text
+
+
+class AsyncClient:
+    """A connection to one clawplane gateway over ``grpc.aio``.
+
+    Create it inside a running event loop, with :func:`connect` (dials and checks the
+    gateway is reachable) or the constructor (dials lazily on the first call)::
+
+        client = await clawplane.aio.connect()          # CLAWPLANE_URL / CLAWPLANE_TOKEN
+        run = await (await client.agent_run("hi")).wait()
+        print(run.reply_text)
+
+    Typed calls cover the common verbs; every generated stub is at :attr:`stubs` (send
+    :attr:`metadata` with raw calls to authenticate).
+    """
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        token: Optional[str] = None,
+        *,
+        options: Optional[Iterable[tuple[str, Any]]] = None,
+        credentials: Optional[grpc.ChannelCredentials] = None,
+    ) -> None:
+        raw_url, tok = discover(url, token)
+        target, tls, self.url = _parse_url(raw_url)
+        self.target = target
+        #: ``(("authorization", "Bearer <token>"),)`` or ``()`` without a token.
+        self.metadata = _auth_metadata(tok)
+        opts = channel_options(target) + list(options or [])
+        if tls or credentials is not None:
+            creds = credentials or grpc.ssl_channel_credentials()
+            self.channel = grpc.aio.secure_channel(target, creds, options=opts)
+        else:
+            self.channel = grpc.aio.insecure_channel(target, options=opts)
+        #: The generated ``grpc.aio`` stubs on this client's channel.
+        self.stubs = Stubs(self.channel)
+        self.closed = False
+
+    @classmethod
+    async def connect(
+        cls, url: Optional[str] = None, token: Optional[str] = None, *, timeout: float = 5.0
+    ) -> "AsyncClient":
+        """Like the constructor, then waits up to ``timeout`` s for the connection; an
+        unreachable gateway raises :class:`ClawplaneError` (``UNAVAILABLE``)."""
+        client = cls(url, token)
+        try:
+            await asyncio.wait_for(client.channel.channel_ready(), timeout)
+        except asyncio.TimeoutError:
+            await client.close()
+            raise ClawplaneError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the gateway at {client.url} is not reachable (no connection within {timeout:g}s)",
+            ) from None
+        return client
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(url={self.url!r})"
+
+    async def close(self) -> None:
+        """Closes the channel (open watches end)."""
+        self.closed = True
+        await self.channel.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[T]],
+        request: Any,
+        *,
+        retry: bool = True,
+        timeout: Optional[float] = None,
+    ) -> tuple[T, int]:
+        """Runs a unary call, retrying UNAVAILABLE (when ``retry``) with backoff. Returns the
+        response and the number of attempts made."""
+        delay = 0.1
+        attempt = 1
+        while True:
+            try:
+                resp = await method(request, metadata=self.metadata, timeout=timeout)
+                return resp, attempt
+            except grpc.RpcError as e:
+                if (
+                    retry
+                    and not self.closed
+                    and e.code() == grpc.StatusCode.UNAVAILABLE
+                    and attempt < UNARY_ATTEMPTS
+                ):
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    attempt += 1
+                    continue
+                raise from_rpc_error(e) from None
+
+    async def _head_seq(self) -> Optional[int]:
+        """The event-log head, or None when the caller may not read status."""
+        try:
+            return (await self.status()).last_event_seq
+        except ClawplaneError:
+            return None
+
+    async def _submit(self, method: Callable[..., Awaitable[Any]], req: Any) -> AsyncRunHandle:
+        auto_key = not req.idempotency_key
+        if auto_key:
+            req.idempotency_key = str(uuid.uuid4())
+        head = await self._head_seq()
+        resp, attempts = await self._call(method, req)
+        return AsyncRunHandle(
+            self,
+            resp.run_id,
+            resp.session_key,
+            # A retry of our own auto-keyed submission finds the first attempt's run.
+            duplicate=bool(resp.duplicate) and not (auto_key and attempts > 1),
+            state=resp.state,
+            start_seq=head,
+        )
+
+    # ------------------------------------------------------------------ gateway
+
+    async def status(self) -> gateway_pb2.GatewayServiceStatusResponse:
+        """``GatewayService/Status``: version, defaults, queue depths and the event-log head."""
+        resp, _ = await self._call(self.stubs.gateway.Status, gateway_pb2.GatewayServiceStatusRequest())
+        return cast("gateway_pb2.GatewayServiceStatusResponse", resp)
+
+    async def get_caller(self) -> gateway_pb2.GetCallerResponse:
+        """``GatewayService/GetCaller``: the kind of credential and its scopes."""
+        resp, _ = await self._call(self.stubs.gateway.GetCaller, gateway_pb2.GetCallerRequest())
+        return cast("gateway_pb2.GetCallerResponse", resp)
+
+    async def wake(
+        self, text: str, *, mode: int = event_pb2.WAKE_MODE_NOW, session_key: str = "", agent_id: str = ""
+    ) -> gateway_pb2.GatewayServiceWakeResponse:
+        """``GatewayService/Wake``. Not retried: a repeat could start a second heartbeat."""
+        req = gateway_pb2.GatewayServiceWakeRequest(
+            text=text, mode=mode, session_key=session_key, agent_id=agent_id  # type: ignore[arg-type]
+        )
+        resp, _ = await self._call(self.stubs.gateway.Wake, req, retry=False)
+        return cast("gateway_pb2.GatewayServiceWakeResponse", resp)
+
+    # ------------------------------------------------------------------ runs
+
+    async def agent_run(
+        self, message: str, *, session_key: str = "", idempotency_key: Optional[str] = None, **fields: Any
+    ) -> AsyncRunHandle:
+        """``AgentService/Run``: starts an agent turn and returns its handle.
+
+        ``fields`` are further ``AgentServiceRunRequest`` fields (``agent_id``, ``channel``,
+        ``to``, ``deliver``, ``model``, ``timeout_seconds``, ...). Without an
+        ``idempotency_key`` a UUID is generated (it becomes the run id), so the submission
+        is retried safely on UNAVAILABLE.
+        """
+        req = agent_pb2.AgentServiceRunRequest(
+            message=message, session_key=session_key, idempotency_key=idempotency_key or "", **fields
+        )
+        return await self._submit(self.stubs.agent.Run, req)
+
+    async def chat_send(
+        self, session_key: str, message: str, *, idempotency_key: Optional[str] = None, **fields: Any
+    ) -> AsyncRunHandle:
+        """``ChatService/Send``: sends a user message into a session (created on first use)
+        and returns the run's handle. ``fields``: ``agent_id``, ``deliver``, ``channel``,
+        ``to``, ``model``, ``thinking``, ``timeout_seconds``, ``best_effort_deliver``."""
+        req = chat_pb2.ChatServiceSendRequest(
+            session_key=session_key, message=message, idempotency_key=idempotency_key or "", **fields
+        )
+        return await self._submit(self.stubs.chat.Send, req)
+
+    async def sessions_send(
+        self, session_key: str, message: str, *, idempotency_key: Optional[str] = None, **fields: Any
+    ) -> AsyncRunHandle:
+        """``SessionService/Send``: sends into an existing session (NOT_FOUND
+        ``SESSION_NOT_FOUND`` otherwise) and returns the run's handle."""
+        req = session_pb2.SessionServiceSendRequest(
+            session_key=session_key, message=message, idempotency_key=idempotency_key or "", **fields
+        )
+        return await self._submit(self.stubs.sessions.Send, req)
+
+    async def get_run(self, run_id: str) -> run_pb2.Run:
+        """``AgentService/GetRun``."""
+        resp, _ = await self._call(self.stubs.agent.GetRun, agent_pb2.GetRunRequest(run_id=run_id))
+        return cast("run_pb2.Run", resp.run)
+
+    async def run_handle(self, run_id: str) -> AsyncRunHandle:
+        """A handle for an existing run (reads it once to learn its session)."""
+        run = await self.get_run(run_id)
+        return AsyncRunHandle(self, run.run_id, run.session_key, state=run.state)
+
+    async def wait_run(self, run_id: str, timeout: Optional[float] = 60.0) -> run_pb2.Run:
+        """Waits up to ``timeout`` s (``None``: forever) for the run to reach a terminal
+        state, calling ``AgentService/Wait`` in chunks of at most 30 s and re-calling on
+        UNAVAILABLE. Returns the run as it stands when the wait ends; a zero timeout just
+        reads it."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        backoff = 0.1
+        while True:
+            remaining = WAIT_CHUNK_SECONDS if deadline is None else deadline - loop.time()
+            if remaining <= 0:
+                return await self.get_run(run_id)
+            chunk = min(remaining, WAIT_CHUNK_SECONDS)
+            req = agent_pb2.AgentServiceWaitRequest(run_id=run_id, timeout_ms=max(1, int(chunk * 1000)))
+            try:
+                # Leave the server room to answer done=false before the deadline.
+                resp = await self.stubs.agent.Wait(req, metadata=self.metadata, timeout=chunk + 10)
+            except grpc.RpcError as e:
+                if (
+                    e.code() == grpc.StatusCode.UNAVAILABLE
+                    and not self.closed
+                    and (deadline is None or loop.time() + backoff < deadline)
+                ):
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                raise from_rpc_error(e) from None
+            backoff = 0.1
+            if resp.done or (deadline is not None and loop.time() >= deadline):
+                return cast("run_pb2.Run", resp.run)
+
+    async def cancel_run(self, run_id: str) -> run_pb2.Run:
+        """``AgentService/CancelRun``: a terminal run is returned unchanged (safe to retry)."""
+        resp, _ = await self._call(self.stubs.agent.CancelRun, agent_pb2.CancelRunRequest(run_id=run_id))
+        return cast("run_pb2.Run", resp.run)
+
+    async def list_runs(
+        self, *, session_key: str = "", states: Iterable[int] = (), page_size: int = 0, page_token: str = ""
+    ) -> agent_pb2.ListRunsResponse:
+        """``AgentService/ListRuns``: one page of runs, newest first."""
+        req = agent_pb2.ListRunsRequest(
+            session_key=session_key, states=list(states), page_size=page_size, page_token=page_token  # type: ignore[arg-type]
+        )
+        resp, _ = await self._call(self.stubs.agent.ListRuns, req)
+        return cast("agent_pb2.ListRunsResponse", resp)
+
+    # ------------------------------------------------------------------ sessions
+
+    async def sessions_list(self, agent_id: str = "") -> list[session_pb2.Session]:
+        """``SessionService/List``, every page: most recently updated first."""
+        out: list[session_pb2.Session] = []
+        token = ""
+        while True:
+            req = session_pb2.SessionServiceListRequest(agent_id=agent_id, page_size=1000, page_token=token)
+            resp, _ = await self._call(self.stubs.sessions.List, req)
+            out.extend(resp.sessions)
+            if not resp.next_page_token or resp.next_page_token == token:
+                return out
+            token = resp.next_page_token
+
+    async def sessions_get(self, session_key: str) -> session_pb2.Session:
+        """``SessionService/Get`` for a bare or full session key."""
+        req = session_pb2.SessionServiceGetRequest(session_key=session_key)
+        resp, _ = await self._call(self.stubs.sessions.Get, req)
+        return cast("session_pb2.Session", resp.session)
+
+    async def sessions_history(self, session_key: str) -> tuple[session_pb2.Session, list[session_pb2.Message]]:
+        """``ChatService/History``, every page: the session and its transcript, oldest first."""
+        session: Optional[session_pb2.Session] = None
+        messages: list[session_pb2.Message] = []
+        token = ""
+        while True:
+            req = chat_pb2.ChatServiceHistoryRequest(session_key=session_key, page_size=1000, page_token=token)
+            resp, _ = await self._call(self.stubs.chat.History, req)
+            if session is None:
+                session = resp.session
+            messages.extend(resp.messages)
+            if not resp.next_page_token or resp.next_page_token == token:
+                break
+            token = resp.next_page_token
+        assert session is not None
+        return session, messages
+
+    # ------------------------------------------------------------------ events
+
+    def watch_events(
+        self,
+        after_seq: int = 0,
+        filter: Optional[event_pb2.EventFilter] = None,
+        *,
+        kinds: Iterable[int] = (),
+        run_id: str = "",
+        session_key: str = "",
+        progress: bool = False,
+    ) -> AsyncEventWatch:
+        """An auto-resuming ``EventService/Watch``: events with seq > ``after_seq`` matching
+        ``filter`` (or the ``kinds`` / ``run_id`` / ``session_key`` shorthands), then live
+        ones. See :class:`AsyncEventWatch` for the resume rules."""
+        if filter is None:
+            filter = event_pb2.EventFilter(
+                kinds=list(kinds), run_id=run_id, session_key=session_key  # type: ignore[arg-type]
+            )
+        return AsyncEventWatch(self, after_seq, filter, progress)
+
+    async def watch_live(self, filter: Optional[event_pb2.EventFilter] = None, **kw: Any) -> AsyncEventWatch:
+        """Like :meth:`watch_events` but starts at the current head (only new events)."""
+        head = (await self.status()).last_event_seq
+        return self.watch_events(head, filter, **kw)
+
+    # ------------------------------------------------------------------ devices
+
+    async def devices_list(self) -> device_pb2.ListDevicesResponse:
+        """``DeviceService/ListDevices``: ``pending`` pairing requests and ``paired`` devices."""
+        resp, _ = await self._call(self.stubs.devices.ListDevices, device_pb2.ListDevicesRequest())
+        return cast("device_pb2.ListDevicesResponse", resp)
+
+    async def devices_approve(self, request_id: str) -> device_pb2.ApprovePairingResponse:
+        """``DeviceService/ApprovePairing``: the device receives its token on its next
+        ConnectDevice."""
+        req = device_pb2.ApprovePairingRequest(request_id=request_id)
+        resp, _ = await self._call(self.stubs.devices.ApprovePairing, req)
+        return cast("device_pb2.ApprovePairingResponse", resp)
+
+    async def devices_reject(self, request_id: str) -> device_pb2.RejectPairingResponse:
+        """``DeviceService/RejectPairing``."""
+        req = device_pb2.RejectPairingRequest(request_id=request_id)
+        resp, _ = await self._call(self.stubs.devices.RejectPairing, req)
+        return cast("device_pb2.RejectPairingResponse", resp)
+
+
+async def connect(url: Optional[str] = None, token: Optional[str] = None, *, timeout: float = 5.0) -> AsyncClient:
+    """Connects to the gateway (``url`` default ``$CLAWPLANE_URL`` or
+    ``http://127.0.0.1:18789``, ``token`` default ``$CLAWPLANE_TOKEN``; ``token=""`` sends
+    none) and returns an :class:`AsyncClient`."""
+    return await AsyncClient.connect(url, token, timeout=timeout)
