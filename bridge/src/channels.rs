@@ -66,6 +66,7 @@ async fn inbound(
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0),
+        forwarding: crate::forwarding_headers(req.headers()),
     };
     let (parts, body) = req.into_parts();
     let bytes = match read_body(body, &parts.headers).await {

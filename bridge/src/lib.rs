@@ -46,6 +46,39 @@ pub struct Caller {
     pub token: Option<String>,
     /// The peer address, forwarded as the request's `ConnectInfo`.
     pub peer: Option<SocketAddr>,
+    /// The HTTP request's proxy headers (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`), copied
+    /// into the metadata: the service layer decides whether to believe them
+    /// (`gateway.trustedProxies`) and never treats a proxied caller as local.
+    pub forwarding: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// The proxy headers a caller may send.
+pub const FORWARDING_HEADERS: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+];
+
+/// The proxy headers of an HTTP request (repeated headers joined with `, `).
+pub fn forwarding_headers(headers: &http::HeaderMap) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let mut out = Vec::new();
+    for name in FORWARDING_HEADERS {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&values.join(", ")) {
+            out.push((http::HeaderName::from_static(name), v));
+        }
+    }
+    out
 }
 
 impl Caller {
@@ -60,6 +93,15 @@ impl Caller {
         if let Some(peer) = self.peer {
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
+        }
+        for (name, value) in &self.forwarding {
+            if let (Ok(k), Ok(v)) = (
+                tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
+                value.to_str().map(tonic::metadata::MetadataValue::try_from),
+            ) && let Ok(v) = v
+            {
+                req.metadata_mut().insert(k, v);
+            }
         }
         req
     }

@@ -129,6 +129,7 @@ async fn sync_call(
     let caller = Caller {
         token: bearer(req.headers()),
         peer: peer(&req),
+        forwarding: crate::forwarding_headers(req.headers()),
     };
     let (parts, body) = req.into_parts();
     let bytes = match read_body(body, &parts.headers).await {
@@ -186,6 +187,7 @@ async fn ingest(
     let caller = Caller {
         token: None,
         peer: peer(&req),
+        forwarding: crate::forwarding_headers(req.headers()),
     };
     let (parts, body) = req.into_parts();
     let bytes = match read_body(body, &parts.headers).await {

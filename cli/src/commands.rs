@@ -102,7 +102,16 @@ fn json<T: serde::Serialize>(msg: &T) -> Result<String, Failure> {
 pub(crate) async fn run(opts: ConnectOpts, cmd: Command) -> ExitCode {
     let discovered =
         clawplane_sdk::discover_detailed(opts.url, opts.token, opts.data_dir.as_deref());
-    let result = match Client::connect(&discovered.url, discovered.token.clone()).await {
+    let tls = clawplane_sdk::TlsOptions {
+        fingerprint: opts.tls_fingerprint.clone().or_else(|| {
+            opts.tls_ca
+                .is_none()
+                .then(|| discovered.tls_fingerprint.clone())
+                .flatten()
+        }),
+        ca_file: opts.tls_ca.clone(),
+    };
+    let result = match Client::connect_with(&discovered.url, discovered.token.clone(), tls).await {
         Ok(client) => {
             let token = discovered.token.clone();
             dispatch(&Ctx { client, token }, cmd).await
@@ -146,11 +155,12 @@ fn report(d: &Discovered, failure: Failure) -> ExitCode {
             ExitCode::from(1)
         }
         Failure::Sdk(e) => {
-            let message = if e.is_unreachable() && !matches!(e, Error::Connect { .. }) {
-                format!("the gateway at {} is not reachable: {e}", d.url)
-            } else {
-                e.to_string()
-            };
+            let message =
+                if e.is_unreachable() && !matches!(e, Error::Connect { .. } | Error::Tls { .. }) {
+                    format!("the gateway at {} is not reachable: {e}", d.url)
+                } else {
+                    e.to_string()
+                };
             eprintln!("error: {message}");
             let mut hint = e.hint();
             if e.code() == Code::Unauthenticated {
@@ -178,7 +188,10 @@ fn exit_code(e: &Error) -> u8 {
         return 2;
     }
     match e {
-        Error::InvalidUrl { .. } | Error::InvalidToken | Error::Connect { .. } => 2,
+        Error::InvalidUrl { .. }
+        | Error::InvalidToken
+        | Error::Connect { .. }
+        | Error::Tls { .. } => 2,
         _ => match e.code() {
             Code::Unauthenticated | Code::PermissionDenied | Code::InvalidArgument => 2,
             Code::ResourceExhausted if e.reason().as_deref() == Some("AUTH_RATE_LIMITED") => 2,

@@ -358,6 +358,14 @@ pub fn status(url: &str, s: &pb::GatewayServiceStatusResponse) -> String {
         format!("data dir   {}", or_dash(&s.data_dir)),
         format!("scopes     {scopes}"),
         format!("instance   {}", or_dash(&s.instance_id)),
+        format!(
+            "tls        {}",
+            if s.tls_fingerprint.is_empty() {
+                "off".to_string()
+            } else {
+                format!("on, certificate SHA-256 {}", s.tls_fingerprint)
+            }
+        ),
     ]
     .join("\n")
 }

@@ -62,6 +62,20 @@ pub struct ConnectOpts {
     /// [default: ~/.clawplane].
     #[arg(long, env = "CLAWPLANE_DATA_DIR", global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// For an https:// (wss://) URL: trust the CA certificates in this PEM file (or the
+    /// gateway's self-signed certificate itself) instead of the public roots.
+    #[arg(long, env = "CLAWPLANE_TLS_CA", global = true, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// For an https:// (wss://) URL: accept exactly the certificate with this SHA-256
+    /// fingerprint (hex, colons optional; shown by `clawplane status` and the gateway log).
+    /// Default for a loopback URL: the local gateway's <data-dir>/tls/cert.pem.
+    #[arg(
+        long,
+        env = "CLAWPLANE_TLS_FINGERPRINT",
+        global = true,
+        value_name = "SHA256"
+    )]
+    pub tls_fingerprint: Option<String>,
 }
 
 /// The client subcommands.

@@ -112,6 +112,20 @@ pub struct Principal {
     pub kind: Kind,
 }
 
+impl Principal {
+    /// The credential a request bucket belongs to; none for anonymous callers.
+    fn credential_key(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Gateway => Some("gateway".into()),
+            Kind::Hooks => Some("hooks".into()),
+            Kind::Device {
+                device_id, role, ..
+            } => Some(format!("device:{device_id}:{role}")),
+            Kind::Anonymous => None,
+        }
+    }
+}
+
 /// The only scope of the hooks token (`hooks.token`): the hook operations, nothing else.
 pub const HOOKS_SCOPE: &str = "hooks";
 
@@ -320,6 +334,37 @@ impl Drop for StreamGuard {
     }
 }
 
+/// A token bucket of requests.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn full(rate: crate::config::RequestRate) -> Bucket {
+        Bucket {
+            tokens: f64::from(rate.burst.max(1)),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token, or says how long until one is there.
+    fn take(&mut self, rate: crate::config::RequestRate, now: Instant) -> Result<(), Duration> {
+        let cap = f64::from(rate.burst.max(1));
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate.requests_per_second).min(cap);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - self.tokens) / rate.requests_per_second,
+            ))
+        }
+    }
+}
+
 struct Failures {
     count: u32,
     window_start: Instant,
@@ -335,6 +380,10 @@ pub struct Auth {
     source: String,
     limits: RateLimitConfig,
     failures: Mutex<HashMap<IpAddr, Failures>>,
+    /// Request buckets per credential (`gateway.auth.rateLimit.perCredential`).
+    buckets: Mutex<HashMap<String, Bucket>>,
+    /// The gateway-wide bucket (`gateway.auth.rateLimit.global`).
+    global: Mutex<Bucket>,
     /// Told when an address gets locked out (the gateway records a SECURITY event).
     on_lockout: std::sync::OnceLock<Box<dyn Fn(IpAddr, Duration) + Send + Sync>>,
 }
@@ -399,10 +448,47 @@ impl Auth {
             token_digest: digest(token),
             hooks_digest: std::sync::OnceLock::new(),
             source,
-            limits,
             failures: Mutex::default(),
+            buckets: Mutex::default(),
+            global: Mutex::new(Bucket::full(limits.global)),
             on_lockout: std::sync::OnceLock::new(),
+            limits,
         }
+    }
+
+    /// Spends one request of the caller's credential bucket and of the global bucket;
+    /// RESOURCE_EXHAUSTED `RATE_LIMITED` with the wait when either is empty.
+    pub fn admit(&self, p: &Principal) -> Result<(), Error> {
+        let now = Instant::now();
+        let rate = self.limits.per_credential;
+        if let Some(key) = p
+            .credential_key()
+            .filter(|_| rate.requests_per_second > 0.0)
+        {
+            let mut map = super::core::lock(&self.buckets);
+            if map.len() > 10_000 {
+                map.retain(|_, b| b.tokens < f64::from(rate.burst.max(1)));
+            }
+            let b = map.entry(key).or_insert_with(|| Bucket::full(rate));
+            if let Err(wait) = b.take(rate, now) {
+                return Err(Error::RequestRateLimited {
+                    scope: "credential",
+                    key: "perCredential",
+                    retry_after: wait,
+                });
+            }
+        }
+        let rate = self.limits.global;
+        if rate.requests_per_second > 0.0
+            && let Err(wait) = super::core::lock(&self.global).take(rate, now)
+        {
+            return Err(Error::RequestRateLimited {
+                scope: "global",
+                key: "global",
+                retry_after: wait,
+            });
+        }
+        Ok(())
     }
 
     /// Sets what to do when an address gets locked out (once; later calls are ignored).

@@ -45,6 +45,67 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// WebSocket limits (`gateway.ws.*`).
     pub ws: WsLimitsConfig,
+    /// TLS for every surface of the one port (`gateway.tls.*`).
+    pub tls: TlsConfig,
+    /// Allow binding a non-loopback address without TLS (tokens then cross the network in
+    /// clear text). Off by default: such a start is refused.
+    pub allow_insecure_remote: bool,
+}
+
+/// `gateway.tls`: rustls on the one port (gRPC over h2 via ALPN, gRPC-Web, HTTP hooks and
+/// webhooks, `wss://`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TlsConfig {
+    /// On/off. Unset: on when `autoGenerate` is true or `certPath`/`keyPath` are set.
+    pub enabled: Option<bool>,
+    /// PEM certificate chain (leaf first). Reloaded when the file changes.
+    pub cert_path: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Reloaded when the file changes.
+    pub key_path: Option<PathBuf>,
+    /// Create a self-signed certificate (SANs localhost, 127.0.0.1, ::1 and the bind
+    /// address) when the files are missing; default `<data-dir>/tls/cert.pem` and
+    /// `key.pem`. Unset with `enabled: true` and no paths: true.
+    pub auto_generate: Option<bool>,
+}
+
+impl TlsConfig {
+    /// True when TLS is on.
+    pub fn is_enabled(&self) -> bool {
+        match self.enabled {
+            Some(on) => on,
+            None => {
+                self.auto_generate == Some(true)
+                    || self.cert_path.is_some()
+                    || self.key_path.is_some()
+            }
+        }
+    }
+
+    /// Checks the combination (after `serve --tls-cert/--tls-key` were applied).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.cert_path.is_some() != self.key_path.is_some() {
+            return Err(ConfigError::Invalid(
+                "gateway.tls: certPath and keyPath go together (--tls-cert and --tls-key); set both"
+                    .into(),
+            ));
+        }
+        if self.is_enabled() && !self.generates() && self.cert_path.is_none() {
+            return Err(ConfigError::Invalid(
+                "gateway.tls: TLS is enabled but has no certificate; set certPath and keyPath, or autoGenerate: true"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when a missing certificate is generated.
+    pub fn generates(&self) -> bool {
+        match self.auto_generate {
+            Some(on) => on,
+            None => self.cert_path.is_none() && self.key_path.is_none(),
+        }
+    }
 }
 
 /// `gateway.ws`.
@@ -103,6 +164,8 @@ impl Default for GatewayConfig {
             nodes: NodesConfig::default(),
             max_connections: 20_000,
             ws: WsLimitsConfig::default(),
+            tls: TlsConfig::default(),
+            allow_insecure_remote: false,
         }
     }
 }
@@ -122,6 +185,10 @@ pub struct RateLimitConfig {
     pub max_attempts: u32,
     pub window_ms: u64,
     pub lockout_ms: u64,
+    /// Requests per credential (the gateway token, the hooks token, each device role).
+    pub per_credential: RequestRate,
+    /// Requests across all callers.
+    pub global: RequestRate,
 }
 
 impl Default for RateLimitConfig {
@@ -130,8 +197,18 @@ impl Default for RateLimitConfig {
             max_attempts: 20,
             window_ms: 60_000,
             lockout_ms: 60_000,
+            per_credential: RequestRate::default(),
+            global: RequestRate::default(),
         }
     }
+}
+
+/// A token bucket: `requestsPerSecond` sustained, `burst` at once; 0 = unlimited.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RequestRate {
+    pub requests_per_second: f64,
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -160,6 +237,11 @@ pub struct AgentEntry {
 pub struct AgentDefaults {
     /// Runs executing at once across sessions.
     pub max_concurrent: usize,
+    /// Runs waiting (queued, not yet running) across the gateway at most; more are refused
+    /// with RESOURCE_EXHAUSTED `QUEUE_FULL`.
+    pub max_queued_runs: u64,
+    /// Runs waiting in one session's queue at most.
+    pub max_queued_per_session: usize,
     /// Default run time limit.
     pub timeout_seconds: u32,
     /// Default model `provider/model` (the config may also say `{ primary, fallbacks }`).
@@ -173,6 +255,8 @@ impl Default for AgentDefaults {
     fn default() -> Self {
         AgentDefaults {
             max_concurrent: 16,
+            max_queued_runs: 100_000,
+            max_queued_per_session: 1_000,
             timeout_seconds: 600,
             model: "builtin/echo".into(),
             model_fallbacks: Vec::new(),

@@ -99,6 +99,14 @@ pub enum Error {
     SignatureInvalid(String),
     #[error("{0}")]
     AgentFailed(String),
+    #[error("too many requests ({scope} limit, gateway.auth.rateLimit.{key}); retry in {} ms", .retry_after.as_millis().max(1))]
+    RequestRateLimited {
+        scope: &'static str,
+        key: &'static str,
+        retry_after: Duration,
+    },
+    #[error("the run queue is full: {queued} runs are waiting ({limit}); retry later")]
+    QueueFull { queued: u64, limit: String },
     #[error(
         "no delivery route: {detail}. Pass channel and to, use a session that has received a channel message, or set bestEffortDeliver to run without delivery"
     )]
@@ -145,7 +153,9 @@ impl Error {
             Error::IdempotencyConflict { .. } => Code::AlreadyExists,
             Error::SessionBusy(_) => Code::FailedPrecondition,
             Error::TokenMissing(_) | Error::TokenInvalid(_) => Code::Unauthenticated,
-            Error::RateLimited { .. } => Code::ResourceExhausted,
+            Error::RateLimited { .. }
+            | Error::RequestRateLimited { .. }
+            | Error::QueueFull { .. } => Code::ResourceExhausted,
             Error::MissingScope { .. } => Code::PermissionDenied,
             Error::PairingRequired { .. } => Code::FailedPrecondition,
             Error::DeviceProof(_) => Code::Unauthenticated,
@@ -201,6 +211,8 @@ impl Error {
             Error::WebhookKeyInvalid => "WEBHOOK_KEY_INVALID",
             Error::SignatureInvalid(_) => "WEBHOOK_SIGNATURE_INVALID",
             Error::AgentFailed(_) => "AGENT_FAILED",
+            Error::RequestRateLimited { .. } => "RATE_LIMITED",
+            Error::QueueFull { .. } => "QUEUE_FULL",
             Error::NoDeliveryRoute { .. } => "NO_DELIVERY_ROUTE",
             Error::VerifyTokenMismatch(_) => "VERIFY_TOKEN_MISMATCH",
             Error::Storage(_) => "STORAGE_FAILURE",
@@ -250,6 +262,15 @@ impl Error {
             Error::SubscriberLagged { last_seq } => vec![kv("lastSeq", last_seq.to_string())],
             Error::NotImplemented(what) => vec![kv("method", what.to_string())],
             Error::WebhookKeyNotFound(id) => vec![kv("keyId", id.clone())],
+            Error::RequestRateLimited {
+                scope, retry_after, ..
+            } => vec![
+                kv("scope", scope.to_string()),
+                kv("retryAfterMs", retry_after.as_millis().max(1).to_string()),
+            ],
+            Error::QueueFull { queued, limit } => {
+                vec![kv("queued", queued.to_string()), kv("limit", limit.clone())]
+            }
             Error::NoDeliveryRoute {
                 cause, channel, to, ..
             } => vec![
@@ -284,8 +305,15 @@ impl From<Error> for Status {
                 details.add_bad_request_violation(f.field, f.description.clone());
             }
         }
-        if let Error::RateLimited { retry_after, .. } = &e {
-            details.set_retry_info(Some(*retry_after));
+        match &e {
+            Error::RateLimited { retry_after, .. }
+            | Error::RequestRateLimited { retry_after, .. } => {
+                details.set_retry_info(Some(*retry_after));
+            }
+            Error::QueueFull { .. } => {
+                details.set_retry_info(Some(Duration::from_secs(1)));
+            }
+            _ => {}
         }
         Status::with_error_details(e.code(), e.to_string(), details)
     }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod models;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 use clap::{Args, Parser, Subcommand};
 use std::{
@@ -52,6 +53,12 @@ pub struct ServeArgs {
     /// JSON5 config file (openclaw.json-compatible keys).
     #[arg(long, env = "CLAWPLANE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// PEM certificate chain to serve TLS with (with --tls-key; gateway.tls.certPath).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (gateway.tls.keyPath).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The entry point of the `clawplane` binary.
@@ -112,8 +119,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(b) = args.bind {
         cfg.gateway.bind = b;
     }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        cfg.gateway.tls.cert_path = Some(cert);
+        cfg.gateway.tls.key_path = Some(key);
+        cfg.gateway.tls.enabled = Some(true);
+    }
+    cfg.gateway.tls.check()?;
     let ip = cfg.bind_addr()?;
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let tls_on = cfg.gateway.tls.is_enabled();
+    if !tls::is_loopback(ip) && !tls_on && !cfg.gateway.allow_insecure_remote {
+        anyhow::bail!(
+            "refusing to listen on {ip} without TLS: tokens would cross the network in clear text. \
+             Enable TLS with gateway.tls.autoGenerate: true (a self-signed certificate in the data dir), \
+             or gateway.tls.certPath + gateway.tls.keyPath (or serve --tls-cert FILE --tls-key FILE); \
+             or bind loopback; or set gateway.allowInsecureRemote: true to accept the risk (e.g. behind a TLS proxy)"
+        );
+    }
+    let tls = if tls_on {
+        Some(tls_setup(&cfg.gateway.tls, &data_dir, ip)?)
+    } else {
+        None
+    };
 
     let (token, source) = match (
         &cfg.gateway.auth.token,
@@ -133,6 +160,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     if !ip.is_loopback() {
         tracing::warn!(bind = %ip, "listening beyond loopback; every call needs the gateway token");
+        if tls.is_none() {
+            tracing::warn!(
+                "gateway.allowInsecureRemote: serving beyond loopback WITHOUT TLS; tokens cross the network in clear text"
+            );
+        }
     }
     if cfg.hooks.enabled {
         if cfg.hooks.token() == Some(token.as_str()) {
@@ -149,6 +181,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let grace = Duration::from_millis(cfg.gateway.shutdown_grace_ms);
     let gw = core::Gateway::open(cfg.clone(), data_dir.clone()).await?;
+    if let Some(resolver) = &tls {
+        let _ = gw.tls.set(resolver.clone());
+    }
     gw.spawn_heartbeat_schedule();
     let store = gw.store.clone();
     auth.on_lockout(move |ip, lock| {
@@ -182,22 +217,36 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "clawplane listening on http://{addr}")?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        writeln!(out, "clawplane listening on {scheme}://{addr}")?;
         out.flush()?;
     }
     tracing::info!(%addr, data_dir = %data_dir.display(), "gateway ready");
 
     let stop = gw.shutdown.clone();
-    // Small replies must not wait for Nagle's algorithm (40 ms tails otherwise).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop.cancelled().await });
-    let server = tokio::spawn(async move { server.await });
+    let server = match &tls {
+        Some(resolver) => {
+            resolver.spawn_watcher(stop.clone());
+            let config = resolver.server_config()?;
+            tokio::spawn(tls::serve(listener, config, app, stop))
+        }
+        None => {
+            // Small replies must not wait for Nagle's algorithm (40 ms tails otherwise).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let server = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+            tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "server failed");
+                }
+            })
+        }
+    };
 
     signals.next().await;
     tracing::info!("shutting down: draining runs (a second signal exits at once)");
@@ -211,6 +260,36 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_millis(500), server).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves the certificate files (generating a self-signed pair for autoGenerate) and
+/// loads them.
+fn tls_setup(
+    t: &config::TlsConfig,
+    data_dir: &std::path::Path,
+    bind: std::net::IpAddr,
+) -> anyhow::Result<Arc<tls::CertResolver>> {
+    let files = match (&t.cert_path, &t.key_path) {
+        (Some(cert), Some(key)) => tls::CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => tls::default_files(data_dir),
+    };
+    if t.generates() && tls::ensure_self_signed(&files, bind)? {
+        tracing::info!(
+            cert = %files.cert.display(),
+            key = %files.key.display(),
+            "generated a self-signed TLS certificate"
+        );
+    }
+    let resolver = tls::CertResolver::load(files)?;
+    tracing::info!(
+        cert = %resolver.files().cert.display(),
+        fingerprint = %resolver.fingerprint(),
+        "TLS on: gRPC, gRPC-Web, HTTP and wss:// share the port; pin the certificate with --tls-fingerprint"
+    );
+    Ok(resolver)
 }
 
 /// SIGTERM/SIGINT, registered once before the listening line is printed, so a signal sent

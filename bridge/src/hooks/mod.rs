@@ -643,6 +643,7 @@ impl Hooks {
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0),
+            forwarding: crate::forwarding_headers(&parts.headers),
         };
         self.authenticate(&caller).await?;
         if sub.is_empty() {

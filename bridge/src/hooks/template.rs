@@ -20,6 +20,10 @@ pub(crate) fn environment() -> Environment<'static> {
                 })?;
                 out.write_str(&json).map_err(minijinja::Error::from)
             }
+            // As in JSON and OpenClaw's `String(value)`, not minijinja's Python-style `True`.
+            ValueKind::Bool => out
+                .write_str(if value.is_true() { "true" } else { "false" })
+                .map_err(minijinja::Error::from),
             _ => minijinja::escape_formatter(out, state, value),
         }
     });

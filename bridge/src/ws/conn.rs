@@ -242,6 +242,7 @@ pub(super) async fn run(
     shim: Arc<Shim>,
     socket: WebSocket,
     peer: Option<SocketAddr>,
+    forwarding: Vec<(http::HeaderName, http::HeaderValue)>,
     query_token: Option<String>,
     over_capacity: bool,
 ) {
@@ -268,7 +269,11 @@ pub(super) async fn run(
 
     // The nonce comes from DeviceService/Challenge (single use), so a device block signed
     // over it can be verified by DeviceService/ConnectDevice.
-    let anonymous = Caller { token: None, peer };
+    let anonymous = Caller {
+        token: None,
+        peer,
+        forwarding: forwarding.clone(),
+    };
     let (nonce, ts) = match shim
         .s
         .devices
@@ -329,7 +334,15 @@ pub(super) async fn run(
     let frame: Json = serde_json::from_str(&first).unwrap_or(Json::Null);
     let kind = frame.get("type").and_then(Json::as_str).unwrap_or("");
     if legacy::is_legacy(kind) {
-        legacy::run(&shim, &mut stream, &out, frame, peer, query_token).await;
+        legacy::run(
+            &shim,
+            &mut stream,
+            &out,
+            frame,
+            anonymous.clone(),
+            query_token,
+        )
+        .await;
         if shim.cfg.shutdown.is_cancelled() {
             end(out, 1012, "service restart");
         } else {
@@ -369,7 +382,7 @@ pub(super) async fn run(
     let params = frame.get("params").cloned().unwrap_or(Json::Null);
     let mut pending: VecDeque<String> = VecDeque::new();
     let outcome = {
-        let fut = connect(&shim, params, &nonce, peer);
+        let fut = connect(&shim, params, &nonce, &anonymous);
         tokio::pin!(fut);
         loop {
             // Biased towards reading: frames that have already arrived are counted before
@@ -445,7 +458,7 @@ async fn connect(
     shim: &Shim,
     params: Json,
     nonce: &str,
-    peer: Option<SocketAddr>,
+    origin: &Caller,
 ) -> Result<(Session, Json), Refusal> {
     let p = methods::ConnectParams::parse(&params).map_err(|e| {
         Refusal::policy(ErrorShape::invalid(format!("invalid connect params: {e}")))
@@ -483,7 +496,7 @@ async fn connect(
         }
         let cred = Caller {
             token: p.token.clone().or_else(|| p.device_token.clone()),
-            peer,
+            ..origin.clone()
         };
         let signed_token = p
             .token
@@ -528,7 +541,7 @@ async fn connect(
     };
     let caller = Caller {
         token: Some(token),
-        peer,
+        ..origin.clone()
     };
 
     // The credential check: GatewayService/Status answers with the caller's scopes (a

@@ -14,7 +14,6 @@ use clawplane_proto::v1::{
 };
 use futures::{StreamExt as _, stream::SplitStream};
 use serde_json::{Value as Json, json};
-use std::net::SocketAddr;
 use tonic::{Code, Status};
 
 const TYPES: &[&str] = &["chat", "skill_invoke", "heartbeat_trigger", "status"];
@@ -55,10 +54,10 @@ pub(crate) async fn run(
     stream: &mut SplitStream<WebSocket>,
     out: &Outbox,
     first: Json,
-    peer: Option<SocketAddr>,
+    origin: Caller,
     token: Option<String>,
 ) {
-    let caller = Caller { token, peer };
+    let caller = Caller { token, ..origin };
     spawn(&shim.s, &caller, out, first);
     loop {
         tokio::select! {

@@ -132,6 +132,7 @@ async fn upgrade(State(shim): State<Arc<Shim>>, req: Request<Body>) -> Response 
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    let forwarding = crate::forwarding_headers(&parts.headers);
     let query_token = parts.uri.query().and_then(|q| {
         serde_urlencoded::from_str::<Vec<(String, String)>>(q)
             .ok()?
@@ -162,7 +163,7 @@ async fn upgrade(State(shim): State<Arc<Shim>>, req: Request<Body>) -> Response 
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
-            conn::run(shim, socket, peer, query_token, over).await;
+            conn::run(shim, socket, peer, forwarding, query_token, over).await;
             drop(guard);
         })
 }

@@ -15,6 +15,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::tls::TlsOptions;
+
 use crate::error::{Error, chain_has_refused, error_chain};
 use crate::run::RunHandle;
 use crate::watch::EventWatch;
@@ -113,34 +115,100 @@ fn endpoint(url: &str) -> Result<Endpoint, Error> {
         .keep_alive_while_idle(true))
 }
 
+/// The TLS connector of an `https://` endpoint, when the URL is one.
+type Tls = Option<(crate::tls::Connector, crate::tls::Mismatch)>;
+
+fn tls_for(ep: &Endpoint, url: &str, opts: &TlsOptions) -> Result<Tls, Error> {
+    if ep.uri().scheme_str() != Some("https") {
+        if opts.ca_file.is_some() || opts.fingerprint.is_some() {
+            return Err(Error::Tls {
+                url: url.to_string(),
+                detail: "--tls-ca / --tls-fingerprint need an https:// (or wss://) URL".into(),
+            });
+        }
+        return Ok(None);
+    }
+    let (config, mismatch) =
+        crate::tls::client_config(opts, &[b"h2"]).map_err(|detail| Error::Tls {
+            url: url.to_string(),
+            detail,
+        })?;
+    Ok(Some((crate::tls::Connector { config }, mismatch)))
+}
+
 impl Client {
-    /// Connects to the gateway at `url` (`http://host:port`; a missing scheme means
-    /// `http://`) and presents `token` as `authorization: Bearer <token>` on every call.
+    /// Connects to the gateway at `url` (`http://host:port` or `https://host:port`; a
+    /// missing scheme means `http://`, `ws://`/`wss://` are accepted as `http://`/`https://`)
+    /// and presents `token` as `authorization: Bearer <token>` on every call. An `https://`
+    /// URL trusts the public (Mozilla) roots; see [`Client::connect_with`].
     ///
     /// The TCP/HTTP2 connection is made now, so an unreachable gateway fails here with
-    /// [`Error::Connect`]; later drops are re-dialled transparently by the channel.
+    /// [`Error::Connect`] (or [`Error::Tls`] when its certificate is refused); later drops are
+    /// re-dialled transparently by the channel.
     pub async fn connect(url: &str, token: Option<String>) -> Result<Client, Error> {
+        Self::connect_with(url, token, TlsOptions::default()).await
+    }
+
+    /// Like [`Client::connect`], checking an `https://` gateway's certificate as `tls` says
+    /// (a CA file, or a pinned SHA-256 fingerprint).
+    pub async fn connect_with(
+        url: &str,
+        token: Option<String>,
+        tls: TlsOptions,
+    ) -> Result<Client, Error> {
         let auth = Auth::new(token.as_deref())?;
         let ep = endpoint(url)?;
         let url = ep.uri().to_string().trim_end_matches('/').to_string();
-        let channel = ep.connect().await.map_err(|e| Error::Connect {
-            url: url.clone(),
-            detail: error_chain(&e),
-            refused: chain_has_refused(&e),
+        let connected = match tls_for(&ep, &url, &tls)? {
+            None => ep.connect().await.map_err(|e| (e, None)),
+            Some((connector, mismatch)) => ep
+                .connect_with_connector(connector)
+                .await
+                .map_err(|e| (e, Some(mismatch))),
+        };
+        let channel = connected.map_err(|(e, mismatch)| {
+            let detail = error_chain(&e);
+            let pinned = mismatch.and_then(|m| m.lock().ok().and_then(|m| m.clone()));
+            if let Some(detail) = pinned {
+                return Error::Tls {
+                    url: url.clone(),
+                    detail,
+                };
+            }
+            if detail.contains("certificate") || detail.contains("peer sent no certificates") {
+                return Error::Tls {
+                    url: url.clone(),
+                    detail,
+                };
+            }
+            Error::Connect {
+                url: url.clone(),
+                refused: chain_has_refused(&e),
+                detail,
+            }
         })?;
         Ok(Client { channel, auth, url })
     }
 
     /// Like [`Client::connect`] but does not dial until the first call.
     pub fn connect_lazy(url: &str, token: Option<String>) -> Result<Client, Error> {
+        Self::connect_lazy_with(url, token, TlsOptions::default())
+    }
+
+    /// Like [`Client::connect_with`] but does not dial until the first call.
+    pub fn connect_lazy_with(
+        url: &str,
+        token: Option<String>,
+        tls: TlsOptions,
+    ) -> Result<Client, Error> {
         let auth = Auth::new(token.as_deref())?;
         let ep = endpoint(url)?;
         let url = ep.uri().to_string().trim_end_matches('/').to_string();
-        Ok(Client {
-            channel: ep.connect_lazy(),
-            auth,
-            url,
-        })
+        let channel = match tls_for(&ep, &url, &tls)? {
+            None => ep.connect_lazy(),
+            Some((connector, _)) => ep.connect_with_connector_lazy(connector),
+        };
+        Ok(Client { channel, auth, url })
     }
 
     /// The gateway URL this client talks to.

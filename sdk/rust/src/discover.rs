@@ -41,7 +41,14 @@ pub struct Discovered {
     pub token: Option<String>,
     /// Where the token came from.
     pub token_source: TokenSource,
+    /// For an `https://` loopback URL: the SHA-256 fingerprint of the local gateway's
+    /// auto-generated certificate (`<data dir>/tls/cert.pem`), to pin when no CA or
+    /// fingerprint is given.
+    pub tls_fingerprint: Option<String>,
 }
+
+/// Where `gateway.tls.autoGenerate` writes the certificate, relative to the data dir.
+pub const TLS_CERT_FILE: &str = "tls/cert.pem";
 
 /// Fills in local defaults for the gateway URL and token.
 ///
@@ -82,6 +89,17 @@ pub(crate) fn discover_with_env(
         .unwrap_or_else(|| DEFAULT_URL.to_string());
     let url = normalize_url(&url);
 
+    let local_dir = || {
+        data_dir
+            .map(Path::to_path_buf)
+            .or_else(|| non_empty(env("CLAWPLANE_DATA_DIR")).map(PathBuf::from))
+            .or_else(|| home_dir(env).map(|h| h.join(".clawplane")))
+    };
+    let tls_fingerprint = if url.starts_with("https://") && is_loopback_url(&url) {
+        local_dir().and_then(|d| crate::tls::pem_file_fingerprint(&d.join(TLS_CERT_FILE)))
+    } else {
+        None
+    };
     let found = if let Some(t) = non_empty(token) {
         Some((t, TokenSource::Argument))
     } else if let Some(t) = non_empty(env("CLAWPLANE_TOKEN")) {
@@ -89,11 +107,7 @@ pub(crate) fn discover_with_env(
     } else if let Some(t) = non_empty(env("CLAWPLANE_GATEWAY_TOKEN")) {
         Some((t, TokenSource::Env("CLAWPLANE_GATEWAY_TOKEN")))
     } else if is_loopback_url(&url) {
-        let dir = data_dir
-            .map(Path::to_path_buf)
-            .or_else(|| non_empty(env("CLAWPLANE_DATA_DIR")).map(PathBuf::from))
-            .or_else(|| home_dir(env).map(|h| h.join(".clawplane")));
-        dir.and_then(|dir| {
+        local_dir().and_then(|dir| {
             let path = dir.join(TOKEN_FILE);
             let text = std::fs::read_to_string(&path).ok()?;
             non_empty(Some(text)).map(|t| (t, TokenSource::File(path)))
@@ -109,6 +123,7 @@ pub(crate) fn discover_with_env(
         url,
         token,
         token_source,
+        tls_fingerprint,
     }
 }
 
@@ -118,11 +133,16 @@ fn home_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Adds `http://` when the URL has no scheme (`127.0.0.1:18789` -> `http://127.0.0.1:18789`)
-/// and drops a trailing `/`.
+/// Adds `http://` when the URL has no scheme (`127.0.0.1:18789` -> `http://127.0.0.1:18789`),
+/// maps `ws://`/`wss://` to `http://`/`https://` (one port serves both), and drops a
+/// trailing `/`.
 pub fn normalize_url(url: &str) -> String {
     let url = url.trim();
-    let url = if url.contains("://") {
+    let url = if let Some(rest) = url.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = url.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else if url.contains("://") {
         url.to_string()
     } else {
         format!("http://{url}")

@@ -35,6 +35,16 @@ pub enum Error {
         /// True when the connection was actively refused (nothing listens on the port).
         refused: bool,
     },
+    /// The TLS connection to an `https://` gateway failed: its certificate was refused
+    /// (untrusted, wrong host, or not the pinned fingerprint), or the TLS options are
+    /// unusable (unreadable CA file, malformed fingerprint).
+    #[error("TLS connection to {url} failed: {detail}")]
+    Tls {
+        /// The gateway URL.
+        url: String,
+        /// What was wrong, e.g. `certificate fingerprint mismatch: expected X, got Y`.
+        detail: String,
+    },
     /// The gateway (or the transport underneath) answered with a non-OK gRPC status.
     #[error("{}", describe_status(.0))]
     Rpc(Box<tonic::Status>),
@@ -126,7 +136,7 @@ impl Error {
         match self {
             Error::Rpc(s) => s.code(),
             Error::CursorExpired { .. } => Code::OutOfRange,
-            Error::Connect { .. } => Code::Unavailable,
+            Error::Connect { .. } | Error::Tls { .. } => Code::Unavailable,
             Error::InvalidUrl { .. } | Error::InvalidToken => Code::InvalidArgument,
             Error::Protocol(_) => Code::Internal,
         }
@@ -178,7 +188,7 @@ impl Error {
     /// call failed with UNAVAILABLE from the transport (no `ErrorInfo` from a server).
     pub fn is_unreachable(&self) -> bool {
         match self {
-            Error::Connect { .. } => true,
+            Error::Connect { .. } | Error::Tls { .. } => true,
             Error::Rpc(s) => {
                 // The gateway tags every error it sends with an ErrorInfo; an UNAVAILABLE
                 // without one comes from the local transport (refused, reset, DNS...).
@@ -207,6 +217,12 @@ impl Error {
                     .into(),
             ),
             Error::Connect { .. } => Some(UNREACHABLE_HINT.into()),
+            Error::Tls { .. } => Some(
+                "pin the gateway's certificate with --tls-fingerprint / CLAWPLANE_TLS_FINGERPRINT \
+                 (its SHA-256 is in `clawplane status` and the gateway's log), or trust its CA \
+                 with --tls-ca FILE / CLAWPLANE_TLS_CA"
+                    .into(),
+            ),
             Error::CursorExpired { oldest_seq, .. } => Some(format!(
                 "start again from a retained seq, e.g. --after {}, or follow only new events",
                 oldest_seq.saturating_sub(1)

@@ -20,15 +20,17 @@ mod client;
 mod discover;
 mod error;
 mod run;
+pub mod tls;
 mod watch;
 
 pub use client::{Auth, AuthChannel, Client};
 pub use discover::{
-    DEFAULT_URL, Discovered, TOKEN_FILE, TokenSource, discover, discover_detailed, is_loopback_url,
-    normalize_url,
+    DEFAULT_URL, Discovered, TLS_CERT_FILE, TOKEN_FILE, TokenSource, discover, discover_detailed,
+    is_loopback_url, normalize_url,
 };
 pub use error::{ERROR_DOMAIN, Error};
 pub use run::{RunHandle, RunStream, RunUpdate, is_terminal};
+pub use tls::TlsOptions;
 pub use watch::{EventWatch, WatchItem};
 
 /// The generated contract crate.

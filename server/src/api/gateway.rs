@@ -33,7 +33,7 @@ impl GatewayService for Api {
             data_dir: gw.data_dir.display().to_string(),
             caller_scopes: who.scopes.iter().map(|s| s.to_string()).collect(),
             instance_id: gw.instance_id.clone(),
-            tls_fingerprint: String::new(),
+            tls_fingerprint: gw.tls.get().map(|t| t.fingerprint()).unwrap_or_default(),
         }))
     }
 

@@ -136,12 +136,33 @@ impl Api {
         let header = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
         let token = auth::bearer(header("authorization"), header("x-openclaw-token"));
         if token.is_none() && need == Scope::Public {
-            return Ok(Principal::anonymous());
+            let anonymous = Principal::anonymous();
+            self.auth.admit(&anonymous)?;
+            return Ok(anonymous);
         }
-        let peer = peer_of(req).map(|a| a.ip());
-        Ok(self
+        // Failures count per client address: the peer, or the forwarded client when the
+        // peer is a trusted proxy (a spoofed header from anyone else is ignored).
+        let peer = self.client_ip(req);
+        let principal = self
             .auth
-            .check(token.as_deref(), peer, need, Some(&self.gw.devices))?)
+            .check(token.as_deref(), peer, need, Some(&self.gw.devices))?;
+        self.auth.admit(&principal)?;
+        Ok(principal)
+    }
+}
+
+impl Api {
+    /// The client address: the peer, or — when the peer is one of `gateway.trustedProxies`
+    /// — the address its `X-Forwarded-For` / `Forwarded: for=` names.
+    pub fn client_ip<T>(&self, req: &Request<T>) -> Option<std::net::IpAddr> {
+        let md = req.metadata();
+        let header = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
+        crate::core::webhooks::client_address_from(
+            peer_of(req).map(|a| a.ip()),
+            header("x-forwarded-for"),
+            header("forwarded"),
+            &self.gw.config.gateway.trusted_proxies,
+        )
     }
 }
 

@@ -9,7 +9,7 @@ use crate::{
     core::{
         egress::NewEndpoint,
         now_ts,
-        webhooks::{CallTrace, client_address, http_status},
+        webhooks::{CallTrace, http_status},
     },
     error::Error,
 };
@@ -25,7 +25,7 @@ use clawplane_proto::v1::{
     RotateWebhookKeyRequest, RotateWebhookKeyResponse, WebhookCall,
     webhook_service_server::WebhookService,
 };
-use std::{collections::HashMap, net::IpAddr, net::SocketAddr, time::Instant};
+use std::{collections::HashMap, net::IpAddr, time::Instant};
 use tonic::{Request, Response, Status};
 
 impl Api {
@@ -34,21 +34,6 @@ impl Api {
         let md = req.metadata();
         let header = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
         auth::bearer(header("authorization"), header("x-openclaw-token"))
-    }
-
-    /// The client address: the peer, or `X-Forwarded-For` when the peer is a trusted proxy
-    /// (`gateway.trustedProxies`).
-    fn client_ip<T>(&self, req: &Request<T>) -> Option<IpAddr> {
-        let peer = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .or_else(|| req.remote_addr().map(|a| a.ip()));
-        let xff = req
-            .metadata()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        client_address(peer, xff, &self.gw.config.gateway.trusted_proxies)
     }
 }
 

@@ -80,6 +80,8 @@ pub struct Gateway {
     pub devices: Arc<crate::auth::DeviceIndex>,
     /// Outstanding device challenges: nonce -> expiry.
     challenges: Mutex<HashMap<String, Instant>>,
+    /// The served TLS certificate (set by `serve` when TLS is on).
+    pub tls: std::sync::OnceLock<Arc<crate::tls::CertResolver>>,
 }
 
 impl Gateway {
@@ -138,6 +140,7 @@ impl Gateway {
             running_count: AtomicU64::new(0),
             devices: Arc::default(),
             challenges: Mutex::default(),
+            tls: std::sync::OnceLock::new(),
         });
         gw.load_device_tokens()?;
         gw.recover().await?;

@@ -260,6 +260,7 @@ impl Gateway {
                 ..Default::default()
             }
         };
+        self.check_queue_room(&session_key)?;
         let inbound = req.inbound.clone();
         let timeout = if req.timeout_seconds == 0 {
             self.config.agents.defaults.timeout_seconds
@@ -379,6 +380,33 @@ impl Gateway {
             )
             .await?;
         Ok(accepted)
+    }
+
+    /// Refuses a new run when the gateway's or the session's queue is at its limit
+    /// (`agents.defaults.maxQueuedRuns`, `maxQueuedPerSession`), so a flood cannot grow
+    /// the queues without bound.
+    fn check_queue_room(&self, session_key: &str) -> Result<()> {
+        let d = &self.config.agents.defaults;
+        let queued = self.queued_count.load(Ordering::Relaxed);
+        if d.max_queued_runs > 0 && queued >= d.max_queued_runs {
+            return Err(Error::QueueFull {
+                queued,
+                limit: format!("agents.defaults.maxQueuedRuns = {}", d.max_queued_runs),
+            });
+        }
+        let in_session = lock(&self.queues)
+            .get(session_key)
+            .map_or(0, |q| q.queue.len());
+        if d.max_queued_per_session > 0 && in_session >= d.max_queued_per_session {
+            return Err(Error::QueueFull {
+                queued: in_session as u64,
+                limit: format!(
+                    "agents.defaults.maxQueuedPerSession = {} for {session_key}",
+                    d.max_queued_per_session
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Puts a run at the back of its session's queue and starts the session driver.

@@ -103,19 +103,60 @@ pub fn client_address(
     xff: Option<&str>,
     trusted: &[String],
 ) -> Option<IpAddr> {
+    client_address_from(peer, xff, None, trusted)
+}
+
+/// The `for=` addresses of a `Forwarded` header (RFC 7239), in order; `unknown` and
+/// obfuscated identifiers are skipped, ports and IPv6 brackets dropped.
+pub fn forwarded_for(forwarded: &str) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for element in forwarded.split(',') {
+        for pair in element.split(';') {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            if !k.trim().eq_ignore_ascii_case("for") {
+                continue;
+            }
+            let v = v.trim().trim_matches('"');
+            let host = if let Some(rest) = v.strip_prefix('[') {
+                rest.split(']').next().unwrap_or("")
+            } else if v.matches(':').count() == 1 {
+                v.split(':').next().unwrap_or("")
+            } else {
+                v
+            };
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+/// The client address from `X-Forwarded-For` or else `Forwarded: for=`, believed only
+/// when the peer is one of `trusted` proxies (IPs or CIDRs); from anyone else the headers
+/// are ignored and the peer is the client.
+pub fn client_address_from(
+    peer: Option<IpAddr>,
+    xff: Option<&str>,
+    forwarded: Option<&str>,
+    trusted: &[String],
+) -> Option<IpAddr> {
     let peer = peer?;
     let nets: Vec<_> = trusted.iter().filter_map(|t| parse_cidr(t)).collect();
     let is_trusted = |ip: IpAddr| nets.iter().any(|n| in_cidr(ip, *n));
     if !is_trusted(peer) {
         return Some(peer);
     }
-    let Some(xff) = xff else {
-        return Some(peer);
+    let hops: Vec<IpAddr> = match (xff, forwarded) {
+        (Some(xff), _) => xff
+            .split(',')
+            .filter_map(|h| h.trim().parse::<IpAddr>().ok())
+            .collect(),
+        (None, Some(f)) => forwarded_for(f),
+        (None, None) => return Some(peer),
     };
-    let hops: Vec<IpAddr> = xff
-        .split(',')
-        .filter_map(|h| h.trim().parse::<IpAddr>().ok())
-        .collect();
     hops.iter()
         .rev()
         .find(|ip| !is_trusted(**ip))
@@ -780,6 +821,27 @@ mod tests {
         assert_eq!(
             client_address(Some(ip("192.0.2.7")), Some("127.0.0.1"), &t),
             Some(ip("192.0.2.7"))
+        );
+        assert_eq!(
+            client_address(Some(ip("127.0.0.1")), None, &t),
+            Some(ip("127.0.0.1"))
+        );
+        assert_eq!(
+            client_address_from(
+                Some(ip("127.0.0.1")),
+                None,
+                Some("for=192.0.2.60;proto=http, for=\"[2001:db8::17]:4711\""),
+                &t
+            ),
+            Some(ip("2001:db8::17"))
+        );
+        assert_eq!(
+            client_address_from(Some(ip("192.0.2.7")), None, Some("for=10.9.9.9"), &t),
+            Some(ip("192.0.2.7"))
+        );
+        assert_eq!(
+            forwarded_for("For=\"198.51.100.17:80\";by=x, for=unknown"),
+            vec![ip("198.51.100.17")]
         );
         assert_eq!(
             client_address(Some(ip("127.0.0.1")), None, &t),

@@ -2,7 +2,7 @@
 
 use super::remote::{Provider, anthropic_url, next_chunk, stream_error};
 use super::sse::SseParser;
-use super::{ModelError, ModelReply, ModelRequest, Role, config::model_id, transcript};
+use super::{ModelError, ModelReply, ModelRequest, Role, config::model_id, err, transcript};
 use clawplane_proto::v1::Usage;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -67,12 +67,6 @@ pub fn body(req: &ModelRequest, max_tokens: Option<u32>) -> Value {
         body["thinking"] = json!({"type": "enabled", "budget_tokens": b});
     }
     body
-}
-
-fn err(message: impl Into<String>) -> ModelError {
-    ModelError {
-        message: message.into(),
-    }
 }
 
 pub async fn generate(

@@ -61,6 +61,13 @@ pub struct ModelError {
     pub message: String,
 }
 
+/// A provider failure with this message.
+pub(crate) fn err(message: impl Into<String>) -> ModelError {
+    ModelError {
+        message: message.into(),
+    }
+}
+
 /// A model provider: streams text deltas into `deltas` and resolves to the whole reply.
 pub trait Model: Send + Sync {
     fn generate(

@@ -3,7 +3,7 @@
 
 use super::remote::{Provider, next_chunk, stream_error};
 use super::sse::SseParser;
-use super::{ModelError, ModelReply, ModelRequest, Role, config::model_id, transcript};
+use super::{ModelError, ModelReply, ModelRequest, Role, config::model_id, err, transcript};
 use clawplane_proto::v1::Usage;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -52,12 +52,6 @@ fn usage_of(v: &Value) -> Option<Usage> {
         output_tokens: output,
         total_tokens: u["total_tokens"].as_u64().unwrap_or(input + output),
     })
-}
-
-fn err(message: impl Into<String>) -> ModelError {
-    ModelError {
-        message: message.into(),
-    }
 }
 
 pub async fn generate(

@@ -188,6 +188,7 @@ impl GatewayBuilder {
         .expect("write config");
         let mut gw = Gateway {
             url: String::new(),
+            tls_ca: None,
             addr: "127.0.0.1:0".parse().unwrap(),
             token,
             data_dir: data_dir.clone(),
@@ -208,8 +209,12 @@ impl GatewayBuilder {
 
 /// A running (or stopped) `clawplane serve` process with its own data dir.
 pub struct Gateway {
-    /// `http://127.0.0.1:<port>` of the current process.
+    /// `http://127.0.0.1:<port>` (or `https://` when the gateway serves TLS) of the current
+    /// process; an unspecified bind address (`0.0.0.0`) is reached at `127.0.0.1`.
     pub url: String,
+    /// For an `https://` gateway: the PEM file the harness's gRPC clients trust. Default
+    /// (None): the auto-generated `<data_dir>/tls/cert.pem`.
+    pub tls_ca: Option<PathBuf>,
     /// The listening address of the current process.
     pub addr: SocketAddr,
     /// The gateway token the clients present.
@@ -350,14 +355,19 @@ impl Gateway {
         };
         // Keep draining stdout so the child never blocks or gets SIGPIPE.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let hostport = url
-            .strip_prefix("http://")
-            .unwrap_or_else(|| panic!("harness: listening line has no http:// URL: {url:?}"));
+        let (scheme, hostport) = url
+            .split_once("://")
+            .filter(|(s, _)| *s == "http" || *s == "https")
+            .unwrap_or_else(|| panic!("harness: listening line has no http(s):// URL: {url:?}"));
         self.addr = hostport
             .trim_end_matches('/')
             .parse()
             .unwrap_or_else(|e| panic!("harness: bad address in listening line {url:?}: {e}"));
-        self.url = format!("http://{}", self.addr);
+        if self.addr.ip().is_unspecified() {
+            // Bound to every address: the tests only ever connect to loopback.
+            self.addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        self.url = format!("{scheme}://{}", self.addr);
         self.child = Some(child);
         if self.token_from_file {
             let path = self.data_dir.join("gateway.token");
@@ -422,13 +432,35 @@ impl Gateway {
         self.wait_exit().await;
     }
 
-    /// A fresh HTTP/2 channel to the current process.
+    /// True when the current process serves TLS (its listening line said `https://`).
+    pub fn is_tls(&self) -> bool {
+        self.url.starts_with("https://")
+    }
+
+    /// The PEM file trusted for this gateway's TLS certificate (see [`Gateway::tls_ca`]).
+    pub fn ca_path(&self) -> PathBuf {
+        self.tls_ca
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tls").join("cert.pem"))
+    }
+
+    /// A fresh HTTP/2 channel to the current process (over TLS trusting [`Gateway::ca_path`]
+    /// when it serves `https://`).
     pub async fn channel(&self) -> Channel {
         let ep = Endpoint::from_shared(self.url.clone())
             .expect("valid url")
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(90));
-        match ep.connect().await {
+        let connected = if self.is_tls() {
+            let config = tls_client_config(&self.ca_path(), &[b"h2"]);
+            ep.connect_with_connector(tower::service_fn(move |uri: tonic::codegen::http::Uri| {
+                tls_connect(uri, config.clone())
+            }))
+            .await
+        } else {
+            ep.connect().await
+        };
+        match connected {
             Ok(ch) => ch,
             Err(e) => panic!(
                 "harness: cannot connect to {}: {e:?}\n----- stderr -----\n{}",
@@ -864,6 +896,54 @@ pub fn expect_err<T: std::fmt::Debug>(r: Result<tonic::Response<T>, Status>, wha
         Ok(resp) => panic!("{what} should fail, got {:?}", resp.into_inner()),
         Err(s) => s,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------------------------
+
+/// A rustls client configuration (ring) trusting exactly the PEM certificates in `ca`.
+pub fn tls_client_config(
+    ca: &std::path::Path,
+    alpn: &[&[u8]],
+) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let pem =
+        std::fs::read(ca).unwrap_or_else(|e| panic!("harness: read CA {}: {e}", ca.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(cert.expect("PEM certificate"))
+            .expect("usable CA");
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    std::sync::Arc::new(cfg)
+}
+
+/// TCP + TLS handshake to `uri`'s host and port (the host is the TLS server name; the
+/// generated certificate covers 127.0.0.1, ::1 and localhost).
+pub async fn tls_connect(
+    uri: tonic::codegen::http::Uri,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> std::io::Result<hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>
+{
+    let host = uri.host().unwrap_or("127.0.0.1").to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls_pki_types::ServerName::try_from(host)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    Ok(hyper_util::rt::TokioIo::new(tls))
 }
 
 /// A fresh Ed25519 device identity: the signing key, the raw public key as base64url, and the

@@ -32,8 +32,22 @@ impl Ws {
     }
 
     pub async fn open_path(gw: &Gateway, path: &str) -> Ws {
+        Self::open_with_headers(gw, path, &[]).await
+    }
+
+    /// Opens `path` sending extra handshake headers (e.g. `X-Forwarded-For`).
+    pub async fn open_with_headers(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
         let url = format!("ws://{}{}", gw.addr, path);
-        let (s, _) = tokio::time::timeout(PATIENCE, connect_async(&url))
+        let mut req = url.as_str().into_client_request().expect("ws request");
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                    .expect("header name"),
+                v.parse().expect("header value"),
+            );
+        }
+        let (s, _) = tokio::time::timeout(PATIENCE, connect_async(req))
             .await
             .unwrap_or_else(|_| panic!("ws connect {url} timed out"))
             .unwrap_or_else(|e| panic!("ws connect {url}: {e}"));
@@ -950,7 +964,32 @@ mod device {
         nonce_override: Option<&str>,
         skew_ms: i64,
     ) -> (Ws, Json) {
-        let mut ws = Ws::open(gw).await;
+        connect_device_with_headers(
+            gw,
+            dev,
+            token,
+            scopes,
+            signed_scopes,
+            nonce_override,
+            skew_ms,
+            &[],
+        )
+        .await
+    }
+
+    /// [`connect_device`] with extra handshake headers.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn connect_device_with_headers(
+        gw: &Gateway,
+        dev: &Dev,
+        token: Option<&str>,
+        scopes: &[&str],
+        signed_scopes: &[&str],
+        nonce_override: Option<&str>,
+        skew_ms: i64,
+        headers: &[(&str, &str)],
+    ) -> (Ws, Json) {
+        let mut ws = Ws::open_with_headers(gw, "/", headers).await;
         let challenge = ws.frame().await;
         let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_string();
         let ts = challenge["payload"]["ts"].as_i64().unwrap();
@@ -1028,6 +1067,41 @@ async fn device_proof_errors_are_refused_with_their_codes_and_1008() {
             .any(|x| x == "operator.admin")
     );
     ws.ok("health", json!({})).await;
+}
+
+/// A loopback socket carrying proxy headers is not local: no silent pairing, whether or not
+/// the proxy is trusted (the forwarded client is what matters, and it is not this host).
+#[tokio::test]
+async fn proxied_device_connect_is_not_auto_approved_as_local() {
+    for config in ["{}", "{gateway: {trustedProxies: ['127.0.0.1']}}"] {
+        let gw = Gateway::start_with(config).await;
+        let token = gw.token.clone();
+        let s = ["operator.read"];
+        for headers in [
+            [("X-Forwarded-For", "203.0.113.9")],
+            [("Forwarded", "for=203.0.113.9;proto=https")],
+        ] {
+            let dev = device::Dev::new();
+            let (mut ws, res) = device::connect_device_with_headers(
+                &gw,
+                &dev,
+                Some(&token),
+                &s,
+                &s,
+                None,
+                0,
+                &headers,
+            )
+            .await;
+            assert_eq!(res["ok"], false, "{config} {headers:?}: {res}");
+            assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
+            assert_eq!(ws.closed().await.code, 1008);
+        }
+        // The same device without proxy headers is paired silently.
+        let dev = device::Dev::new();
+        let (_ws, res) = device::connect_device(&gw, &dev, Some(&token), &s, &s, None, 0).await;
+        assert_eq!(res["ok"], true, "{res}");
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,184 @@
+//! Limits that protect the gateway: concurrent runs, queue depth (RESOURCE_EXHAUSTED
+//! `QUEUE_FULL`), and request rate limits per credential and gateway-wide (RESOURCE_EXHAUSTED
+//! `RATE_LIMITED` with RetryInfo; 429 + Retry-After on the hooks). The WebSocket connection
+//! cap is in ws.rs (`max_connections_closes_the_extra_socket_with_1013`).
+
+use std::time::Duration;
+
+use clawplane_proto::v1::{
+    ChatServiceSendRequest, GatewayServiceStatusRequest, GetRunRequest, RunState,
+};
+use tonic::Code;
+
+use crate::harness::*;
+use crate::http1;
+
+async fn send(gw: &Gateway, session: &str, message: &str) -> Result<String, tonic::Status> {
+    gw.chat()
+        .await
+        .send(ChatServiceSendRequest {
+            session_key: session.into(),
+            message: message.into(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().run_id)
+}
+
+/// Waits until the run is RUNNING (or later).
+async fn until_running(gw: &Gateway, run_id: &str) {
+    for _ in 0..400 {
+        if gw.get_run(run_id).await.state() != RunState::Queued {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("run {run_id} never started");
+}
+
+#[tokio::test]
+async fn max_concurrent_runs_queue_the_rest() {
+    let gw = Gateway::start_with("{ agents: { defaults: { maxConcurrent: 1 } } }").await;
+    let a = send(&gw, "s1", "/sleep 800 first").await.unwrap();
+    until_running(&gw, &a).await;
+    let b = send(&gw, "s2", "second").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        gw.get_run(&b).await.state(),
+        RunState::Queued,
+        "another session's run waits for the only slot"
+    );
+    assert_eq!(gw.status().await.queued_runs, 1);
+    let (a, b) = (gw.wait_run(&a).await, gw.wait_run(&b).await);
+    assert_eq!(b.state(), RunState::Succeeded);
+    assert!(
+        ts(&b.start_time, "b start") >= ts(&a.end_time, "a end"),
+        "b started after a ended"
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_new_runs_and_stores_nothing() {
+    let gw = Gateway::start_with(
+        "{ agents: { defaults: { maxConcurrent: 1, maxQueuedRuns: 2, maxQueuedPerSession: 1 } } }",
+    )
+    .await;
+    let a = send(&gw, "a", "/sleep 1500 busy").await.unwrap();
+    until_running(&gw, &a).await;
+    // Per session: one waiting run in "a" is the limit.
+    send(&gw, "a", "waits").await.unwrap();
+    let err = send(&gw, "a", "one too many")
+        .await
+        .expect_err("session queue full");
+    let md = assert_error(&err, Code::ResourceExhausted, "QUEUE_FULL");
+    assert!(md["limit"].contains("maxQueuedPerSession"), "{md:?}");
+    // Gateway-wide: two waiting runs is the limit.
+    send(&gw, "b", "waits too").await.unwrap();
+    let err = send(&gw, "c", "refused")
+        .await
+        .expect_err("gateway queue full");
+    let md = assert_error(&err, Code::ResourceExhausted, "QUEUE_FULL");
+    assert!(md["limit"].contains("maxQueuedRuns = 2"), "{md:?}");
+    let retry = tonic_types::StatusExt::get_error_details(&err)
+        .retry_info()
+        .cloned();
+    assert!(retry.is_some(), "RetryInfo tells when to come back");
+    assert_eq!(
+        gw.list_runs("").await.len(),
+        3,
+        "refused runs are not stored"
+    );
+    // Once the queue drains, runs are accepted again.
+    gw.wait_run(&a).await;
+    for _ in 0..200 {
+        if gw.status().await.queued_runs == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    send(&gw, "c", "accepted now").await.expect("room again");
+}
+
+#[tokio::test]
+async fn each_credential_has_its_own_request_budget() {
+    let gw = Gateway::start_with(
+        "{ hooks: { enabled: true, token: 'hook-secret' },
+           gateway: { auth: { rateLimit: { perCredential: { requestsPerSecond: 0.2, burst: 3 } } } } }",
+    )
+    .await;
+    let mut gateway = gw.gateway().await;
+    for i in 0..3 {
+        gateway
+            .status(GatewayServiceStatusRequest {})
+            .await
+            .unwrap_or_else(|e| panic!("request {i} within the burst: {e:?}"));
+    }
+    let err = gateway
+        .status(GatewayServiceStatusRequest {})
+        .await
+        .expect_err("over the burst");
+    let md = assert_error(&err, Code::ResourceExhausted, "RATE_LIMITED");
+    assert_eq!(md["scope"], "credential");
+    let wait = tonic_types::StatusExt::get_error_details(&err)
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("RetryInfo");
+    assert!(wait > Duration::from_millis(100), "{wait:?}");
+
+    // The hooks token has its own bucket: its calls still pass...
+    let mut hooks = gw.agent_as(Token::bearer("hook-secret")).await;
+    let s = hooks
+        .get_run(GetRunRequest {
+            run_id: "nope".into(),
+        })
+        .await
+        .expect_err("unknown run");
+    assert_eq!(s.code(), Code::NotFound, "not rate limited: {s:?}");
+    // ...until it spends them; then the hooks answer 429 with Retry-After.
+    let addr = std::net::SocketAddr::new([127, 0, 0, 1].into(), gw.addr.port());
+    let mut last = 0;
+    for _ in 0..4 {
+        let r = http1::request(
+            addr,
+            "POST",
+            "/hooks/wake",
+            &[("Authorization", "Bearer hook-secret")],
+            br#"{"text":"ping"}"#,
+        )
+        .await;
+        last = r.status;
+        if r.status == 429 {
+            assert!(r.header("retry-after").is_some(), "Retry-After");
+            break;
+        }
+    }
+    assert_eq!(last, 429, "the hooks credential ran out too");
+}
+
+#[tokio::test]
+async fn the_global_budget_covers_every_caller() {
+    let gw = Gateway::start_with(
+        "{ hooks: { enabled: true, token: 'hook-secret' },
+           gateway: { auth: { rateLimit: { global: { requestsPerSecond: 0.2, burst: 2 } } } } }",
+    )
+    .await;
+    let mut gateway = gw.gateway().await;
+    gateway
+        .status(GatewayServiceStatusRequest {})
+        .await
+        .unwrap();
+    let mut hooks = gw.agent_as(Token::bearer("hook-secret")).await;
+    let s = hooks
+        .get_run(GetRunRequest {
+            run_id: "nope".into(),
+        })
+        .await
+        .expect_err("unknown run");
+    assert_eq!(s.code(), Code::NotFound);
+    let err = gateway
+        .status(GatewayServiceStatusRequest {})
+        .await
+        .expect_err("the shared budget is spent");
+    let md = assert_error(&err, Code::ResourceExhausted, "RATE_LIMITED");
+    assert_eq!(md["scope"], "global");
+}
