@@ -3,7 +3,6 @@ package clawplane
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"fmt"
 	"net/url"
 	"os"
@@ -102,14 +101,25 @@ func parseURL(raw string) (target string, useTLS bool, err error) {
 // Connect connects to the gateway at rawURL (http://HOST:PORT or https://HOST:PORT; a
 // missing scheme means http://) and presents token as "authorization: Bearer <token>" on
 // every call (no credential when token is empty). http:// uses a plain-text connection,
-// https:// TLS with the system roots.
+// https:// TLS with the system roots (see ConnectWith for a CA file or a pinned
+// certificate).
 //
 // The connection is made now, so an unreachable gateway fails here with an *Error of code
-// UNAVAILABLE; later drops are re-dialled transparently.
+// UNAVAILABLE (with TLS set when the certificate was refused or the port speaks TLS to an
+// http:// URL); later drops are re-dialled transparently.
 func Connect(ctx context.Context, rawURL, token string) (*Client, error) {
+	return ConnectWith(ctx, rawURL, token, TLSOptions{})
+}
+
+// ConnectWith is Connect checking an https:// gateway's certificate as tlsOpts says: a CA
+// file / PEM, or a pinned SHA-256 fingerprint. TLS options with an http:// URL are an error.
+func ConnectWith(ctx context.Context, rawURL, token string, tlsOpts TLSOptions) (*Client, error) {
 	target, useTLS, err := parseURL(rawURL)
 	if err != nil {
 		return nil, err
+	}
+	if !useTLS && tlsOpts.isSet() {
+		return nil, fmt.Errorf("clawplane: CAFile / CAPEM / Fingerprint need an https:// URL, got %q", rawURL)
 	}
 	for _, r := range token {
 		if r < 0x20 || r > 0x7e {
@@ -135,9 +145,14 @@ func Connect(ctx context.Context, rawURL, token string) (*Client, error) {
 		}),
 	}
 	scheme := "http"
+	failure := &tlsFailure{}
 	if useTLS {
 		scheme = "https"
-		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})))
+		cfg, err := tlsConfig(tlsOpts)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.WithTransportCredentials(recordingCreds{credentials.NewTLS(cfg), failure}))
 	} else {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
@@ -149,21 +164,29 @@ func Connect(ctx context.Context, rawURL, token string) (*Client, error) {
 		return nil, fmt.Errorf("clawplane: invalid gateway URL %q: %w", rawURL, err)
 	}
 	c := newClient(conn, scheme+"://"+target)
-	if err := c.waitReady(ctx); err != nil {
+	if err := c.waitReady(ctx, target, useTLS, failure); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// ConnectEnv connects like Connect with the URL from CLAWPLANE_URL (default
-// http://127.0.0.1:18789) and the token from CLAWPLANE_TOKEN.
+// ConnectEnv connects like ConnectWith with the URL from CLAWPLANE_URL (default
+// http://127.0.0.1:18789), the token from CLAWPLANE_TOKEN and, for an https:// URL, the
+// TLS options from CLAWPLANE_TLS_FINGERPRINT / CLAWPLANE_TLS_CA (ignored for http://).
 func ConnectEnv(ctx context.Context) (*Client, error) {
 	u := os.Getenv("CLAWPLANE_URL")
 	if strings.TrimSpace(u) == "" {
 		u = DefaultURL
 	}
-	return Connect(ctx, u, os.Getenv("CLAWPLANE_TOKEN"))
+	var tlsOpts TLSOptions
+	if _, useTLS, err := parseURL(u); err == nil && useTLS {
+		tlsOpts.Fingerprint = os.Getenv("CLAWPLANE_TLS_FINGERPRINT")
+		if strings.TrimSpace(tlsOpts.Fingerprint) == "" {
+			tlsOpts.CAFile = os.Getenv("CLAWPLANE_TLS_CA")
+		}
+	}
+	return ConnectWith(ctx, u, os.Getenv("CLAWPLANE_TOKEN"), tlsOpts)
 }
 
 // NewFromConn wraps an existing connection (which must carry its own credentials).
@@ -187,8 +210,30 @@ func newClient(conn *grpc.ClientConn, u string) *Client {
 	}
 }
 
-// waitReady dials and waits for the connection to become ready.
-func (c *Client) waitReady(ctx context.Context) error {
+// waitReady dials and waits for the connection to become ready. A failure says what was
+// wrong with TLS when it can: the refused certificate (from failure), or an http:// URL
+// pointing at a port that speaks TLS.
+func (c *Client) waitReady(ctx context.Context, target string, useTLS bool, failure *tlsFailure) error {
+	err := c.waitReadyState(ctx)
+	if err == nil {
+		return nil
+	}
+	if useTLS {
+		if ferr := failure.get(); ferr != nil {
+			return tlsError(c.url, ferr)
+		}
+	} else if speaksTLS(target) {
+		return &Error{
+			Code:     codes.Unavailable,
+			Message:  fmt.Sprintf("the gateway at %s serves TLS (https); use https://%s (with CAFile or Fingerprint for a self-signed certificate)", c.url, target),
+			Metadata: map[string]string{},
+			TLS:      true,
+		}
+	}
+	return err
+}
+
+func (c *Client) waitReadyState(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, connectTimeout)
@@ -236,7 +281,7 @@ func retry[T any](ctx context.Context, call func(context.Context) (T, error)) (T
 			return resp, attempt, nil
 		}
 		err = wrapErr(err)
-		if Code(err) != codes.Unavailable || attempt >= unaryAttempts || ctx.Err() != nil {
+		if !retryable(err) || attempt >= unaryAttempts || ctx.Err() != nil {
 			var zero T
 			return zero, attempt, err
 		}
@@ -406,7 +451,7 @@ func (c *Client) WaitRun(ctx context.Context, runID string) (*pb.Run, error) {
 				<-ctx.Done()
 				return nil, ctx.Err()
 			}
-			if Code(err) == codes.Unavailable {
+			if retryable(err) {
 				select {
 				case <-time.After(backoffDelay):
 				case <-ctx.Done():

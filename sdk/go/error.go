@@ -3,6 +3,7 @@ package clawplane
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -41,6 +42,11 @@ type Error struct {
 	FieldViolations []FieldViolation
 	// RetryDelay is the google.rpc.RetryInfo delay (0 when absent).
 	RetryDelay time.Duration
+	// TLS is true when the TLS connection failed: the gateway's certificate was refused
+	// (e.g. "certificate fingerprint mismatch: expected X, got Y", an unknown authority)
+	// or an http:// URL points at a port serving TLS. Code is UNAVAILABLE, but such an
+	// error is not retried.
+	TLS bool
 
 	status *status.Status
 }
@@ -68,7 +74,16 @@ func (e *Error) GRPCStatus() *status.Status {
 
 // Retryable reports whether a failed idempotent call may be retried as-is (AIP-194: only
 // UNAVAILABLE).
-func (e *Error) Retryable() bool { return e.Code == codes.Unavailable }
+func (e *Error) Retryable() bool { return e.Code == codes.Unavailable && !e.TLS }
+
+// retryable reports whether err is an *Error (or gRPC status) that may be retried.
+func retryable(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Retryable()
+	}
+	return status.Code(err) == codes.Unavailable
+}
 
 // FromStatus decodes a gRPC status and its details into an *Error.
 func FromStatus(s *status.Status) *Error {
@@ -115,7 +130,13 @@ func wrapErr(err error) error {
 		return err
 	}
 	if s, ok := status.FromError(err); ok {
-		return FromStatus(s)
+		e := FromStatus(s)
+		// grpc-go reports a refused certificate on a re-dial as UNAVAILABLE
+		// "connection error: desc = \"transport: authentication handshake failed: …\"".
+		if e.Code == codes.Unavailable && e.Reason == "" && strings.Contains(e.Message, "authentication handshake failed") {
+			e.TLS = true
+		}
+		return e
 	}
 	return err
 }

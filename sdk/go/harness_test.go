@@ -190,10 +190,15 @@ func (g *gateway) start(port int) {
 			g.kill()
 			g.t.Fatalf("harness: stdout must carry exactly one line `clawplane listening on http://…`, got %q\n----- stderr -----\n%s", line, g.stderrText())
 		}
-		hostport, ok := strings.CutPrefix(rest, "http://")
+		scheme := "http://"
+		hostport, ok := strings.CutPrefix(rest, scheme)
+		if !ok {
+			scheme = "https://"
+			hostport, ok = strings.CutPrefix(rest, scheme)
+		}
 		if !ok {
 			g.kill()
-			g.t.Fatalf("harness: listening line has no http:// URL: %q", line)
+			g.t.Fatalf("harness: listening line has no http:// or https:// URL: %q", line)
 		}
 		hostport = strings.TrimRight(hostport, "/")
 		i := strings.LastIndexByte(hostport, ':')
@@ -207,7 +212,7 @@ func (g *gateway) start(port int) {
 			g.t.Fatalf("harness: asked for port %d, listening on %d", port, p)
 		}
 		g.port = p
-		g.url = "http://" + hostport
+		g.url = scheme + hostport
 	case <-time.After(startTimeout):
 		g.kill()
 		g.t.Fatalf("harness: no listening line within %v\n----- stderr -----\n%s", startTimeout, g.stderrText())

@@ -203,6 +203,9 @@ func (w *EventWatch) handle(err error) bool {
 // UNAVAILABLE, ABORTED SUBSCRIBER_LAGGED, or a transport-level failure (a status the
 // gateway did not tag with an ErrorInfo).
 func resumable(e *Error) bool {
+	if e.TLS {
+		return false
+	}
 	switch e.Code {
 	case codes.Unavailable:
 		return true

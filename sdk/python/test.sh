@@ -35,7 +35,7 @@ CLAWPLANE_GEN_PYTHON="$py" "$here/gen.sh" --check
 
 # --- Type hints -------------------------------------------------------------------------
 "$py" -m mypy --strict --config-file "$here/pyproject.toml" --cache-dir "$venv/.mypy_cache" "$here/src/clawplane/__init__.py" \
-  "$here/src/clawplane/aio.py" "$here/src/clawplane/sync.py" "$here/src/clawplane/errors.py" \
+  "$here/src/clawplane/aio.py" "$here/src/clawplane/sync.py" "$here/src/clawplane/errors.py" "$here/src/clawplane/tls.py" \
   "$here"/examples/*.py
 
 # --- The gateway --------------------------------------------------------------------------

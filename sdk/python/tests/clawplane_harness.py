@@ -5,7 +5,7 @@ harness (tests/tests/conformance/harness.rs ``start_again``):
 
 with ``{gateway: {auth: {token: "<random>"}}}`` merged into the config, ``HOME=<tmp>`` and
 every ``CLAWPLANE_*`` variable removed; stdout must carry exactly one line,
-``clawplane listening on http://127.0.0.1:PORT``. Restarts reuse the same data dir, config
+``clawplane listening on http://127.0.0.1:PORT`` (``https://`` with ``gateway.tls``). Restarts reuse the same data dir, config
 and port (``--port <port>``).
 
 The binary is ``$CLAWPLANE_BIN``, default ``<repo>/target/debug/clawplane``.
@@ -146,7 +146,7 @@ class Gateway:
             proc.kill()
             proc.wait()
             raise RuntimeError(f"harness: stdout must carry exactly one line, got {other!r} before it")
-        assert url.startswith("http://"), url
+        assert url.startswith(("http://", "https://")), url
         self.url = url.rstrip("/")
         self.port = int(self.url.rsplit(":", 1)[1])
         self.proc = proc

@@ -19,6 +19,8 @@ export {
   ClawplaneError,
   CursorExpiredError,
   ERROR_DOMAIN,
+  FINGERPRINT_MISMATCH_CODE,
+  TlsError,
   codeName,
   type FieldViolation,
   type GrpcCodeName,

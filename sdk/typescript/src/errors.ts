@@ -116,6 +116,11 @@ export class ClawplaneError extends Error {
   /** Converts any thrown value (usually a `ConnectError`) into a `ClawplaneError`. */
   static from(err: unknown): ClawplaneError {
     if (err instanceof ClawplaneError) return err;
+    // A TlsError thrown by an interceptor reaches us wrapped in a ConnectError.
+    const inner = (err as { cause?: unknown } | undefined)?.cause;
+    if (err instanceof ConnectError && inner instanceof TlsError) return inner;
+    const tls = tlsFailure(err);
+    if (tls) return new TlsError(tls.detail, { cause: err, code: tls.code });
     const ce = ConnectError.from(err);
     const info = ce.findDetails(ErrorInfoSchema)[0];
     const badRequests = ce.findDetails(BadRequestSchema);
@@ -160,6 +165,71 @@ export class ClawplaneError extends Error {
   }
 }
 
+/** The `code` of the error the SDK raises when a pinned fingerprint does not match. */
+export const FINGERPRINT_MISMATCH_CODE = "ERR_CLAWPLANE_TLS_FINGERPRINT_MISMATCH";
+
+/**
+ * The TLS connection to an `https://` gateway failed: its certificate was refused (not the
+ * pinned fingerprint — `certificate fingerprint mismatch: expected X, got Y` —, untrusted,
+ * or for another host), or the handshake failed. No request was sent. `code` is
+ * `UNAVAILABLE` (as gRPC reports handshake failures) but the error is never retried by the
+ * SDK: `retryable` is false and a watch ends with it.
+ */
+export class TlsError extends ClawplaneError {
+  override name = "TlsError";
+  /** What was wrong, e.g. `certificate fingerprint mismatch: expected X, got Y`. */
+  readonly detail: string;
+  /** The Node/OpenSSL error code, e.g. `DEPTH_ZERO_SELF_SIGNED_CERT`, or `ERR_CLAWPLANE_TLS_FINGERPRINT_MISMATCH`. */
+  readonly tlsCode: string | undefined;
+
+  constructor(detail: string, opts: { cause?: unknown; code?: string } = {}) {
+    super({ code: Code.Unavailable, message: `TLS connection failed: ${detail}`, cause: opts.cause });
+    this.detail = detail;
+    this.tlsCode = opts.code;
+  }
+
+  /** False: the gateway (or something) answered, with a certificate the SDK refused. */
+  override get unreachable(): boolean {
+    return false;
+  }
+}
+
+/** Node / OpenSSL error codes of certificate and handshake failures. */
+const TLS_CODES = new Set([
+  FINGERPRINT_MISMATCH_CODE,
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "CERT_SIGNATURE_FAILURE",
+  "HOSTNAME_MISMATCH",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "ERR_TLS_CERT_ALTNAME_FORMAT",
+  "ERR_SSL_WRONG_VERSION_NUMBER",
+]);
+
+/** The certificate/handshake failure in an error's cause chain, if there is one. */
+function tlsFailure(err: unknown): { detail: string; code: string } | undefined {
+  const seen = new Set<unknown>();
+  let e: unknown = err;
+  while (e instanceof Error && !seen.has(e)) {
+    seen.add(e);
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && (TLS_CODES.has(code) || code.startsWith("ERR_SSL_"))) {
+      const detail =
+        code === FINGERPRINT_MISMATCH_CODE || code.startsWith("ERR_TLS_") ? e.message : `${e.message} (${code})`;
+      return { detail, code };
+    }
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 /**
  * An event watch asked for events older than the gateway retains (OUT_OF_RANGE, reason
  * `CURSOR_EXPIRED`). Resume from `oldestSeq - 1` or later, or follow only new events.
@@ -200,7 +270,7 @@ export class CursorExpiredError extends ClawplaneError {
  * CANCELLED, and a refused connection as UNAVAILABLE — all without one.
  */
 export function isLocalTransportError(e: ClawplaneError): boolean {
-  if (e.reason !== undefined) return false;
+  if (e.reason !== undefined || e instanceof TlsError) return false;
   switch (e.grpcCode) {
     case Code.Unavailable:
     case Code.Aborted:
@@ -218,6 +288,7 @@ export function isLocalTransportError(e: ClawplaneError): boolean {
  * connection reset before the gateway answered (ABORTED without ErrorInfo).
  */
 export function isRetryableUnary(e: ClawplaneError): boolean {
+  if (e instanceof TlsError) return false;
   return (
     e.grpcCode === Code.Unavailable || (e.grpcCode === Code.Aborted && e.reason === undefined)
   );
@@ -225,5 +296,6 @@ export function isRetryableUnary(e: ClawplaneError): boolean {
 
 /** True when a failed streaming call is worth reconnecting for. */
 export function isTransientStreamError(e: ClawplaneError): boolean {
+  if (e instanceof TlsError) return false;
   return e.grpcCode === Code.Unavailable || isLocalTransportError(e);
 }

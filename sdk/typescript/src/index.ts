@@ -6,24 +6,32 @@
 //   for await (const text of run) process.stdout.write(text);
 //   console.log((await run.wait()).state);
 
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 
-import type { Interceptor, Transport } from "@connectrpc/connect";
+import { Code, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { Client, DEFAULT_URL, MAX_READ_BYTES, bearerAuth } from "./client.js";
+import { ClawplaneError } from "./errors.js";
+import { http2TlsOptions, isHttpsUrl, plainHttpToTlsHint, type TlsOptions } from "./tls.js";
 import { createWebTransport } from "./transport.js";
 import { normalizeUrl } from "./util.js";
 
 export * from "./core.js";
+export { certFingerprint, parseFingerprint, pemFingerprint, type TlsOptions } from "./tls.js";
 
 /** Which wire protocol to speak. */
 export type Protocol = "grpc" | "grpc-web";
 
-/** Options of `connect()` and `createTransport()`. */
-export interface ConnectOptions {
+/**
+ * Options of `connect()`. For an `https://` URL, `caFile`/`ca` or `tlsFingerprint` (from
+ * `TlsOptions`; defaults env `CLAWPLANE_TLS_CA` / `CLAWPLANE_TLS_FINGERPRINT`) say which
+ * certificate to trust; without them Node's default CAs are trusted, except that a loopback
+ * `https://` URL pins the local gateway's generated `<data-dir>/tls/cert.pem` when it exists.
+ */
+export interface ConnectOptions extends TlsOptions {
   /** Gateway URL; default env `CLAWPLANE_URL`, else `http://127.0.0.1:18789`. */
   url?: string;
   /**
@@ -52,6 +60,45 @@ function isLoopback(url: string): boolean {
   }
 }
 
+function dataDir(): string {
+  return nonEmpty(process.env.CLAWPLANE_DATA_DIR) ?? join(homedir(), ".clawplane");
+}
+
+/**
+ * The TLS options for `url`: the explicit ones, else env `CLAWPLANE_TLS_FINGERPRINT` /
+ * `CLAWPLANE_TLS_CA`, else (loopback `https://` only) the local gateway's generated
+ * certificate `<data-dir>/tls/cert.pem` as the CA when it exists. Empty for `http://` URLs
+ * (explicit TLS options with an `http://` URL are an INVALID_ARGUMENT error).
+ */
+export function discoverTls(url: string, opts: TlsOptions = {}): TlsOptions {
+  const fp = nonEmpty(opts.tlsFingerprint);
+  const caFile = nonEmpty(opts.caFile);
+  const explicit = fp !== undefined || caFile !== undefined || opts.ca !== undefined;
+  if (!isHttpsUrl(url)) {
+    if (explicit) {
+      throw new ClawplaneError({
+        code: Code.InvalidArgument,
+        message: `caFile / ca / tlsFingerprint need an https:// URL, got ${url}`,
+      });
+    }
+    return {};
+  }
+  if (fp !== undefined) return { tlsFingerprint: fp };
+  if (caFile !== undefined || opts.ca !== undefined) {
+    return { ...(caFile !== undefined ? { caFile } : {}), ...(opts.ca !== undefined ? { ca: opts.ca } : {}) };
+  }
+  const env = process.env;
+  const envFp = nonEmpty(env.CLAWPLANE_TLS_FINGERPRINT);
+  if (envFp !== undefined) return { tlsFingerprint: envFp };
+  const envCa = nonEmpty(env.CLAWPLANE_TLS_CA);
+  if (envCa !== undefined) return { caFile: envCa };
+  if (isLoopback(url)) {
+    const local = join(dataDir(), "tls", "cert.pem");
+    if (existsSync(local)) return { caFile: local };
+  }
+  return {};
+}
+
 /** Fills in local defaults for the gateway URL and token (see `ConnectOptions`). */
 export function discover(opts: { url?: string; token?: string | null } = {}): {
   url: string;
@@ -62,9 +109,8 @@ export function discover(opts: { url?: string; token?: string | null } = {}): {
   if (opts.token === null) return { url, token: undefined };
   let token = nonEmpty(opts.token) ?? nonEmpty(env.CLAWPLANE_TOKEN) ?? nonEmpty(env.CLAWPLANE_GATEWAY_TOKEN);
   if (token === undefined && isLoopback(url)) {
-    const dir = nonEmpty(env.CLAWPLANE_DATA_DIR) ?? join(homedir(), ".clawplane");
     try {
-      token = nonEmpty(readFileSync(join(dir, "gateway.token"), "utf8"));
+      token = nonEmpty(readFileSync(join(dataDir(), "gateway.token"), "utf8"));
     } catch {
       token = undefined;
     }
@@ -74,20 +120,41 @@ export function discover(opts: { url?: string; token?: string | null } = {}): {
 
 /**
  * Builds a transport with bearer auth: gRPC over HTTP/2 (`@connectrpc/connect-node`) or
- * gRPC-Web (`@connectrpc/connect-web`). `url` and `token` are used as given (no env lookup).
+ * gRPC-Web (`@connectrpc/connect-web`). `url`, `token` and the TLS options are used as given
+ * (no env lookup). `caFile`/`ca`/`tlsFingerprint` apply to `https://` URLs over gRPC (the
+ * gRPC-Web transport uses `fetch`, which takes no per-connection TLS options: an error).
  */
 export function createTransport(opts: {
   url: string;
   token?: string;
   protocol?: Protocol;
   interceptors?: Interceptor[];
-}): Transport {
+} & TlsOptions): Transport {
   const interceptors = [bearerAuth(opts.token), ...(opts.interceptors ?? [])];
   const url = normalizeUrl(opts.url);
-  if (opts.protocol === "grpc-web") return createWebTransport({ url, interceptors });
+  const hasTls = nonEmpty(opts.tlsFingerprint) !== undefined || nonEmpty(opts.caFile) !== undefined || opts.ca !== undefined;
+  if (hasTls && !isHttpsUrl(url)) {
+    throw new ClawplaneError({
+      code: Code.InvalidArgument,
+      message: `caFile / ca / tlsFingerprint need an https:// URL, got ${url}`,
+    });
+  }
+  if (opts.protocol === "grpc-web") {
+    if (hasTls) {
+      throw new ClawplaneError({
+        code: Code.InvalidArgument,
+        message: "caFile / ca / tlsFingerprint are supported with protocol \"grpc\" only (gRPC-Web uses fetch)",
+      });
+    }
+    return createWebTransport({ url, interceptors });
+  }
+  const https = isHttpsUrl(url);
+  const nodeOptions = https ? http2TlsOptions(url, opts) : undefined;
   return createGrpcTransport({
     baseUrl: url,
-    interceptors,
+    ...(nodeOptions ? { nodeOptions } : {}),
+    // Outermost, so that it sees the transport's own failure.
+    interceptors: https ? interceptors : [plainHttpToTlsHint(url), ...interceptors],
     readMaxBytes: MAX_READ_BYTES,
     pingIntervalMs: 20_000,
     pingTimeoutMs: 20_000,
@@ -101,11 +168,18 @@ export function createTransport(opts: {
  */
 export function connect(opts: ConnectOptions = {}): Client {
   const { url, token } = discover(opts);
+  // gRPC-Web (fetch) takes no TLS options: explicit ones are refused by createTransport,
+  // the env / local-certificate defaults are not applied.
+  const tlsOpts: TlsOptions =
+    opts.protocol === "grpc-web"
+      ? { tlsFingerprint: opts.tlsFingerprint, caFile: opts.caFile, ca: opts.ca }
+      : discoverTls(url, opts);
   const transport = createTransport({
     url,
     token,
     protocol: opts.protocol,
     interceptors: opts.interceptors,
+    ...tlsOpts,
   });
   return new Client({ url, transport });
 }

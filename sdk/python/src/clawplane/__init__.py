@@ -5,6 +5,8 @@
 - Verbs: ``status``, ``chat_send``, ``sessions_send``, ``agent_run`` (each returning a run
   handle with ``wait()``, ``cancel()``, ``stream()`` / ``deltas()``), ``watch_events``
   (resumes by itself), ``devices_list``, ``devices_approve`` and more.
+- TLS: ``connect(url, token, ca_file=...)`` or ``tls_fingerprint=...`` for ``https://``
+  gateways (:mod:`clawplane.tls`); a refused certificate raises :class:`TlsError`.
 - :class:`ClawplaneError`: the gRPC status with its typed ``google.rpc`` details
   (``code``, ``reason``, ``domain``, ``metadata``, ``field_violations``).
 - ``clawplane.v1``: the generated protobuf messages and gRPC stubs (``sdk/python/gen.sh``).
@@ -24,6 +26,7 @@ from .aio import (
 from .aio import connect as connect_async
 from .errors import ERROR_DOMAIN, ClawplaneError, CursorExpiredError, FieldViolation
 from .sync import Client, EventWatch, RunHandle, connect
+from .tls import TlsError, fingerprint, parse_fingerprint, pem_fingerprint
 from .v1 import (
     agent_pb2,
     chat_pb2,
@@ -50,6 +53,7 @@ __all__ = [
     "RunHandle",
     "RunUpdate",
     "Stubs",
+    "TlsError",
     "agent_pb2",
     "chat_pb2",
     "connect",
@@ -57,8 +61,11 @@ __all__ = [
     "device_pb2",
     "discover",
     "event_pb2",
+    "fingerprint",
     "gateway_pb2",
     "is_terminal",
+    "parse_fingerprint",
+    "pem_fingerprint",
     "run_pb2",
     "session_pb2",
     "v1",

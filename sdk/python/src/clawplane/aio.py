@@ -20,6 +20,15 @@ import grpc
 import grpc.aio
 
 from .errors import ClawplaneError, CursorExpiredError, from_rpc_error
+from .tls import (
+    TlsError,
+    diagnose_handshake,
+    fetch_pinned_certificate,
+    parse_fingerprint,
+    pinned_channel_options,
+    read_ca_file,
+    speaks_tls,
+)
 from .v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -440,38 +449,115 @@ class AsyncClient:
         *,
         options: Optional[Iterable[tuple[str, Any]]] = None,
         credentials: Optional[grpc.ChannelCredentials] = None,
+        ca_file: Optional[str] = None,
+        tls_fingerprint: Optional[str] = None,
     ) -> None:
         raw_url, tok = discover(url, token)
         target, tls, self.url = _parse_url(raw_url)
         self.target = target
         #: ``(("authorization", "Bearer <token>"),)`` or ``()`` without a token.
         self.metadata = _auth_metadata(tok)
-        opts = channel_options(target) + list(options or [])
-        if tls or credentials is not None:
-            creds = credentials or grpc.ssl_channel_credentials()
-            self.channel = grpc.aio.secure_channel(target, creds, options=opts)
+        ca_file = (ca_file or "").strip() or None
+        tls_fingerprint = (tls_fingerprint or "").strip() or None
+        if credentials is not None and (ca_file or tls_fingerprint):
+            raise ClawplaneError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "pass either credentials or ca_file / tls_fingerprint, not both",
+            )
+        if not tls and (ca_file or tls_fingerprint):
+            raise ClawplaneError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"ca_file / tls_fingerprint need an https:// URL, got {self.url}",
+            )
+        #: The PEM the channel trusts (the CA file, or the pinned certificate), if any.
+        self.root_certificates: Optional[bytes] = None
+        self._pinned = False
+        tls_opts: list[tuple[str, Any]] = []
+        if tls and credentials is None:
+            if not ca_file and not tls_fingerprint:
+                tls_fingerprint = os.environ.get("CLAWPLANE_TLS_FINGERPRINT", "").strip() or None
+                if not tls_fingerprint:
+                    ca_file = os.environ.get("CLAWPLANE_TLS_CA", "").strip() or None
+            if tls_fingerprint:
+                expected = parse_fingerprint(tls_fingerprint)
+                pem = fetch_pinned_certificate(target, expected)
+                self.root_certificates = pem.encode("ascii")
+                self._pinned = True
+                tls_opts = pinned_channel_options(target, pem)
+            elif ca_file:
+                self.root_certificates = read_ca_file(ca_file)
+            credentials = grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
+        #: The channel options (for another channel to the same gateway, e.g. ``Client.stubs``).
+        self.channel_options = channel_options(target) + tls_opts + list(options or [])
+        #: The channel credentials (``None`` for a plain-text ``http://`` channel).
+        self.channel_credentials: Optional[grpc.ChannelCredentials] = credentials
+        if credentials is not None:
+            self.channel = grpc.aio.secure_channel(target, credentials, options=self.channel_options)
         else:
-            self.channel = grpc.aio.insecure_channel(target, options=opts)
+            self.channel = grpc.aio.insecure_channel(target, options=self.channel_options)
         #: The generated ``grpc.aio`` stubs on this client's channel.
         self.stubs = Stubs(self.channel)
         self.closed = False
 
     @classmethod
     async def connect(
-        cls, url: Optional[str] = None, token: Optional[str] = None, *, timeout: float = 5.0
+        cls,
+        url: Optional[str] = None,
+        token: Optional[str] = None,
+        *,
+        timeout: float = 5.0,
+        ca_file: Optional[str] = None,
+        tls_fingerprint: Optional[str] = None,
     ) -> "AsyncClient":
         """Like the constructor, then waits up to ``timeout`` s for the connection; an
-        unreachable gateway raises :class:`ClawplaneError` (``UNAVAILABLE``)."""
-        client = cls(url, token)
+        unreachable gateway raises :class:`ClawplaneError` (``UNAVAILABLE``), a refused
+        certificate (or an ``http://`` URL pointing at a TLS port) :class:`TlsError`."""
+        client = cls(url, token, ca_file=ca_file, tls_fingerprint=tls_fingerprint)
         try:
-            await asyncio.wait_for(client.channel.channel_ready(), timeout)
+            await client._wait_ready(timeout)
         except asyncio.TimeoutError:
             await client.close()
             raise ClawplaneError(
                 grpc.StatusCode.UNAVAILABLE,
                 f"the gateway at {client.url} is not reachable (no connection within {timeout:g}s)",
             ) from None
+        except BaseException:
+            await client.close()
+            raise
         return client
+
+    async def _wait_ready(self, timeout: float) -> None:
+        """Waits for the channel to be ready; on its first connection failure, checks
+        whether TLS is the reason (and raises :class:`TlsError` saying so)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        explained = False
+        state = self.channel.get_state(try_to_connect=True)
+        while state != grpc.ChannelConnectivity.READY:
+            if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE and not explained:
+                explained = True
+                detail = await asyncio.get_running_loop().run_in_executor(None, self._tls_failure)
+                if detail is not None:
+                    raise TlsError(detail)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError()
+            await asyncio.wait_for(self.channel.wait_for_state_change(state), remaining)
+            state = self.channel.get_state(try_to_connect=True)
+
+    def _tls_failure(self) -> Optional[str]:
+        """What TLS has to do with a failed connection, if anything (blocking probes)."""
+        if not self.url.startswith("https://"):
+            if speaks_tls(self.target):
+                https = "https://" + self.url[len("http://") :]
+                return (
+                    f"the gateway at {self.url} serves TLS (https); use {https} (with ca_file or "
+                    "tls_fingerprint for a self-signed certificate)"
+                )
+            return None
+        if self._pinned:
+            return None
+        return diagnose_handshake(self.target, self.root_certificates)
 
     def __repr__(self) -> str:
         return f"AsyncClient(url={self.url!r})"
@@ -741,8 +827,20 @@ class AsyncClient:
         return cast("device_pb2.RejectPairingResponse", resp)
 
 
-async def connect(url: Optional[str] = None, token: Optional[str] = None, *, timeout: float = 5.0) -> AsyncClient:
+async def connect(
+    url: Optional[str] = None,
+    token: Optional[str] = None,
+    *,
+    timeout: float = 5.0,
+    ca_file: Optional[str] = None,
+    tls_fingerprint: Optional[str] = None,
+) -> AsyncClient:
     """Connects to the gateway (``url`` default ``$CLAWPLANE_URL`` or
     ``http://127.0.0.1:18789``, ``token`` default ``$CLAWPLANE_TOKEN``; ``token=""`` sends
-    none) and returns an :class:`AsyncClient`."""
-    return await AsyncClient.connect(url, token, timeout=timeout)
+    none) and returns an :class:`AsyncClient`. For an ``https://`` URL, ``ca_file`` (default
+    ``$CLAWPLANE_TLS_CA``) is a PEM file of CAs to trust, or ``tls_fingerprint`` (default
+    ``$CLAWPLANE_TLS_FINGERPRINT``) the SHA-256 fingerprint of the one certificate to accept
+    (see :mod:`clawplane.tls`)."""
+    return await AsyncClient.connect(
+        url, token, timeout=timeout, ca_file=ca_file, tls_fingerprint=tls_fingerprint
+    )

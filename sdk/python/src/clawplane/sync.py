@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Coroutine, Generic, Iterable, Iterator, O
 
 import grpc
 
-from .aio import AsyncClient, AsyncEventWatch, AsyncRunHandle, RunUpdate, Stubs, channel_options
+from .aio import AsyncClient, AsyncEventWatch, AsyncRunHandle, RunUpdate, Stubs
 from .v1 import agent_pb2, device_pb2, event_pb2, gateway_pb2, run_pb2, session_pb2
 
 __all__ = ["Client", "EventWatch", "RunHandle", "connect"]
@@ -186,13 +186,19 @@ class Client:
         token: Optional[str] = None,
         *,
         connect_timeout: Optional[float] = None,
+        ca_file: Optional[str] = None,
+        tls_fingerprint: Optional[str] = None,
     ) -> None:
         self._loop = _LoopThread()
         try:
             if connect_timeout is None:
-                self._aio = self._loop.run(_make(url, token))
+                self._aio = self._loop.run(_make(url, token, ca_file, tls_fingerprint))
             else:
-                self._aio = self._loop.run(AsyncClient.connect(url, token, timeout=connect_timeout))
+                self._aio = self._loop.run(
+                    AsyncClient.connect(
+                        url, token, timeout=connect_timeout, ca_file=ca_file, tls_fingerprint=tls_fingerprint
+                    )
+                )
         except BaseException:
             self._loop.stop()
             raise
@@ -200,10 +206,19 @@ class Client:
         self._stubs: Optional[Stubs] = None
 
     @classmethod
-    def connect(cls, url: Optional[str] = None, token: Optional[str] = None, *, timeout: float = 5.0) -> "Client":
+    def connect(
+        cls,
+        url: Optional[str] = None,
+        token: Optional[str] = None,
+        *,
+        timeout: float = 5.0,
+        ca_file: Optional[str] = None,
+        tls_fingerprint: Optional[str] = None,
+    ) -> "Client":
         """Connects (waiting up to ``timeout`` s); an unreachable gateway raises
-        :class:`~clawplane.ClawplaneError` with code ``UNAVAILABLE``."""
-        return cls(url, token, connect_timeout=timeout)
+        :class:`~clawplane.ClawplaneError` with code ``UNAVAILABLE``, a refused certificate
+        :class:`~clawplane.TlsError`."""
+        return cls(url, token, connect_timeout=timeout, ca_file=ca_file, tls_fingerprint=tls_fingerprint)
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r})"
@@ -223,12 +238,11 @@ class Client:
         """Blocking generated stubs (``client.stubs.devices.Challenge(req, metadata=...)``)."""
         if self._stubs is None:
             target = self._aio.target
-            if self._aio.url.startswith("https://"):
-                self._sync_channel = grpc.secure_channel(
-                    target, grpc.ssl_channel_credentials(), options=channel_options(target)
-                )
+            creds = self._aio.channel_credentials
+            if creds is not None:
+                self._sync_channel = grpc.secure_channel(target, creds, options=self._aio.channel_options)
             else:
-                self._sync_channel = grpc.insecure_channel(target, options=channel_options(target))
+                self._sync_channel = grpc.insecure_channel(target, options=self._aio.channel_options)
             self._stubs = Stubs(self._sync_channel)
         return self._stubs
 
@@ -356,16 +370,29 @@ class Client:
         return self._loop.run(self._aio.devices_reject(request_id))
 
 
-async def _make(url: Optional[str], token: Optional[str]) -> AsyncClient:
-    return AsyncClient(url, token)
+async def _make(
+    url: Optional[str], token: Optional[str], ca_file: Optional[str], tls_fingerprint: Optional[str]
+) -> AsyncClient:
+    return AsyncClient(url, token, ca_file=ca_file, tls_fingerprint=tls_fingerprint)
 
 
-def connect(url: Optional[str] = None, token: Optional[str] = None, *, timeout: float = 5.0) -> Client:
+def connect(
+    url: Optional[str] = None,
+    token: Optional[str] = None,
+    *,
+    timeout: float = 5.0,
+    ca_file: Optional[str] = None,
+    tls_fingerprint: Optional[str] = None,
+) -> Client:
     """Connects to the gateway and returns a blocking :class:`Client`.
 
     ``url`` defaults to ``$CLAWPLANE_URL``, then ``http://127.0.0.1:18789``; ``token`` to
     ``$CLAWPLANE_TOKEN`` (``token=""`` sends none). Raises
     :class:`~clawplane.ClawplaneError` (``UNAVAILABLE``) when nothing answers within
-    ``timeout`` seconds.
+    ``timeout`` seconds. For an ``https://`` URL, ``ca_file`` (default ``$CLAWPLANE_TLS_CA``)
+    is a PEM file of CAs to trust (e.g. the gateway's ``<data-dir>/tls/cert.pem``), or
+    ``tls_fingerprint`` (default ``$CLAWPLANE_TLS_FINGERPRINT``) the SHA-256 fingerprint of
+    the one certificate to accept; a refused certificate raises :class:`~clawplane.TlsError`
+    (``certificate fingerprint mismatch: expected X, got Y``).
     """
-    return Client.connect(url, token, timeout=timeout)
+    return Client.connect(url, token, timeout=timeout, ca_file=ca_file, tls_fingerprint=tls_fingerprint)
