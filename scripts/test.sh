@@ -14,6 +14,7 @@ echo "buf lint: clean"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+cargo build -q -p clawplane-server; cargo run -q -p clawplane-bench -- --smoke   # benchmark smoke: exits 0 when every scenario ran
 
 cargo build -p clawplane-server
 export CLAWPLANE_BIN="$PWD/target/debug/clawplane"

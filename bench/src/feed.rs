@@ -36,7 +36,7 @@ pub const STREAMS_PER_CONN_LIMIT: usize = 200;
 /// How long after the last wake the watchers may take to catch up.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Bound on wake calls in flight; beyond it the pacer skips (and reports) events.
-const MAX_WAKES_IN_FLIGHT: usize = 4096;
+pub const MAX_WAKES_IN_FLIGHT: usize = 4096;
 
 fn now_ns() -> i128 {
     SystemTime::now()
@@ -142,6 +142,8 @@ struct FeedOut {
     cpu: [f64; 2],
     threads: std::collections::HashMap<String, f64>,
     catch_up: Duration,
+    /// Change of the caller's probe from the start of pacing to the end of catch-up.
+    probe: f64,
 }
 
 async fn status(c: &Conn) -> Result<GatewayServiceStatusResponse> {
@@ -158,7 +160,7 @@ fn wake_req(i: u64, text: String) -> GatewayServiceWakeRequest {
     }
 }
 
-async fn run(addr: SocketAddr, o: &Opts) -> Result<FeedOut> {
+async fn run(addr: SocketAddr, o: &Opts, probe: &dyn Fn() -> f64) -> Result<FeedOut> {
     let subs_n = o.subscribers;
     let conns_n = o
         .sub_conns
@@ -238,6 +240,7 @@ async fn run(addr: SocketAddr, o: &Opts) -> Result<FeedOut> {
     let mut skipped = 0u64;
     let mut issued = 0u64;
     let window = CpuWindow::start();
+    let p0 = probe();
     let t0 = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -317,6 +320,7 @@ async fn run(addr: SocketAddr, o: &Opts) -> Result<FeedOut> {
     }
     stopper.abort();
     let catch_up = catch_start.elapsed();
+    let p1 = probe();
     Ok(FeedOut {
         subscribers: subs_n,
         conns: conns_n,
@@ -333,6 +337,53 @@ async fn run(addr: SocketAddr, o: &Opts) -> Result<FeedOut> {
         cpu,
         threads,
         catch_up,
+        probe: p1 - p0,
+    })
+}
+
+/// What the comparison report needs from one feed run.
+pub struct FeedResult {
+    pub subscribers: usize,
+    pub events: u64,
+    /// Events produced per second while pacing.
+    pub rate: f64,
+    /// Event time -> receipt, over all deliveries.
+    pub hist: Hist,
+    pub expected: u64,
+    pub received: u64,
+    /// The probe's change from the start of pacing until every watcher caught up.
+    pub probe: f64,
+    /// Wake calls that failed plus watches that did not open.
+    pub errors: u64,
+    /// Events the pacer skipped because too many wakes were in flight.
+    pub skipped: u64,
+}
+
+/// One feed run against a gateway already listening at `addr` (token [`TOKEN`]).
+pub fn run_against(
+    rt: &Runtime,
+    addr: SocketAddr,
+    o: &Opts,
+    probe: &dyn Fn() -> f64,
+) -> Result<FeedResult> {
+    let out = rt.block_on(run(addr, o, probe))?;
+    let events = out.end_head - out.start_head;
+    let mut hist = Hist::default();
+    let mut received = 0;
+    for s in &out.subs {
+        hist.merge(&s.hist);
+        received += s.received;
+    }
+    Ok(FeedResult {
+        subscribers: out.subscribers,
+        events,
+        rate: out.wakes_ok as f64 / out.pace_secs,
+        hist,
+        expected: events * out.subscribers as u64,
+        received,
+        probe: out.probe,
+        errors: out.wakes_err + out.open_failed as u64,
+        skipped: out.skipped,
     })
 }
 
@@ -343,7 +394,7 @@ pub fn feed(rt: &Runtime, o: &Opts, report: &mut Report) -> Result<()> {
         "target 3",
         || {
             let srv = Clawplane::start(bench_config(), o.server_nodelay)?;
-            let out = rt.block_on(run(srv.addr, o));
+            let out = rt.block_on(run(srv.addr, o, &|| 0.0));
             srv.stop();
             out
         },

@@ -180,12 +180,12 @@ fn hooks_once(
     Ok((out?, queued, running, head))
 }
 
-fn contains(h: &[u8], n: &[u8]) -> bool {
+pub fn contains(h: &[u8], n: &[u8]) -> bool {
     h.windows(n.len()).any(|w| w == n)
 }
 
-const AGENT_BODY: &str = r#"{"message":"bench hook","deliver":false}"#;
-const WAKE_BODY: &str = r#"{"text":"bench wake","mode":"next-heartbeat"}"#;
+pub const AGENT_BODY: &str = r#"{"message":"bench hook","deliver":false}"#;
+pub const WAKE_BODY: &str = r#"{"text":"bench wake","mode":"next-heartbeat"}"#;
 
 /// Target 6.
 pub fn agent(rt: &Runtime, o: &Opts, report: &mut Report) -> Result<()> {

@@ -33,6 +33,8 @@ pub struct Outcome {
     pub cpu: [f64; 2],
     /// CPU seconds per thread name during the window.
     pub threads: HashMap<String, f64>,
+    /// Change of the caller's probe (e.g. a server process's CPU seconds) over the window.
+    pub probe: f64,
 }
 
 impl Outcome {
@@ -127,6 +129,12 @@ struct SlotStats {
 /// Runs `call` from `shape.concurrency` slots until the window ends. Must run on the load
 /// runtime.
 pub async fn closed_loop(shape: Shape, call: CallFn) -> Outcome {
+    closed_loop_probed(shape, call, || 0.0).await
+}
+
+/// [`closed_loop`] that also samples `probe` at the start and the end of the measured
+/// window (blocking reads of /proc, two per window).
+pub async fn closed_loop_probed(shape: Shape, call: CallFn, probe: impl Fn() -> f64) -> Outcome {
     // A call still unanswered this long after the window is abandoned (bounded run without
     // a timer per call, which would cost the load CPU).
     const STRAGGLER: Duration = Duration::from_secs(10);
@@ -169,7 +177,9 @@ pub async fn closed_loop(shape: Shape, call: CallFn) -> Outcome {
     }
     tokio::time::sleep_until(m_start.into()).await;
     let window = CpuWindow::start();
+    let p0 = probe();
     tokio::time::sleep_until(m_end.into()).await;
+    let p1 = probe();
     let (cpu, threads) = window.finish();
     let mut out = Outcome {
         ok: 0,
@@ -179,6 +189,7 @@ pub async fn closed_loop(shape: Shape, call: CallFn) -> Outcome {
         window: shape.measure,
         cpu,
         threads,
+        probe: p1 - p0,
     };
     let give_up = tokio::time::Instant::from(m_end + STRAGGLER);
     for mut h in slots {

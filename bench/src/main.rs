@@ -4,7 +4,14 @@
 //! ```text
 //! cargo build --release -p clawplane-server -p clawplane-bench   # targets 4, 5, 9 spawn bin `clawplane`
 //! cargo run -p clawplane-bench --release [-- --only 1,3 --secs 5]
+//! scripts/bench.sh          # --report BENCHMARKS.md: comparisons with baselines + targets
+//! cargo run -p clawplane-bench -- --smoke   # CI: every scenario once, tiny, no OpenClaw
 //! ```
+//!
+//! `--report` and `--smoke` first run the comparison scenarios (`compare`): the real
+//! `clawplane` binary, a bare tonic server and the real OpenClaw gateway as child processes,
+//! each measured by its process tree's CPU time and RSS; their exit code reflects errors
+//! only, never the numbers.
 //!
 //! Targets 1-3 run the gateway in process on its own runtime (1 worker thread pinned to
 //! CPU 0, the store writer thread too); the load runtime has 1 worker pinned to CPU 1.
@@ -13,12 +20,16 @@
 //! temp data dir, listens on 127.0.0.1 only, and every loop is bounded in time.
 
 mod child;
+mod compare;
 mod feed;
 mod grpc;
 mod hist;
 mod hooks;
 mod inproc;
 mod load;
+mod openclaw;
+mod procs;
+mod report;
 mod sys;
 mod unary;
 mod ws;
@@ -93,9 +104,30 @@ pub struct Opts {
     /// Idle handshaken WebSocket connections held open (target 9).
     #[arg(long, default_value_t = 10_000)]
     pub ws_idle: usize,
-    /// The gateway binary for targets 4, 5 and 9 (default: `clawplane` next to this binary).
+    /// The gateway binary for targets 4, 5 and 9 and the comparisons (default: `clawplane`
+    /// next to this binary).
     #[arg(long)]
     pub clawplane_bin: Option<PathBuf>,
+    /// Run the comparison scenarios (clawplane, bare tonic and OpenClaw as child processes)
+    /// and then the targets, and write everything as markdown to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// CI smoke run: every scenario and target once with tiny sizes and durations, OpenClaw
+    /// skipped; exits 0 when all ran, whatever the numbers, non-zero if one errored.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Skip the OpenClaw baseline in the comparisons.
+    #[arg(long)]
+    pub skip_openclaw: bool,
+    /// HTTP/1.1 connections for the `/hooks/agent` comparison (both gateways).
+    #[arg(long, default_value_t = 4)]
+    pub openclaw_agent_conns: usize,
+    /// Seconds after the first served request before idle RSS is read (comparisons).
+    #[arg(long, default_value_t = 3.0)]
+    pub settle_secs: f64,
+    /// Internal: serve a bare tonic health server on 127.0.0.1:0 until killed.
+    #[arg(long, hide = true)]
+    pub serve_bare: bool,
 }
 
 impl Opts {
@@ -105,6 +137,33 @@ impl Opts {
 
     pub fn measure(&self) -> Duration {
         Duration::from_secs_f64(self.secs.clamp(0.1, 120.0))
+    }
+
+    pub fn settle(&self) -> Duration {
+        Duration::from_secs_f64(self.settle_secs.clamp(0.0, 60.0))
+    }
+
+    /// Tiny sizes for `--smoke` (a few seconds in all, debug build).
+    fn smoke(&mut self) {
+        self.secs = 0.3;
+        self.warmup_secs = 0.1;
+        self.concurrency = 8;
+        self.conns = 2;
+        self.repeat = 1;
+        self.sessions = 8;
+        self.subscribers = 20;
+        self.sub_conns = 2;
+        self.event_rate = 200;
+        self.feed_secs = 0.5;
+        self.start_runs = 1;
+        self.attempts = 1;
+        self.quiet_wait_secs = 0;
+        self.http_conns = 4;
+        self.ws_conns = 4;
+        self.ws_idle = 50;
+        self.openclaw_agent_conns = 2;
+        self.settle_secs = 0.2;
+        self.skip_openclaw = true;
     }
 }
 
@@ -184,7 +243,9 @@ pub fn measured<T>(
 ) -> Result<T> {
     let attempts = o.attempts.max(1);
     for attempt in 1..=attempts {
-        sys::wait_quiet(Duration::from_secs(o.quiet_wait_secs));
+        if o.quiet_wait_secs > 0 {
+            sys::wait_quiet(Duration::from_secs(o.quiet_wait_secs));
+        }
         let t = run()?;
         let busy = other(&t);
         if busy <= DISTURBED || attempt == attempts {
@@ -214,7 +275,18 @@ fn load_runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn main() -> ExitCode {
-    let o = Opts::parse();
+    let mut o = Opts::parse();
+    if o.serve_bare {
+        if let Err(e) = compare::serve_bare() {
+            eprintln!("error: {e:#}");
+        }
+        return ExitCode::FAILURE;
+    }
+    if o.smoke {
+        o.smoke();
+    }
+    let started = std::time::Instant::now();
+    let machine = report::machine();
     if let Err(e) = sys::check_cpus() {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
@@ -243,13 +315,14 @@ fn main() -> ExitCode {
         (8, "WebSocket health round trips", ws::health),
         (9, "idle WebSocket memory", ws::idle),
     ];
+    let comparison = (o.report.is_some() || o.smoke).then(|| compare::run(&rt, &o));
     let mut report = Report::default();
     for (id, name, run) in targets {
         if !o.only.contains(&id) {
             continue;
         }
         // Targets 1-3 and 6-8 wait for quiet per measurement (see `measured`).
-        let busy = if matches!(id, 4 | 5 | 9) {
+        let busy = if matches!(id, 4 | 5 | 9) && o.quiet_wait_secs > 0 {
             sys::wait_quiet(Duration::from_secs(o.quiet_wait_secs))
         } else {
             0.0
@@ -276,7 +349,37 @@ fn main() -> ExitCode {
         }
     }
     rt.shutdown_timeout(Duration::from_secs(2));
+    if let Some(c) = &comparison {
+        c.print();
+    }
     report.print();
+    let errored: Vec<&Row> = report
+        .rows
+        .iter()
+        .filter(|r| r.measured.starts_with("error"))
+        .collect();
+    if let (Some(path), Some(c)) = (&o.report, &comparison) {
+        let md = report::render(&o, &machine, c, &report, started.elapsed());
+        if let Err(e) = std::fs::write(path, md) {
+            eprintln!("error: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(c) = &comparison {
+        // --report and --smoke: the numbers do not decide the exit code; errors do.
+        for f in &c.failures {
+            eprintln!("scenario error: {f}");
+        }
+        for r in &errored {
+            eprintln!("target {} error: {}", r.id, r.measured);
+        }
+        return if c.failures.is_empty() && errored.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        };
+    }
     if report.rows.iter().all(|r| r.pass) {
         ExitCode::SUCCESS
     } else {

@@ -30,7 +30,7 @@ fn shape(o: &Opts) -> Shape {
     }
 }
 
-async fn connect_all(addr: SocketAddr, n: usize, token: Option<&str>) -> Result<Vec<Conn>> {
+pub async fn connect_all(addr: SocketAddr, n: usize, token: Option<&str>) -> Result<Vec<Conn>> {
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
         v.push(Conn::connect(addr, token).await?);
@@ -52,6 +52,34 @@ fn load_line(o: &Outcome) -> String {
     s
 }
 
+/// Durable `ChatService/Send` from `concurrency` slots; slot i writes to session
+/// `bench-{i mod sessions}`; every answer must be a fresh QUEUED run.
+pub fn send_call(conns: Vec<Conn>, concurrency: usize, sessions: usize) -> CallFn {
+    let method = conns[0].method(SEND);
+    let bodies: Vec<_> = (0..concurrency)
+        .map(|slot| {
+            grpc::frame(&ChatServiceSendRequest {
+                session_key: format!("bench-{}", slot % sessions.max(1)),
+                message: format!("hello from slot {slot}"),
+                ..Default::default()
+            })
+        })
+        .collect();
+    Arc::new(move |slot| {
+        let c = conns[slot % conns.len()].clone();
+        let m = method.clone();
+        let body = bodies[slot].clone();
+        Box::pin(async move {
+            let r = ChatServiceSendResponse::decode(c.unary_raw(&m, body).await?)?;
+            ensure!(
+                r.state == RunState::Queued as i32 && !r.duplicate && !r.run_id.is_empty(),
+                "unexpected answer {r:?}"
+            );
+            Ok(())
+        })
+    })
+}
+
 /// One measured Send window on a fresh gateway; also returns the run backlog and head.
 fn send_once(rt: &Runtime, o: &Opts, sessions: usize) -> Result<(Outcome, u64, u64, u64)> {
     let mut cfg = bench_config();
@@ -63,29 +91,7 @@ fn send_once(rt: &Runtime, o: &Opts, sessions: usize) -> Result<(Outcome, u64, u
     let (conns, sh) = (o.conns, shape(o));
     let out = rt.block_on(async move {
         let conns = connect_all(addr, conns, Some(TOKEN)).await?;
-        let method = conns[0].method(SEND);
-        let bodies: Vec<_> = (0..sh.concurrency)
-            .map(|slot| {
-                grpc::frame(&ChatServiceSendRequest {
-                    session_key: format!("bench-{}", slot % sessions),
-                    message: format!("hello from slot {slot}"),
-                    ..Default::default()
-                })
-            })
-            .collect();
-        let call: CallFn = Arc::new(move |slot| {
-            let c = conns[slot % conns.len()].clone();
-            let m = method.clone();
-            let body = bodies[slot].clone();
-            Box::pin(async move {
-                let r = ChatServiceSendResponse::decode(c.unary_raw(&m, body).await?)?;
-                ensure!(
-                    r.state == RunState::Queued as i32 && !r.duplicate && !r.run_id.is_empty(),
-                    "unexpected answer {r:?}"
-                );
-                Ok(())
-            })
-        });
+        let call = send_call(conns, sh.concurrency, sessions);
         anyhow::Ok(load::closed_loop(sh, call).await)
     });
     let (queued, running) = srv.gw.run_counts();
@@ -132,7 +138,7 @@ pub fn send(rt: &Runtime, o: &Opts, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-fn status_call(conns: Vec<Conn>) -> CallFn {
+pub fn status_call(conns: Vec<Conn>) -> CallFn {
     let method = conns[0].method(STATUS);
     let body = grpc::frame(&GatewayServiceStatusRequest {});
     Arc::new(move |slot| {
@@ -146,7 +152,7 @@ fn status_call(conns: Vec<Conn>) -> CallFn {
     })
 }
 
-fn health_call(conns: Vec<Conn>) -> CallFn {
+pub fn health_call(conns: Vec<Conn>) -> CallFn {
     let method = conns[0].method(HEALTH);
     let body = grpc::frame(&HealthCheckRequest {
         service: String::new(),

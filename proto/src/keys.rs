@@ -165,3 +165,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "keys_proptest.rs"]
+mod proptests;

@@ -1249,3 +1249,7 @@ impl Hooks {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "hooks_proptest.rs"]
+mod proptests;

@@ -222,3 +222,7 @@ mod tests {
         assert_eq!(e["details"]["grpcCode"], "Unimplemented");
     }
 }
+
+#[cfg(test)]
+#[path = "frames_proptest.rs"]
+mod proptests;

@@ -865,3 +865,7 @@ mod tests {
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
     }
 }
+
+#[cfg(test)]
+#[path = "webhooks_proptest.rs"]
+mod proptests;
