@@ -43,6 +43,9 @@ pub struct GatewayConfig {
     pub nodes: NodesConfig,
     /// Open WebSocket connections at most; more are closed with 1013 (try again later).
     pub max_connections: usize,
+    /// How long a client may take to send a request head before the connection is closed
+    /// (slowloris guard).
+    pub header_read_timeout_ms: u64,
     /// WebSocket limits (`gateway.ws.*`).
     pub ws: WsLimitsConfig,
     /// TLS for every surface of the one port (`gateway.tls.*`).
@@ -163,6 +166,7 @@ impl Default for GatewayConfig {
             trusted_proxies: Vec::new(),
             nodes: NodesConfig::default(),
             max_connections: 20_000,
+            header_read_timeout_ms: 30_000,
             ws: WsLimitsConfig::default(),
             tls: TlsConfig::default(),
             allow_insecure_remote: false,

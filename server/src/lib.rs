@@ -224,29 +224,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, data_dir = %data_dir.display(), "gateway ready");
 
     let stop = gw.shutdown.clone();
-    let server = match &tls {
+    let config = match &tls {
         Some(resolver) => {
             resolver.spawn_watcher(stop.clone());
-            let config = resolver.server_config()?;
-            tokio::spawn(tls::serve(listener, config, app, stop))
+            Some(resolver.server_config()?)
         }
-        None => {
-            // Small replies must not wait for Nagle's algorithm (40 ms tails otherwise).
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let server = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await });
-            tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::error!(error = %e, "server failed");
-                }
-            })
-        }
+        None => None,
     };
+    let header_timeout = Duration::from_millis(cfg.gateway.header_read_timeout_ms.max(100));
+    let server = tokio::spawn(server::serve(listener, config, header_timeout, app, stop));
 
     signals.next().await;
     tracing::info!("shutting down: draining runs (a second signal exits at once)");

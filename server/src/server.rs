@@ -250,3 +250,96 @@ pub async fn drain(gw: &Arc<Gateway>, health: &HealthReporter, grace: Duration) 
     // WebSockets get `shutdown` and close 1012; let their close handshakes finish.
     clawplane_bridge::ws::wait_closed(Duration::from_secs(2)).await;
 }
+
+/// Serves `app` on `listener` (over TLS when `tls` is set) until `stop`, then shuts the
+/// connections down gracefully and returns once they have closed. One accept loop for both,
+/// so both get TCP_NODELAY, the request-head timeout (`gateway.headerReadTimeoutMs`, a
+/// slowloris guard), WebSocket upgrades (HTTP/1.1 and h2 CONNECT) and
+/// `ConnectInfo<SocketAddr>` on every request.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    header_read_timeout: Duration,
+    app: Router,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use hyper_util::{
+        rt::{TokioExecutor, TokioTimer},
+        server::conn::auto::Builder,
+    };
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let connections = tokio_util::task::TaskTracker::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
+    let builder = Arc::new(builder);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        // Small replies must not wait for Nagle's algorithm (40 ms tails otherwise).
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, app, builder, stop) =
+            (acceptor.clone(), app.clone(), builder.clone(), stop.clone());
+        connections.spawn(async move {
+            let Some(acceptor) = acceptor else {
+                return serve_connection(tcp, peer, app, &builder, &stop).await;
+            };
+            let handshake =
+                tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+            match tokio::select! { _ = stop.cancelled() => return, r = handshake => r } {
+                Ok(Ok(tls)) => serve_connection(tls, peer, app, &builder, &stop).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// Serves one connection until it ends, or gracefully (in-flight requests finish, HTTP/2
+/// GOAWAY) once `stop` fires.
+async fn serve_connection<I>(
+    io: I,
+    peer: std::net::SocketAddr,
+    app: Router,
+    builder: &hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    stop: &tokio_util::sync::CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        tower::ServiceExt::oneshot(app.clone(), req)
+    });
+    let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    let r = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = r {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}

@@ -3,7 +3,6 @@
 //! `gateway.tls.autoGenerate`, and the accept loop that serves the router over TLS (HTTP/1.1
 //! with upgrades and HTTP/2 via ALPN).
 
-use axum::{Router, extract::ConnectInfo};
 use rustls::{
     ServerConfig,
     server::{ClientHello, ResolvesServerCert},
@@ -22,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 /// How often the certificate files are checked for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A TLS setup problem.
 #[derive(Debug, thiserror::Error)]
@@ -338,82 +338,6 @@ impl CertResolver {
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
     }
-}
-
-/// Serves `app` over TLS on `listener` until `stop`, then shuts connections down gracefully
-/// and returns once they have closed. Every request carries `ConnectInfo<SocketAddr>`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    config: Arc<ServerConfig>,
-    app: Router,
-    stop: CancellationToken,
-) {
-    use hyper_util::{
-        rt::{TokioExecutor, TokioIo},
-        server::conn::auto::Builder,
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let connections = tokio_util::task::TaskTracker::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http2().enable_connect_protocol();
-    let builder = Arc::new(builder);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        // Small replies must not wait for Nagle's algorithm (40 ms tails otherwise).
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let builder = builder.clone();
-        let stop = stop.clone();
-        connections.spawn(async move {
-            let tls = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => match r {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                },
-            };
-            let svc =
-                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    tower::ServiceExt::oneshot(app.clone(), req)
-                });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-            let mut conn = std::pin::pin!(conn);
-            let r = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.cancelled() => {
-                    // Finish in-flight requests, then close (HTTP/2 GOAWAY).
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
 }
 
 /// True when `ip` is a loopback address (including IPv4-mapped `::ffff:127.x`).

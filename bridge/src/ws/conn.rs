@@ -146,10 +146,9 @@ enum Incoming {
 fn classify(m: Option<Result<Message, axum::Error>>) -> Incoming {
     match m {
         Some(Ok(Message::Text(t))) => Incoming::Text(t.to_string()),
-        Some(Ok(Message::Binary(b))) => match String::from_utf8(b.to_vec()) {
-            Ok(t) => Incoming::Text(t),
-            Err(_) => Incoming::Skip,
-        },
+        // Binary frames are read as text (invalid UTF-8 replaced), so they meet the same
+        // pre-auth size limit and JSON checks as text frames instead of slipping past them.
+        Some(Ok(Message::Binary(b))) => Incoming::Text(String::from_utf8_lossy(&b).into_owned()),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Skip,
         // The close reply is queued by the protocol layer; keep reading until the end.
         Some(Ok(Message::Close(_))) => Incoming::Skip,
