@@ -50,8 +50,21 @@ pub enum Peer {
     Channel(String),
 }
 
-/// Parses a recipient in the channel's grammar (OpenClaw `docs/cli/message.md`).
+/// Parses a recipient in the channel's grammar (OpenClaw `docs/cli/message.md`). `None` when
+/// there is no recipient, or the prefix names no id (`user:`, `<@ >`).
 pub fn parse_peer(channel: &str, to: &str) -> Option<Peer> {
+    let peer = match parse_peer_raw(channel, to)? {
+        Peer::Direct(id) => Peer::Direct(id.trim().to_string()),
+        Peer::Group(id) => Peer::Group(id.trim().to_string()),
+        Peer::Channel(id) => Peer::Channel(id.trim().to_string()),
+    };
+    match &peer {
+        Peer::Direct(id) | Peer::Group(id) | Peer::Channel(id) if id.is_empty() => None,
+        _ => Some(peer),
+    }
+}
+
+fn parse_peer_raw(channel: &str, to: &str) -> Option<Peer> {
     let to = to.trim();
     if to.is_empty() {
         return None;

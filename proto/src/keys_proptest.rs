@@ -64,9 +64,17 @@ proptest! {
 
     #[test]
     fn parse_peer_is_total_and_never_empty(ch in channel(), to in text()) {
+        // `None` for no recipient or a prefix without an id (`user:`, `<@ >`); otherwise a
+        // non-empty, trimmed id.
         match parse_peer(&ch, &to) {
-            None => prop_assert!(to.trim().is_empty()),
-            Some(Peer::Direct(_) | Peer::Group(_) | Peer::Channel(_)) => prop_assert!(!to.trim().is_empty()),
+            None => {}
+            Some(Peer::Direct(id) | Peer::Group(id) | Peer::Channel(id)) => {
+                prop_assert!(!to.trim().is_empty());
+                prop_assert!(!id.is_empty() && id.trim() == id, "{id:?} from {to:?}");
+            }
+        }
+        if to.trim().is_empty() {
+            prop_assert!(parse_peer(&ch, &to).is_none());
         }
     }
 
@@ -86,7 +94,7 @@ proptest! {
             let again = from_route(&agent, &main, &scope, &ch, &to, &account).map(|(k, _)| k);
             prop_assert_eq!(again, Some(key));
         } else {
-            prop_assert!(to.trim().is_empty());
+            prop_assert!(parse_peer(&ch.trim().to_ascii_lowercase(), &to).is_none());
         }
     }
 }
