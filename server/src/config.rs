@@ -43,6 +43,9 @@ pub struct GatewayConfig {
     pub nodes: NodesConfig,
     /// Open WebSocket connections at most; more are closed with 1013 (try again later).
     pub max_connections: usize,
+    /// Open TCP connections at most (every protocol); past it new connections are closed
+    /// at once, so a connection flood cannot exhaust file descriptors or memory.
+    pub max_tcp_connections: usize,
     /// How long a client may take to send a request head before the connection is closed
     /// (slowloris guard).
     pub header_read_timeout_ms: u64,
@@ -167,6 +170,7 @@ impl Default for GatewayConfig {
             nodes: NodesConfig::default(),
             max_connections: 20_000,
             header_read_timeout_ms: 30_000,
+            max_tcp_connections: 50_000,
             ws: WsLimitsConfig::default(),
             tls: TlsConfig::default(),
             allow_insecure_remote: false,

@@ -231,8 +231,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let header_timeout = Duration::from_millis(cfg.gateway.header_read_timeout_ms.max(100));
-    let server = tokio::spawn(server::serve(listener, config, header_timeout, app, stop));
+    let limits = server::ConnLimits {
+        max_connections: cfg.gateway.max_tcp_connections,
+        header_read_timeout: Duration::from_millis(cfg.gateway.header_read_timeout_ms.max(100)),
+    };
+    let server = tokio::spawn(server::serve(listener, config, limits, app, stop));
 
     signals.next().await;
     tracing::info!("shutting down: draining runs (a second signal exits at once)");

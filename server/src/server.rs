@@ -251,6 +251,15 @@ pub async fn drain(gw: &Arc<Gateway>, health: &HealthReporter, grace: Duration) 
     clawplane_bridge::ws::wait_closed(Duration::from_secs(2)).await;
 }
 
+/// Connection limits of the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// `gateway.maxTcpConnections`.
+    pub max_connections: usize,
+    /// `gateway.headerReadTimeoutMs`.
+    pub header_read_timeout: Duration,
+}
+
 /// Serves `app` on `listener` (over TLS when `tls` is set) until `stop`, then shuts the
 /// connections down gracefully and returns once they have closed. One accept loop for both,
 /// so both get TCP_NODELAY, the request-head timeout (`gateway.headerReadTimeoutMs`, a
@@ -259,7 +268,7 @@ pub async fn drain(gw: &Arc<Gateway>, health: &HealthReporter, grace: Duration) 
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    header_read_timeout: Duration,
+    limits: ConnLimits,
     app: Router,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -269,11 +278,12 @@ pub async fn serve(
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let connections = tokio_util::task::TaskTracker::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -292,11 +302,17 @@ pub async fn serve(
                 }
             },
         };
+        // Past the cap the connection is closed unanswered (the client sees EOF and may retry).
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, limit = limits.max_connections, "connection refused: gateway.maxTcpConnections");
+            continue;
+        };
         // Small replies must not wait for Nagle's algorithm (40 ms tails otherwise).
         let _ = tcp.set_nodelay(true);
         let (acceptor, app, builder, stop) =
             (acceptor.clone(), app.clone(), builder.clone(), stop.clone());
         connections.spawn(async move {
+            let _permit = permit;
             let Some(acceptor) = acceptor else {
                 return serve_connection(tcp, peer, app, &builder, &stop).await;
             };

@@ -1,7 +1,7 @@
 //! Limits that protect the gateway: concurrent runs, queue depth (RESOURCE_EXHAUSTED
 //! `QUEUE_FULL`), and request rate limits per credential and gateway-wide (RESOURCE_EXHAUSTED
-//! `RATE_LIMITED` with RetryInfo; 429 + Retry-After on the hooks). The WebSocket connection
-//! cap is in ws.rs (`max_connections_closes_the_extra_socket_with_1013`).
+//! `RATE_LIMITED` with RetryInfo; 429 + Retry-After on the hooks), and the TCP connection cap.
+//! The WebSocket connection cap is in ws.rs (`max_connections_closes_the_extra_socket_with_1013`).
 
 use std::time::Duration;
 
@@ -181,4 +181,32 @@ async fn the_global_budget_covers_every_caller() {
         .expect_err("the shared budget is spent");
     let md = assert_error(&err, Code::ResourceExhausted, "RATE_LIMITED");
     assert_eq!(md["scope"], "global");
+}
+
+#[tokio::test]
+async fn connections_past_the_tcp_cap_are_closed_until_one_frees_up() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start_with("{ gateway: { maxTcpConnections: 4 } }").await;
+    let addr = std::net::SocketAddr::new([127, 0, 0, 1].into(), gw.addr.port());
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    // Let the server accept them all before the fifth arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fifth = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = fifth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), fifth.read(&mut buf))
+        .await
+        .expect("closed promptly")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the fifth connection is closed unanswered");
+
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = http1::request(addr, "GET", "/healthz", &[], b"").await;
+    assert_eq!(r.status, 200, "a freed slot serves again");
 }
