@@ -12,6 +12,7 @@ use crate::{
     feed,
     hooks::{self, AGENT_BODY, H1, WAKE_BODY, contains},
     load::{self, CallFn, Outcome, Shape},
+    ocfeed,
     openclaw::{self, OpenClaw},
     procs::{self, Pinned},
     unary,
@@ -38,6 +39,13 @@ pub struct Meas {
     pub cpu_us: Option<f64>,
     pub rss: Option<u64>,
     pub errors: u64,
+    /// Fan-out rows: deliveries per second over all subscribers.
+    pub total_rate: Option<f64>,
+    /// Fan-out rows: deliveries missed and duplicated.
+    pub missed_dup: Option<(u64, u64)>,
+    /// Fan-out rows: offered events never produced (pacer skipped, or trigger refused)
+    /// out of the offered total.
+    pub not_produced: Option<(u64, u64)>,
     pub note: String,
 }
 
@@ -86,6 +94,9 @@ fn from_outcome(out: &Outcome, unit: &'static str, rss: u64) -> Meas {
         cpu_us: (out.ok > 0).then(|| out.probe * 1e6 / out.ok as f64),
         rss: Some(rss),
         errors: out.errors,
+        total_rate: None,
+        missed_dup: None,
+        not_produced: None,
         note,
     }
 }
@@ -261,6 +272,50 @@ fn quiet(o: &Opts) {
     }
 }
 
+/// `--feed-compare-only`: the fan-out scenario alone (clawplane matrix, then OpenClaw).
+pub fn feed_only(rt: &Runtime, o: &Opts) -> Comparison {
+    let mut c = Comparison::default();
+    let bin = match child::binary(o) {
+        Ok(b) => b,
+        Err(e) => {
+            c.fail("locating the clawplane binary", &e);
+            return c;
+        }
+    };
+    let cp = clawplane_feed(&mut c, rt, o, &bin);
+    let oc_feed: FeedR = if o.skip_openclaw {
+        Err("skipped (--skip-openclaw)".to_string())
+    } else {
+        match openclaw::locate() {
+            Err(e) => Err(one_line(&format!("not measured: {e:#}"))),
+            Ok(inst) => {
+                c.openclaw_version = Some(inst.version.clone());
+                match OpenClaw::spawn(&inst) {
+                    Err(e) => Err(one_line(&format!("not measured: {e:#}"))),
+                    Ok(gw) => {
+                        let up = rt.block_on(first_ws_health(
+                            gw.addr,
+                            openclaw::GATEWAY_TOKEN,
+                            gw.proc.spawned,
+                            Duration::from_secs(120),
+                        ));
+                        match up {
+                            Err(e) => Err(one_line(&format!("not measured: {e:#}"))),
+                            Ok(_) => openclaw_feed(rt, o, gw.addr, gw.pid()),
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let oc = match &c.openclaw_version {
+        Some(v) => format!("OpenClaw {v} (Node child process)"),
+        None => "OpenClaw gateway".into(),
+    };
+    c.scenarios.push(feed_scenario(o, &oc, cp, oc_feed));
+    c
+}
+
 /// Runs every comparison scenario.
 pub fn run(rt: &Runtime, o: &Opts) -> Comparison {
     let mut c = Comparison::default();
@@ -430,16 +485,9 @@ pub fn run(rt: &Runtime, o: &Opts) -> Comparison {
         ))
     });
 
-    // Event feed (clawplane only).
+    // Event feed fan-out matrix.
     eprintln!("compare: event feed ...");
-    quiet(o);
-    let cp_feed = c.ours("clawplane event feed", || {
-        let gw = Gateway::spawn(&bin)?;
-        let pid = gw.pid();
-        let r = feed::run_against(rt, gw.addr, o, &move || procs::tree_cpu_secs(pid))?;
-        let rss = procs::tree_rss(pid);
-        Ok(feed_meas(&r, rss))
-    });
+    let cp_feed = clawplane_feed(&mut c, rt, o, &bin);
 
     // Cold start and idle RSS of clawplane.
     eprintln!("compare: clawplane cold start ...");
@@ -474,6 +522,7 @@ pub fn run(rt: &Runtime, o: &Opts) -> Comparison {
         Err(String::new()),
         Err(String::new()),
     );
+    let oc_feed: FeedR;
     let mut oc_notes = Vec::new();
     if o.skip_openclaw {
         let why = if o.smoke {
@@ -484,6 +533,7 @@ pub fn run(rt: &Runtime, o: &Opts) -> Comparison {
         for r in [&mut oc_start, &mut oc_wake, &mut oc_ws, &mut oc_agent] {
             *r = Err(why.into());
         }
+        oc_feed = Err(why.into());
     } else {
         eprintln!("compare: OpenClaw gateway ...");
         match openclaw::locate() {
@@ -492,12 +542,15 @@ pub fn run(rt: &Runtime, o: &Opts) -> Comparison {
                 for r in [&mut oc_start, &mut oc_wake, &mut oc_ws, &mut oc_agent] {
                     *r = Err(why.clone());
                 }
+                oc_feed = Err(why);
             }
             Ok(inst) => {
                 c.openclaw_version = Some(inst.version.clone());
                 quiet(o);
                 let r = run_openclaw(rt, o, &inst, agent_conns, &mut oc_notes);
-                (oc_start, oc_wake, oc_ws, oc_agent) = r;
+                let feed;
+                (oc_start, oc_wake, oc_ws, oc_agent, feed) = r;
+                oc_feed = feed;
             }
         }
     }
@@ -583,34 +636,7 @@ pub fn run(rt: &Runtime, o: &Opts) -> Comparison {
         ],
         notes,
     });
-    c.scenarios.push(Scenario {
-        name: "Event feed fan-out".into(),
-        load: format!(
-            "{} followOnly `EventService/Watch` streams over {} h2c connections, \
-             `GatewayService/Wake` paced at {}/s for {:.1} s",
-            o.subscribers, o.sub_conns, o.event_rate, o.feed_secs
-        ),
-        sides: vec![
-            Side {
-                who: ours.into(),
-                result: cp_feed,
-            },
-            Side {
-                who: "none".into(),
-                result: Err(
-                    "not measured: OpenClaw has no replayable event feed to fan out \
-                             (its WS broadcast of live events was not measured)"
-                        .into(),
-                ),
-            },
-        ],
-        notes: vec![
-            "Rate = events produced per second; p50/p99 = event commit time to receipt, over \
-             all deliveries; CPU = server CPU from the first event until every watcher has \
-             the last one, per event (each event goes to every watcher)."
-                .into(),
-        ],
-    });
+    c.scenarios.push(feed_scenario(o, &oc, cp_feed, oc_feed));
     let mut notes = vec![format!(
         "Cold start = spawn to the first successful WebSocket `health` round trip (handshake \
          included), polled every 5 ms; RSS = VmRSS of the process tree {:.1} s after it. \
@@ -638,6 +664,8 @@ pub fn run(rt: &Runtime, o: &Opts) -> Comparison {
 }
 
 type R = Result<Meas, String>;
+/// The OpenClaw fan-out points (one per `--openclaw-feed-rates`), or why none ran.
+type FeedR = Result<Vec<R>, String>;
 
 fn run_openclaw(
     rt: &Runtime,
@@ -645,12 +673,13 @@ fn run_openclaw(
     inst: &openclaw::Install,
     agent_conns: usize,
     notes: &mut Vec<String>,
-) -> (R, R, R, R) {
+) -> (R, R, R, R, FeedR) {
     let gw = match OpenClaw::spawn(inst) {
         Ok(g) => g,
         Err(e) => {
             let why = one_line(&format!("not measured: spawn failed: {e:#}"));
             return (
+                Err(why.clone()),
                 Err(why.clone()),
                 Err(why.clone()),
                 Err(why.clone()),
@@ -701,6 +730,11 @@ fn run_openclaw(
         }
     };
     quiet(o);
+    let feed = match &start {
+        Err(why) => Err(why.clone()),
+        Ok(_) => openclaw_feed(rt, o, gw.addr, pid),
+    };
+    quiet(o);
     let agent = hooks_side(
         rt,
         o,
@@ -718,7 +752,162 @@ fn run_openclaw(
              them (no traffic left the machine)."
         ));
     }
-    (start, wake, ws, agent)
+    (start, wake, ws, agent, feed)
+}
+
+/// The clawplane points of the fan-out matrix, smallest first; `--smoke` keeps its own
+/// tiny point only.
+fn feed_points(o: &Opts) -> Vec<(usize, u64)> {
+    if o.smoke {
+        return vec![(o.subscribers, o.event_rate)];
+    }
+    let mut v = vec![];
+    for &n in &o.feed_subscribers {
+        for &r in &o.feed_rates {
+            v.push((n, r));
+        }
+    }
+    v
+}
+
+fn feed_secs(o: &Opts) -> f64 {
+    if o.smoke {
+        o.feed_secs
+    } else {
+        o.feed_point_secs
+    }
+}
+
+/// One fresh clawplane child per matrix point.
+fn clawplane_feed(
+    c: &mut Comparison,
+    rt: &Runtime,
+    o: &Opts,
+    bin: &std::path::Path,
+) -> Vec<(String, R)> {
+    let mut out = vec![];
+    for (n, rate) in feed_points(o) {
+        quiet(o);
+        let mut po = o.clone();
+        po.subscribers = n;
+        po.event_rate = rate;
+        po.feed_secs = feed_secs(o);
+        let r = c.ours(&format!("clawplane event feed {n} x {rate}/s"), || {
+            let gw = Gateway::spawn(bin)?;
+            let pid = gw.pid();
+            let r = feed::run_against(rt, gw.addr, &po, &move || procs::tree_cpu_secs(pid))?;
+            let rss = procs::tree_rss(pid);
+            Ok(feed_meas(&r, rss))
+        });
+        out.push((format!("clawplane: {n} subscribers × {rate}/s offered"), r));
+    }
+    out
+}
+
+/// The OpenClaw point: `system-event` triggers, `presence` broadcasts (see `ocfeed`).
+fn openclaw_feed(rt: &Runtime, o: &Opts, addr: SocketAddr, pid: u32) -> FeedR {
+    Ok(openclaw_rates(o)
+        .into_iter()
+        .map(|rate| {
+            quiet(o);
+            openclaw_feed_point(rt, o, addr, pid, rate)
+        })
+        .collect())
+}
+
+fn openclaw_rates(o: &Opts) -> Vec<u64> {
+    o.openclaw_feed_rates.iter().map(|&r| r.max(1)).collect()
+}
+
+fn openclaw_feed_point(rt: &Runtime, o: &Opts, addr: SocketAddr, pid: u32, rate: u64) -> R {
+    let r = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            ocfeed::run(
+                addr,
+                openclaw::GATEWAY_TOKEN,
+                pid,
+                o.openclaw_feed_subscribers.max(1),
+                rate,
+                feed_secs(o),
+            ),
+        )
+        .await
+        .map_err(|_| anyhow!("the feed run took over 120 s"))?
+    });
+    match r {
+        Ok(f) => Ok(oc_feed_meas(&f)),
+        Err(e) => Err(one_line(&format!("not measured: {e:#}"))),
+    }
+}
+
+fn feed_scenario(o: &Opts, oc: &str, cp: Vec<(String, R)>, oc_feed: FeedR) -> Scenario {
+    let secs = feed_secs(o);
+    let mut sides: Vec<Side> = cp
+        .into_iter()
+        .map(|(who, result)| Side { who, result })
+        .collect();
+    let n = o.openclaw_feed_subscribers.max(1);
+    let rates = openclaw_rates(o);
+    match oc_feed {
+        Ok(results) => {
+            for (rate, result) in rates.iter().zip(results) {
+                sides.push(Side {
+                    who: format!("{oc}: {n} operator WS clients × {rate}/s offered"),
+                    result,
+                });
+            }
+        }
+        Err(why) => sides.push(Side {
+            who: format!("{oc}: {n} operator WS clients"),
+            result: Err(why),
+        }),
+    }
+    let points = feed_points(o)
+        .iter()
+        .map(|(n, r)| format!("{n}×{r}/s"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Scenario {
+        name: "Event feed fan-out (subscribers × rate)".into(),
+        load: format!(
+            "open-loop trigger pacing for {secs:.1} s per point; clawplane points {points} \
+             (each on a fresh child)"
+        ),
+        sides,
+        notes: vec![
+            "clawplane: N followOnly `EventService/Watch` streams spread over h2c connections \
+             (at most 200 streams each, at least `--sub-conns`), all open before the first \
+             event; `GatewayService/Wake` (mode NEXT_HEARTBEAT, distinct texts) paced at the \
+             offered rate writes one SYSTEM_EVENT each. Latency = the event's commit time to \
+             receipt on the watcher."
+                .into(),
+            "OpenClaw: N operator WebSockets with the WS round-trip scenario's handshake, all \
+             connected before the first trigger; one more socket sends the WS method \
+             `system-event` (`{text: <unique marker>, instanceId: <fixed>}`) at the offered \
+             rate, open loop. Its handler enqueues the system event and broadcasts a `presence` \
+             snapshot to every authenticated socket (`broadcastPresenceSnapshot`, sent \
+             `dropIfSlow`); the snapshot carries the bench's presence entry whose `text` is the \
+             trigger's marker, so each frame is matched to its trigger. Latency = trigger sent \
+             -> frame received on the bench's clock (it includes the request's trip to the \
+             server). `POST /hooks/wake` and the WS `wake` method were not used: their handlers \
+             broadcast nothing per call (they enqueue a system event and, with `now`, request a \
+             heartbeat, which OpenClaw rate-limits to one event turn per 30 s and which needs a \
+             model it cannot reach here). OpenClaw has no replayable feed; this measures its \
+             live broadcast only. The offered rates (`--openclaw-feed-rates`) are one it \
+             sustains on one core (200/s) and the lowest clawplane rate (1000/s), past its \
+             limit: there it answers most triggers `UNAVAILABLE` \"The server is busy\", \
+             counted as not produced."
+                .into(),
+            "Rate = distinct events delivered per subscriber per second, over first trigger -> \
+             last delivery; \"in all\" = deliveries over all subscribers per second. \
+             Missed = expected deliveries (triggers answered ok × subscribers) not received; \
+             duplicate = the same event twice on one subscriber. Server CPU / op = server \
+             process tree CPU from the first trigger until every subscriber caught up, per \
+             delivery. RSS after = right after that."
+                .into(),
+        ],
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -764,6 +953,9 @@ fn start_meas(firsts: Vec<Duration>, tcps: Vec<Duration>, mut rss: Vec<u64>) -> 
         cpu_us: None,
         rss: Some(r),
         errors: 0,
+        total_rate: None,
+        missed_dup: None,
+        not_produced: None,
         note: format!(
             "{n} start(s): spawn -> first accepted TCP connection {:.0} ms, -> first \
              successful WS health {:.0} ms (max {:.0} ms); idle RSS {:.1} MiB",
@@ -777,24 +969,35 @@ fn start_meas(firsts: Vec<Duration>, tcps: Vec<Duration>, mut rss: Vec<u64>) -> 
 
 fn feed_meas(r: &feed::FeedResult, rss: u64) -> Meas {
     let miss = r.expected.saturating_sub(r.received);
-    let per_delivery = r.probe * 1e6 / r.received.max(1) as f64;
+    let window = r.delivery_secs.max(r.pace_secs).max(1e-9);
+    let total = r.received as f64 / window;
     Meas {
-        rate: r.rate,
-        unit: "events/s",
-        p50_us: Some(r.hist.quantile(0.5)),
-        p99_us: Some(r.hist.quantile(0.99)),
-        cpu_us: (r.events > 0).then(|| r.probe * 1e6 / r.events as f64),
+        rate: total / r.subscribers.max(1) as f64,
+        unit: "events/s per subscriber",
+        p50_us: (r.received > 0).then(|| r.hist.quantile(0.5)),
+        p99_us: (r.received > 0).then(|| r.hist.quantile(0.99)),
+        cpu_us: (r.received > 0).then(|| r.probe * 1e6 / r.received as f64),
         rss: Some(rss),
         errors: r.errors,
+        total_rate: Some(total),
+        missed_dup: Some((miss, r.duplicates)),
+        not_produced: Some((r.skipped, r.events + r.skipped)),
         note: format!(
-            "{} watchers, {} events, {} of {} deliveries missed ({:.1} M deliveries/s), \
-             {per_delivery:.2} server CPU-µs per delivery; {} events skipped by the pacer \
-             (over {} wakes in flight, i.e. the server fell behind the offered rate){}",
+            "{} watchers, {} events produced at {:.0}/s over {:.2} s, last delivery {:.2} s \
+             after the first event; {} of {} deliveries received, {} missed, {} duplicates; \
+             {:.2} server CPU-µs per delivery ({:.1} per event); {} events skipped by the \
+             pacer (over {} wakes in flight, i.e. the server fell behind the offered rate){}",
             r.subscribers,
             r.events,
-            miss,
+            r.rate,
+            r.pace_secs,
+            r.delivery_secs,
+            r.received,
             r.expected,
-            r.received as f64 / 1e6 / (r.events as f64 / r.rate.max(1e-9)).max(1e-9),
+            miss,
+            r.duplicates,
+            r.probe * 1e6 / r.received.max(1) as f64,
+            r.probe * 1e6 / r.events.max(1) as f64,
             r.skipped,
             feed::MAX_WAKES_IN_FLIGHT,
             if r.errors > 0 {
@@ -803,6 +1006,70 @@ fn feed_meas(r: &feed::FeedResult, rss: u64) -> Meas {
                 String::new()
             }
         ),
+    }
+}
+
+fn oc_feed_meas(r: &ocfeed::OcFeed) -> Meas {
+    let expected = r.triggers_ok * r.subscribers as u64;
+    let miss = expected.saturating_sub(r.received);
+    let window = r.delivery_secs.max(r.pace_secs).max(1e-9);
+    let total = r.received as f64 / window;
+    let mut note = format!(
+        "{} operator sockets, {} `system-event` triggers answered ok / {} failed / {} skipped \
+         by the pacer in {:.2} s ({:.0}/s), last new frame {:.2} s after the first trigger; \
+         {} of {} deliveries received, {} missed, {} duplicates; {} `presence` frames and {} \
+         other events ({}) on the subscriber sockets; {:.2} server CPU-µs per delivery; \
+         catch-up after pacing {:.2} s",
+        r.subscribers,
+        r.triggers_ok,
+        r.triggers_err,
+        r.skipped,
+        r.pace_secs,
+        r.triggers_ok as f64 / r.pace_secs.max(1e-9),
+        r.delivery_secs,
+        r.received,
+        expected,
+        miss,
+        r.duplicates,
+        r.presence_frames,
+        r.other_events,
+        if r.other_names.is_empty() {
+            "none".to_string()
+        } else {
+            r.other_names
+                .iter()
+                .map(|(k, v)| format!("`{k}` {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        r.probe * 1e6 / r.received.max(1) as f64,
+        r.catch_up_secs,
+    );
+    if let Some(e) = &r.first_error {
+        note.push_str(&format!("; first error: {}", one_line(e)));
+    }
+    if !r.ended.is_empty() {
+        note.push_str(&format!(
+            "; {} sockets ended early (first: {})",
+            r.ended.len(),
+            one_line(&r.ended[0])
+        ));
+    }
+    Meas {
+        rate: total / r.subscribers.max(1) as f64,
+        unit: "events/s per subscriber",
+        p50_us: (r.received > 0).then(|| r.hist.quantile(0.5)),
+        p99_us: (r.received > 0).then(|| r.hist.quantile(0.99)),
+        cpu_us: (r.received > 0).then(|| r.probe * 1e6 / r.received as f64),
+        rss: Some(r.rss),
+        errors: 0,
+        total_rate: Some(total),
+        missed_dup: Some((miss, r.duplicates)),
+        not_produced: Some((
+            r.triggers_err + r.skipped,
+            r.triggers_ok + r.triggers_err + r.skipped,
+        )),
+        note,
     }
 }
 
@@ -838,6 +1105,31 @@ fn fmt_rate(m: &Meas) -> String {
     format!("{r} {}", m.unit)
 }
 
+fn fmt_rate_full(m: &Meas) -> String {
+    let mut s = fmt_rate(m);
+    if let Some(t) = m.total_rate {
+        let total = Meas {
+            rate: t,
+            unit: "deliveries/s",
+            note: String::new(),
+            ..*m
+        };
+        s.push_str(&format!(" = {} in all", fmt_rate(&total)));
+    }
+    if let Some((miss, dup)) = m.missed_dup {
+        s.push_str(&format!("; {miss} missed, {dup} duplicate"));
+    }
+    if let Some((n, of)) = m.not_produced
+        && n > 0
+    {
+        s.push_str(&format!(
+            "; {n} of {of} offered events not produced (server behind: pacer skipped or \
+             trigger refused)"
+        ));
+    }
+    s
+}
+
 fn fmt_cpu(c: Option<f64>) -> String {
     c.map_or("-".into(), |c| {
         if c >= 10_000.0 {
@@ -865,7 +1157,7 @@ impl Comparison {
                 } else {
                     ("", "")
                 };
-                let who = if i == 0 {
+                let who = if i == 0 || side.who.starts_with("clawplane") {
                     side.who.clone()
                 } else {
                     format!("baseline: {}", side.who)
@@ -873,7 +1165,7 @@ impl Comparison {
                 match &side.result {
                     Ok(m) => s.push_str(&format!(
                         "| {name} | {load} | {who} | {}{} | {} | {} | {} | {} |\n",
-                        fmt_rate(m),
+                        fmt_rate_full(m),
                         if m.errors > 0 {
                             format!(" ({} errors)", m.errors)
                         } else {
@@ -918,7 +1210,7 @@ impl Comparison {
                     Ok(m) => println!(
                         "  {:<40} {:>22}  p50 {:>9}  p99 {:>9}  cpu/op {:>9}  rss {}",
                         side.who,
-                        fmt_rate(m),
+                        fmt_rate_full(m),
                         fmt_ms(m.p50_us),
                         fmt_ms(m.p99_us),
                         fmt_cpu(m.cpu_us),

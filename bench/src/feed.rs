@@ -55,6 +55,8 @@ struct SubStats {
     undecodable: u64,
     hist: Hist,
     end: Option<String>,
+    /// Wall clock (ns) of the last new event received.
+    last_at: i128,
 }
 
 impl SubStats {
@@ -68,6 +70,7 @@ impl SubStats {
                 self.gaps += seq - self.last - 1;
                 self.last = seq;
                 self.received += 1;
+                self.last_at = now;
                 self.hist.record(((now - time_ns).max(0) / 1000) as u64);
             }
             Some(WatchFrame::Progress { .. }) => {}
@@ -137,6 +140,8 @@ struct FeedOut {
     wake_first_error: Option<String>,
     skipped: u64,
     pace_secs: f64,
+    /// Wall clock (ns) when pacing started.
+    pace_start_ns: i128,
     wake_hist: Hist,
     subs: Vec<SubStats>,
     cpu: [f64; 2],
@@ -241,6 +246,7 @@ async fn run(addr: SocketAddr, o: &Opts, probe: &dyn Fn() -> f64) -> Result<Feed
     let mut issued = 0u64;
     let window = CpuWindow::start();
     let p0 = probe();
+    let pace_start_ns = now_ns();
     let t0 = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -332,6 +338,7 @@ async fn run(addr: SocketAddr, o: &Opts, probe: &dyn Fn() -> f64) -> Result<Feed
         wake_first_error: crate::lock(&first_err).clone().or(open_error),
         skipped,
         pace_secs,
+        pace_start_ns,
         wake_hist: crate::lock(&wake_hist).clone(),
         subs,
         cpu,
@@ -357,6 +364,10 @@ pub struct FeedResult {
     pub errors: u64,
     /// Events the pacer skipped because too many wakes were in flight.
     pub skipped: u64,
+    pub duplicates: u64,
+    /// First event paced -> last new event received by any watcher.
+    pub delivery_secs: f64,
+    pub pace_secs: f64,
 }
 
 /// One feed run against a gateway already listening at `addr` (token [`TOKEN`]).
@@ -369,10 +380,12 @@ pub fn run_against(
     let out = rt.block_on(run(addr, o, probe))?;
     let events = out.end_head - out.start_head;
     let mut hist = Hist::default();
-    let mut received = 0;
+    let (mut received, mut duplicates, mut last_at) = (0, 0, out.pace_start_ns);
     for s in &out.subs {
         hist.merge(&s.hist);
         received += s.received;
+        duplicates += s.duplicates;
+        last_at = last_at.max(s.last_at);
     }
     Ok(FeedResult {
         subscribers: out.subscribers,
@@ -384,6 +397,9 @@ pub fn run_against(
         probe: out.probe,
         errors: out.wakes_err + out.open_failed as u64,
         skipped: out.skipped,
+        duplicates,
+        delivery_secs: (last_at - out.pace_start_ns) as f64 / 1e9,
+        pace_secs: out.pace_secs,
     })
 }
 

@@ -27,6 +27,7 @@ mod hist;
 mod hooks;
 mod inproc;
 mod load;
+mod ocfeed;
 mod openclaw;
 mod procs;
 mod report;
@@ -82,6 +83,25 @@ pub struct Opts {
     /// Seconds of paced events for target 3.
     #[arg(long, default_value_t = 4.0)]
     pub feed_secs: f64,
+    /// Subscriber counts of the clawplane fan-out matrix (comparison report).
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
+    pub feed_subscribers: Vec<usize>,
+    /// Offered event rates (events/s) of the clawplane fan-out matrix.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000, 5000])]
+    pub feed_rates: Vec<u64>,
+    /// Seconds of paced triggers per fan-out matrix point (clawplane and OpenClaw).
+    #[arg(long, default_value_t = 2.5)]
+    pub feed_point_secs: f64,
+    /// Operator WebSocket clients of the OpenClaw fan-out baseline.
+    #[arg(long, default_value_t = 100)]
+    pub openclaw_feed_subscribers: usize,
+    /// Offered `system-event` triggers per second for the OpenClaw fan-out baseline, one
+    /// point each (200/s is sustained on one core; 1000/s is past its limit).
+    #[arg(long, value_delimiter = ',', default_values_t = [200, 1000])]
+    pub openclaw_feed_rates: Vec<u64>,
+    /// Diagnostic: run only the fan-out comparison (clawplane matrix and OpenClaw) and print it.
+    #[arg(long, hide = true)]
+    pub feed_compare_only: bool,
     /// Fresh starts measured for target 5.
     #[arg(long, default_value_t = 5)]
     pub start_runs: usize,
@@ -303,6 +323,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if o.feed_compare_only {
+        let c = compare::feed_only(&rt, &o);
+        c.print();
+        println!("{}", c.markdown());
+        return if c.failures.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        };
+    }
     type Target = fn(&tokio::runtime::Runtime, &Opts, &mut Report) -> Result<()>;
     let targets: [(u8, &str, Target); 9] = [
         (1, "ChatService/Send accept", unary::send),

@@ -108,8 +108,8 @@ pub fn render(o: &Opts, m: &Machine, c: &Comparison, r: &Report, took: Duration)
          server.\n\
          - OpenClaw is started once per run (its start takes seconds); its cold start and \
          idle RSS are one sample, and its RSS is the whole tree (the gateway plus the helper \
-         processes it forks). The wake, WebSocket and agent windows run on that same \
-         instance, agent last because its accepted runs keep working afterwards.\n\
+         processes it forks). The wake, WebSocket, event-feed and agent windows run on \
+         that same instance, agent last because its accepted runs keep working afterwards.\n\
          - clawplane's idle RSS here is after one WebSocket client; the targets table below \
          reads it after one gRPC Status.\n\
          - A row whose rate cell says \"not measured\" or \"skipped\" gives the reason \
@@ -140,7 +140,9 @@ pub fn render(o: &Opts, m: &Machine, c: &Comparison, r: &Report, took: Duration)
     s.push_str(&format!(
         "\nOptions of this run: `--secs {} --warmup-secs {} --concurrency {} --conns {} \
          --http-conns {} --ws-conns {} --subscribers {} --event-rate {} --feed-secs {} \
-         --start-runs {} --openclaw-agent-conns {} --attempts {} --quiet-wait-secs {}`.\n",
+         --feed-subscribers {} --feed-rates {} --feed-point-secs {} --openclaw-feed-subscribers {} \
+         --openclaw-feed-rates {} --start-runs {} --openclaw-agent-conns {} --attempts {} \
+         --quiet-wait-secs {}`.\n",
         o.secs,
         o.warmup_secs,
         o.concurrency,
@@ -150,10 +152,19 @@ pub fn render(o: &Opts, m: &Machine, c: &Comparison, r: &Report, took: Duration)
         o.subscribers,
         o.event_rate,
         o.feed_secs,
+        join(&o.feed_subscribers),
+        join(&o.feed_rates),
+        o.feed_point_secs,
+        o.openclaw_feed_subscribers,
+        join(&o.openclaw_feed_rates),
         o.start_runs,
         o.openclaw_agent_conns,
         o.attempts,
         o.quiet_wait_secs
     ));
     s
+}
+
+fn join<T: ToString>(v: &[T]) -> String {
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
 }

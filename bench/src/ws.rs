@@ -65,6 +65,11 @@ impl Ws {
         Ok(ws)
     }
 
+    /// The underlying socket (after the handshake).
+    pub fn into_inner(self) -> WebSocketStream<TcpStream> {
+        self.s
+    }
+
     /// The next text frame.
     async fn text(&mut self) -> Result<String> {
         loop {
