@@ -1,7 +1,7 @@
 //! The real OpenClaw gateway (`openclaw@2026.9.6` on Node 24, installed from npm by
 //! `scripts/install-openclaw.sh` into `~/.cache/clawplane-openclaw`) as a baseline: started
 //! on loopback with a shared token and `hooks.*` enabled, pinned to the server CPU, its DNS
-//! limited to localhost by `../shared/tools/node-dns-guard.cjs`.
+//! limited to localhost by `tests/tools/node-dns-guard.cjs`.
 
 use crate::{hooks::HOOK_TOKEN, procs::Pinned};
 use anyhow::{Result, bail};
@@ -43,7 +43,7 @@ pub fn locate() -> Result<Install> {
             cache.display()
         );
     }
-    let guard = repo().join("../shared/tools/node-dns-guard.cjs");
+    let guard = repo().join("tests/tools/node-dns-guard.cjs");
     let Ok(guard) = guard.canonicalize() else {
         bail!("the DNS guard {} is missing", guard.display());
     };

@@ -98,6 +98,27 @@ fn init_tracing() {
         .init();
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit: every connection is a descriptor, and
+/// the common soft default (1024) is far below `gateway.maxTcpConnections`.
+pub fn raise_nofile_limit() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                tracing::warn!(
+                    "cannot raise RLIMIT_NOFILE: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
 fn default_data_dir() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -107,6 +128,7 @@ fn default_data_dir() -> PathBuf {
 
 /// Loads config, opens the store, binds, serves until a signal, drains.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    raise_nofile_limit();
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let loaded = config::load(args.config.as_deref(), &|k| std::env::var(k).ok(), &vars)?;
     for key in &loaded.unknown_keys {

@@ -140,6 +140,7 @@ impl GatewayBuilder {
     }
     /// Starts the gateway and waits for its listening line.
     pub async fn start(self) -> Gateway {
+        raise_nofile_limit();
         let dir = tempfile::Builder::new()
             .prefix("clawplane-conformance-")
             .tempdir()
@@ -960,4 +961,23 @@ pub fn new_device_key() -> (ed25519_dalek::SigningKey, String, String) {
         device_auth::base64url(&raw),
         device_auth::device_id(&raw),
     )
+}
+
+/// Raises this test process's soft `RLIMIT_NOFILE` to its hard limit, once: the suite runs
+/// many gateways and clients at once, and some tests open thousands of sockets.
+pub fn raise_nofile_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+                rl.rlim_cur = rl.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            }
+        }
+    });
 }

@@ -1,7 +1,7 @@
 //! Proof with the real client: the published `openclaw@2026.9.6` CLI (on Node 24, both from
 //! the npm registry, installed by `scripts/install-openclaw.sh` into a cache folder outside
 //! the repo) runs against the gateway's WebSocket shim. The CLI resolves no outside host
-//! names (`NODE_OPTIONS=--require ../shared/tools/node-dns-guard.cjs`) and talks to
+//! names (`NODE_OPTIONS=--require tests/tools/node-dns-guard.cjs`) and talks to
 //! 127.0.0.1 only. Set `CLAWPLANE_SKIP_OPENCLAW_CLI=1` to skip it where the npm registry
 //! cannot be reached.
 
@@ -48,7 +48,7 @@ async fn install() -> Cli {
             .map(PathBuf::from)
             .unwrap_or_else(|| panic!("install script printed no {k}=: {stdout}"))
     };
-    let guard = repo.join("../shared/tools/node-dns-guard.cjs");
+    let guard = repo.join("tests/tools/node-dns-guard.cjs");
     let guard = guard
         .canonicalize()
         .unwrap_or_else(|e| panic!("the DNS guard {} is missing: {e}", guard.display()));
