@@ -10,6 +10,7 @@ if [ ! -x node_modules/.bin/buf ]; then
 fi
 (cd proto && ../node_modules/.bin/buf lint)
 echo "buf lint: clean"
+node --test tests/tools/   # the DNS guard the Node-based tests rely on
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
