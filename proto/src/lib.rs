@@ -14,6 +14,17 @@ pub mod v1 {
 
 pub use pbjson_types;
 
+/// The current wall-clock time as a protobuf `Timestamp`.
+pub fn now_ts() -> pbjson_types::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    pbjson_types::Timestamp {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or_default(),
+    }
+}
+
 impl v1::RunState {
     /// True for the states a run does not leave by itself: SUCCEEDED, FAILED, CANCELLED,
     /// TIMED_OUT, INTERRUPTED (an INTERRUPTED first attempt is re-queued at the next start).

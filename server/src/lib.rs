@@ -34,8 +34,28 @@ struct Cli {
 enum Top {
     /// Run the gateway (gRPC, gRPC-Web, HTTP and WebSocket on one port).
     Serve(ServeArgs),
+    /// Check a config file without starting, or print its JSON Schema.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     #[command(flatten)]
     Client(clawplane_cli::Command),
+}
+
+/// `clawplane config ...`.
+#[derive(Subcommand, Debug, Clone)]
+enum ConfigCommand {
+    /// Load and compile a config exactly as `serve` would (no port, no store); print `ok`
+    /// or the problem with its key path, and exit non-zero on a problem.
+    Validate {
+        /// The file; default `CLAWPLANE_CONFIG`, else `<data-dir>/clawplane.json5`.
+        #[arg(long, env = "CLAWPLANE_CONFIG")]
+        config: Option<PathBuf>,
+        /// State directory whose `clawplane.json5` is the default file.
+        #[arg(long, env = "CLAWPLANE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of the config file (for editors: `"$schema"`).
+    Schema,
 }
 
 /// `clawplane serve` flags; they win over the config file and the environment.
@@ -50,7 +70,8 @@ pub struct ServeArgs {
     /// State directory (redb database, generated token). Default: ~/.clawplane.
     #[arg(long, env = "CLAWPLANE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// JSON5 config file (openclaw.json-compatible keys).
+    /// JSON5 config file (openclaw.json-compatible keys). Default: `<data-dir>/clawplane.json5`
+    /// when it exists.
     #[arg(long, env = "CLAWPLANE_CONFIG")]
     pub config: Option<PathBuf>,
     /// PEM certificate chain to serve TLS with (with --tls-key; gateway.tls.certPath).
@@ -65,6 +86,7 @@ pub struct ServeArgs {
 pub fn cli_main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Top::Config(cmd) => config_command(cmd),
         Top::Serve(args) => {
             init_tracing();
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -98,6 +120,54 @@ fn init_tracing() {
         .init();
 }
 
+fn config_command(cmd: ConfigCommand) -> ExitCode {
+    match cmd {
+        ConfigCommand::Schema => {
+            print!("{}", config::reference::schema_text());
+            ExitCode::SUCCESS
+        }
+        ConfigCommand::Validate { config, data_dir } => {
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let Some(path) = config_path(config, &data_dir) else {
+                eprintln!(
+                    "error: no config file: pass --config FILE (or CLAWPLANE_CONFIG), or create {}",
+                    data_dir.join(DEFAULT_CONFIG_FILE).display()
+                );
+                return ExitCode::from(2);
+            };
+            match load_config(Some(&path)) {
+                Ok(_) => {
+                    println!("ok: {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", path.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// The config file's name in the data dir, read when no file is named.
+pub const DEFAULT_CONFIG_FILE: &str = "clawplane.json5";
+
+/// The file to read: the one named, else `<data-dir>/clawplane.json5` when it exists.
+fn config_path(named: Option<PathBuf>, data_dir: &std::path::Path) -> Option<PathBuf> {
+    named.or_else(|| {
+        let p = data_dir.join(DEFAULT_CONFIG_FILE);
+        p.is_file().then_some(p)
+    })
+}
+
+/// Loads a config with the process environment and compiles it as a start would.
+fn load_config(path: Option<&std::path::Path>) -> Result<config::Config, config::ConfigError> {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let loaded = config::load(path, &|k| std::env::var(k).ok(), &vars)?;
+    server::check_config(&loaded.config)?;
+    Ok(loaded.config)
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit: every connection is a descriptor, and
 /// the common soft default (1024) is far below `gateway.maxTcpConnections`.
 pub fn raise_nofile_limit() {
@@ -129,12 +199,8 @@ fn default_data_dir() -> PathBuf {
 /// Loads config, opens the store, binds, serves until a signal, drains.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     raise_nofile_limit();
-    let vars: Vec<(String, String)> = std::env::vars().collect();
-    let loaded = config::load(args.config.as_deref(), &|k| std::env::var(k).ok(), &vars)?;
-    for key in &loaded.unknown_keys {
-        tracing::warn!(key = %key, "unknown config key ignored");
-    }
-    let mut cfg = loaded.config;
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let mut cfg = load_config(config_path(args.config.clone(), &data_dir).as_deref())?;
     if let Some(p) = args.port {
         cfg.gateway.port = p;
     }
@@ -148,7 +214,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     cfg.gateway.tls.check()?;
     let ip = cfg.bind_addr()?;
-    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let tls_on = cfg.gateway.tls.is_enabled();
     if !tls::is_loopback(ip) && !tls_on && !cfg.gateway.allow_insecure_remote {
         anyhow::bail!(

@@ -359,3 +359,19 @@ async fn serve_connection<I>(
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
+
+/// Compiles what the config's data checks cannot see (provider and endpoint URLs, hook and
+/// ingress templates): the steps the gateway takes when it opens, without a store or a
+/// port, so `clawplane config validate` and a start refuse exactly the same files.
+pub fn check_config(cfg: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    crate::models::validate_config(cfg).map_err(ConfigError::Invalid)?;
+    clawplane_bridge::hooks::check(&cfg.hooks).map_err(ConfigError::Invalid)?;
+    if cfg.webhooks.incoming.enabled {
+        crate::core::webhooks::Ingress::compile(&cfg.webhooks.incoming)
+            .map_err(ConfigError::Invalid)?;
+    }
+    crate::core::egress::validate(&cfg.webhooks.outgoing, &cfg.webhooks.egress)
+        .map_err(ConfigError::Invalid)?;
+    Ok(())
+}

@@ -340,15 +340,7 @@ impl CertResolver {
     }
 }
 
-/// True when `ip` is a loopback address (including IPv4-mapped `::ffff:127.x`).
-pub fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
-}
+pub use clawplane_util::net::is_loopback;
 
 #[cfg(test)]
 mod tests {

@@ -2,11 +2,11 @@
 //! request parsing (credential, idempotency key, headers, query) never panic on arbitrary
 //! input, and rendering inserts payload values verbatim (no escaping, no re-evaluation).
 
-use super::template::{Templates, context, environment, rewrite};
 use super::{
     MAX_IDEMPOTENCY_KEY, credential, header_map, idempotency_key, prefix_allowed, query_pairs,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use clawplane_util::template::{Templates, context, environment, rewrite};
 use proptest::prelude::*;
 use serde_json::{Map, Value as Json, json};
 

@@ -4,12 +4,11 @@
 //! the service layer authenticates the forwarded credential (the hooks token or an
 //! operator token) and counts failures per client address.
 
-mod config;
 pub(crate) mod reply;
-mod template;
 
-pub use config::{HookMapping, HookMatch, HooksConfig};
-pub use template::Templates;
+pub use clawplane_config::hooks::{HookMapping, HookMatch, HooksConfig};
+use clawplane_config::hooks::{non_empty, prefix_allowed};
+use clawplane_util::template;
 
 use crate::{Caller, Services};
 use axum::{
@@ -114,11 +113,6 @@ pub fn hooks_router(
 }
 
 /// Lowercase prefix match (`hooks.allowedSessionKeyPrefixes`).
-pub(crate) fn prefix_allowed(key: &str, prefixes: &[String]) -> bool {
-    let key = key.trim().to_ascii_lowercase();
-    !key.is_empty() && prefixes.iter().any(|p| key.starts_with(p.as_str()))
-}
-
 use clawplane_proto::keys::normalize_agent_id;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +188,16 @@ pub(crate) struct Compiled {
     env: minijinja::Environment<'static>,
 }
 
+/// Compiles `hooks.*` as the router would (templates included); nothing is checked while
+/// hooks are disabled.
+pub fn check(cfg: &HooksConfig) -> Result<(), String> {
+    if !cfg.enabled {
+        return Ok(());
+    }
+    cfg.validate()?;
+    Compiled::new(cfg, &HooksContext::default()).map(|_| ())
+}
+
 impl Compiled {
     pub(crate) fn new(cfg: &HooksConfig, ctx: &HooksContext) -> Result<Compiled, String> {
         let allowed_agents = cfg.allowed_agent_ids.as_ref().and_then(|ids| {
@@ -203,8 +207,7 @@ impl Compiled {
         let mut c = Compiled {
             base: cfg.base_path()?,
             allowed_agents,
-            default_session_key: config::non_empty(cfg.default_session_key.as_deref())
-                .map(str::to_string),
+            default_session_key: non_empty(cfg.default_session_key.as_deref()).map(str::to_string),
             allow_request_session_key: cfg.allow_request_session_key,
             prefixes: cfg.prefixes(),
             default_agent: normalize_agent_id(&ctx.default_agent_id),
@@ -227,12 +230,12 @@ impl Compiled {
                 at("transform")
             ));
         }
-        let action = match config::non_empty(m.action.as_deref()) {
+        let action = match non_empty(m.action.as_deref()) {
             None | Some("agent") => Action::Agent,
             Some("wake") => Action::Wake,
             Some(other) => return Err(format!("{}: {other:?} is not agent or wake", at("action"))),
         };
-        let wake_mode = match config::non_empty(m.wake_mode.as_deref()) {
+        let wake_mode = match non_empty(m.wake_mode.as_deref()) {
             None | Some("now") => WakeMode::Now,
             Some("next-heartbeat") => WakeMode::NextHeartbeat,
             Some(other) => {
@@ -242,7 +245,7 @@ impl Compiled {
                 ));
             }
         };
-        let session_mode = match config::non_empty(m.session_mode.as_deref()) {
+        let session_mode = match non_empty(m.session_mode.as_deref()) {
             None | Some("isolated") => SessionMode::Isolated,
             Some("persistent") => SessionMode::Persistent,
             Some(other) => {
@@ -252,7 +255,7 @@ impl Compiled {
                 ));
             }
         };
-        let channel = match config::non_empty(m.channel.as_deref()) {
+        let channel = match non_empty(m.channel.as_deref()) {
             None => "last".to_string(),
             Some(ch) => self
                 .channel(ch)
@@ -292,20 +295,20 @@ impl Compiled {
         let thinking = add("thinking", m.thinking.as_ref())?;
         let match_rule = m.match_rule.clone().unwrap_or_default();
         Ok(Mapping {
-            id: config::non_empty(m.id.as_deref())
+            id: non_empty(m.id.as_deref())
                 .map_or_else(|| format!("mapping-{}", i + 1), str::to_string),
-            match_path: config::non_empty(match_rule.path.as_deref())
+            match_path: non_empty(match_rule.path.as_deref())
                 .map(|p| p.trim_matches('/').to_string())
                 .filter(|p| !p.is_empty()),
-            match_source: config::non_empty(match_rule.source.as_deref()).map(str::to_string),
+            match_source: non_empty(match_rule.source.as_deref()).map(str::to_string),
             action,
             wake_mode,
             session_mode,
-            agent_id: config::non_empty(m.agent_id.as_deref()).map(str::to_string),
-            for_each: config::non_empty(m.for_each.as_deref()).map(str::to_string),
+            agent_id: non_empty(m.agent_id.as_deref()).map(str::to_string),
+            for_each: non_empty(m.for_each.as_deref()).map(str::to_string),
             deliver: m.deliver.unwrap_or(true),
             channel,
-            account_id: config::non_empty(m.account_id.as_deref())
+            account_id: non_empty(m.account_id.as_deref())
                 .unwrap_or_default()
                 .to_string(),
             timeout_seconds,

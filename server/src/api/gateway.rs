@@ -22,7 +22,7 @@ impl GatewayService for Api {
             uptime_ms: gw.started.elapsed().as_millis() as u64,
             default_agent_id: gw.default_agent.clone(),
             main_session_key: gw.main_session_key(),
-            default_model: gw.config.agents.defaults.model.clone(),
+            default_model: gw.config.agents.defaults.model_name().to_string(),
             session_count: gw.session_count()?,
             queued_runs: queued,
             running_runs: running,

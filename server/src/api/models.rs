@@ -70,8 +70,8 @@ impl ModelService for Api {
             .collect();
         Ok(Response::new(ListModelsResponse {
             providers,
-            default_model: cfg.agents.defaults.model.clone(),
-            default_fallbacks: cfg.agents.defaults.model_fallbacks.clone(),
+            default_model: cfg.agents.defaults.model_name().to_string(),
+            default_fallbacks: cfg.agents.defaults.fallbacks().to_vec(),
             agents,
         }))
     }

@@ -25,7 +25,7 @@ use clawplane_proto::v1::{
     RotateWebhookKeyRequest, RotateWebhookKeyResponse, WebhookCall,
     webhook_service_server::WebhookService,
 };
-use std::{collections::HashMap, net::IpAddr, time::Instant};
+use std::{collections::HashMap, time::Instant};
 use tonic::{Request, Response, Status};
 
 impl Api {
@@ -37,15 +37,7 @@ impl Api {
     }
 }
 
-/// Loopback, including IPv4-mapped IPv6 loopback.
-fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        IpAddr::V4(v4) => v4.is_loopback(),
-    }
-}
+use clawplane_util::net::is_loopback;
 
 #[tonic::async_trait]
 impl WebhookService for Api {

@@ -16,7 +16,7 @@ use clawplane_proto::{
 use std::{
     net::IpAddr,
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 /// How long a challenge nonce stays usable.
@@ -69,12 +69,7 @@ pub struct Rotated {
     pub token: Option<String>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+use clawplane_util::time::now_ms;
 
 fn ts_ms(t: Option<&Timestamp>) -> i64 {
     t.map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
@@ -88,14 +83,7 @@ fn ms_ts(ms: i64) -> Timestamp {
     }
 }
 
-fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        IpAddr::V4(v4) => v4.is_loopback(),
-    }
-}
+use clawplane_util::net::is_loopback;
 
 fn device_event(kind: &str, device_id: &str, request_id: &str) -> DeviceChange {
     DeviceChange {

@@ -34,12 +34,12 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -69,100 +69,7 @@ pub const EVENT_TYPES: &[&str] = &[
 
 // ------------------------------------------------------------------------------- config
 
-/// One entry of `webhooks.outgoing`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct OutgoingWebhook {
-    /// Stable id (`[A-Za-z0-9_-]`, ≤ 64); default derived from `url` and `event`, so editing
-    /// either starts a new endpoint at the head of the log.
-    pub id: Option<String>,
-    /// Event type, or a list of them; `*` for all.
-    pub event: EventNames,
-    /// Destination (http or https).
-    pub url: String,
-    /// Extra request headers (`${ENV}` is substituted by the config loader).
-    pub headers: BTreeMap<String, String>,
-    /// Which events of the type are sent.
-    pub filter: Option<FilterConfig>,
-    /// minijinja template of the JSON body over `event`, `type`, `data`, `timestamp`.
-    pub transform: Option<String>,
-    /// `whsec_<base64>` signing secret; unsigned when absent.
-    pub secret: Option<String>,
-}
-
-/// `event`: one name or a list.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum EventNames {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Default for EventNames {
-    fn default() -> Self {
-        EventNames::Many(Vec::new())
-    }
-}
-
-impl EventNames {
-    fn list(&self) -> Vec<String> {
-        match self {
-            EventNames::One(s) => vec![s.clone()],
-            EventNames::Many(v) => v.clone(),
-        }
-    }
-}
-
-/// `webhooks.outgoing[].filter`: every set field must match.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(default, rename_all = "camelCase")]
-pub struct FilterConfig {
-    /// Only events of this session (bare keys are taken under the default agent).
-    pub session_key: Option<String>,
-    /// Only events of this agent.
-    pub agent_id: Option<String>,
-    /// Only events of this channel (channel events; runs by their delivery channel).
-    pub channel: Option<String>,
-    /// A minijinja expression over `event`, `type`, `data`; sent when truthy.
-    pub expression: Option<String>,
-}
-
-/// `webhooks.egress`: delivery settings shared by every endpoint.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct EgressConfig {
-    /// Delays (seconds) before attempts 2, 3, …; Svix's schedule by default.
-    pub retry_schedule: Vec<f64>,
-    /// Per-attempt timeout.
-    pub timeout_seconds: f64,
-    /// Allow loopback / private / link-local targets (tests, LAN setups).
-    pub allow_private_targets: bool,
-    /// Disable an endpoint whose attempts have all failed for this long (0: never).
-    pub disable_after_seconds: u64,
-    /// Also disable after this many failed attempts in a row (0: off).
-    pub disable_after_failures: u32,
-    /// After a timeout or a `429`, wait at least this long (Svix: 60 s).
-    pub throttle_min_seconds: f64,
-    /// Finished (delivered or failed) messages kept with their attempt log.
-    pub max_attempt_log: usize,
-    /// Deliveries in flight at once, across endpoints.
-    pub concurrency: usize,
-}
-
-impl Default for EgressConfig {
-    fn default() -> Self {
-        EgressConfig {
-            retry_schedule: vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
-            timeout_seconds: 15.0,
-            allow_private_targets: false,
-            disable_after_seconds: 5 * 24 * 3600,
-            disable_after_failures: 0,
-            throttle_min_seconds: 60.0,
-            max_attempt_log: 1000,
-            concurrency: 8,
-        }
-    }
-}
+pub use clawplane_config::webhooks::{EgressConfig, EventNames, FilterConfig, OutgoingWebhook};
 
 /// Checks `webhooks.outgoing` and `webhooks.egress`; errors name the config key.
 pub fn validate(
@@ -177,25 +84,7 @@ fn configured(
     cfg: &EgressConfig,
     main_key: &str,
 ) -> std::result::Result<Vec<(String, EndpointDef)>, String> {
-    if cfg
-        .retry_schedule
-        .iter()
-        .any(|s| !s.is_finite() || *s < 0.0 || *s > 7.0 * 86400.0)
-    {
-        return Err(
-            "webhooks.egress.retrySchedule: delays must be seconds between 0 and 604800".into(),
-        );
-    }
-    if !cfg.timeout_seconds.is_finite() || cfg.timeout_seconds <= 0.0 || cfg.timeout_seconds > 300.0
-    {
-        return Err("webhooks.egress.timeoutSeconds: must be more than 0 and at most 300".into());
-    }
-    if !cfg.throttle_min_seconds.is_finite() || cfg.throttle_min_seconds < 0.0 {
-        return Err("webhooks.egress.throttleMinSeconds: must be 0 or more seconds".into());
-    }
-    if cfg.concurrency == 0 {
-        return Err("webhooks.egress.concurrency must be at least 1".into());
-    }
+    cfg.validate()?;
     let mut out: Vec<(String, EndpointDef)> = Vec::new();
     for (i, o) in outgoing.iter().enumerate() {
         let at = |f: &str| format!("webhooks.outgoing[{i}].{f}");
@@ -225,7 +114,7 @@ fn configured(
             }
             None => {
                 let h = Sha256::digest(format!("{}\n{}", def.url, def.events.join(",")));
-                format!("cfg_{}", &super::webhooks::hex(&h)[..16])
+                format!("cfg_{}", &clawplane_util::crypto::hex(h)[..16])
             }
         };
         if out.iter().any(|(x, _)| *x == id) {
@@ -335,14 +224,6 @@ fn check_def(
     Ok(def)
 }
 
-/// The IP of a URL host that is an address literal (`[::1]` included).
-fn ip_literal(host: &str) -> Option<IpAddr> {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()
-}
-
 /// The HMAC key of a `whsec_` secret: the base64-decoded bytes after the prefix.
 fn secret_key(secret: &str) -> std::result::Result<Vec<u8>, String> {
     let b64 = secret
@@ -369,7 +250,7 @@ pub fn new_secret() -> String {
 /// `webhook-signature` of one attempt: `v1,<base64 HMAC-SHA256(key, "{id}.{ts}.{body}")>`.
 pub fn sign(secret: &str, id: &str, ts: i64, body: &[u8]) -> Option<String> {
     let key = secret_key(secret).ok()?;
-    let mac = super::webhooks::hmac_sha256(
+    let mac = clawplane_util::crypto::hmac_sha256(
         &key,
         &[id.as_bytes(), b".", ts.to_string().as_bytes(), b".", body],
     );
@@ -385,33 +266,8 @@ fn environment() -> minijinja::Environment<'static> {
     env
 }
 
-/// Addresses a webhook must not reach unless private targets are allowed.
-pub fn forbidden_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => {
-            let o = a.octets();
-            a.is_loopback()
-                || a.is_private()
-                || a.is_link_local()
-                || a.is_unspecified()
-                || a.is_broadcast()
-                || a.is_multicast()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64/10 shared (CGNAT)
-        }
-        IpAddr::V6(a) => {
-            if let Some(v4) = a.to_ipv4_mapped() {
-                return forbidden_ip(IpAddr::V4(v4));
-            }
-            let s = a.segments();
-            a.is_loopback()
-                || a.is_unspecified()
-                || a.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local
-                || (s[0] & 0xffc0) == 0xfe80 // fe80::/10 link local
-        }
-    }
-}
+pub use clawplane_util::net::forbidden_ip;
+use clawplane_util::net::ip_literal;
 
 /// Resolves the URL's host; refuses forbidden addresses unless allowed.
 async fn resolve_target(
@@ -504,12 +360,7 @@ struct MsgRec {
     body: String,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+use clawplane_util::time::now_ms;
 
 fn ts(ms: i64) -> Timestamp {
     Timestamp {
@@ -528,7 +379,7 @@ fn dec<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T> {
 
 fn message_id(seq: u64, endpoint: &str) -> String {
     let h = Sha256::digest(endpoint.as_bytes());
-    format!("msg_{seq:012}_{}", &super::webhooks::hex(&h)[..8])
+    format!("msg_{seq:012}_{}", &clawplane_util::crypto::hex(h)[..8])
 }
 
 fn read_endpoint(r: &dyn crate::store::Reader, id: &str) -> Result<Option<EndpointRec>> {
@@ -1424,7 +1275,10 @@ impl Gateway {
         resolve_target(&url, allow)
             .await
             .map_err(|e| Error::field("url", e))?;
-        let id = format!("ep_{}", super::webhooks::hex(&rand::random::<[u8; 8]>()));
+        let id = format!(
+            "ep_{}",
+            clawplane_util::crypto::hex(rand::random::<[u8; 8]>())
+        );
         let rec = EndpointRec {
             id: id.clone(),
             def,

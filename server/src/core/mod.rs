@@ -21,21 +21,13 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64},
     },
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::Instant,
 };
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// The current time as a protobuf Timestamp.
-pub fn now_ts() -> Timestamp {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
+pub use clawplane_proto::now_ts;
 
 /// Per-session run queue: runs of one session execute one at a time in acceptance order.
 #[derive(Default)]

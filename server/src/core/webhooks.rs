@@ -9,12 +9,13 @@ use crate::{
     store::StoredWebhookKey,
 };
 use base64::Engine as _;
-use clawplane_bridge::hooks::Templates;
 use clawplane_proto::v1::{RunOrigin, RunState, WebhookCall, WebhookKey};
+use clawplane_util::crypto::{ct_eq, sha256, unhex};
+pub use clawplane_util::crypto::{hex, hmac_sha256};
+use clawplane_util::net::{in_cidr, parse_cidr};
+use clawplane_util::template::Templates;
 use serde_json::{Map, Value as Json};
-use sha2::{Digest, Sha256};
 use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
-use subtle::ConstantTimeEq;
 
 /// Entries kept in the calls log.
 pub const CALLS_KEPT: usize = 100;
@@ -25,75 +26,7 @@ pub const MAX_SESSION_NAME: usize = 128;
 
 /// SHA-256 of a secret.
 pub fn digest(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-/// HMAC-SHA256 (RFC 2104).
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    for p in parts {
-        inner.update(p);
-    }
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// An IP or CIDR (`10.0.0.0/8`, `::1`) as (network, prefix length).
-pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
-    let s = s.trim();
-    let (ip, len) = match s.split_once('/') {
-        Some((ip, len)) => (ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?),
-        None => {
-            let ip = s.parse::<IpAddr>().ok()?;
-            (ip, if ip.is_ipv4() { 32 } else { 128 })
-        }
-    };
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (len <= max).then_some((ip, len))
-}
-
-fn in_cidr(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) if net.is_ipv4() => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => return false,
-        },
-        other => other,
-    };
-    let (a, b, bits) = match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128, 32),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
-        _ => return false,
-    };
-    if len == 0 {
-        return true;
-    }
-    let shift = bits - u32::from(len);
-    (a >> shift) == (b >> shift)
+    sha256(secret)
 }
 
 /// The client address: the peer, or — when the peer is one of `trusted` proxies — the
@@ -145,7 +78,7 @@ pub fn client_address_from(
 ) -> Option<IpAddr> {
     let peer = peer?;
     let nets: Vec<_> = trusted.iter().filter_map(|t| parse_cidr(t)).collect();
-    let is_trusted = |ip: IpAddr| nets.iter().any(|n| in_cidr(ip, *n));
+    let is_trusted = |ip: IpAddr| nets.iter().any(|n| in_cidr(ip, n));
     if !is_trusted(peer) {
         return Some(peer);
     }
@@ -352,7 +285,7 @@ impl Gateway {
         let d = digest(p);
         let mut found = None;
         for k in visible {
-            if bool::from(k.digest.ct_eq(&d)) {
+            if ct_eq(&k.digest, &d) {
                 found = Some(k.key);
             }
         }
@@ -584,9 +517,7 @@ fn verify(ep: &Endpoint, headers: &HashMap<String, String>, body: &[u8]) -> Resu
         Scheme::Secret => {
             let got =
                 h("x-webhook-secret").ok_or_else(|| sig_err("missing X-Webhook-Secret header"))?;
-            let a = digest(got);
-            let b: [u8; 32] = Sha256::digest(&ep.secret).into();
-            if !bool::from(a.ct_eq(&b)) {
+            if !ct_eq(&digest(got), &sha256(&ep.secret)) {
                 return Err(sig_err("X-Webhook-Secret does not match"));
             }
             Ok(h("idempotency-key")
@@ -598,10 +529,10 @@ fn verify(ep: &Endpoint, headers: &HashMap<String, String>, body: &[u8]) -> Resu
                 .ok_or_else(|| sig_err("missing X-Hub-Signature-256 header"))?;
             let sig = got
                 .strip_prefix("sha256=")
-                .and_then(unhex)
+                .and_then(|s| unhex(s).ok())
                 .ok_or_else(|| sig_err("X-Hub-Signature-256 is not sha256=<hex>"))?;
             let mac = hmac_sha256(&ep.secret, &[body]);
-            if !bool::from(mac.as_slice().ct_eq(&sig)) {
+            if !ct_eq(&mac, &sig) {
                 return Err(sig_err("X-Hub-Signature-256 does not match the body"));
             }
             Ok(h("x-github-delivery").map(|d| format!("github:{d}")))
@@ -621,9 +552,7 @@ fn verify(ep: &Endpoint, headers: &HashMap<String, String>, body: &[u8]) -> Resu
             let t = t.ok_or_else(|| sig_err("Stripe-Signature has no t="))?;
             within(&t, ep.tolerance, "Stripe-Signature t")?;
             let mac = hmac_sha256(&ep.secret, &[t.as_bytes(), b".", body]);
-            let matched = v1
-                .iter()
-                .find(|s| unhex(s).is_some_and(|b| bool::from(mac.as_slice().ct_eq(&b))));
+            let matched = v1.iter().find(|s| unhex(s).is_ok_and(|b| ct_eq(&mac, &b)));
             match matched {
                 Some(s) => Ok(Some(format!("stripe:{t}:{s}"))),
                 None => Err(sig_err(
@@ -645,7 +574,7 @@ fn verify(ep: &Endpoint, headers: &HashMap<String, String>, body: &[u8]) -> Resu
             let ok = sigs.split_whitespace().any(|s| {
                 s.strip_prefix("v1,")
                     .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                    .is_some_and(|b| bool::from(mac.as_slice().ct_eq(&b)))
+                    .is_some_and(|b| ct_eq(&mac, &b))
             });
             if !ok {
                 return Err(sig_err("no v1 signature in webhook-signature matches"));
@@ -688,8 +617,8 @@ impl Gateway {
             .render(&format!("{path}#message"), &json, &hdrs, &ep.path, &now)
             .map_err(|e| Error::field("message", format!("the endpoint's template failed: {e}")))?;
         let idem = delivery.as_ref().map(|d| {
-            let h = Sha256::digest(format!("{path}\0{d}").as_bytes());
-            format!("webhook:{}", &hex(&h)[..40])
+            let h = sha256(format!("{path}\0{d}"));
+            format!("webhook:{}", &hex(h)[..40])
         });
         let session_key = match &ep.session_key {
             Some(name) => ingress
@@ -743,33 +672,7 @@ impl Gateway {
 }
 
 fn humantime_now() -> String {
-    let t = now_ts();
-    // RFC 3339 in UTC with milliseconds, without a date library.
-    let secs = t.seconds;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        t.nanos / 1_000_000
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    clawplane_util::time::rfc3339_ms(clawplane_util::time::now_ms())
 }
 
 #[cfg(test)]
@@ -780,7 +683,7 @@ mod tests {
     fn github_vector() {
         let mac = hmac_sha256(b"It's a Secret to Everybody", &[b"Hello, World!"]);
         assert_eq!(
-            hex(&mac),
+            hex(mac),
             "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
         );
     }
@@ -798,15 +701,6 @@ mod tests {
         assert_eq!(
             base64::engine::general_purpose::STANDARD.encode(mac),
             "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-        );
-    }
-
-    #[test]
-    fn rfc4231_case_2() {
-        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
-        assert_eq!(
-            hex(&mac),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
 
@@ -857,12 +751,6 @@ mod tests {
         assert!(check_session_name("").is_some());
         assert!(check_session_name("a b").is_some());
         assert!(check_session_name("a/b").is_some());
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
     }
 }
 

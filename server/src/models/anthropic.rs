@@ -2,7 +2,7 @@
 
 use super::remote::{Provider, anthropic_url, next_chunk, stream_error};
 use super::sse::SseParser;
-use super::{ModelError, ModelReply, ModelRequest, Role, config::model_id, err, transcript};
+use super::{ModelError, ModelReply, ModelRequest, Role, err, model_id, transcript};
 use clawplane_proto::v1::Usage;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;

@@ -4,7 +4,6 @@
 
 mod anthropic;
 mod builtin;
-mod config;
 mod openai;
 mod remote;
 mod sse;
@@ -20,9 +19,8 @@ use std::{
 use tokio::sync::mpsc;
 
 pub use builtin::Builtin;
-pub use config::{
-    Api, ModelChoice, ModelEntry, ModelsConfig, ProviderConfig, Secret, model_id,
-    normalize_agent_defaults, provider_of,
+pub use clawplane_config::models::{
+    Api, ModelChoice, ModelEntry, ModelsConfig, ProviderConfig, Secret, model_id, provider_of,
 };
 
 /// One turn for a model.
@@ -214,13 +212,13 @@ impl Models {
     /// `agents.defaults.model` (a per-agent string keeps the defaults' fallbacks).
     pub fn agent_models(cfg: &Config, agent: &str) -> (String, Vec<String>) {
         let d = &cfg.agents.defaults;
-        let mut primary = d.model.clone();
-        let mut fallbacks = d.model_fallbacks.clone();
+        let mut primary = d.model_name().to_string();
+        let mut fallbacks = d.fallbacks().to_vec();
         let entry = cfg
             .agents
             .list
             .iter()
-            .find(|a| crate::core::keys::normalize_agent_id(&a.id) == agent);
+            .find(|a| clawplane_proto::keys::normalize_agent_id(&a.id) == agent);
         if let Some(m) = entry.and_then(|a| a.model.as_ref()) {
             if let Some(p) = m.primary.as_ref().filter(|p| !p.trim().is_empty()) {
                 primary = p.clone();
@@ -329,8 +327,8 @@ pub fn validate_config(cfg: &Config) -> Result<(), String> {
         }
     };
     let d = &cfg.agents.defaults;
-    check("agents.defaults.model".into(), &d.model)?;
-    for (i, f) in d.model_fallbacks.iter().enumerate() {
+    check("agents.defaults.model".into(), d.model_name())?;
+    for (i, f) in d.fallbacks().iter().enumerate() {
         check(format!("agents.defaults.model.fallbacks[{i}]"), f)?;
     }
     for (i, a) in cfg.agents.list.iter().enumerate() {

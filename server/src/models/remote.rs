@@ -2,8 +2,8 @@
 //! 429/5xx (honouring `Retry-After`), provider error bodies, streamed chunks with an idle
 //! timeout, and the reachability probe.
 
-use super::config::{Api, ModelEntry, ProviderConfig, Secret};
 use super::{Model, ModelError, ModelReply, ModelRequest};
+use clawplane_config::models::{Api, ModelEntry, ProviderConfig, Secret};
 use futures::future::BoxFuture;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::mpsc;

@@ -728,7 +728,7 @@ impl Txn for WTxn<'_> {
     fn append_event(&mut self, mut event: Event) -> Result<u64> {
         self.last_seq += 1;
         event.seq = self.last_seq;
-        event.time = Some(crate::core::now_ts());
+        event.time = Some(clawplane_proto::now_ts());
         self.events
             .insert(event.seq, event.encode_to_vec().as_slice())
             .map_err(se)?;

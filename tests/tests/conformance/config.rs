@@ -1,21 +1,128 @@
-//! Config file, `${VAR}` substitution, env overrides, unknown keys, shutdown settings.
+//! Config file, `${VAR}` substitution, env overrides, unknown keys, `config validate`, the
+//! default config path, shutdown settings.
 
 use clawplane_proto::v1::{EventKind, RunState};
+use std::path::Path;
 
 use crate::harness::*;
+use crate::hooks::start_fails;
 
 #[tokio::test]
-async fn config_env_substitution_and_unknown_key_warning() {
+async fn config_env_substitution_is_per_string_value() {
     let gw = Gateway::builder()
-        .config("{ session: { dmScope: '${CP_TEST_SCOPE}' }, bogusTopLevelKey: 1 }")
+        .config(
+            "{ // ${NOT_SET_ANYWHERE} in a comment is not looked at\n\
+             session: { dmScope: '${CP_TEST_SCOPE}' }, gateway: { mode: '$${LITERAL}' } }",
+        )
         .env("CP_TEST_SCOPE", "per-channel-peer")
         .start()
         .await;
     assert_eq!(gw.status().await.dm_scope, "per-channel-peer");
-    let log = gw.stderr();
+    let err = start_fails("{ hooks: { enabled: true, token: '${CP_TEST_NOT_SET}' } }").await;
     assert!(
-        log.contains("bogusTopLevelKey"),
-        "unknown config keys are warned about on stderr:\n{log}"
+        err.contains("config key hooks.token: ${CP_TEST_NOT_SET} is not set"),
+        "a missing variable names the key:\n{err}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_keys_and_wrong_types_stop_the_start_with_their_path() {
+    let err = start_fails("{ session: { dm_scope: 'main' }, gatway: {} }").await;
+    assert!(
+        err.contains("session.dm_scope (did you mean session.dmScope?)")
+            && err.contains("gatway (did you mean gateway?)"),
+        "{err}"
+    );
+    let err = start_fails("{ channels: { discord: { token: 'x', tokn: 'y' } } }").await;
+    assert!(
+        err.contains("channels.discord.tokn (did you mean channels.discord.token?)"),
+        "{err}"
+    );
+    let err = start_fails("{ agents: { list: [ { id: 'a', default: 'yes' } ] } }").await;
+    assert!(err.contains("config key agents.list[0].default:"), "{err}");
+}
+
+/// `clawplane config validate` with this file (or none) and data dir.
+fn validate(file: Option<&Path>, data_dir: &Path) -> (bool, String) {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["config", "validate", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("CLAWPLANE_CONFIG")
+        .env_remove("CLAWPLANE_DATA_DIR");
+    if let Some(f) = file {
+        cmd.arg("--config").arg(f);
+    }
+    let out = cmd.output().expect("run clawplane config validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn config_validate_checks_a_file_as_a_start_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.json5");
+    std::fs::write(
+        &file,
+        "{ hooks: { enabled: true, token: 'h' }, session: { dmScope: 'main' } }",
+    )
+    .unwrap();
+    let (ok, out) = validate(Some(&file), dir.path());
+    assert!(ok && out.starts_with("ok: "), "{out}");
+    // What only compiling can find (a template) is found without starting, with its key.
+    std::fs::write(
+        &file,
+        "{ hooks: { enabled: true, token: 'h', mappings: [ { messageTemplate: '{{ x' } ] } }",
+    )
+    .unwrap();
+    let (ok, out) = validate(Some(&file), dir.path());
+    assert!(
+        !ok && out.contains("hooks.mappings[0].messageTemplate"),
+        "{out}"
+    );
+    std::fs::write(&file, "{ events: { liveBuffer: 0 } }").unwrap();
+    let (ok, out) = validate(Some(&file), dir.path());
+    assert!(!ok && out.contains("events.liveBuffer"), "{out}");
+    // No file named and none in the data dir.
+    let (ok, out) = validate(None, dir.path());
+    assert!(!ok && out.contains("clawplane.json5"), "{out}");
+    assert!(
+        !dir.path().join("clawplane.redb").exists() && !dir.path().join("gateway.token").exists(),
+        "validate opens no store and writes no token"
+    );
+}
+
+#[tokio::test]
+async fn the_data_dir_config_is_read_when_no_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("clawplane.json5"),
+        "{ session: { dmScope: 'nope' } }",
+    )
+    .unwrap();
+    let (ok, out) = validate(None, dir.path());
+    assert!(!ok && out.contains("session.dmScope"), "{out}");
+    let out = tokio::time::timeout(
+        START_TIMEOUT,
+        tokio::process::Command::new(BIN)
+            .args(["serve", "--port", "0", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("CLAWPLANE_CONFIG")
+            .env("HOME", dir.path())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("serve with a bad default config exits")
+    .expect("spawn serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("session.dmScope"),
+        "serve reads <data-dir>/clawplane.json5:\n{err}"
     );
 }
 

@@ -114,7 +114,7 @@ fn warnings(v: &Value) -> Vec<String> {
 }
 
 /// Runs `serve` with this config and expects it to refuse to start; returns its stderr.
-async fn start_fails(config: &str) -> String {
+pub(crate) async fn start_fails(config: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("c.json5");
     std::fs::write(&file, config).unwrap();
@@ -173,9 +173,9 @@ async fn hooks_config_is_checked_at_start() {
 }
 
 #[tokio::test]
-async fn hooks_token_equal_to_gateway_token_warns_and_unknown_keys_are_reported() {
+async fn hooks_token_equal_to_gateway_token_warns_and_unknown_keys_are_refused() {
     let gw = Gateway::start_with(
-        "{ gateway: { auth: { token: 'same-secret' } }, hooks: { enabled: true, token: 'same-secret', bogusKey: 1 } }",
+        "{ gateway: { auth: { token: 'same-secret' } }, hooks: { enabled: true, token: 'same-secret' } }",
     )
     .await;
     let log = gw.stderr();
@@ -183,9 +183,14 @@ async fn hooks_token_equal_to_gateway_token_warns_and_unknown_keys_are_reported(
         log.contains("hooks.token equals the gateway token"),
         "startup warns about a shared token:\n{log}"
     );
+    let err =
+        start_fails("{ hooks: { enabled: true, token: 't', bogusKey: 1, allowedAgentIDs: [] } }")
+            .await;
     assert!(
-        log.contains("hooks.bogusKey"),
-        "unknown hooks keys are reported:\n{log}"
+        err.contains("unknown config keys ")
+            && err.contains("hooks.bogusKey")
+            && err.contains("hooks.allowedAgentIDs (did you mean hooks.allowedAgentIds?)"),
+        "unknown hooks keys stop the start, each named:\n{err}"
     );
 }
 

@@ -297,7 +297,7 @@ async fn a_provider_that_does_not_answer_in_time_fails_over() {
         &anthropic,
         json!({
             "models": {"providers": {"local": {"timeoutSeconds": 1}}},
-            "agents": {"defaults": {"modelFallbacks": ["anthropic/claude-sonnet-4-5"]}}
+            "agents": {"defaults": {"model": {"primary": "local/llama3", "fallbacks": ["anthropic/claude-sonnet-4-5"]}}}
         }),
     )
     .await;
@@ -330,7 +330,7 @@ async fn when_every_model_fails_the_run_fails_with_each_reason() {
     let gw = gateway(
         &openai,
         &anthropic,
-        json!({"agents": {"defaults": {"modelFallbacks": ["anthropic/claude-sonnet-4-5"]}}}),
+        json!({"agents": {"defaults": {"model": {"primary": "local/llama3", "fallbacks": ["anthropic/claude-sonnet-4-5"]}}}}),
     )
     .await;
     let r = run(&gw, msg("af", "doomed")).await;

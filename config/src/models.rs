@@ -2,13 +2,21 @@
 //! apiKey, headers, timeoutSeconds, maxRetries, models }`, plus the string-or-object model
 //! choice of `agents.defaults.model` / `agents.list[].model`.
 
-use serde::{Deserialize, Deserializer};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 
-/// A credential: deserialized from config like a string, never printed by `Debug`.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+/// A credential: deserialized from config like a string, never printed by `Debug` nor
+/// serialized (it serializes as `"***"`).
+#[derive(Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
@@ -30,7 +38,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// `models`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ModelsConfig {
     /// Accepted for openclaw.json compatibility (`merge` | `replace`); providers here are
@@ -60,7 +68,7 @@ impl Api {
 }
 
 /// `models.providers.<id>`.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ProviderConfig {
     /// `openai-completions` or `anthropic-messages`; default by id (`anthropic` ->
@@ -95,14 +103,20 @@ impl std::fmt::Debug for ProviderConfig {
 }
 
 /// One entry of `models.providers.<id>.models`: an id or OpenClaw's `{ id, maxTokens, ... }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ModelEntry {
+    /// The model id.
     Id(String),
     Full {
+        /// The model id.
         id: String,
+        /// Largest completion the model is asked for.
         #[serde(default, rename = "maxTokens")]
         max_tokens: Option<u32>,
+        /// A display name (accepted for openclaw.json compatibility).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
 }
 
@@ -126,6 +140,48 @@ pub struct ModelChoice {
     pub primary: Option<String>,
     /// `None` when not given (inherit the defaults' fallbacks).
     pub fallbacks: Option<Vec<String>>,
+}
+
+impl Serialize for ModelChoice {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (&self.primary, &self.fallbacks) {
+            (Some(p), None) => s.serialize_str(p),
+            _ => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(None)?;
+                if let Some(p) = &self.primary {
+                    m.serialize_entry("primary", p)?;
+                }
+                if let Some(f) = &self.fallbacks {
+                    m.serialize_entry("fallbacks", f)?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
+impl JsonSchema for ModelChoice {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ModelChoice".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "\"provider/model\", or { primary, fallbacks } with fallbacks tried in order",
+            "anyOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": {
+                        "primary": { "type": "string" },
+                        "fallbacks": { "type": "array", "items": { "type": "string" } }
+                    },
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for ModelChoice {
@@ -159,35 +215,6 @@ impl<'de> Deserialize<'de> for ModelChoice {
             }),
         }
     }
-}
-
-/// Rewrites the object form of `agents.defaults.model` (`{ primary, fallbacks }`) into
-/// `model` + `modelFallbacks`, so the typed field stays a plain string. Returns the dotted
-/// paths of keys it did not understand.
-pub fn normalize_agent_defaults(root: &mut serde_json::Value) -> Vec<String> {
-    let mut unknown = Vec::new();
-    let Some(defaults) = root
-        .pointer_mut("/agents/defaults")
-        .and_then(|v| v.as_object_mut())
-    else {
-        return unknown;
-    };
-    let Some(serde_json::Value::Object(obj)) = defaults.get("model").cloned() else {
-        return unknown;
-    };
-    for k in obj.keys() {
-        if k != "primary" && k != "fallbacks" {
-            unknown.push(format!("agents.defaults.model.{k}"));
-        }
-    }
-    match obj.get("primary") {
-        Some(p) => defaults.insert("model".into(), p.clone()),
-        None => defaults.remove("model"),
-    };
-    if let Some(f) = obj.get("fallbacks") {
-        defaults.insert("modelFallbacks".into(), f.clone());
-    }
-    unknown
 }
 
 /// The provider prefix of `provider/model`.
@@ -230,12 +257,5 @@ mod tests {
                 .unwrap();
         assert_eq!(c.fallbacks, Some(vec!["c/d".to_string()]));
         assert!(serde_json::from_value::<ModelChoice>(serde_json::json!(3)).is_err());
-        let mut v = serde_json::json!({"agents": {"defaults": {"model": {"primary": "x/y", "fallbacks": ["z/w"], "bad": 1}}}});
-        assert_eq!(
-            normalize_agent_defaults(&mut v),
-            vec!["agents.defaults.model.bad"]
-        );
-        assert_eq!(v["agents"]["defaults"]["model"], "x/y");
-        assert_eq!(v["agents"]["defaults"]["modelFallbacks"][0], "z/w");
     }
 }

@@ -1,9 +1,11 @@
-//! `hooks.*` configuration (openclaw.json keys) and its validation.
+//! `hooks.*` configuration (openclaw.json keys) and its data checks. The mapping templates
+//! are compiled by the hooks bridge when the gateway opens.
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// `hooks.*`: OpenClaw-compatible HTTP hooks on the gateway's port.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct HooksConfig {
     /// Serve the hooks routes. Needs `token`.
@@ -26,7 +28,7 @@ pub struct HooksConfig {
 }
 
 /// One `hooks.mappings[]` entry.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct HookMapping {
     pub id: Option<String>,
@@ -64,7 +66,7 @@ pub struct HookMapping {
 }
 
 /// `hooks.mappings[].match`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct HookMatch {
     /// The sub-path after the base path, slashes trimmed.
@@ -74,7 +76,7 @@ pub struct HookMatch {
 }
 
 /// Trimmed, non-empty.
-pub(crate) fn non_empty(s: Option<&str>) -> Option<&str> {
+pub fn non_empty(s: Option<&str>) -> Option<&str> {
     s.map(str::trim).filter(|s| !s.is_empty())
 }
 
@@ -118,7 +120,7 @@ impl HooksConfig {
     }
 
     /// Lowercased non-empty prefixes, `None` when unrestricted.
-    pub(crate) fn prefixes(&self) -> Option<Vec<String>> {
+    pub fn prefixes(&self) -> Option<Vec<String>> {
         let list: Vec<String> = self
             .allowed_session_key_prefixes
             .iter()
@@ -129,8 +131,7 @@ impl HooksConfig {
         (!list.is_empty()).then_some(list)
     }
 
-    /// Checks everything that can be checked before serving. Nothing is checked while
-    /// hooks are disabled.
+    /// Checks what the data alone can tell. Nothing is checked while hooks are disabled.
     pub fn validate(&self) -> Result<(), String> {
         if !self.enabled {
             return Ok(());
@@ -145,7 +146,7 @@ impl HooksConfig {
         let prefixes = self.prefixes();
         let default_key = non_empty(self.default_session_key.as_deref());
         if let (Some(key), Some(prefixes)) = (default_key, &prefixes)
-            && !crate::hooks::prefix_allowed(key, prefixes)
+            && !prefix_allowed(key, prefixes)
         {
             return Err(
                 "hooks.defaultSessionKey must match hooks.allowedSessionKeyPrefixes".into(),
@@ -153,15 +154,21 @@ impl HooksConfig {
         }
         if default_key.is_none()
             && let Some(prefixes) = &prefixes
-            && !crate::hooks::prefix_allowed("hook:example", prefixes)
+            && !prefix_allowed("hook:example", prefixes)
         {
             return Err(
                 "hooks.allowedSessionKeyPrefixes must include 'hook:' when hooks.defaultSessionKey is unset"
                     .into(),
             );
         }
-        crate::hooks::Compiled::new(self, &Default::default()).map(|_| ())
+        Ok(())
     }
+}
+
+/// True when `key` starts with one of the (lowercased) `prefixes`, case-insensitively.
+pub fn prefix_allowed(key: &str, prefixes: &[String]) -> bool {
+    let key = key.trim().to_ascii_lowercase();
+    !key.is_empty() && prefixes.iter().any(|p| key.starts_with(p.as_str()))
 }
 
 #[cfg(test)]

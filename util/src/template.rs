@@ -1,4 +1,4 @@
-//! Mapping templates on minijinja, with OpenClaw's conventions: `{{payload.x}}` or plain
+//! Templates on minijinja, with OpenClaw's conventions: `{{payload.x}}` or plain
 //! `{{x}}`, `{{headers.x-event-type}}` (hyphenated names work), `{{query.x}}`, `{{path}}`,
 //! `{{now}}`; missing values render as "", objects and arrays as JSON.
 
@@ -6,7 +6,7 @@ use minijinja::{Environment, UndefinedBehavior, Value, value::ValueKind};
 use serde_json::{Map, Value as Json};
 
 /// A minijinja environment with the hook conventions.
-pub(crate) fn environment() -> Environment<'static> {
+pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_formatter(|out, state, value| {
@@ -31,14 +31,14 @@ pub(crate) fn environment() -> Environment<'static> {
 }
 
 /// True when the text has template expressions (a templated, not static, value).
-pub(crate) fn is_templated(src: &str) -> bool {
+pub fn is_templated(src: &str) -> bool {
     src.contains("{{") || src.contains("{%")
 }
 
 /// Rewrites simple paths with names minijinja cannot parse (`headers.x-event-type`,
 /// `x-foo`) into subscript form (`headers["x-event-type"]`, `payload["x-foo"]`). Everything
 /// else is left to minijinja.
-pub(crate) fn rewrite(src: &str) -> String {
+pub fn rewrite(src: &str) -> String {
     let mut out = String::with_capacity(src.len());
     let mut rest = src;
     while let Some(start) = rest.find("{{") {
@@ -132,7 +132,7 @@ fn subscript_form(expr: &str) -> Option<String> {
 
 /// What a template sees: the payload's own keys at the top, then `payload`, `headers`,
 /// `query`, `path` and `now` (which win over payload keys of the same name).
-pub(crate) fn context(
+pub fn context(
     payload: &Json,
     headers: &Map<String, Json>,
     query: &Map<String, Json>,

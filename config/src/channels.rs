@@ -1,0 +1,193 @@
+//! `channels.*`: the channel clients' credentials, base URLs, inbound webhook paths and
+//! send limits.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `channels.*`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ChannelsConfig {
+    pub discord: Option<DiscordConfig>,
+    pub telegram: Option<TelegramConfig>,
+    pub whatsapp: Option<WhatsAppConfig>,
+    pub slack: Option<SlackConfig>,
+    pub webhook: Option<WebhookChannelConfig>,
+}
+
+impl ChannelsConfig {
+    /// Ids of the channels present in the config (enabled or not).
+    pub fn configured_ids(&self) -> Vec<String> {
+        [
+            ("discord", self.discord.is_some()),
+            ("telegram", self.telegram.is_some()),
+            ("whatsapp", self.whatsapp.is_some()),
+            ("slack", self.slack.is_some()),
+            ("webhook", self.webhook.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(id, _)| id.to_string())
+        .collect()
+    }
+}
+
+/// Default inbound webhook paths.
+pub const WHATSAPP_WEBHOOK_PATH: &str = "/channels/whatsapp/webhook";
+pub const TELEGRAM_WEBHOOK_PATH: &str = "/channels/telegram/webhook";
+
+impl ChannelsConfig {
+    /// Checks the inbound webhook paths (they become routes).
+    pub fn validate_inbound(&self) -> Result<(), String> {
+        for (channel, path) in self.inbound_paths() {
+            let ok = path.starts_with('/')
+                && path.len() > 1
+                && !path.contains(['{', '}', '*', '?', '#'])
+                && ![
+                    "/hooks",
+                    "/webhook",
+                    "/webhooks",
+                    "/healthz",
+                    "/readyz",
+                    "/clawplane.",
+                ]
+                .iter()
+                .any(|p| path.starts_with(p));
+            if !ok {
+                return Err(format!(
+                    "channels.{channel}.webhookPath: {path:?} must be an absolute path like /channels/{channel}/webhook, without {{}}*?# and outside /hooks, /webhook(s), /healthz, /readyz"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// (channel, path) of every inbound webhook to serve: WhatsApp and Telegram when
+    /// configured and not disabled.
+    pub fn inbound_paths(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(w) = self.whatsapp.as_ref().filter(|c| c.enabled != Some(false)) {
+            out.push((
+                "whatsapp",
+                w.webhook_path
+                    .clone()
+                    .unwrap_or_else(|| WHATSAPP_WEBHOOK_PATH.into()),
+            ));
+        }
+        if let Some(t) = self.telegram.as_ref().filter(|c| c.enabled != Some(false)) {
+            out.push((
+                "telegram",
+                t.webhook_path
+                    .clone()
+                    .unwrap_or_else(|| TELEGRAM_WEBHOOK_PATH.into()),
+            ));
+        }
+        out
+    }
+}
+
+/// Send limits shared by every channel.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Limits {
+    /// Messages per rolling hour; 0 = unlimited.
+    pub max_messages_per_hour: u32,
+    /// Minimum seconds between two messages to the same recipient; 0 = none.
+    pub cooldown_seconds: u64,
+    /// Retries after a 429 / 5xx before the send fails.
+    pub max_retries: u32,
+    /// Longest wait honoured from a Retry-After / retry_after before giving up.
+    pub max_retry_after_seconds: u64,
+    /// Per-request timeout.
+    pub timeout_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_messages_per_hour: 0,
+            cooldown_seconds: 0,
+            max_retries: 3,
+            max_retry_after_seconds: 60,
+            timeout_seconds: 30,
+        }
+    }
+}
+
+/// `channels.discord`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DiscordConfig {
+    pub enabled: Option<bool>,
+    /// Bot token (`Authorization: Bot <token>`).
+    pub token: String,
+    /// Default `https://discord.com/api/v10`.
+    pub base_url: Option<String>,
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+/// `channels.telegram`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TelegramConfig {
+    pub enabled: Option<bool>,
+    pub bot_token: String,
+    /// Default `https://api.telegram.org`.
+    pub base_url: Option<String>,
+    /// Expected `X-Telegram-Bot-Api-Secret-Token` on inbound updates (required to accept
+    /// the webhook).
+    pub webhook_secret: Option<String>,
+    /// Inbound path, default `/channels/telegram/webhook`.
+    pub webhook_path: Option<String>,
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+/// `channels.whatsapp` (WhatsApp Cloud API).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct WhatsAppConfig {
+    pub enabled: Option<bool>,
+    pub access_token: String,
+    pub phone_number_id: String,
+    /// Graph API version in the URL, default `v21.0`.
+    pub api_version: Option<String>,
+    /// Default `https://graph.facebook.com`.
+    pub base_url: Option<String>,
+    /// App secret: verifies `X-Hub-Signature-256` on inbound POSTs (required to accept them).
+    pub app_secret: Option<String>,
+    /// Token echoed by the `GET` verification handshake.
+    pub verify_token: Option<String>,
+    /// Inbound path, default `/channels/whatsapp/webhook`.
+    pub webhook_path: Option<String>,
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+/// `channels.slack`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SlackConfig {
+    pub enabled: Option<bool>,
+    /// Bot token for `chat.postMessage`.
+    pub bot_token: Option<String>,
+    /// Default `https://slack.com/api`.
+    pub base_url: Option<String>,
+    /// Incoming-webhook URL; used when there is no bot token (or for target `webhook`).
+    pub webhook_url: Option<String>,
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+/// `channels.webhook`: POST `{to, text, ...}` JSON to a URL.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct WebhookChannelConfig {
+    pub enabled: Option<bool>,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub limits: Limits,
+}

@@ -1,0 +1,229 @@
+//! `gateway.*`: the listener, authentication, TLS, pairing and connection limits.
+
+use crate::ConfigError;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::{net::IpAddr, path::PathBuf};
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct GatewayConfig {
+    pub port: u16,
+    /// `loopback` (default), `lan`, or an IP address.
+    pub bind: String,
+    pub auth: AuthConfig,
+    /// How long in-flight runs may drain on SIGTERM before the process exits.
+    pub shutdown_grace_ms: u64,
+    /// Accepted for openclaw.json compatibility (`local` | `remote`).
+    pub mode: Option<String>,
+    /// Reverse proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed for the client
+    /// address; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Device pairing (`gateway.nodes.pairing.*`).
+    pub nodes: NodesConfig,
+    /// Open WebSocket connections at most; more are closed with 1013 (try again later).
+    pub max_connections: usize,
+    /// Open TCP connections at most (every protocol); past it new connections are closed
+    /// at once, so a connection flood cannot exhaust file descriptors or memory.
+    pub max_tcp_connections: usize,
+    /// How long a client may take to send a request head before the connection is closed
+    /// (slowloris guard).
+    pub header_read_timeout_ms: u64,
+    /// WebSocket limits (`gateway.ws.*`).
+    pub ws: WsLimitsConfig,
+    /// TLS for every surface of the one port (`gateway.tls.*`).
+    pub tls: TlsConfig,
+    /// Allow binding a non-loopback address without TLS (tokens then cross the network in
+    /// clear text). Off by default: such a start is refused.
+    pub allow_insecure_remote: bool,
+}
+
+/// `gateway.tls`: rustls on the one port (gRPC over h2 via ALPN, gRPC-Web, HTTP hooks and
+/// webhooks, `wss://`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TlsConfig {
+    /// On/off. Unset: on when `autoGenerate` is true or `certPath`/`keyPath` are set.
+    pub enabled: Option<bool>,
+    /// PEM certificate chain (leaf first). Reloaded when the file changes.
+    pub cert_path: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Reloaded when the file changes.
+    pub key_path: Option<PathBuf>,
+    /// Create a self-signed certificate (SANs localhost, 127.0.0.1, ::1 and the bind
+    /// address) when the files are missing; default `<data-dir>/tls/cert.pem` and
+    /// `key.pem`. Unset with `enabled: true` and no paths: true.
+    pub auto_generate: Option<bool>,
+}
+
+impl TlsConfig {
+    /// True when TLS is on.
+    pub fn is_enabled(&self) -> bool {
+        match self.enabled {
+            Some(on) => on,
+            None => {
+                self.auto_generate == Some(true)
+                    || self.cert_path.is_some()
+                    || self.key_path.is_some()
+            }
+        }
+    }
+
+    /// Checks the combination (after `serve --tls-cert/--tls-key` were applied).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.cert_path.is_some() != self.key_path.is_some() {
+            return Err(ConfigError::Invalid(
+                "gateway.tls: certPath and keyPath go together (--tls-cert and --tls-key); set both"
+                    .into(),
+            ));
+        }
+        if self.is_enabled() && !self.generates() && self.cert_path.is_none() {
+            return Err(ConfigError::Invalid(
+                "gateway.tls: TLS is enabled but has no certificate; set certPath and keyPath, or autoGenerate: true"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when a missing certificate is generated.
+    pub fn generates(&self) -> bool {
+        match self.auto_generate {
+            Some(on) => on,
+            None => self.cert_path.is_none() && self.key_path.is_none(),
+        }
+    }
+}
+
+/// `gateway.ws`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct WsLimitsConfig {
+    /// Outbound bytes a socket may leave unread before it is closed as a slow consumer
+    /// (`policy.maxBufferedBytes`; OpenClaw: 50 MiB).
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for WsLimitsConfig {
+    fn default() -> Self {
+        WsLimitsConfig {
+            max_buffered_bytes: 52_428_800,
+        }
+    }
+}
+
+/// `gateway.nodes`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodesConfig {
+    pub pairing: PairingConfig,
+}
+
+/// `gateway.nodes.pairing`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PairingConfig {
+    /// Approve pairing silently for a loopback caller without forwarding headers that
+    /// presented the gateway token (OpenClaw's default: true).
+    pub auto_approve_local: bool,
+    /// How long a pending pairing request lives (OpenClaw: 5 minutes).
+    pub pending_ttl_ms: u64,
+}
+
+impl Default for PairingConfig {
+    fn default() -> Self {
+        PairingConfig {
+            auto_approve_local: true,
+            pending_ttl_ms: 300_000,
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            port: 18789,
+            bind: "loopback".into(),
+            auth: AuthConfig::default(),
+            shutdown_grace_ms: 5000,
+            mode: None,
+            trusted_proxies: Vec::new(),
+            nodes: NodesConfig::default(),
+            max_connections: 20_000,
+            header_read_timeout_ms: 30_000,
+            max_tcp_connections: 50_000,
+            ws: WsLimitsConfig::default(),
+            tls: TlsConfig::default(),
+            allow_insecure_remote: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AuthConfig {
+    /// Accepted for compatibility; only `token` is implemented.
+    pub mode: Option<String>,
+    pub token: Option<String>,
+    pub rate_limit: RateLimitConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RateLimitConfig {
+    pub max_attempts: u32,
+    pub window_ms: u64,
+    pub lockout_ms: u64,
+    /// Requests per credential (the gateway token, the hooks token, each device role).
+    pub per_credential: RequestRate,
+    /// Requests across all callers.
+    pub global: RequestRate,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            max_attempts: 20,
+            window_ms: 60_000,
+            lockout_ms: 60_000,
+            per_credential: RequestRate::default(),
+            global: RequestRate::default(),
+        }
+    }
+}
+
+/// A token bucket: `requestsPerSecond` sustained, `burst` at once; 0 = unlimited.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RequestRate {
+    pub requests_per_second: f64,
+    pub burst: u32,
+}
+
+impl GatewayConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        self.bind_addr()?;
+        for (i, p) in self.trusted_proxies.iter().enumerate() {
+            if clawplane_util::net::parse_cidr(p).is_none() {
+                return Err(ConfigError::at(
+                    format!("gateway.trustedProxies[{i}]"),
+                    format!("{p:?} is not an IP address or CIDR"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The address `gateway.bind` names.
+    pub fn bind_addr(&self) -> Result<IpAddr, ConfigError> {
+        match self.bind.as_str() {
+            "loopback" | "" => Ok(IpAddr::from([127, 0, 0, 1])),
+            "lan" => Ok(IpAddr::from([0, 0, 0, 0])),
+            other => other.parse().map_err(|_| {
+                ConfigError::at(
+                    "gateway.bind",
+                    format!("{other:?} is not loopback, lan or an IP address"),
+                )
+            }),
+        }
+    }
+}
