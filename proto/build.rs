@@ -30,6 +30,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&set)?
         .build(&[".clawplane.v1"])?;
+    std::fs::write(out.join("rpc.rs"), rpc_enum(&set)?)?;
     println!("cargo:rerun-if-changed=clawplane");
     Ok(())
+}
+
+/// `enum Rpc`: one variant per method of the `clawplane.v1` services (`ChatService/Send` →
+/// `Rpc::ChatSend`), so code names an RPC by a checked identifier instead of a string.
+fn rpc_enum(set: &[u8]) -> Result<String, Box<dyn std::error::Error>> {
+    use prost::Message as _;
+    let set = prost_types::FileDescriptorSet::decode(set)?;
+    let mut rpcs = Vec::new();
+    for f in &set.file {
+        if f.package() != "clawplane.v1" {
+            continue;
+        }
+        for s in &f.service {
+            let short = s.name().strip_suffix("Service").unwrap_or(s.name());
+            for m in &s.method {
+                let variant = format!("{short}{}", m.name());
+                rpcs.push((
+                    variant,
+                    format!("{}.{}/{}", f.package(), s.name(), m.name()),
+                ));
+            }
+        }
+    }
+    rpcs.sort();
+    let mut out = String::from(
+        "/// Every RPC of the `clawplane.v1` contract (generated from the descriptor set).\n\
+         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\n\
+         pub enum Rpc {\n",
+    );
+    for (v, full) in &rpcs {
+        out.push_str(&format!("    /// `{full}`\n    {v},\n"));
+    }
+    out.push_str("}\n\nimpl Rpc {\n    /// Every RPC, in name order.\n    pub const ALL: &'static [Rpc] = &[\n");
+    for (v, _) in &rpcs {
+        out.push_str(&format!("        Rpc::{v},\n"));
+    }
+    out.push_str("    ];\n\n    /// The full gRPC method name (`package.Service/Method`).\n    pub const fn full_name(self) -> &'static str {\n        match self {\n");
+    for (v, full) in &rpcs {
+        out.push_str(&format!("            Rpc::{v} => \"{full}\",\n"));
+    }
+    out.push_str("        }\n    }\n\n    /// The RPC with this full name.\n    pub fn from_full_name(name: &str) -> Option<Rpc> {\n        Rpc::ALL.iter().copied().find(|r| r.full_name() == name)\n    }\n}\n");
+    Ok(out)
 }

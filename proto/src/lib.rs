@@ -40,6 +40,12 @@ impl v1::RunState {
 /// canonical shapes are documented on `Session.session_key`).
 pub mod keys;
 
+/// The typed RPC names (`Rpc::ChatSend` is `clawplane.v1.ChatService/Send`).
+pub mod rpc {
+    include!(concat!(env!("OUT_DIR"), "/rpc.rs"));
+}
+pub use rpc::Rpc;
+
 /// OpenClaw device identity (Ed25519 proof, payload v3/v2, verification order), shared by
 /// the server's `DeviceService` and the WebSocket shim.
 pub mod device_auth;

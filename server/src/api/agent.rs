@@ -1,9 +1,10 @@
+use super::Rpc;
 use super::{Api, deadline};
-use crate::{core::runs::NewRun, core::sessions::page_size, error::Error};
+use crate::{core::sessions::page_size, error::Error};
 use clawplane_proto::v1::{
     AgentServiceRunRequest, AgentServiceRunResponse, AgentServiceWaitRequest,
     AgentServiceWaitResponse, CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse,
-    ListRunsRequest, ListRunsResponse, RunOrigin, agent_service_server::AgentService,
+    ListRunsRequest, ListRunsResponse, agent_service_server::AgentService,
 };
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -22,28 +23,8 @@ impl AgentService for Api {
         &self,
         req: Request<AgentServiceRunRequest>,
     ) -> Result<Response<AgentServiceRunResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.AgentService/Run")?;
-        let r = req.into_inner();
-        let a = self
-            .gw
-            .accept(NewRun {
-                origin: RunOrigin::Agent as i32,
-                session_key: r.session_key,
-                agent_id: r.agent_id,
-                message: r.message,
-                idempotency_key: r.idempotency_key,
-                deliver: r.deliver,
-                channel: r.channel,
-                to: r.to,
-                account_id: r.account_id,
-                thread_id: r.thread_id,
-                best_effort_deliver: r.best_effort_deliver,
-                model: r.model,
-                thinking: r.thinking,
-                timeout_seconds: r.timeout_seconds,
-                ..Default::default()
-            })
-            .await?;
+        self.authorize(&req, Rpc::AgentRun)?;
+        let a = self.gw.accept(req.into_inner().into()).await?;
         let delivery = self.gw.planned_delivery(&a.run);
         Ok(Response::new(AgentServiceRunResponse {
             run_id: a.run.run_id,
@@ -60,7 +41,7 @@ impl AgentService for Api {
         &self,
         req: Request<AgentServiceWaitRequest>,
     ) -> Result<Response<AgentServiceWaitResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.AgentService/Wait")?;
+        self.authorize(&req, Rpc::AgentWait)?;
         // Answer a little before the caller's deadline so it gets `done: false`, not an error.
         let call_limit =
             deadline(&req).map(|d| d.saturating_sub(d / 10 + Duration::from_millis(5)));
@@ -85,7 +66,7 @@ impl AgentService for Api {
         &self,
         req: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.AgentService/GetRun")?;
+        self.authorize(&req, Rpc::AgentGetRun)?;
         let id = run_id(&req.get_ref().run_id)?.to_string();
         Ok(Response::new(GetRunResponse {
             run: Some(self.gw.get_run(&id)?),
@@ -96,7 +77,7 @@ impl AgentService for Api {
         &self,
         req: Request<CancelRunRequest>,
     ) -> Result<Response<CancelRunResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.AgentService/CancelRun")?;
+        self.authorize(&req, Rpc::AgentCancelRun)?;
         let id = run_id(&req.get_ref().run_id)?.to_string();
         Ok(Response::new(CancelRunResponse {
             run: Some(self.gw.cancel(&id).await?),
@@ -107,7 +88,7 @@ impl AgentService for Api {
         &self,
         req: Request<ListRunsRequest>,
     ) -> Result<Response<ListRunsResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.AgentService/ListRuns")?;
+        self.authorize(&req, Rpc::AgentListRuns)?;
         let r = req.into_inner();
         let key = (!r.session_key.trim().is_empty())
             .then(|| self.gw.session_key(&r.session_key, &r.agent_id));

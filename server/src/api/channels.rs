@@ -1,6 +1,7 @@
 //! ChannelService: channel status and probes, direct sends, and inbound provider webhooks.
 
 use super::Api;
+use super::Rpc;
 use crate::channels::{Outbound, SendError};
 use crate::core::runs::{MAX_MESSAGE_BYTES, check_idempotency_key, new_session, session_event};
 use crate::core::{keys, now_ts};
@@ -253,7 +254,7 @@ impl channel_service_server::ChannelService for Api {
         &self,
         req: Request<ListChannelsRequest>,
     ) -> Result<Response<ListChannelsResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.ChannelService/ListChannels")?;
+        self.authorize(&req, Rpc::ChannelListChannels)?;
         Ok(Response::new(ListChannelsResponse {
             channels: self.gw.channels.list(),
         }))
@@ -263,7 +264,7 @@ impl channel_service_server::ChannelService for Api {
         &self,
         req: Request<GetChannelRequest>,
     ) -> Result<Response<GetChannelResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.ChannelService/GetChannel")?;
+        self.authorize(&req, Rpc::ChannelGetChannel)?;
         let req = req.into_inner();
         let id = req.channel_id.trim().to_ascii_lowercase();
         let id = id.strip_prefix("channels/").unwrap_or(&id).to_string();
@@ -294,7 +295,7 @@ impl channel_service_server::ChannelService for Api {
         &self,
         req: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.ChannelService/SendMessage")?;
+        self.authorize(&req, Rpc::ChannelSendMessage)?;
         Ok(Response::new(
             self.send_message_inner(req.into_inner()).await?,
         ))
@@ -304,7 +305,7 @@ impl channel_service_server::ChannelService for Api {
         &self,
         req: Request<IngestChannelWebhookRequest>,
     ) -> Result<Response<IngestChannelWebhookResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.ChannelService/IngestChannelWebhook")?;
+        self.authorize(&req, Rpc::ChannelIngestChannelWebhook)?;
         let remote = super::peer_of(&req).map(|a| a.ip());
         Ok(Response::new(
             self.gw

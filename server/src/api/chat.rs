@@ -1,8 +1,10 @@
 use super::Api;
-use crate::{core::runs::NewRun, core::sessions::page_size, error::Error};
+use super::Rpc;
+use super::convert::required_session_key;
+use crate::core::sessions::page_size;
 use clawplane_proto::v1::{
     ChatServiceAbortRequest, ChatServiceAbortResponse, ChatServiceHistoryRequest,
-    ChatServiceHistoryResponse, ChatServiceSendRequest, ChatServiceSendResponse, RunOrigin,
+    ChatServiceHistoryResponse, ChatServiceSendRequest, ChatServiceSendResponse,
     chat_service_server::ChatService,
 };
 use tonic::{Request, Response, Status};
@@ -13,29 +15,8 @@ impl ChatService for Api {
         &self,
         req: Request<ChatServiceSendRequest>,
     ) -> Result<Response<ChatServiceSendResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.ChatService/Send")?;
-        let r = req.into_inner();
-        if r.session_key.trim().is_empty() {
-            return Err(Error::field("sessionKey", "is required (e.g. \"main\")").into());
-        }
-        let a = self
-            .gw
-            .accept(NewRun {
-                origin: RunOrigin::Chat as i32,
-                session_key: r.session_key,
-                agent_id: r.agent_id,
-                message: r.message,
-                idempotency_key: r.idempotency_key,
-                deliver: r.deliver,
-                channel: r.channel,
-                to: r.to,
-                best_effort_deliver: r.best_effort_deliver,
-                model: r.model,
-                thinking: r.thinking,
-                timeout_seconds: r.timeout_seconds,
-                ..Default::default()
-            })
-            .await?;
+        self.authorize(&req, Rpc::ChatSend)?;
+        let a = self.gw.accept(req.into_inner().try_into()?).await?;
         Ok(Response::new(ChatServiceSendResponse {
             run_id: a.run.run_id,
             session_key: a.run.session_key,
@@ -48,11 +29,9 @@ impl ChatService for Api {
         &self,
         req: Request<ChatServiceHistoryRequest>,
     ) -> Result<Response<ChatServiceHistoryResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.ChatService/History")?;
+        self.authorize(&req, Rpc::ChatHistory)?;
         let r = req.into_inner();
-        if r.session_key.trim().is_empty() {
-            return Err(Error::field("sessionKey", "is required").into());
-        }
+        required_session_key(&r.session_key, "")?;
         let key = self.gw.session_key(&r.session_key, &r.agent_id);
         let (session, messages, next) =
             self.gw
@@ -68,11 +47,9 @@ impl ChatService for Api {
         &self,
         req: Request<ChatServiceAbortRequest>,
     ) -> Result<Response<ChatServiceAbortResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.ChatService/Abort")?;
+        self.authorize(&req, Rpc::ChatAbort)?;
         let r = req.into_inner();
-        if r.session_key.trim().is_empty() {
-            return Err(Error::field("sessionKey", "is required").into());
-        }
+        required_session_key(&r.session_key, "")?;
         let key = self.gw.session_key(&r.session_key, &r.agent_id);
         let run_ids = self.gw.abort_session(&key, &r.run_id).await?;
         Ok(Response::new(ChatServiceAbortResponse {

@@ -1,6 +1,7 @@
 //! DeviceService: challenges, device connect (proof, pairing, tokens), and the pairing and
 //! token administration RPCs. Logic lives in `core::devices`.
 
+use super::Rpc;
 use super::{Api, peer_of};
 use crate::{
     auth,
@@ -26,7 +27,7 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<ChallengeRequest>,
     ) -> Result<Response<ChallengeResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.DeviceService/Challenge")?;
+        self.authorize(&req, Rpc::DeviceChallenge)?;
         let (nonce, ts) = self.gw.challenge();
         Ok(Response::new(ChallengeResponse { nonce, ts }))
     }
@@ -35,7 +36,7 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<ConnectDeviceRequest>,
     ) -> Result<Response<ConnectDeviceResponse>, Status> {
-        let principal = self.authorize(&req, "clawplane.v1.DeviceService/ConnectDevice")?;
+        let principal = self.authorize(&req, Rpc::DeviceConnectDevice)?;
         let md = req.metadata();
         let header = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
         let presented = auth::bearer(header("authorization"), header("x-openclaw-token"));
@@ -95,7 +96,7 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
-        let who = self.authorize(&req, "clawplane.v1.DeviceService/ListDevices")?;
+        let who = self.authorize(&req, Rpc::DeviceListDevices)?;
         let (pending, paired) = self.gw.list_devices(&who)?;
         Ok(Response::new(ListDevicesResponse { pending, paired }))
     }
@@ -104,7 +105,7 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<ApprovePairingRequest>,
     ) -> Result<Response<ApprovePairingResponse>, Status> {
-        let who = self.authorize(&req, "clawplane.v1.DeviceService/ApprovePairing")?;
+        let who = self.authorize(&req, Rpc::DeviceApprovePairing)?;
         let r = req.into_inner();
         let (request_id, device) = self.gw.approve_pairing(&r.request_id, &who).await?;
         Ok(Response::new(ApprovePairingResponse {
@@ -117,7 +118,7 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<RejectPairingRequest>,
     ) -> Result<Response<RejectPairingResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.DeviceService/RejectPairing")?;
+        self.authorize(&req, Rpc::DeviceRejectPairing)?;
         let r = req.into_inner();
         let request = self.gw.reject_pairing(&r.request_id).await?;
         Ok(Response::new(RejectPairingResponse {
@@ -129,7 +130,7 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<RemoveDeviceRequest>,
     ) -> Result<Response<RemoveDeviceResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.DeviceService/RemoveDevice")?;
+        self.authorize(&req, Rpc::DeviceRemoveDevice)?;
         let r = req.into_inner();
         self.gw.remove_device(&r.device_id).await?;
         Ok(Response::new(RemoveDeviceResponse {
@@ -141,7 +142,7 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<RenameDeviceRequest>,
     ) -> Result<Response<RenameDeviceResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.DeviceService/RenameDevice")?;
+        self.authorize(&req, Rpc::DeviceRenameDevice)?;
         let r = req.into_inner();
         let device = self.gw.rename_device(&r.device_id, &r.display_name).await?;
         Ok(Response::new(RenameDeviceResponse {
@@ -153,7 +154,7 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<RotateTokenRequest>,
     ) -> Result<Response<RotateTokenResponse>, Status> {
-        let who = self.authorize(&req, "clawplane.v1.DeviceService/RotateToken")?;
+        let who = self.authorize(&req, Rpc::DeviceRotateToken)?;
         let r = req.into_inner();
         let rotated = self
             .gw
@@ -177,7 +178,7 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<RevokeTokenRequest>,
     ) -> Result<Response<RevokeTokenResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.DeviceService/RevokeToken")?;
+        self.authorize(&req, Rpc::DeviceRevokeToken)?;
         let r = req.into_inner();
         let device = self.gw.revoke_token(&r.device_id, &r.role).await?;
         Ok(Response::new(RevokeTokenResponse {
@@ -189,7 +190,7 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<RequestScopeUpgradeRequest>,
     ) -> Result<Response<RequestScopeUpgradeResponse>, Status> {
-        let who = self.authorize(&req, "clawplane.v1.DeviceService/RequestScopeUpgrade")?;
+        let who = self.authorize(&req, Rpc::DeviceRequestScopeUpgrade)?;
         let r = req.into_inner();
         let request_id = self.gw.request_scope_upgrade(&who, &r.scopes).await?;
         Ok(Response::new(RequestScopeUpgradeResponse { request_id }))

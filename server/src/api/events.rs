@@ -1,4 +1,5 @@
 use super::Api;
+use super::Rpc;
 use crate::core::events::Frame;
 use clawplane_proto::v1::{
     EventServiceWatchRequest, EventServiceWatchResponse, event_service_server::EventService,
@@ -18,7 +19,7 @@ impl EventService for Api {
         &self,
         req: Request<EventServiceWatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let who = self.authorize(&req, "clawplane.v1.EventService/Watch")?;
+        let who = self.authorize(&req, Rpc::EventWatch)?;
         let r = req.into_inner();
         let stream = self
             .gw

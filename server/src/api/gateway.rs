@@ -1,4 +1,5 @@
 use super::Api;
+use super::Rpc;
 use crate::auth::Kind;
 use clawplane_proto::v1::{
     GatewayServiceStatusRequest, GatewayServiceStatusResponse, GatewayServiceWakeRequest,
@@ -13,7 +14,7 @@ impl GatewayService for Api {
         &self,
         req: Request<GatewayServiceStatusRequest>,
     ) -> Result<Response<GatewayServiceStatusResponse>, Status> {
-        let who = self.authorize(&req, "clawplane.v1.GatewayService/Status")?;
+        let who = self.authorize(&req, Rpc::GatewayStatus)?;
         let gw = &self.gw;
         let (queued, running) = gw.run_counts();
         Ok(Response::new(GatewayServiceStatusResponse {
@@ -41,7 +42,7 @@ impl GatewayService for Api {
         &self,
         req: Request<GetCallerRequest>,
     ) -> Result<Response<GetCallerResponse>, Status> {
-        let who = self.authorize(&req, "clawplane.v1.GatewayService/GetCaller")?;
+        let who = self.authorize(&req, Rpc::GatewayGetCaller)?;
         let (credential, device_id, role) = match &who.kind {
             Kind::Gateway => ("gateway-token", "", ""),
             Kind::Hooks => ("hooks-token", "", ""),
@@ -62,7 +63,7 @@ impl GatewayService for Api {
         &self,
         req: Request<GatewayServiceWakeRequest>,
     ) -> Result<Response<GatewayServiceWakeResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.GatewayService/Wake")?;
+        self.authorize(&req, Rpc::GatewayWake)?;
         let r = req.into_inner();
         let mode = WakeMode::try_from(r.mode).unwrap_or(WakeMode::Unspecified);
         let w = self

@@ -4,6 +4,7 @@
 mod agent;
 mod channels;
 mod chat;
+mod convert;
 mod devices;
 mod events;
 mod gateway;
@@ -15,6 +16,7 @@ use crate::{
     auth::{self, Auth, Principal, Scope},
     core::Gateway,
 };
+pub use clawplane_proto::Rpc;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tonic::{Request, Status};
 
@@ -25,113 +27,68 @@ pub struct Api {
     pub auth: Arc<Auth>,
 }
 
-/// Every RPC and the scope it needs: the one place authorization is declared. Keys are full
-/// gRPC method names; a handler passes its own name to [`Api::authorize`].
-pub const REQUIRED_SCOPES: &[(&str, Scope)] = &[
-    ("clawplane.v1.ChatService/Send", Scope::Write),
-    ("clawplane.v1.ChatService/History", Scope::Read),
-    ("clawplane.v1.ChatService/Abort", Scope::Write),
-    ("clawplane.v1.SessionService/Send", Scope::Write),
-    ("clawplane.v1.SessionService/List", Scope::Read),
-    ("clawplane.v1.SessionService/Get", Scope::Read),
-    ("clawplane.v1.SessionService/Resolve", Scope::Read),
-    ("clawplane.v1.SessionService/Reset", Scope::Admin),
-    ("clawplane.v1.SessionService/Delete", Scope::Admin),
-    ("clawplane.v1.AgentService/Run", Scope::HookWrite),
-    ("clawplane.v1.AgentService/Wait", Scope::HookWrite),
-    ("clawplane.v1.AgentService/GetRun", Scope::HookRead),
-    ("clawplane.v1.AgentService/CancelRun", Scope::Write),
-    ("clawplane.v1.AgentService/ListRuns", Scope::Read),
-    ("clawplane.v1.EventService/Watch", Scope::Read),
-    ("clawplane.v1.GatewayService/Status", Scope::Read),
-    ("clawplane.v1.ModelService/ListModels", Scope::Read),
-    ("clawplane.v1.GatewayService/Wake", Scope::HookWrite),
-    (
-        "clawplane.v1.GatewayService/GetCaller",
-        Scope::Authenticated,
-    ),
-    ("clawplane.v1.ChannelService/ListChannels", Scope::Read),
-    ("clawplane.v1.ChannelService/GetChannel", Scope::Read),
-    ("clawplane.v1.ChannelService/SendMessage", Scope::Write),
-    // The credential is the provider's signature / secret, verified by the core on the raw
-    // body.
-    (
-        "clawplane.v1.ChannelService/IngestChannelWebhook",
-        Scope::Public,
-    ),
-    ("clawplane.v1.WebhookService/CreateWebhookKey", Scope::Admin),
-    ("clawplane.v1.WebhookService/ListWebhookKeys", Scope::Admin),
-    ("clawplane.v1.WebhookService/RevokeWebhookKey", Scope::Admin),
-    ("clawplane.v1.WebhookService/RotateWebhookKey", Scope::Admin),
-    ("clawplane.v1.WebhookService/ListWebhookCalls", Scope::Admin),
-    (
-        "clawplane.v1.WebhookService/CallWebhook",
-        Scope::OwnCredential,
-    ),
-    (
-        "clawplane.v1.WebhookService/IngestWebhook",
-        Scope::OwnCredential,
-    ),
-    (
-        "clawplane.v1.WebhookService/CreateWebhookEndpoint",
-        Scope::Admin,
-    ),
-    (
-        "clawplane.v1.WebhookService/ListWebhookEndpoints",
-        Scope::Admin,
-    ),
-    (
-        "clawplane.v1.WebhookService/DeleteWebhookEndpoint",
-        Scope::Admin,
-    ),
-    (
-        "clawplane.v1.WebhookService/EnableWebhookEndpoint",
-        Scope::Admin,
-    ),
-    (
-        "clawplane.v1.WebhookService/ListWebhookDeliveries",
-        Scope::Admin,
-    ),
-    ("clawplane.v1.WebhookService/RedeliverWebhook", Scope::Admin),
-    ("clawplane.v1.DeviceService/Challenge", Scope::Public),
-    ("clawplane.v1.DeviceService/ConnectDevice", Scope::Public),
-    ("clawplane.v1.DeviceService/ListDevices", Scope::Pairing),
-    ("clawplane.v1.DeviceService/ApprovePairing", Scope::Pairing),
-    ("clawplane.v1.DeviceService/RejectPairing", Scope::Pairing),
-    ("clawplane.v1.DeviceService/RemoveDevice", Scope::Pairing),
-    ("clawplane.v1.DeviceService/RenameDevice", Scope::Pairing),
-    ("clawplane.v1.DeviceService/RotateToken", Scope::Pairing),
-    ("clawplane.v1.DeviceService/RevokeToken", Scope::Pairing),
-    // Any authenticated device may ask; the approver's scopes must cover the request.
-    (
-        "clawplane.v1.DeviceService/RequestScopeUpgrade",
-        Scope::OwnCredential,
-    ),
-];
-
-/// The scope `method` (`package.Service/Method`) needs.
-pub fn required_scope(method: &str) -> Option<Scope> {
-    REQUIRED_SCOPES
-        .iter()
-        .find(|(m, _)| *m == method)
-        .map(|(_, s)| *s)
+/// Every RPC and the scope it needs: the one place authorization is declared. The match is
+/// exhaustive over the generated [`Rpc`], so a new RPC cannot compile without a scope and a
+/// handler cannot name a method that does not exist.
+pub fn required_scope(rpc: Rpc) -> Scope {
+    match rpc {
+        Rpc::ChatSend
+        | Rpc::ChatAbort
+        | Rpc::SessionSend
+        | Rpc::AgentCancelRun
+        | Rpc::ChannelSendMessage => Scope::Write,
+        Rpc::ChatHistory
+        | Rpc::SessionList
+        | Rpc::SessionGet
+        | Rpc::SessionResolve
+        | Rpc::AgentListRuns
+        | Rpc::EventWatch
+        | Rpc::GatewayStatus
+        | Rpc::ModelListModels
+        | Rpc::ChannelListChannels
+        | Rpc::ChannelGetChannel => Scope::Read,
+        Rpc::SessionReset
+        | Rpc::SessionDelete
+        | Rpc::WebhookCreateWebhookKey
+        | Rpc::WebhookListWebhookKeys
+        | Rpc::WebhookRevokeWebhookKey
+        | Rpc::WebhookRotateWebhookKey
+        | Rpc::WebhookListWebhookCalls
+        | Rpc::WebhookCreateWebhookEndpoint
+        | Rpc::WebhookListWebhookEndpoints
+        | Rpc::WebhookDeleteWebhookEndpoint
+        | Rpc::WebhookEnableWebhookEndpoint
+        | Rpc::WebhookListWebhookDeliveries
+        | Rpc::WebhookRedeliverWebhook => Scope::Admin,
+        Rpc::AgentRun | Rpc::AgentWait | Rpc::GatewayWake => Scope::HookWrite,
+        Rpc::AgentGetRun => Scope::HookRead,
+        Rpc::GatewayGetCaller => Scope::Authenticated,
+        // No credential needed (a wrong one still fails): the channel webhook's credential is the
+        // provider's signature, verified by the core on the raw body; devices prove a key.
+        Rpc::ChannelIngestChannelWebhook | Rpc::DeviceChallenge | Rpc::DeviceConnectDevice => {
+            Scope::Public
+        }
+        // The presented credential is the endpoint's own key (sync webhooks, ingress) or, for
+        // a scope upgrade, any device whose approver's scopes must cover the request.
+        Rpc::WebhookCallWebhook | Rpc::WebhookIngestWebhook | Rpc::DeviceRequestScopeUpgrade => {
+            Scope::OwnCredential
+        }
+        Rpc::DeviceListDevices
+        | Rpc::DeviceApprovePairing
+        | Rpc::DeviceRejectPairing
+        | Rpc::DeviceRemoveDevice
+        | Rpc::DeviceRenameDevice
+        | Rpc::DeviceRotateToken
+        | Rpc::DeviceRevokeToken => Scope::Pairing,
+    }
 }
 
 impl Api {
     /// The one gate every handler passes first: resolves the caller (gateway token, hooks
-    /// token or device token) and demands the scope [`REQUIRED_SCOPES`] lists for
-    /// `method`. [`Scope::Public`] calls accept a missing credential (but not a wrong
+    /// token or device token) and demands the scope [`required_scope`] gives `rpc`. [`Scope::Public`] calls accept a missing credential (but not a wrong
     /// one).
-    pub fn authorize<T>(
-        &self,
-        req: &Request<T>,
-        method: &'static str,
-    ) -> Result<Principal, Status> {
-        let Some(need) = required_scope(method) else {
-            return Err(
-                crate::error::Error::Internal(format!("{method} declares no scope")).into(),
-            );
-        };
+    pub fn authorize<T>(&self, req: &Request<T>, rpc: Rpc) -> Result<Principal, Status> {
+        let need = required_scope(rpc);
         let md = req.metadata();
         let header = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
         let token = auth::bearer(header("authorization"), header("x-openclaw-token"));
@@ -192,26 +149,83 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use super::Rpc;
     use prost::Message as _;
 
-    /// Every RPC of every clawplane service is in the scope table, and nothing else is.
+    /// The generated `Rpc` names exactly the methods of the descriptor set.
     #[test]
-    fn every_rpc_declares_its_scope() {
+    fn rpc_enum_matches_the_contract() {
         let set = prost_types::FileDescriptorSet::decode(clawplane_proto::v1::FILE_DESCRIPTOR_SET)
             .expect("descriptor set");
         let mut methods = Vec::new();
-        for f in &set.file {
+        for f in set.file.iter().filter(|f| f.package() == "clawplane.v1") {
             for s in &f.service {
                 for m in &s.method {
                     methods.push(format!("{}.{}/{}", f.package(), s.name(), m.name()));
                 }
             }
         }
-        for m in &methods {
-            assert!(super::required_scope(m).is_some(), "{m} has no scope");
+        methods.sort();
+        let names: Vec<&str> = Rpc::ALL.iter().map(|r| r.full_name()).collect();
+        assert_eq!(names, methods);
+        for r in Rpc::ALL {
+            assert_eq!(Rpc::from_full_name(r.full_name()), Some(*r));
         }
-        for (m, _) in super::REQUIRED_SCOPES {
-            assert!(methods.iter().any(|x| x == m), "{m} is not an RPC");
+    }
+
+    /// Each handler authorizes as itself: `async fn cancel_run` passes `Rpc::…CancelRun` (a
+    /// copy-pasted handler that kept its neighbour's `Rpc` fails here).
+    #[test]
+    fn every_handler_authorizes_as_itself() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+        let mut seen: Vec<String> = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("api dir") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("source");
+            let mut current: Option<String> = None;
+            for line in text.lines() {
+                let line = line.trim();
+                if let Some(rest) = line.strip_prefix("async fn ") {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| *c == '_' || c.is_alphanumeric())
+                        .collect();
+                    current = Some(
+                        name.split('_')
+                            .map(|w| {
+                                let mut c = w.chars();
+                                c.next()
+                                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                                    .unwrap_or_default()
+                            })
+                            .collect(),
+                    );
+                }
+                if let (Some(want), Some(i)) = (&current, line.find("authorize(&req, Rpc::")) {
+                    let rpc: String = line[i + "authorize(&req, Rpc::".len()..]
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric())
+                        .collect();
+                    assert!(
+                        rpc.ends_with(want.as_str()),
+                        "{}: `async fn` {want} authorizes as Rpc::{rpc}",
+                        path.display()
+                    );
+                    seen.push(rpc);
+                    current = None;
+                }
+            }
+        }
+        // These two authenticate with the endpoint's own key inside the core (the key is
+        // the path's credential), after `Auth::gate` for the lockout.
+        let own_gate = [Rpc::WebhookCallWebhook, Rpc::WebhookIngestWebhook];
+        for r in Rpc::ALL {
+            let name = format!("{r:?}");
+            assert_eq!(
+                seen.contains(&name),
+                !own_gate.contains(r),
+                "{name}: every handler but {own_gate:?} calls `authorize` once"
+            );
         }
     }
 }

@@ -2,6 +2,7 @@
 //! probe. Keys are never returned.
 
 use super::Api;
+use super::Rpc;
 use crate::models::Models;
 use clawplane_proto::v1::{
     AgentModels, ListModelsRequest, ListModelsResponse, ModelProvider,
@@ -15,7 +16,7 @@ impl ModelService for Api {
         &self,
         req: Request<ListModelsRequest>,
     ) -> Result<Response<ListModelsResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.ModelService/ListModels")?;
+        self.authorize(&req, Rpc::ModelListModels)?;
         let probe = req.into_inner().probe;
         let cfg = &self.gw.config;
         let models = &self.gw.models;

@@ -1,7 +1,8 @@
 use super::Api;
-use crate::{core::runs::NewRun, core::sessions::page_size, error::Error};
+use super::Rpc;
+use crate::core::sessions::page_size;
 use clawplane_proto::v1::{
-    RunOrigin, SessionServiceDeleteRequest, SessionServiceDeleteResponse, SessionServiceGetRequest,
+    SessionServiceDeleteRequest, SessionServiceDeleteResponse, SessionServiceGetRequest,
     SessionServiceGetResponse, SessionServiceListRequest, SessionServiceListResponse,
     SessionServiceResetRequest, SessionServiceResetResponse, SessionServiceResolveRequest,
     SessionServiceResolveResponse, SessionServiceSendRequest, SessionServiceSendResponse,
@@ -10,10 +11,7 @@ use clawplane_proto::v1::{
 use tonic::{Request, Response, Status};
 
 fn required(key: &str) -> Result<(), Status> {
-    if key.trim().is_empty() {
-        return Err(Error::field("sessionKey", "is required").into());
-    }
-    Ok(())
+    Ok(super::convert::required_session_key(key, "")?)
 }
 
 #[tonic::async_trait]
@@ -22,31 +20,8 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceSendRequest>,
     ) -> Result<Response<SessionServiceSendResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.SessionService/Send")?;
-        let r = req.into_inner();
-        required(&r.session_key)?;
-        let a = self
-            .gw
-            .accept(NewRun {
-                origin: RunOrigin::Session as i32,
-                session_key: r.session_key,
-                agent_id: r.agent_id,
-                message: r.message,
-                idempotency_key: r.idempotency_key,
-                deliver: r.deliver,
-                channel: if r.deliver {
-                    "last".into()
-                } else {
-                    String::new()
-                },
-                model: r.model,
-                thinking: r.thinking,
-                timeout_seconds: r.timeout_seconds,
-                require_existing_session: true,
-                best_effort_deliver: r.best_effort_deliver,
-                ..Default::default()
-            })
-            .await?;
+        self.authorize(&req, Rpc::SessionSend)?;
+        let a = self.gw.accept(req.into_inner().try_into()?).await?;
         Ok(Response::new(SessionServiceSendResponse {
             run_id: a.run.run_id,
             session_key: a.run.session_key,
@@ -59,7 +34,7 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceListRequest>,
     ) -> Result<Response<SessionServiceListResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.SessionService/List")?;
+        self.authorize(&req, Rpc::SessionList)?;
         let r = req.into_inner();
         let (sessions, next) =
             self.gw
@@ -74,7 +49,7 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceGetRequest>,
     ) -> Result<Response<SessionServiceGetResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.SessionService/Get")?;
+        self.authorize(&req, Rpc::SessionGet)?;
         let r = req.into_inner();
         required(&r.session_key)?;
         let key = self.gw.session_key(&r.session_key, &r.agent_id);
@@ -87,7 +62,7 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceResolveRequest>,
     ) -> Result<Response<SessionServiceResolveResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.SessionService/Resolve")?;
+        self.authorize(&req, Rpc::SessionResolve)?;
         let r = req.into_inner();
         let (session_key, agent_id, exists, explanation) = self.gw.resolve(
             &r.session_key,
@@ -108,7 +83,7 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceResetRequest>,
     ) -> Result<Response<SessionServiceResetResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.SessionService/Reset")?;
+        self.authorize(&req, Rpc::SessionReset)?;
         let r = req.into_inner();
         required(&r.session_key)?;
         let key = self.gw.session_key(&r.session_key, &r.agent_id);
@@ -121,7 +96,7 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceDeleteRequest>,
     ) -> Result<Response<SessionServiceDeleteResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.SessionService/Delete")?;
+        self.authorize(&req, Rpc::SessionDelete)?;
         let r = req.into_inner();
         required(&r.session_key)?;
         let key = self.gw.session_key(&r.session_key, &r.agent_id);

@@ -4,6 +4,7 @@
 //! (operator.admin; the work is in `core::egress`).
 
 use super::Api;
+use super::Rpc;
 use crate::{
     auth,
     core::{
@@ -45,7 +46,7 @@ impl WebhookService for Api {
         &self,
         req: Request<CreateWebhookKeyRequest>,
     ) -> Result<Response<CreateWebhookKeyResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.WebhookService/CreateWebhookKey")?;
+        self.authorize(&req, Rpc::WebhookCreateWebhookKey)?;
         let r = req.into_inner();
         let (key, secret) = self.gw.create_webhook_key(&r.label, r.private).await?;
         Ok(Response::new(CreateWebhookKeyResponse {
@@ -58,7 +59,7 @@ impl WebhookService for Api {
         &self,
         req: Request<ListWebhookKeysRequest>,
     ) -> Result<Response<ListWebhookKeysResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.WebhookService/ListWebhookKeys")?;
+        self.authorize(&req, Rpc::WebhookListWebhookKeys)?;
         Ok(Response::new(ListWebhookKeysResponse {
             keys: self.gw.webhook_keys()?,
             instance_id: self.gw.instance_id.clone(),
@@ -69,7 +70,7 @@ impl WebhookService for Api {
         &self,
         req: Request<RevokeWebhookKeyRequest>,
     ) -> Result<Response<RevokeWebhookKeyResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.WebhookService/RevokeWebhookKey")?;
+        self.authorize(&req, Rpc::WebhookRevokeWebhookKey)?;
         let key = self.gw.revoke_webhook_key(&req.get_ref().key_id).await?;
         Ok(Response::new(RevokeWebhookKeyResponse { key: Some(key) }))
     }
@@ -78,7 +79,7 @@ impl WebhookService for Api {
         &self,
         req: Request<RotateWebhookKeyRequest>,
     ) -> Result<Response<RotateWebhookKeyResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.WebhookService/RotateWebhookKey")?;
+        self.authorize(&req, Rpc::WebhookRotateWebhookKey)?;
         let (key, secret) = self.gw.rotate_webhook_key(&req.get_ref().key_id).await?;
         Ok(Response::new(RotateWebhookKeyResponse {
             key: Some(key),
@@ -90,7 +91,7 @@ impl WebhookService for Api {
         &self,
         req: Request<ListWebhookCallsRequest>,
     ) -> Result<Response<ListWebhookCallsResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.WebhookService/ListWebhookCalls")?;
+        self.authorize(&req, Rpc::WebhookListWebhookCalls)?;
         Ok(Response::new(ListWebhookCallsResponse {
             calls: self.gw.webhook_calls()?,
             instance_id: self.gw.instance_id.clone(),
@@ -193,7 +194,7 @@ impl WebhookService for Api {
         &self,
         req: Request<CreateWebhookEndpointRequest>,
     ) -> Result<Response<CreateWebhookEndpointResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.WebhookService/CreateWebhookEndpoint")?;
+        self.authorize(&req, Rpc::WebhookCreateWebhookEndpoint)?;
         let r = req.into_inner();
         let endpoint = self
             .gw
@@ -215,7 +216,7 @@ impl WebhookService for Api {
         &self,
         req: Request<ListWebhookEndpointsRequest>,
     ) -> Result<Response<ListWebhookEndpointsResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.WebhookService/ListWebhookEndpoints")?;
+        self.authorize(&req, Rpc::WebhookListWebhookEndpoints)?;
         Ok(Response::new(ListWebhookEndpointsResponse {
             endpoints: self.gw.webhook_endpoints()?,
         }))
@@ -225,7 +226,7 @@ impl WebhookService for Api {
         &self,
         req: Request<DeleteWebhookEndpointRequest>,
     ) -> Result<Response<DeleteWebhookEndpointResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.WebhookService/DeleteWebhookEndpoint")?;
+        self.authorize(&req, Rpc::WebhookDeleteWebhookEndpoint)?;
         let endpoint_id = self
             .gw
             .delete_webhook_endpoint(&req.get_ref().endpoint_id)
@@ -237,7 +238,7 @@ impl WebhookService for Api {
         &self,
         req: Request<EnableWebhookEndpointRequest>,
     ) -> Result<Response<EnableWebhookEndpointResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.WebhookService/EnableWebhookEndpoint")?;
+        self.authorize(&req, Rpc::WebhookEnableWebhookEndpoint)?;
         let endpoint = self
             .gw
             .enable_webhook_endpoint(&req.get_ref().endpoint_id)
@@ -251,7 +252,7 @@ impl WebhookService for Api {
         &self,
         req: Request<ListWebhookDeliveriesRequest>,
     ) -> Result<Response<ListWebhookDeliveriesResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.WebhookService/ListWebhookDeliveries")?;
+        self.authorize(&req, Rpc::WebhookListWebhookDeliveries)?;
         let r = req.get_ref();
         let messages =
             self.gw
@@ -263,7 +264,7 @@ impl WebhookService for Api {
         &self,
         req: Request<RedeliverWebhookRequest>,
     ) -> Result<Response<RedeliverWebhookResponse>, Status> {
-        self.authorize(&req, "clawplane.v1.WebhookService/RedeliverWebhook")?;
+        self.authorize(&req, Rpc::WebhookRedeliverWebhook)?;
         let r = req.get_ref();
         let message_ids = self
             .gw
