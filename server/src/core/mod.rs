@@ -8,6 +8,7 @@ pub mod events;
 pub mod inbound;
 pub use clawplane_proto::keys;
 pub mod runs;
+pub mod scheduler;
 pub mod sessions;
 pub mod wake;
 pub mod webhooks;
@@ -15,26 +16,15 @@ pub mod webhooks;
 use crate::{config::Config, error::Result, models::Models, store::Store};
 use clawplane_proto::pbjson_types::Timestamp;
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     path::PathBuf,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64},
-    },
+    sync::{Arc, Mutex, atomic::AtomicBool},
     time::Instant,
 };
-use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// The current time as a protobuf Timestamp.
 pub use clawplane_proto::now_ts;
-
-/// Per-session run queue: runs of one session execute one at a time in acceptance order.
-#[derive(Default)]
-struct SessionQueue {
-    driving: bool,
-    queue: VecDeque<String>,
-}
 
 /// The gateway: everything the API layer calls.
 pub struct Gateway {
@@ -51,12 +41,8 @@ pub struct Gateway {
     pub ingress: Option<webhooks::Ingress>,
     /// Webhook egress (`webhooks.outgoing`, the outbox and the dispatcher).
     pub egress: egress::Egress,
-    queues: Mutex<HashMap<String, SessionQueue>>,
-    /// Cancellation handles of running runs.
-    running: Mutex<HashMap<String, CancellationToken>>,
-    /// Sessions with a heartbeat run queued and not yet started.
-    pending_heartbeats: Mutex<std::collections::HashSet<String>>,
-    slots: Arc<Semaphore>,
+    /// Run queues, executor slots, cancellation handles.
+    pub scheduler: scheduler::Scheduler,
     /// Tracks run drivers so shutdown can drain them.
     pub tasks: TaskTracker,
     /// The runtime run drivers are spawned on (enqueueing happens on the store writer thread).
@@ -66,8 +52,6 @@ pub struct Gateway {
     pub draining: AtomicBool,
     pub started: Instant,
     pub start_time: Timestamp,
-    queued_count: AtomicU64,
-    running_count: AtomicU64,
     /// Live device tokens and the per-principal revocation registry.
     pub devices: Arc<crate::auth::DeviceIndex>,
     /// Outstanding device challenges: nonce -> expiry.
@@ -113,23 +97,18 @@ impl Gateway {
             channels,
             instance_id,
             ingress,
-            slots: Arc::new(Semaphore::new(config.agents.defaults.max_concurrent)),
+            scheduler: scheduler::Scheduler::new(config.agents.defaults.max_concurrent),
             config: Arc::new(config),
             store,
             data_dir,
             models: Models::new(),
             default_agent: "main".into(),
-            queues: Mutex::default(),
-            running: Mutex::default(),
-            pending_heartbeats: Mutex::default(),
             tasks: TaskTracker::new(),
             runtime: tokio::runtime::Handle::current(),
             shutdown: CancellationToken::new(),
             draining: AtomicBool::new(false),
             started: Instant::now(),
             start_time: now_ts(),
-            queued_count: AtomicU64::new(0),
-            running_count: AtomicU64::new(0),
             devices: Arc::default(),
             challenges: Mutex::default(),
             tls: std::sync::OnceLock::new(),

@@ -1,7 +1,7 @@
 //! Runs: durable acceptance with idempotency, per-session queues, execution with
 //! timeouts and cancellation, waiting, listing, and crash recovery.
 
-use super::{Gateway, lock, now_ts};
+use super::{Gateway, now_ts};
 use crate::{
     error::{Error, FieldViolation, Result},
     models::ModelRequest,
@@ -387,16 +387,14 @@ impl Gateway {
     /// the queues without bound.
     fn check_queue_room(&self, session_key: &str) -> Result<()> {
         let d = &self.config.agents.defaults;
-        let queued = self.queued_count.load(Ordering::Relaxed);
+        let queued = self.scheduler.queued();
         if d.max_queued_runs > 0 && queued >= d.max_queued_runs {
             return Err(Error::QueueFull {
                 queued,
                 limit: format!("agents.defaults.maxQueuedRuns = {}", d.max_queued_runs),
             });
         }
-        let in_session = lock(&self.queues)
-            .get(session_key)
-            .map_or(0, |q| q.queue.len());
+        let in_session = self.scheduler.queued_in(session_key);
         if d.max_queued_per_session > 0 && in_session >= d.max_queued_per_session {
             return Err(Error::QueueFull {
                 queued: in_session as u64,
@@ -411,14 +409,7 @@ impl Gateway {
 
     /// Puts a run at the back of its session's queue and starts the session driver.
     pub(crate) fn enqueue(self: &Arc<Self>, session_key: &str, run_id: &str) {
-        self.queued_count.fetch_add(1, Ordering::Relaxed);
-        let start = {
-            let mut queues = lock(&self.queues);
-            let q = queues.entry(session_key.to_string()).or_default();
-            q.queue.push_back(run_id.to_string());
-            !std::mem::replace(&mut q.driving, true)
-        };
-        if start {
+        if self.scheduler.push(session_key, run_id) {
             let gw = self.clone();
             let key = session_key.to_string();
             self.tasks
@@ -433,27 +424,17 @@ impl Gateway {
                 // Shutting down: queued runs stay QUEUED and resume on the next start.
                 return;
             }
-            let next = {
-                let mut queues = lock(&self.queues);
-                let Some(q) = queues.get_mut(&session_key) else {
-                    return;
-                };
-                match q.queue.pop_front() {
-                    Some(id) => id,
-                    None => {
-                        queues.remove(&session_key);
-                        return;
-                    }
-                }
+            let Some(next) = self.scheduler.pop(&session_key) else {
+                return;
             };
             // Still queued while it waits for an executor slot.
-            let Ok(permit) = self.slots.clone().acquire_owned().await else {
+            let Some(permit) = self.scheduler.slot().await else {
                 return;
             };
             if self.draining.load(Ordering::Acquire) {
                 return; // still QUEUED in the store: resumes on the next start
             }
-            self.queued_count.fetch_sub(1, Ordering::Relaxed);
+            self.scheduler.dequeued();
             if let Err(e) = self.execute(&next).await {
                 tracing::error!(run_id = %next, error = %e, "run execution failed");
             }
@@ -463,12 +444,7 @@ impl Gateway {
 
     /// Executes one run: RUNNING, model, terminal state, transcript, delivery outcome.
     async fn execute(self: &Arc<Self>, run_id: &str) -> Result<()> {
-        let token = CancellationToken::new();
-        lock(&self.running).insert(run_id.to_string(), token.clone());
-        let _guard = RunningGuard {
-            gw: self,
-            run_id: run_id.to_string(),
-        };
+        let (token, _guard) = self.scheduler.start(run_id);
         let id = run_id.to_string();
         let started = self
             .store
@@ -544,9 +520,9 @@ impl Gateway {
             return Ok(());
         };
         if run.origin == RunOrigin::Heartbeat as i32 {
-            lock(&self.pending_heartbeats).remove(&run.session_key);
+            self.scheduler.release_heartbeat(&run.session_key);
         }
-        self.running_count.fetch_add(1, Ordering::Relaxed);
+        let executing = self.scheduler.executing();
         let outcome = self
             .call_model(&run, turn, system_events, history, &token)
             .await;
@@ -555,7 +531,7 @@ impl Gateway {
             Outcome::Succeeded(reply) => Some(self.deliver(&run, &reply.text).await),
             _ => None,
         };
-        self.running_count.fetch_sub(1, Ordering::Relaxed);
+        drop(executing);
         self.finish(run, outcome, delivery).await
     }
 
@@ -795,9 +771,7 @@ impl Gateway {
         if let Some(run) = cancelled {
             return Ok(run);
         }
-        if let Some(token) = lock(&self.running).get(run_id) {
-            token.cancel();
-        }
+        self.scheduler.cancel(run_id);
         Ok(self.wait(run_id, Duration::from_secs(10)).await?.0)
     }
 
@@ -890,10 +864,7 @@ impl Gateway {
 
     /// Counts for Status.
     pub fn run_counts(&self) -> (u64, u64) {
-        (
-            self.queued_count.load(Ordering::Relaxed),
-            self.running_count.load(Ordering::Relaxed),
-        )
+        self.scheduler.counts()
     }
 
     /// At start: RUNNING runs become INTERRUPTED and are retried once; QUEUED runs resume
@@ -949,11 +920,11 @@ impl Gateway {
     /// True when a heartbeat run for the session is queued and not yet started; marks one
     /// as pending otherwise.
     pub(crate) fn claim_heartbeat(&self, session_key: &str) -> bool {
-        lock(&self.pending_heartbeats).insert(session_key.to_string())
+        self.scheduler.claim_heartbeat(session_key)
     }
 
     pub(crate) fn release_heartbeat(&self, session_key: &str) {
-        lock(&self.pending_heartbeats).remove(session_key);
+        self.scheduler.release_heartbeat(session_key);
     }
 }
 
@@ -963,16 +934,4 @@ enum Outcome {
     Failed(&'static str, String),
     TimedOut(u32),
     Cancelled,
-}
-
-/// Removes a run's cancellation handle however execution ends.
-struct RunningGuard<'a> {
-    gw: &'a Gateway,
-    run_id: String,
-}
-
-impl Drop for RunningGuard<'_> {
-    fn drop(&mut self) {
-        lock(&self.gw.running).remove(&self.run_id);
-    }
 }

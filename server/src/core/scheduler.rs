@@ -1,0 +1,184 @@
+//! The run scheduler's state: per-session queues (runs of one session execute one at a time
+//! in acceptance order), the executor slots (`agents.defaults.maxConcurrent`), cancellation
+//! handles of running runs, pending heartbeats and the counts `Status` reports. It knows run
+//! ids and session keys only; what a run does is `runs.rs`.
+
+use super::lock;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Per-session run queue.
+#[derive(Default)]
+struct SessionQueue {
+    driving: bool,
+    queue: VecDeque<String>,
+}
+
+pub struct Scheduler {
+    queues: Mutex<HashMap<String, SessionQueue>>,
+    /// Cancellation handles of running runs.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Sessions with a heartbeat run queued and not yet started.
+    pending_heartbeats: Mutex<HashSet<String>>,
+    slots: Arc<Semaphore>,
+    queued: AtomicU64,
+    running_count: AtomicU64,
+}
+
+impl Scheduler {
+    pub fn new(max_concurrent: usize) -> Scheduler {
+        Scheduler {
+            queues: Mutex::default(),
+            running: Mutex::default(),
+            pending_heartbeats: Mutex::default(),
+            slots: Arc::new(Semaphore::new(max_concurrent)),
+            queued: AtomicU64::new(0),
+            running_count: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs waiting across the gateway.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Runs waiting in one session's queue.
+    pub fn queued_in(&self, session_key: &str) -> usize {
+        lock(&self.queues)
+            .get(session_key)
+            .map_or(0, |q| q.queue.len())
+    }
+
+    /// (queued, running) for `Status`.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.queued(), self.running_count.load(Ordering::Relaxed))
+    }
+
+    /// Puts a run at the back of its session's queue; true when the session has no driver
+    /// yet and the caller must start one.
+    pub fn push(&self, session_key: &str, run_id: &str) -> bool {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let mut queues = lock(&self.queues);
+        let q = queues.entry(session_key.to_string()).or_default();
+        q.queue.push_back(run_id.to_string());
+        !std::mem::replace(&mut q.driving, true)
+    }
+
+    /// The session's next run; `None` ends its driver (the queue is removed when empty).
+    pub fn pop(&self, session_key: &str) -> Option<String> {
+        let mut queues = lock(&self.queues);
+        let q = queues.get_mut(session_key)?;
+        let next = q.queue.pop_front();
+        if next.is_none() {
+            queues.remove(session_key);
+        }
+        next
+    }
+
+    /// An executor slot; the run still counts as queued while it waits for one.
+    pub async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().acquire_owned().await.ok()
+    }
+
+    /// The run left the queue for execution.
+    pub fn dequeued(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Registers a running run's cancellation handle until the guard drops.
+    pub fn start(&self, run_id: &str) -> (CancellationToken, RunningGuard<'_>) {
+        let token = CancellationToken::new();
+        lock(&self.running).insert(run_id.to_string(), token.clone());
+        (
+            token,
+            RunningGuard {
+                scheduler: self,
+                run_id: run_id.to_string(),
+            },
+        )
+    }
+
+    /// Cancels a running run; false when it is not running here.
+    pub fn cancel(&self, run_id: &str) -> bool {
+        match lock(&self.running).get(run_id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counts a run as executing (model and delivery) while the guard lives.
+    pub fn executing(&self) -> ExecutingGuard<'_> {
+        self.running_count.fetch_add(1, Ordering::Relaxed);
+        ExecutingGuard(self)
+    }
+
+    /// True when a heartbeat run for the session is queued and not yet started; marks one
+    /// as pending otherwise.
+    pub fn claim_heartbeat(&self, session_key: &str) -> bool {
+        lock(&self.pending_heartbeats).insert(session_key.to_string())
+    }
+
+    pub fn release_heartbeat(&self, session_key: &str) {
+        lock(&self.pending_heartbeats).remove(session_key);
+    }
+}
+
+/// Removes a run's cancellation handle however execution ends.
+pub struct RunningGuard<'a> {
+    scheduler: &'a Scheduler,
+    run_id: String,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.scheduler.running).remove(&self.run_id);
+    }
+}
+
+/// Ends a run's "executing" count however execution ends.
+pub struct ExecutingGuard<'a>(&'a Scheduler);
+
+impl Drop for ExecutingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.running_count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_keep_acceptance_order_per_session() {
+        let s = Scheduler::new(1);
+        assert!(s.push("a", "1"), "the first run starts a driver");
+        assert!(!s.push("a", "2"), "one driver per session");
+        assert!(s.push("b", "3"));
+        assert_eq!((s.queued(), s.queued_in("a")), (3, 2));
+        assert_eq!(s.pop("a").as_deref(), Some("1"));
+        s.dequeued();
+        assert_eq!(s.pop("a").as_deref(), Some("2"));
+        s.dequeued();
+        assert_eq!(s.pop("a"), None);
+        assert!(s.push("a", "4"), "an emptied session needs a new driver");
+        let (token, guard) = s.start("4");
+        assert!(s.cancel("4") && token.is_cancelled());
+        drop(guard);
+        assert!(!s.cancel("4"));
+        let e = s.executing();
+        assert_eq!(s.counts().1, 1);
+        drop(e);
+        assert_eq!(s.counts().1, 0);
+        assert!(s.claim_heartbeat("a") && !s.claim_heartbeat("a"));
+        s.release_heartbeat("a");
+        assert!(s.claim_heartbeat("a"));
+    }
+}
