@@ -290,16 +290,21 @@ impl Error {
 
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
-        if matches!(e, Error::Storage(_) | Error::Internal(_)) {
-            tracing::error!(error = %e, "request failed");
+        // Internal and storage failures answer a generic message with an id; the detail
+        // (paths, engine messages) goes to the log only, under the same id.
+        let error_id = matches!(e, Error::Storage(_) | Error::Internal(_)).then(|| {
+            let id = uuid::Uuid::now_v7().simple().to_string();
+            tracing::error!(error_id = %id, error = %e, "request failed");
+            id
+        });
+        let mut metadata = e
+            .metadata()
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>();
+        if let Some(id) = &error_id {
+            metadata.insert("errorId".into(), id.clone());
         }
-        let mut details = ErrorDetails::with_error_info(
-            e.reason(),
-            DOMAIN,
-            e.metadata()
-                .into_iter()
-                .collect::<std::collections::HashMap<_, _>>(),
-        );
+        let mut details = ErrorDetails::with_error_info(e.reason(), DOMAIN, metadata);
         if let Error::InvalidFields(v) = &e {
             for f in v {
                 details.add_bad_request_violation(f.field, f.description.clone());
@@ -315,9 +320,49 @@ impl From<Error> for Status {
             }
             _ => {}
         }
-        Status::with_error_details(e.code(), e.to_string(), details)
+        let message = match (&e, &error_id) {
+            (Error::Storage(_), Some(id)) => {
+                format!("storage failure (error id {id}); the gateway's log has the detail")
+            }
+            (_, Some(id)) => {
+                format!("internal error (error id {id}); the gateway's log has the detail")
+            }
+            _ => e.to_string(),
+        };
+        Status::with_error_details(e.code(), message, details)
     }
 }
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_failures_answer_an_id_not_the_detail() {
+        for e in [
+            Error::Storage("redb: /home/op/.clawplane/clawplane.redb is corrupt".into()),
+            Error::Internal("secret-looking detail".into()),
+        ] {
+            let reason = e.reason();
+            let st = Status::from(e);
+            assert_eq!(st.code(), Code::Internal);
+            assert!(
+                !st.message().contains("redb") && !st.message().contains("secret"),
+                "{}",
+                st.message()
+            );
+            let info = st.get_details_error_info().expect("ErrorInfo");
+            assert_eq!(info.reason, reason);
+            let id = &info.metadata["errorId"];
+            assert!(st.message().contains(id.as_str()), "{}", st.message());
+        }
+        let st = Status::from(Error::RunNotFound("r1".into()));
+        assert!(
+            st.message().contains("r1"),
+            "other errors keep their message"
+        );
+    }
+}

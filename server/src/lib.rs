@@ -168,6 +168,32 @@ fn load_config(path: Option<&std::path::Path>) -> Result<config::Config, config:
     Ok(loaded.config)
 }
 
+/// The data dir holds the database and the secrets: the dir and its generated sub-dirs are
+/// 0700, their files 0600, also when an older version or another umask left them open.
+fn secure_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let set = |p: &std::path::Path, mode: u32| -> std::io::Result<()> {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if !m.file_type().is_symlink() => {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            }
+            _ => Ok(()),
+        }
+    };
+    set(dir, 0o700)?;
+    set(&dir.join("tls"), 0o700)?;
+    for file in [
+        "clawplane.redb",
+        "gateway.token",
+        "tls/key.pem",
+        "tls/cert.pem",
+        DEFAULT_CONFIG_FILE,
+    ] {
+        set(&dir.join(file), 0o600)?;
+    }
+    Ok(())
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit: every connection is a descriptor, and
 /// the common soft default (1024) is far below `gateway.maxTcpConnections`.
 pub fn raise_nofile_limit() {
@@ -199,6 +225,10 @@ fn default_data_dir() -> PathBuf {
 /// Loads config, opens the store, binds, serves until a signal, drains.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     raise_nofile_limit();
+    // Everything the gateway creates (the database, tokens, keys) is for its user only,
+    // whatever umask it inherited.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let mut cfg = load_config(config_path(args.config.clone(), &data_dir).as_deref())?;
     if let Some(p) = args.port {
@@ -268,6 +298,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let grace = Duration::from_millis(cfg.gateway.shutdown_grace_ms);
     let gw = core::Gateway::open(cfg.clone(), data_dir.clone()).await?;
+    secure_data_dir(&data_dir)?;
     if let Some(resolver) = &tls {
         let _ = gw.tls.set(resolver.clone());
     }

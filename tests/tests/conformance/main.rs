@@ -18,6 +18,7 @@ mod durability;
 mod egress;
 mod errors;
 mod events;
+mod files;
 mod hooks;
 mod hostile;
 mod inbound;
