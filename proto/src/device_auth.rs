@@ -221,7 +221,11 @@ pub fn verify(
         return Err(ProofError::DeviceIdMismatch);
     }
     // 2. Skew.
-    if (now_ms - proof.signed_at_ms).abs() > SIGNATURE_SKEW_MS {
+    // Checked: a hostile `signedAt` (i64::MIN, i64::MAX) must not overflow into a small skew.
+    let skew = now_ms
+        .checked_sub(proof.signed_at_ms)
+        .map(i64::unsigned_abs);
+    if skew.is_none_or(|s| s > SIGNATURE_SKEW_MS.unsigned_abs()) {
         return Err(ProofError::SignatureExpired);
     }
     // 3, 4. Nonce.
@@ -370,6 +374,17 @@ mod tests {
             Err(ProofError::SignatureExpired)
         );
         assert!(verify(&good, &f, now - 120_000, &mut yes).is_ok());
+        // Hostile clocks overflow nothing: they are simply expired.
+        for signed_at_ms in [i64::MIN, i64::MAX] {
+            let hostile = DeviceProof {
+                signed_at_ms,
+                ..good.clone()
+            };
+            assert_eq!(
+                verify(&hostile, &f, now, &mut yes),
+                Err(ProofError::SignatureExpired)
+            );
+        }
         let bad = DeviceProof {
             nonce: " ".into(),
             ..good.clone()

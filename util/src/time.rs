@@ -24,6 +24,16 @@ pub fn parse_interval(s: &str) -> Option<Duration> {
     humantime::parse_duration(s).ok()
 }
 
+/// Seconds from an untrusted number (a `Retry-After`, a JSON `retry_after`): NaN and
+/// negatives are zero, infinities and values past `Duration::MAX` saturate. Never panics,
+/// unlike `Duration::from_secs_f64`.
+pub fn saturating_secs(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+}
+
 /// A duration as `parse_interval` reads it back (`1h 30m`, `500ms`).
 pub fn format_interval(d: Duration) -> String {
     humantime::format_duration(d).to_string()
@@ -51,5 +61,10 @@ mod tests {
         assert_eq!(parse_interval("99999999999999999999"), None);
         assert_eq!(format_interval(Duration::from_secs(5400)), "1h 30m");
         assert_eq!(rfc3339_ms(1_000), "1970-01-01T00:00:01.000Z");
+        assert_eq!(saturating_secs(1.5), Duration::from_millis(1500));
+        assert_eq!(saturating_secs(f64::NAN), Duration::ZERO);
+        assert_eq!(saturating_secs(-3.0), Duration::ZERO);
+        assert_eq!(saturating_secs(f64::INFINITY), Duration::MAX);
+        assert_eq!(saturating_secs(1e20), Duration::MAX);
     }
 }

@@ -229,7 +229,7 @@ pub(crate) async fn call(
             tracing::info!(channel = id, what, wait_s = wait, "rate limited, waiting");
             tried += 1;
             *retries += 1;
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            tokio::time::sleep(clawplane_util::time::saturating_secs(wait)).await;
             continue;
         }
         if status >= 500 {

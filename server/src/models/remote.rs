@@ -310,13 +310,13 @@ pub async fn next_chunk(
 
 /// `Retry-After-Ms` (OpenAI) or `Retry-After` in seconds, capped.
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    use clawplane_util::time::saturating_secs;
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
     let d = if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        Duration::from_secs_f64((ms / 1000.0).max(0.0))
+        saturating_secs(ms / 1000.0)
     } else {
         // An HTTP-date is rare from model APIs; it falls back to the backoff.
-        let secs = get("retry-after")?.parse::<f64>().ok()?;
-        Duration::from_secs_f64(secs.max(0.0))
+        saturating_secs(get("retry-after")?.parse::<f64>().ok()?)
     };
     Some(d.min(MAX_RETRY_WAIT))
 }
@@ -447,5 +447,11 @@ mod tests {
         assert_eq!(retry_after(&h), Some(MAX_RETRY_WAIT));
         h.insert("retry-after-ms", "250".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+        for hostile in ["inf", "1e20", "NaN", "-5"] {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert("retry-after", hostile.parse().unwrap());
+            let d = retry_after(&h).expect("a number");
+            assert!(d <= MAX_RETRY_WAIT, "{hostile}: {d:?}");
+        }
     }
 }
