@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Checks the generated code, vets and tests the Go SDK against the real gateway. Non-zero on any failure; the tests
-# fail (never skip) when the gateway binary is missing.
+# Checks the generated code, vets and tests the Go SDK against the real gateway. Non-zero
+# on any failure; the tests fail (never skip) when the gateway binary is missing.
 #
 # The gateway binary is $CLAWPLANE_BIN, else <repo>/target/debug/clawplane, which is built
 # with `cargo build -p clawplane-server` when missing.
