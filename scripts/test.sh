@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Every test: contract lint (buf STANDARD), formatting, clippy, unit tests, the conformance
-# suite (which starts the real gateway on 127.0.0.1:0), then the TypeScript, Go and Python
-# SDK suites and the cross-language test against the same gateway binary.
+# Every test: contract lint (buf STANDARD) and breaking-change check against the previous
+# commit, formatting, clippy, unit tests, the conformance suite (which starts the real
+# gateway on 127.0.0.1:0), a build of the fuzz targets, then the TypeScript, Go and Python
+# SDK suites (each also checks its generated code) and the cross-language test against the
+# same gateway binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,12 +12,26 @@ if [ ! -x node_modules/.bin/buf ]; then
 fi
 (cd proto && ../node_modules/.bin/buf lint)
 echo "buf lint: clean"
+# The contract stays wire- and source-compatible with the previous commit's (rules FILE in
+# proto/buf.yaml). buf reads that commit from .git; a shallow or one-commit clone has none.
+if git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null; then
+  node_modules/.bin/buf breaking proto --against '.git#ref=HEAD~1,subdir=proto'
+  echo "buf breaking: compatible with HEAD~1"
+else
+  echo "buf breaking: skipped (no previous commit in this checkout)"
+fi
 node --test tests/tools/   # the DNS guard the Node-based tests rely on
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 cargo build -q -p clawplane-server; cargo run -q -p clawplane-bench -- --smoke   # benchmark smoke: exits 0 when every scenario ran
+
+# The fuzz targets (their own cargo project, run with `cargo +nightly fuzz run`) must keep
+# compiling: libfuzzer-sys builds and links on stable too. The same target dir and matching
+# lock file reuse most of the workspace's artifacts: quick unless server code changed.
+CARGO_TARGET_DIR="$PWD/target" cargo build -q --locked --manifest-path fuzz/Cargo.toml --bins
+echo "fuzz targets: built"
 
 cargo build -p clawplane-server
 export CLAWPLANE_BIN="$PWD/target/debug/clawplane"

@@ -354,8 +354,8 @@ pub enum RunsCommand {
     Wait {
         /// The run id.
         id: String,
-        /// How long to wait, in milliseconds.
-        #[arg(long, value_name = "MS", default_value_t = 30_000)]
+        /// How long to wait, in milliseconds (the SDKs' default wait).
+        #[arg(long, value_name = "MS", default_value_t = clawplane_sdk::DEFAULT_WAIT.as_millis() as u64)]
         timeout_ms: u64,
         /// Print canonical proto3 JSON.
         #[arg(long)]

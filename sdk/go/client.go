@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -36,6 +35,10 @@ const (
 	// connectTimeout bounds Connect's first dial when ctx has no earlier deadline.
 	connectTimeout = 5 * time.Second
 )
+
+// DefaultWaitTimeout is how long Run.Wait and WaitRun wait for a run: 30 s, as in every
+// clawplane SDK, the CLI's `runs wait` and the gateway's own AgentService/Wait.
+const DefaultWaitTimeout = 30 * time.Second
 
 // Client is a connection to one clawplane gateway. It is safe for concurrent use; call
 // Close when done.
@@ -171,22 +174,14 @@ func ConnectWith(ctx context.Context, rawURL, token string, tlsOpts TLSOptions) 
 	return c, nil
 }
 
-// ConnectEnv connects like ConnectWith with the URL from CLAWPLANE_URL (default
-// http://127.0.0.1:18789), the token from CLAWPLANE_TOKEN and, for an https:// URL, the
-// TLS options from CLAWPLANE_TLS_FINGERPRINT / CLAWPLANE_TLS_CA (ignored for http://).
+// ConnectEnv connects like ConnectWith to what Discover("", "", TLSOptions{}) finds: the
+// URL from CLAWPLANE_URL (default http://127.0.0.1:18789); the token from CLAWPLANE_TOKEN,
+// CLAWPLANE_GATEWAY_TOKEN or, for a loopback URL, the local gateway's token file; and for
+// an https:// URL the TLS options from CLAWPLANE_TLS_FINGERPRINT / CLAWPLANE_TLS_CA or, for
+// a loopback URL, the local gateway's generated certificate.
 func ConnectEnv(ctx context.Context) (*Client, error) {
-	u := os.Getenv("CLAWPLANE_URL")
-	if strings.TrimSpace(u) == "" {
-		u = DefaultURL
-	}
-	var tlsOpts TLSOptions
-	if _, useTLS, err := parseURL(u); err == nil && useTLS {
-		tlsOpts.Fingerprint = os.Getenv("CLAWPLANE_TLS_FINGERPRINT")
-		if strings.TrimSpace(tlsOpts.Fingerprint) == "" {
-			tlsOpts.CAFile = os.Getenv("CLAWPLANE_TLS_CA")
-		}
-	}
-	return ConnectWith(ctx, u, os.Getenv("CLAWPLANE_TOKEN"), tlsOpts)
+	d := Discover("", "", TLSOptions{})
+	return ConnectWith(ctx, d.URL, d.Token, d.TLS)
 }
 
 // NewFromConn wraps an existing connection (which must carry its own credentials).
@@ -416,16 +411,31 @@ func (c *Client) GetRun(ctx context.Context, runID string) (*pb.Run, error) {
 	return resp.GetRun(), nil
 }
 
-// WaitRun waits for the run to finish (the server reports done; see IsTerminal), calling
-// AgentService/Wait in chunks of at most 30 s and re-calling on UNAVAILABLE. It returns
-// the final run, or ctx's error when ctx ends first.
+// WaitRun waits up to DefaultWaitTimeout (30 s) for the run to finish; see WaitRunFor.
 func (c *Client) WaitRun(ctx context.Context, runID string) (*pb.Run, error) {
+	return c.WaitRunFor(ctx, runID, DefaultWaitTimeout)
+}
+
+// WaitRunFor waits up to d for the run to finish (the server reports done; see
+// IsTerminal), calling AgentService/Wait in chunks of at most 30 s and re-calling on
+// UNAVAILABLE. When d passes first it returns the run as it stands, like wait() in the
+// other SDKs (check IsTerminal); d <= 0 just reads the run. When ctx ends first (its
+// deadline or cancellation) it returns ctx's error; the run itself goes on.
+func (c *Client) WaitRunFor(ctx context.Context, runID string, d time.Duration) (*pb.Run, error) {
+	if d <= 0 {
+		return c.GetRun(ctx, runID)
+	}
+	end := time.Now().Add(d)
 	backoffDelay := 100 * time.Millisecond
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		chunk := waitChunk
+		left := time.Until(end)
+		if left <= 0 {
+			return c.GetRun(ctx, runID)
+		}
+		chunk := min(waitChunk, left)
 		dl, bounded := ctx.Deadline()
 		if bounded {
 			// Ask the server to answer done=false a little before ctx's deadline, so that
@@ -438,7 +448,7 @@ func (c *Client) WaitRun(ctx context.Context, runID string) (*pb.Run, error) {
 		callCtx, cancel := context.WithTimeout(ctx, chunk+10*time.Second)
 		resp, err := c.Agent.Wait(callCtx, &pb.AgentServiceWaitRequest{
 			RunId:     runID,
-			TimeoutMs: uint32(chunk / time.Millisecond),
+			TimeoutMs: max(uint32(chunk/time.Millisecond), 1), // 0 would mean the server's 30 s
 		})
 		cancel()
 		if err != nil {
@@ -451,7 +461,7 @@ func (c *Client) WaitRun(ctx context.Context, runID string) (*pb.Run, error) {
 				<-ctx.Done()
 				return nil, ctx.Err()
 			}
-			if retryable(err) {
+			if retryable(err) && time.Now().Add(backoffDelay).Before(end) {
 				select {
 				case <-time.After(backoffDelay):
 				case <-ctx.Done():
@@ -467,7 +477,7 @@ func (c *Client) WaitRun(ctx context.Context, runID string) (*pb.Run, error) {
 		if run == nil {
 			return nil, protocolErr("AgentService/Wait returned no run")
 		}
-		if resp.GetDone() || IsTerminal(run) {
+		if resp.GetDone() || IsTerminal(run) || !time.Now().Before(end) {
 			return run, nil
 		}
 	}

@@ -1,6 +1,7 @@
 package clawplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -70,6 +71,14 @@ func (e *Error) GRPCStatus() *status.Status {
 		return status.New(e.Code, e.Message)
 	}
 	return e.status
+}
+
+// Is makes errors.Is(err, context.DeadlineExceeded) and errors.Is(err, context.Canceled)
+// hold for a call that failed because its context ended (codes DEADLINE_EXCEEDED and
+// CANCELED).
+func (e *Error) Is(target error) bool {
+	return (target == context.DeadlineExceeded && e.Code == codes.DeadlineExceeded) ||
+		(target == context.Canceled && e.Code == codes.Canceled)
 }
 
 // Retryable reports whether a failed idempotent call may be retried as-is (AIP-194: only

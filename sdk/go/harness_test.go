@@ -86,6 +86,13 @@ func randomToken(t testing.TB) string {
 // with extra (may be nil). It is stopped when the test ends.
 func startGateway(t testing.TB, extra map[string]any) *gateway {
 	t.Helper()
+	return startGatewayToken(t, extra, false)
+}
+
+// startGatewayToken is startGateway; with generated it configures no token, so that the
+// gateway generates <data dir>/gateway.token (read into g.token once it listens).
+func startGatewayToken(t testing.TB, extra map[string]any, generated bool) *gateway {
+	t.Helper()
 	dir := t.TempDir()
 	g := &gateway{
 		t:       t,
@@ -96,6 +103,10 @@ func startGateway(t testing.TB, extra map[string]any) *gateway {
 		token:   randomToken(t),
 	}
 	cfg := map[string]any{"gateway": map[string]any{"auth": map[string]any{"token": g.token}}}
+	if generated {
+		g.token = ""
+		cfg = map[string]any{}
+	}
 	if extra != nil {
 		merge(cfg, extra)
 	}
@@ -109,6 +120,13 @@ func startGateway(t testing.TB, extra map[string]any) *gateway {
 	}
 	t.Cleanup(g.kill)
 	g.start(0)
+	if generated {
+		b, err := os.ReadFile(filepath.Join(dir, "gateway.token"))
+		if err != nil {
+			t.Fatalf("harness: the gateway wrote no token file: %v", err)
+		}
+		g.token = strings.TrimSpace(string(b))
+	}
 	return g
 }
 

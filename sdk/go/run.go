@@ -4,6 +4,7 @@ import (
 	"context"
 	"iter"
 	"strings"
+	"time"
 
 	pb "github.com/clawplane/clawplane/sdk/go/gen/clawplane/v1"
 )
@@ -46,9 +47,15 @@ func (r *Run) Client() *Client { return r.client }
 // Get reads the run now (AgentService/GetRun).
 func (r *Run) Get(ctx context.Context) (*pb.Run, error) { return r.client.GetRun(ctx, r.RunID) }
 
-// Wait waits until the run is terminal and returns it (see Client.WaitRun). Bound the wait
-// with ctx.
+// Wait waits up to DefaultWaitTimeout (30 s) for the run to finish and returns it as it
+// stands then (check IsTerminal); ctx ending first returns ctx's error (see
+// Client.WaitRunFor).
 func (r *Run) Wait(ctx context.Context) (*pb.Run, error) { return r.client.WaitRun(ctx, r.RunID) }
+
+// WaitFor is Wait with its own time limit d (see Client.WaitRunFor).
+func (r *Run) WaitFor(ctx context.Context, d time.Duration) (*pb.Run, error) {
+	return r.client.WaitRunFor(ctx, r.RunID, d)
+}
 
 // Cancel cancels the run (AgentService/CancelRun); a finished run is returned unchanged.
 func (r *Run) Cancel(ctx context.Context) (*pb.Run, error) {

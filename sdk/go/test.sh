@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Vets and tests the Go SDK against the real gateway. Non-zero on any failure; the tests
-# fail (never skip) when the gateway binary is missing.
+# Checks the generated code, vets and tests the Go SDK against the real gateway. Non-zero
+# on any failure; the tests fail (never skip) when the gateway binary is missing.
 #
 # The gateway binary is $CLAWPLANE_BIN, else <repo>/target/debug/clawplane, which is built
 # with `cargo build -p clawplane-server` when missing.
@@ -21,6 +21,9 @@ if [[ ! -x "$CLAWPLANE_BIN" ]]; then
   echo "test.sh: gateway binary $CLAWPLANE_BIN not found or not executable" >&2
   exit 1
 fi
+
+# gen/ matches proto/ (pinned buf + protoc-gen-go / protoc-gen-go-grpc, cached in .bin).
+"$here/gen.sh" --check
 
 unformatted="$(gofmt -l .)"
 if [[ -n "$unformatted" ]]; then

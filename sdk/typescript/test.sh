@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the SDK and runs its tests against a real clawplane gateway.
+# Checks that the generated code matches proto/, builds the SDK and runs its tests against a
+# real clawplane gateway.
 #   CLAWPLANE_BIN  gateway binary (default: ../../target/debug/clawplane, built with
 #                  `cargo build -p clawplane-server` when missing and cargo is available)
 # Exits non-zero on any failure; a skipped or missing test counts as a failure.
@@ -11,6 +12,7 @@ cd "$here"
 if [ ! -d node_modules ]; then
   npm ci --no-audit --no-fund
 fi
+./gen.sh --check   # src/gen matches proto/ (pinned buf + protoc-gen-es)
 npm run build
 
 bin="${CLAWPLANE_BIN:-$root/target/debug/clawplane}"

@@ -54,12 +54,14 @@ def _merge_token(config: dict[str, Any], token: str) -> dict[str, Any]:
 class Gateway:
     """A running (or stopped) ``clawplane serve`` with its own temporary data dir."""
 
-    def __init__(self, config: Optional[dict[str, Any]] = None) -> None:
+    def __init__(self, config: Optional[dict[str, Any]] = None, *, generated_token: bool = False) -> None:
+        """``generated_token``: configure no token, so the gateway generates
+        ``<data dir>/gateway.token`` (read into :attr:`token` once it listens)."""
         self.bin = gateway_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="clawplane-pysdk-"))
         self.data_dir = self.dir
-        cfg = _merge_token(config or {}, f"test-{uuid.uuid4().hex}")
-        self.token: str = cfg["gateway"]["auth"]["token"]
+        cfg = json.loads(json.dumps(config or {})) if generated_token else _merge_token(config or {}, f"test-{uuid.uuid4().hex}")
+        self.token: str = "" if generated_token else cfg["gateway"]["auth"]["token"]
         self.config_path = self.dir / "config.json5"
         self.config_path.write_text(json.dumps(cfg, indent=2) + "\n")
         self.stderr_path = self.dir / "stderr.log"
@@ -68,6 +70,8 @@ class Gateway:
         self.url = ""
         self.starts = 0
         self.start()
+        if generated_token:
+            self.token = (self.data_dir / "gateway.token").read_text().strip()
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -28,6 +28,11 @@ const UNARY_ATTEMPTS: u32 = 3;
 /// Longest single `AgentService/Wait` call; the server treats 0 as 30 s.
 const WAIT_CHUNK: Duration = Duration::from_secs(30);
 
+/// How long to wait for a run when the caller has no better figure: 30 s, as in every
+/// clawplane SDK (`wait()` in TypeScript and Python, `Run.Wait` in Go), the CLI's
+/// `runs wait` and the gateway's own `AgentService/Wait`.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone, Default)]
 pub struct Auth {
@@ -93,11 +98,16 @@ pub struct Client {
     channel: Channel,
     auth: Auth,
     url: String,
+    /// Time limit of every typed call ([`Client::with_timeout`]).
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("url", &self.url).finish()
+        f.debug_struct("Client")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -113,6 +123,14 @@ fn endpoint(url: &str) -> Result<Endpoint, Error> {
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true))
+}
+
+fn deadline_exceeded(limit: Duration) -> Error {
+    tonic::Status::deadline_exceeded(format!(
+        "the call did not finish within its timeout of {} ms",
+        limit.as_millis()
+    ))
+    .into()
 }
 
 /// The TLS connector of an `https://` endpoint, when the URL is one.
@@ -187,7 +205,12 @@ impl Client {
                 detail,
             }
         })?;
-        Ok(Client { channel, auth, url })
+        Ok(Client {
+            channel,
+            auth,
+            url,
+            timeout: None,
+        })
     }
 
     /// Like [`Client::connect`] but does not dial until the first call.
@@ -208,12 +231,49 @@ impl Client {
             None => ep.connect_lazy(),
             Some((connector, _)) => ep.connect_with_connector_lazy(connector),
         };
-        Ok(Client { channel, auth, url })
+        Ok(Client {
+            channel,
+            auth,
+            url,
+            timeout: None,
+        })
     }
 
     /// The gateway URL this client talks to.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// A clone of this client (same connection) whose every typed call — [`Client::status`],
+    /// [`Client::agent_run`], [`Client::wait_run`], the [`RunHandle`]s it returns, ... — must
+    /// finish within `timeout`, its retries and pages included; past it the call fails with
+    /// `DEADLINE_EXCEEDED` (a zero timeout: before anything is sent). For
+    /// [`Client::wait_run`] this is a hard limit on top of the wait's own timeout, which
+    /// returns the run as it stands. The raw generated clients are not affected. To cancel
+    /// a call, drop its future (e.g. in `tokio::select!`).
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            timeout: Some(timeout),
+            ..self.clone()
+        }
+    }
+
+    /// The time limit of every typed call, if [`Client::with_timeout`] set one.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Runs one typed call within the client's time limit.
+    async fn bounded<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        let Some(limit) = self.timeout else {
+            return call.await;
+        };
+        if limit.is_zero() {
+            return Err(deadline_exceeded(limit));
+        }
+        tokio::time::timeout(limit, call)
+            .await
+            .unwrap_or_else(|_| Err(deadline_exceeded(limit)))
     }
 
     /// The underlying channel without the auth interceptor (health checks, reflection).
@@ -290,13 +350,16 @@ impl Client {
 
     /// `GatewayService/Status`: version, defaults, queue depths and the event-log head.
     pub async fn status(&self) -> Result<pb::GatewayServiceStatusResponse, Error> {
-        let c = self.gateway();
-        self.retry(|| {
-            let mut c = c.clone();
-            async move { c.status(pb::GatewayServiceStatusRequest {}).await }
+        self.bounded(async move {
+            let c = self.gateway();
+            self.retry(|| {
+                let mut c = c.clone();
+                async move { c.status(pb::GatewayServiceStatusRequest {}).await }
+            })
+            .await
+            .map(|(r, _)| r)
         })
         .await
-        .map(|(r, _)| r)
     }
 
     /// `GatewayService/Wake`: queues a system event (and with mode NOW starts a heartbeat
@@ -305,7 +368,8 @@ impl Client {
         &self,
         req: pb::GatewayServiceWakeRequest,
     ) -> Result<pb::GatewayServiceWakeResponse, Error> {
-        Ok(self.gateway().wake(req).await?.into_inner())
+        self.bounded(async move { Ok(self.gateway().wake(req).await?.into_inner()) })
+            .await
     }
 
     /// The event-log head, or `None` when the caller may not read status. Used to start a
@@ -320,56 +384,62 @@ impl Client {
     /// When `idempotency_key` is empty the SDK generates one (a UUID, which also becomes the
     /// run id), so that the submission can be retried safely on UNAVAILABLE.
     pub async fn agent_run(&self, mut req: pb::AgentServiceRunRequest) -> Result<RunHandle, Error> {
-        let auto_key = req.idempotency_key.is_empty();
-        if auto_key {
-            req.idempotency_key = uuid::Uuid::new_v4().to_string();
-        }
-        let head = self.head_seq().await;
-        let c = self.agent();
-        let (resp, attempts) = self
-            .retry(|| {
-                let mut c = c.clone();
-                let req = req.clone();
-                async move { c.run(req).await }
-            })
-            .await?;
-        let state = resp.state();
-        Ok(RunHandle::new(
-            self.clone(),
-            resp.run_id,
-            resp.session_key,
-            resp.duplicate && !(auto_key && attempts > 1),
-            state,
-            head,
-        ))
+        self.bounded(async move {
+            let auto_key = req.idempotency_key.is_empty();
+            if auto_key {
+                req.idempotency_key = uuid::Uuid::new_v4().to_string();
+            }
+            let head = self.head_seq().await;
+            let c = self.agent();
+            let (resp, attempts) = self
+                .retry(|| {
+                    let mut c = c.clone();
+                    let req = req.clone();
+                    async move { c.run(req).await }
+                })
+                .await?;
+            let state = resp.state();
+            Ok(RunHandle::new(
+                self.clone(),
+                resp.run_id,
+                resp.session_key,
+                resp.duplicate && !(auto_key && attempts > 1),
+                state,
+                head,
+            ))
+        })
+        .await
     }
 
     /// `ChatService/Send`: sends a user message into a session (created on first use) and
     /// returns the run's handle. An empty idempotency key is generated as in
     /// [`Client::agent_run`].
     pub async fn chat_send(&self, mut req: pb::ChatServiceSendRequest) -> Result<RunHandle, Error> {
-        let auto_key = req.idempotency_key.is_empty();
-        if auto_key {
-            req.idempotency_key = uuid::Uuid::new_v4().to_string();
-        }
-        let head = self.head_seq().await;
-        let c = self.chat();
-        let (resp, attempts) = self
-            .retry(|| {
-                let mut c = c.clone();
-                let req = req.clone();
-                async move { c.send(req).await }
-            })
-            .await?;
-        let state = resp.state();
-        Ok(RunHandle::new(
-            self.clone(),
-            resp.run_id,
-            resp.session_key,
-            resp.duplicate && !(auto_key && attempts > 1),
-            state,
-            head,
-        ))
+        self.bounded(async move {
+            let auto_key = req.idempotency_key.is_empty();
+            if auto_key {
+                req.idempotency_key = uuid::Uuid::new_v4().to_string();
+            }
+            let head = self.head_seq().await;
+            let c = self.chat();
+            let (resp, attempts) = self
+                .retry(|| {
+                    let mut c = c.clone();
+                    let req = req.clone();
+                    async move { c.send(req).await }
+                })
+                .await?;
+            let state = resp.state();
+            Ok(RunHandle::new(
+                self.clone(),
+                resp.run_id,
+                resp.session_key,
+                resp.duplicate && !(auto_key && attempts > 1),
+                state,
+                head,
+            ))
+        })
+        .await
     }
 
     /// `SessionService/Send`: sends into an existing session (NOT_FOUND
@@ -378,73 +448,82 @@ impl Client {
         &self,
         mut req: pb::SessionServiceSendRequest,
     ) -> Result<RunHandle, Error> {
-        let auto_key = req.idempotency_key.is_empty();
-        if auto_key {
-            req.idempotency_key = uuid::Uuid::new_v4().to_string();
-        }
-        let head = self.head_seq().await;
-        let c = self.sessions();
-        let (resp, attempts) = self
-            .retry(|| {
-                let mut c = c.clone();
-                let req = req.clone();
-                async move { c.send(req).await }
-            })
-            .await?;
-        let state = resp.state();
-        Ok(RunHandle::new(
-            self.clone(),
-            resp.run_id,
-            resp.session_key,
-            resp.duplicate && !(auto_key && attempts > 1),
-            state,
-            head,
-        ))
+        self.bounded(async move {
+            let auto_key = req.idempotency_key.is_empty();
+            if auto_key {
+                req.idempotency_key = uuid::Uuid::new_v4().to_string();
+            }
+            let head = self.head_seq().await;
+            let c = self.sessions();
+            let (resp, attempts) = self
+                .retry(|| {
+                    let mut c = c.clone();
+                    let req = req.clone();
+                    async move { c.send(req).await }
+                })
+                .await?;
+            let state = resp.state();
+            Ok(RunHandle::new(
+                self.clone(),
+                resp.run_id,
+                resp.session_key,
+                resp.duplicate && !(auto_key && attempts > 1),
+                state,
+                head,
+            ))
+        })
+        .await
     }
 
     /// `SessionService/List`, every page: sessions most recently updated first.
     /// `agent_id` empty lists all agents' sessions.
     pub async fn sessions_list(&self, agent_id: &str) -> Result<Vec<pb::Session>, Error> {
-        let c = self.sessions();
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let req = pb::SessionServiceListRequest {
-                agent_id: agent_id.to_string(),
-                page_size: 1000,
-                page_token: token.clone(),
+        self.bounded(async move {
+            let c = self.sessions();
+            let mut out = Vec::new();
+            let mut token = String::new();
+            loop {
+                let req = pb::SessionServiceListRequest {
+                    agent_id: agent_id.to_string(),
+                    page_size: 1000,
+                    page_token: token.clone(),
+                };
+                let (resp, _) = self
+                    .retry(|| {
+                        let mut c = c.clone();
+                        let req = req.clone();
+                        async move { c.list(req).await }
+                    })
+                    .await?;
+                out.extend(resp.sessions);
+                if resp.next_page_token.is_empty() || resp.next_page_token == token {
+                    return Ok(out);
+                }
+                token = resp.next_page_token;
+            }
+        })
+        .await
+    }
+
+    /// `SessionService/Get` for a bare or full session key.
+    pub async fn sessions_get(&self, session_key: &str) -> Result<pb::Session, Error> {
+        self.bounded(async move {
+            let c = self.sessions();
+            let req = pb::SessionServiceGetRequest {
+                session_key: session_key.to_string(),
+                agent_id: String::new(),
             };
             let (resp, _) = self
                 .retry(|| {
                     let mut c = c.clone();
                     let req = req.clone();
-                    async move { c.list(req).await }
+                    async move { c.get(req).await }
                 })
                 .await?;
-            out.extend(resp.sessions);
-            if resp.next_page_token.is_empty() || resp.next_page_token == token {
-                return Ok(out);
-            }
-            token = resp.next_page_token;
-        }
-    }
-
-    /// `SessionService/Get` for a bare or full session key.
-    pub async fn sessions_get(&self, session_key: &str) -> Result<pb::Session, Error> {
-        let c = self.sessions();
-        let req = pb::SessionServiceGetRequest {
-            session_key: session_key.to_string(),
-            agent_id: String::new(),
-        };
-        let (resp, _) = self
-            .retry(|| {
-                let mut c = c.clone();
-                let req = req.clone();
-                async move { c.get(req).await }
-            })
-            .await?;
-        resp.session
-            .ok_or_else(|| Error::Protocol("SessionService/Get returned no session".into()))
+            resp.session
+                .ok_or_else(|| Error::Protocol("SessionService/Get returned no session".into()))
+        })
+        .await
     }
 
     /// `SessionService/Resolve`: the canonical key for a bare key or a channel route.
@@ -452,14 +531,17 @@ impl Client {
         &self,
         req: pb::SessionServiceResolveRequest,
     ) -> Result<pb::SessionServiceResolveResponse, Error> {
-        let c = self.sessions();
-        self.retry(|| {
-            let mut c = c.clone();
-            let req = req.clone();
-            async move { c.resolve(req).await }
+        self.bounded(async move {
+            let c = self.sessions();
+            self.retry(|| {
+                let mut c = c.clone();
+                let req = req.clone();
+                async move { c.resolve(req).await }
+            })
+            .await
+            .map(|(r, _)| r)
         })
         .await
-        .map(|(r, _)| r)
     }
 
     /// `ChatService/History`, every page: the session and its current transcript, oldest
@@ -468,81 +550,93 @@ impl Client {
         &self,
         session_key: &str,
     ) -> Result<(pb::Session, Vec<pb::Message>), Error> {
-        let c = self.chat();
-        let mut session = None;
-        let mut messages = Vec::new();
-        let mut token = String::new();
-        loop {
-            let req = pb::ChatServiceHistoryRequest {
-                session_key: session_key.to_string(),
-                agent_id: String::new(),
-                page_size: 1000,
-                page_token: token.clone(),
-            };
-            let (resp, _) = self
-                .retry(|| {
-                    let mut c = c.clone();
-                    let req = req.clone();
-                    async move { c.history(req).await }
-                })
-                .await?;
-            if session.is_none() {
-                session = resp.session;
+        self.bounded(async move {
+            let c = self.chat();
+            let mut session = None;
+            let mut messages = Vec::new();
+            let mut token = String::new();
+            loop {
+                let req = pb::ChatServiceHistoryRequest {
+                    session_key: session_key.to_string(),
+                    agent_id: String::new(),
+                    page_size: 1000,
+                    page_token: token.clone(),
+                };
+                let (resp, _) = self
+                    .retry(|| {
+                        let mut c = c.clone();
+                        let req = req.clone();
+                        async move { c.history(req).await }
+                    })
+                    .await?;
+                if session.is_none() {
+                    session = resp.session;
+                }
+                messages.extend(resp.messages);
+                if resp.next_page_token.is_empty() || resp.next_page_token == token {
+                    break;
+                }
+                token = resp.next_page_token;
             }
-            messages.extend(resp.messages);
-            if resp.next_page_token.is_empty() || resp.next_page_token == token {
-                break;
-            }
-            token = resp.next_page_token;
-        }
-        let session = session
-            .ok_or_else(|| Error::Protocol("ChatService/History returned no session".into()))?;
-        Ok((session, messages))
+            let session = session
+                .ok_or_else(|| Error::Protocol("ChatService/History returned no session".into()))?;
+            Ok((session, messages))
+        })
+        .await
     }
 
     /// `SessionService/Reset`: starts a new transcript generation; returns the session.
     pub async fn sessions_reset(&self, session_key: &str) -> Result<pb::Session, Error> {
-        let resp = self
-            .sessions()
-            .reset(pb::SessionServiceResetRequest {
-                session_key: session_key.to_string(),
-                agent_id: String::new(),
-            })
-            .await?
-            .into_inner();
-        resp.session
-            .ok_or_else(|| Error::Protocol("SessionService/Reset returned no session".into()))
+        self.bounded(async move {
+            let resp = self
+                .sessions()
+                .reset(pb::SessionServiceResetRequest {
+                    session_key: session_key.to_string(),
+                    agent_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            resp.session
+                .ok_or_else(|| Error::Protocol("SessionService/Reset returned no session".into()))
+        })
+        .await
     }
 
     /// `SessionService/Delete`: deletes a session (FAILED_PRECONDITION `SESSION_BUSY` while
     /// it has active runs); returns the deleted key.
     pub async fn sessions_delete(&self, session_key: &str) -> Result<String, Error> {
-        let resp = self
-            .sessions()
-            .delete(pb::SessionServiceDeleteRequest {
-                session_key: session_key.to_string(),
-                agent_id: String::new(),
-            })
-            .await?
-            .into_inner();
-        Ok(resp.session_key)
+        self.bounded(async move {
+            let resp = self
+                .sessions()
+                .delete(pb::SessionServiceDeleteRequest {
+                    session_key: session_key.to_string(),
+                    agent_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            Ok(resp.session_key)
+        })
+        .await
     }
 
     /// `AgentService/GetRun`.
     pub async fn get_run(&self, run_id: &str) -> Result<pb::Run, Error> {
-        let c = self.agent();
-        let req = pb::GetRunRequest {
-            run_id: run_id.to_string(),
-        };
-        let (resp, _) = self
-            .retry(|| {
-                let mut c = c.clone();
-                let req = req.clone();
-                async move { c.get_run(req).await }
-            })
-            .await?;
-        resp.run
-            .ok_or_else(|| Error::Protocol("AgentService/GetRun returned no run".into()))
+        self.bounded(async move {
+            let c = self.agent();
+            let req = pb::GetRunRequest {
+                run_id: run_id.to_string(),
+            };
+            let (resp, _) = self
+                .retry(|| {
+                    let mut c = c.clone();
+                    let req = req.clone();
+                    async move { c.get_run(req).await }
+                })
+                .await?;
+            resp.run
+                .ok_or_else(|| Error::Protocol("AgentService/GetRun returned no run".into()))
+        })
+        .await
     }
 
     /// Waits up to `timeout` for the run to reach a terminal state, calling
@@ -551,86 +645,98 @@ impl Client {
     /// Returns the run as it stands when the wait ends: check [`crate::is_terminal`] (or the
     /// state) to tell a finished run from a timeout. A zero timeout just reads the run.
     pub async fn wait_run(&self, run_id: &str, timeout: Duration) -> Result<pb::Run, Error> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                return self.get_run(run_id).await;
-            }
-            let chunk = remaining.min(WAIT_CHUNK);
-            let ms = u32::try_from(chunk.as_millis()).unwrap_or(u32::MAX).max(1);
-            let mut req = tonic::Request::new(pb::AgentServiceWaitRequest {
-                run_id: run_id.to_string(),
-                timeout_ms: ms,
-            });
-            // Leave the server room to answer done=false before the transport gives up.
-            req.set_timeout(chunk + Duration::from_secs(10));
-            match self.agent().wait(req).await {
-                Ok(resp) => {
-                    let resp = resp.into_inner();
-                    let run = resp.run.ok_or_else(|| {
-                        Error::Protocol("AgentService/Wait returned no run".into())
-                    })?;
-                    if resp.done || tokio::time::Instant::now() >= deadline {
-                        return Ok(run);
+        self.bounded(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if remaining.is_zero() {
+                    return self.get_run(run_id).await;
+                }
+                let chunk = remaining.min(WAIT_CHUNK);
+                let ms = u32::try_from(chunk.as_millis()).unwrap_or(u32::MAX).max(1);
+                let mut req = tonic::Request::new(pb::AgentServiceWaitRequest {
+                    run_id: run_id.to_string(),
+                    timeout_ms: ms,
+                });
+                // Leave the server room to answer done=false before the transport gives up.
+                req.set_timeout(chunk + Duration::from_secs(10));
+                match self.agent().wait(req).await {
+                    Ok(resp) => {
+                        let resp = resp.into_inner();
+                        let run = resp.run.ok_or_else(|| {
+                            Error::Protocol("AgentService/Wait returned no run".into())
+                        })?;
+                        if resp.done || tokio::time::Instant::now() >= deadline {
+                            return Ok(run);
+                        }
+                        backoff = Duration::from_millis(100);
                     }
-                    backoff = Duration::from_millis(100);
+                    Err(s)
+                        if s.code() == Code::Unavailable
+                            && tokio::time::Instant::now() + backoff < deadline =>
+                    {
+                        tracing::debug!(error = %s, "AgentService/Wait unavailable; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                    Err(s) => return Err(s.into()),
                 }
-                Err(s)
-                    if s.code() == Code::Unavailable
-                        && tokio::time::Instant::now() + backoff < deadline =>
-                {
-                    tracing::debug!(error = %s, "AgentService/Wait unavailable; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-                Err(s) => return Err(s.into()),
             }
-        }
+        })
+        .await
     }
 
     /// `AgentService/CancelRun`: cancels a queued or running run; a terminal run is returned
     /// unchanged (so the call is safe to retry).
     pub async fn cancel_run(&self, run_id: &str) -> Result<pb::Run, Error> {
-        let c = self.agent();
-        let req = pb::CancelRunRequest {
-            run_id: run_id.to_string(),
-        };
-        let (resp, _) = self
-            .retry(|| {
-                let mut c = c.clone();
-                let req = req.clone();
-                async move { c.cancel_run(req).await }
-            })
-            .await?;
-        resp.run
-            .ok_or_else(|| Error::Protocol("AgentService/CancelRun returned no run".into()))
+        self.bounded(async move {
+            let c = self.agent();
+            let req = pb::CancelRunRequest {
+                run_id: run_id.to_string(),
+            };
+            let (resp, _) = self
+                .retry(|| {
+                    let mut c = c.clone();
+                    let req = req.clone();
+                    async move { c.cancel_run(req).await }
+                })
+                .await?;
+            resp.run
+                .ok_or_else(|| Error::Protocol("AgentService/CancelRun returned no run".into()))
+        })
+        .await
     }
 
     /// `AgentService/ListRuns`: one page of runs, newest first.
     pub async fn list_runs(&self, req: pb::ListRunsRequest) -> Result<pb::ListRunsResponse, Error> {
-        let c = self.agent();
-        self.retry(|| {
-            let mut c = c.clone();
-            let req = req.clone();
-            async move { c.list_runs(req).await }
+        self.bounded(async move {
+            let c = self.agent();
+            self.retry(|| {
+                let mut c = c.clone();
+                let req = req.clone();
+                async move { c.list_runs(req).await }
+            })
+            .await
+            .map(|(r, _)| r)
         })
         .await
-        .map(|(r, _)| r)
     }
 
     /// A handle for an existing run (reads it once to learn its session).
     pub async fn run_handle(&self, run_id: &str) -> Result<RunHandle, Error> {
-        let run = self.get_run(run_id).await?;
-        Ok(RunHandle::new(
-            self.clone(),
-            run.run_id.clone(),
-            run.session_key.clone(),
-            false,
-            run.state(),
-            None,
-        ))
+        self.bounded(async move {
+            let run = self.get_run(run_id).await?;
+            Ok(RunHandle::new(
+                self.clone(),
+                run.run_id.clone(),
+                run.session_key.clone(),
+                false,
+                run.state(),
+                None,
+            ))
+        })
+        .await
     }
 
     /// An auto-resuming `EventService/Watch`: events with seq > `after_seq` matching
@@ -641,32 +747,41 @@ impl Client {
 
     /// `DeviceService/ListDevices`: pending pairing requests (oldest first) and paired devices.
     pub async fn devices_list(&self) -> Result<pb::ListDevicesResponse, Error> {
-        let c = self.devices();
-        self.retry(|| {
-            let mut c = c.clone();
-            async move { c.list_devices(pb::ListDevicesRequest::default()).await }
+        self.bounded(async move {
+            let c = self.devices();
+            self.retry(|| {
+                let mut c = c.clone();
+                async move { c.list_devices(pb::ListDevicesRequest::default()).await }
+            })
+            .await
+            .map(|(r, _)| r)
         })
         .await
-        .map(|(r, _)| r)
     }
 
     /// `DeviceService/ApprovePairing`: approves a pending request; returns the paired device.
     pub async fn devices_approve(&self, request_id: &str) -> Result<pb::Device, Error> {
-        let r = self
-            .devices()
-            .approve_pairing(pb::ApprovePairingRequest {
-                request_id: request_id.to_string(),
+        self.bounded(async move {
+            let r = self
+                .devices()
+                .approve_pairing(pb::ApprovePairingRequest {
+                    request_id: request_id.to_string(),
+                })
+                .await?
+                .into_inner();
+            r.device.ok_or_else(|| {
+                Error::from(tonic::Status::internal("ApprovePairing answered no device"))
             })
-            .await?
-            .into_inner();
-        r.device.ok_or_else(|| {
-            Error::from(tonic::Status::internal("ApprovePairing answered no device"))
         })
+        .await
     }
 
     /// Like [`Client::watch`] but starts at the current head of the log (only new events).
     pub async fn watch_live(&self, filter: pb::EventFilter) -> Result<EventWatch, Error> {
-        let head = self.status().await?.last_event_seq;
-        Ok(self.watch(head, filter))
+        self.bounded(async move {
+            let head = self.status().await?.last_event_seq;
+            Ok(self.watch(head, filter))
+        })
+        .await
     }
 }

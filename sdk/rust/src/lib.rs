@@ -23,7 +23,7 @@ mod run;
 pub mod tls;
 mod watch;
 
-pub use client::{Auth, AuthChannel, Client};
+pub use client::{Auth, AuthChannel, Client, DEFAULT_WAIT};
 pub use discover::{
     DEFAULT_URL, Discovered, TLS_CERT_FILE, TOKEN_FILE, TokenSource, discover, discover_detailed,
     is_loopback_url, normalize_url,

@@ -60,8 +60,11 @@ export const MAX_READ_BYTES = 64 * 1024 * 1024;
 const UNARY_ATTEMPTS = 3;
 /** Longest single `AgentService/Wait` call; the server treats 0 as 30 s. */
 const WAIT_CHUNK_MS = 30_000;
-/** Default total time `wait()` waits for a run. */
-export const DEFAULT_WAIT_MS = 300_000;
+/**
+ * Default total time `wait()` waits for a run: 30 s, as in every clawplane SDK, the CLI's
+ * `runs wait` and the gateway's own `AgentService/Wait`.
+ */
+export const DEFAULT_WAIT_MS = 30_000;
 
 /** Input of `agent.run` (`AgentServiceRunRequest` fields; `message` required). */
 export type AgentRunInput = MessageInitShape<typeof AgentServiceRunRequestSchema>;
@@ -74,12 +77,62 @@ export type WakeInput = MessageInitShape<typeof GatewayServiceWakeRequestSchema>
 /** Input of `agent.list`. */
 export type ListRunsInput = MessageInitShape<typeof ListRunsRequestSchema>;
 
-/** Options of `wait()`. */
-export interface WaitOptions {
-  /** Total time to wait in milliseconds (default 300000). 0 just reads the run. */
+/**
+ * Per-call options of every verb. `timeoutMs` bounds the whole verb (its retries and pages
+ * included): when it passes, the verb fails with DEADLINE_EXCEEDED (0 or less: at once,
+ * before anything is sent). `signal` aborts the verb: it fails with CANCELLED.
+ */
+export interface CallOpts {
   timeoutMs?: number;
-  /** Aborts the wait. */
   signal?: AbortSignal;
+}
+
+/**
+ * Options of `wait()`. Unlike other verbs, the wait's `timeoutMs` is how long to wait: when
+ * it passes, the run is returned as it stands (check `isTerminal`).
+ */
+export interface WaitOptions {
+  /** Total time to wait in milliseconds (default `DEFAULT_WAIT_MS`, 30 s). 0 just reads the run. */
+  timeoutMs?: number;
+  /** Aborts the wait: it fails with CANCELLED (the run itself goes on). */
+  signal?: AbortSignal;
+}
+
+/** One verb's time limit and abort signal, shared by all the RPCs it makes. */
+class Budget {
+  private readonly end: number | undefined;
+  constructor(private readonly opts: CallOpts = {}) {
+    this.end = opts.timeoutMs === undefined ? undefined : Date.now() + opts.timeoutMs;
+  }
+
+  static of(opts: CallOpts | Budget | undefined): Budget {
+    return opts instanceof Budget ? opts : new Budget(opts);
+  }
+
+  get signal(): AbortSignal | undefined {
+    return this.opts.signal;
+  }
+
+  /** The options of the verb's next RPC: the signal and the time left. */
+  next(): CallOptions {
+    if (this.opts.signal?.aborted) {
+      throw new ClawplaneError({ code: Code.Canceled, message: "the call was aborted", cause: this.opts.signal.reason });
+    }
+    if (this.end === undefined) return { signal: this.opts.signal };
+    const left = this.end - Date.now();
+    if (left <= 0) {
+      throw new ClawplaneError({
+        code: Code.DeadlineExceeded,
+        message: `the call did not finish within its timeout of ${this.opts.timeoutMs} ms`,
+      });
+    }
+    return { signal: this.opts.signal, timeoutMs: left };
+  }
+
+  /** True when `ms` from now is past the time limit. */
+  passedIn(ms: number): boolean {
+    return this.end !== undefined && Date.now() + ms >= this.end;
+  }
 }
 
 /** The generated Connect clients of every service, sharing the client's transport. */
@@ -114,47 +167,47 @@ export class Client {
   /** `ChatService` verbs (OpenClaw `chat.*`). */
   readonly chat: {
     /** `ChatService/Send`: sends into a session (created on first use); returns the run. */
-    send(req: ChatSendInput): Promise<RunHandle>;
+    send(req: ChatSendInput, opts?: CallOpts): Promise<RunHandle>;
     /** `ChatService/History`, every page: the session and its transcript, oldest first. */
-    history(sessionKey: string): Promise<{ session: Session; messages: Message[] }>;
+    history(sessionKey: string, opts?: CallOpts): Promise<{ session: Session; messages: Message[] }>;
     /** `ChatService/Abort`: cancels a session's queued and running runs (or one of them). */
-    abort(sessionKey: string, runId?: string): Promise<ChatServiceAbortResponse>;
+    abort(sessionKey: string, runId?: string, opts?: CallOpts): Promise<ChatServiceAbortResponse>;
   };
 
   /** `SessionService` verbs (OpenClaw `sessions.*`). */
   readonly sessions: {
     /** `SessionService/Send`: sends into an existing session; returns the run. */
-    send(req: SessionsSendInput): Promise<RunHandle>;
+    send(req: SessionsSendInput, opts?: CallOpts): Promise<RunHandle>;
     /** `SessionService/List`, every page. `agentId` empty lists all agents' sessions. */
-    list(agentId?: string): Promise<Session[]>;
+    list(agentId?: string, opts?: CallOpts): Promise<Session[]>;
     /** `SessionService/Get` for a bare or full session key. */
-    get(sessionKey: string): Promise<Session>;
+    get(sessionKey: string, opts?: CallOpts): Promise<Session>;
   };
 
   /** `AgentService` verbs (OpenClaw `agent`, `agent.wait`). */
   readonly agent: {
     /** `AgentService/Run`: starts an agent turn; returns the run's handle. */
-    run(req: AgentRunInput): Promise<RunHandle>;
+    run(req: AgentRunInput, opts?: CallOpts): Promise<RunHandle>;
     /** `AgentService/GetRun`. */
-    get(runId: string): Promise<Run>;
+    get(runId: string, opts?: CallOpts): Promise<Run>;
     /** Waits (looping `AgentService/Wait`) and returns the run; non-terminal on timeout. */
     wait(runId: string, opts?: WaitOptions): Promise<Run>;
     /** `AgentService/CancelRun` (a finished run is returned unchanged). */
-    cancel(runId: string): Promise<Run>;
+    cancel(runId: string, opts?: CallOpts): Promise<Run>;
     /** `AgentService/ListRuns`: one page of runs, newest first. */
-    list(req?: ListRunsInput): Promise<ListRunsResponse>;
+    list(req?: ListRunsInput, opts?: CallOpts): Promise<ListRunsResponse>;
     /** A handle for an existing run (reads it once). */
-    handle(runId: string): Promise<RunHandle>;
+    handle(runId: string, opts?: CallOpts): Promise<RunHandle>;
   };
 
   /** `DeviceService` verbs (OpenClaw `device.pair.*`). */
   readonly devices: {
     /** `DeviceService/ListDevices`: pending pairing requests and paired devices. */
-    list(): Promise<ListDevicesResponse>;
+    list(opts?: CallOpts): Promise<ListDevicesResponse>;
     /** `DeviceService/ApprovePairing`. */
-    approve(requestId: string): Promise<ApprovePairingResponse>;
+    approve(requestId: string, opts?: CallOpts): Promise<ApprovePairingResponse>;
     /** `DeviceService/RejectPairing`; returns the rejected request. */
-    reject(requestId: string): Promise<PairingRequest | undefined>;
+    reject(requestId: string, opts?: CallOpts): Promise<PairingRequest | undefined>;
   };
 
   constructor(opts: { url: string; transport: Transport }) {
@@ -174,17 +227,19 @@ export class Client {
     const raw = this.raw;
 
     this.chat = {
-      send: async (req) => {
+      send: async (req, opts) => {
         const { req: r, auto } = withKey(req);
-        return this.submit(auto, () => raw.chat.send(r));
+        return this.submit(auto, (o) => raw.chat.send(r, o), opts);
       },
-      history: async (sessionKey) => {
+      history: async (sessionKey, opts) => {
+        const b = new Budget(opts);
         let session: Session | undefined;
         const messages: Message[] = [];
         let pageToken = "";
         for (;;) {
-          const resp = await this.retry(() =>
-            raw.chat.history({ sessionKey, pageSize: 1000, pageToken }),
+          const resp = await this.retry(
+            (o) => raw.chat.history({ sessionKey, pageSize: 1000, pageToken }, o),
+            b,
           );
           session ??= resp.session;
           messages.push(...resp.messages);
@@ -194,53 +249,55 @@ export class Client {
         if (!session) throw protocolError("ChatService/History returned no session");
         return { session, messages };
       },
-      abort: (sessionKey, runId) =>
-        this.call(() => raw.chat.abort({ sessionKey, runId: runId ?? "" })),
+      abort: (sessionKey, runId, opts) =>
+        this.call((o) => raw.chat.abort({ sessionKey, runId: runId ?? "" }, o), opts),
     };
 
     this.sessions = {
-      send: async (req) => {
+      send: async (req, opts) => {
         const { req: r, auto } = withKey(req);
-        return this.submit(auto, () => raw.sessions.send(r));
+        return this.submit(auto, (o) => raw.sessions.send(r, o), opts);
       },
-      list: async (agentId) => {
+      list: async (agentId, opts) => {
+        const b = new Budget(opts);
         const out: Session[] = [];
         let pageToken = "";
         for (;;) {
-          const resp = await this.retry(() =>
-            raw.sessions.list({ agentId: agentId ?? "", pageSize: 1000, pageToken }),
+          const resp = await this.retry(
+            (o) => raw.sessions.list({ agentId: agentId ?? "", pageSize: 1000, pageToken }, o),
+            b,
           );
           out.push(...resp.sessions);
           if (!resp.nextPageToken || resp.nextPageToken === pageToken) return out;
           pageToken = resp.nextPageToken;
         }
       },
-      get: async (sessionKey) => {
-        const resp = await this.retry(() => raw.sessions.get({ sessionKey }));
+      get: async (sessionKey, opts) => {
+        const resp = await this.retry((o) => raw.sessions.get({ sessionKey }, o), opts);
         if (!resp.session) throw protocolError("SessionService/Get returned no session");
         return resp.session;
       },
     };
 
     this.agent = {
-      run: async (req) => {
+      run: async (req, opts) => {
         const { req: r, auto } = withKey(req);
-        return this.submit(auto, () => raw.agent.run(r));
+        return this.submit(auto, (o) => raw.agent.run(r, o), opts);
       },
-      get: async (runId) => {
-        const resp = await this.retry(() => raw.agent.getRun({ runId }));
+      get: async (runId, opts) => {
+        const resp = await this.retry((o) => raw.agent.getRun({ runId }, o), opts);
         if (!resp.run) throw protocolError("AgentService/GetRun returned no run");
         return resp.run;
       },
       wait: (runId, opts) => this.waitRun(runId, opts),
-      cancel: async (runId) => {
-        const resp = await this.retry(() => raw.agent.cancelRun({ runId }));
+      cancel: async (runId, opts) => {
+        const resp = await this.retry((o) => raw.agent.cancelRun({ runId }, o), opts);
         if (!resp.run) throw protocolError("AgentService/CancelRun returned no run");
         return resp.run;
       },
-      list: (req) => this.retry(() => raw.agent.listRuns(req ?? {})),
-      handle: async (runId) => {
-        const run = await this.agent.get(runId);
+      list: (req, opts) => this.retry((o) => raw.agent.listRuns(req ?? {}, o), opts),
+      handle: async (runId, opts) => {
+        const run = await this.agent.get(runId, opts);
         return new RunHandle(this, {
           runId: run.runId,
           sessionKey: run.sessionKey,
@@ -252,26 +309,26 @@ export class Client {
     };
 
     this.devices = {
-      list: () => this.retry(() => raw.devices.listDevices({})),
-      approve: (requestId) => this.call(() => raw.devices.approvePairing({ requestId })),
-      reject: async (requestId) =>
-        (await this.call(() => raw.devices.rejectPairing({ requestId }))).request,
+      list: (opts) => this.retry((o) => raw.devices.listDevices({}, o), opts),
+      approve: (requestId, opts) => this.call((o) => raw.devices.approvePairing({ requestId }, o), opts),
+      reject: async (requestId, opts) =>
+        (await this.call((o) => raw.devices.rejectPairing({ requestId }, o), opts)).request,
     };
   }
 
   /** `GatewayService/Status`: version, defaults, queue depths and the event-log head. */
-  status(): Promise<GatewayServiceStatusResponse> {
-    return this.retry(() => this.raw.gateway.status({}));
+  status(opts?: CallOpts): Promise<GatewayServiceStatusResponse> {
+    return this.retry((o) => this.raw.gateway.status({}, o), opts);
   }
 
   /** `GatewayService/GetCaller`: the credential kind and scopes the gateway sees. */
-  caller(): Promise<GetCallerResponse> {
-    return this.retry(() => this.raw.gateway.getCaller({}));
+  caller(opts?: CallOpts): Promise<GetCallerResponse> {
+    return this.retry((o) => this.raw.gateway.getCaller({}, o), opts);
   }
 
   /** `GatewayService/Wake`. Not retried: a repeat could start a second heartbeat. */
-  wake(req: WakeInput): Promise<GatewayServiceWakeResponse> {
-    return this.call(() => this.raw.gateway.wake(req));
+  wake(req: WakeInput, opts?: CallOpts): Promise<GatewayServiceWakeResponse> {
+    return this.call((o) => this.raw.gateway.wake(req, o), opts);
   }
 
   /**
@@ -282,14 +339,17 @@ export class Client {
     return new EventWatch(this, opts);
   }
 
-  /** Waits up to `timeoutMs` for a run to reach a terminal state (`AgentService/Wait` chunks). */
+  /**
+   * Waits up to `timeoutMs` (default 30 s) for a run to reach a terminal state
+   * (`AgentService/Wait` chunks) and returns it as it stands then.
+   */
   async waitRun(runId: string, opts: WaitOptions = {}): Promise<Run> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_WAIT_MS;
     const deadline = Date.now() + timeoutMs;
     let backoff = 100;
     for (;;) {
       const remaining = deadline - Date.now();
-      if (remaining <= 0) return this.agent.get(runId);
+      if (remaining <= 0) return this.agent.get(runId, { signal: opts.signal });
       const chunk = Math.max(1, Math.min(remaining, WAIT_CHUNK_MS));
       try {
         const resp = await this.raw.agent.wait(
@@ -313,10 +373,14 @@ export class Client {
     }
   }
 
-  /** Runs a unary call once, converting errors to `ClawplaneError`. */
-  async call<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a unary call once, converting errors to `ClawplaneError`. `fn` gets the call
+   * options (signal, time left) to pass to the RPC.
+   */
+  async call<T>(fn: (o: CallOptions) => Promise<T>, opts?: CallOpts): Promise<T> {
+    const b = Budget.of(opts);
     try {
-      return await fn();
+      return await fn(b.next());
     } catch (e) {
       throw ClawplaneError.from(e);
     }
@@ -324,21 +388,24 @@ export class Client {
 
   /**
    * Runs an idempotent unary call, retrying UNAVAILABLE (and a connection reset before the
-   * answer) a few times with backoff; nothing else is retried.
+   * answer) a few times with backoff within `opts.timeoutMs`; nothing else is retried.
    */
-  async retry<T>(fn: () => Promise<T>): Promise<T> {
-    return (await this.retryCounting(fn)).value;
+  async retry<T>(fn: (o: CallOptions) => Promise<T>, opts?: CallOpts): Promise<T> {
+    return (await this.retryCounting(fn, Budget.of(opts))).value;
   }
 
-  private async retryCounting<T>(fn: () => Promise<T>): Promise<{ value: T; attempts: number }> {
+  private async retryCounting<T>(
+    fn: (o: CallOptions) => Promise<T>,
+    b: Budget,
+  ): Promise<{ value: T; attempts: number }> {
     let delay = 100;
     for (let attempt = 1; ; attempt++) {
       try {
-        return { value: await fn(), attempts: attempt };
+        return { value: await fn(b.next()), attempts: attempt };
       } catch (e) {
         const err = ClawplaneError.from(e);
-        if (isRetryableUnary(err) && attempt < UNARY_ATTEMPTS) {
-          await sleep(delay);
+        if (isRetryableUnary(err) && attempt < UNARY_ATTEMPTS && !b.passedIn(delay)) {
+          await sleep(delay, b.signal).catch(() => undefined);
           delay *= 2;
           continue;
         }
@@ -348,20 +415,24 @@ export class Client {
   }
 
   /** The event-log head, or undefined when the caller may not read status. */
-  private async headSeq(): Promise<bigint | undefined> {
+  private async headSeq(b: Budget): Promise<bigint | undefined> {
     try {
-      return (await this.status()).lastEventSeq;
-    } catch {
+      return (await this.status(b)).lastEventSeq;
+    } catch (e) {
+      const code = ClawplaneError.from(e).grpcCode;
+      if (code === Code.Canceled || code === Code.DeadlineExceeded) throw e;
       return undefined;
     }
   }
 
   private async submit(
     autoKey: boolean,
-    send: () => Promise<{ runId: string; sessionKey: string; state: number; duplicate: boolean }>,
+    send: (o: CallOptions) => Promise<{ runId: string; sessionKey: string; state: number; duplicate: boolean }>,
+    opts: CallOpts | undefined,
   ): Promise<RunHandle> {
-    const head = await this.headSeq();
-    const { value: resp, attempts } = await this.retryCounting(send);
+    const b = new Budget(opts);
+    const head = await this.headSeq(b);
+    const { value: resp, attempts } = await this.retryCounting(send, b);
     return new RunHandle(this, {
       runId: resp.runId,
       sessionKey: resp.sessionKey,

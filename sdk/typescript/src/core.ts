@@ -7,6 +7,7 @@ export {
   DEFAULT_WAIT_MS,
   bearerAuth,
   type AgentRunInput,
+  type CallOpts,
   type ChatSendInput,
   type ListRunsInput,
   type RawClients,

@@ -54,7 +54,7 @@ function nonEmpty(s: string | undefined | null): string | undefined {
 function isLoopback(url: string): boolean {
   try {
     const host = new URL(url).hostname.replace(/^\[|\]$/g, "");
-    return host === "localhost" || host === "::1" || /^127\./.test(host);
+    return host === "localhost" || host.endsWith(".localhost") || host === "::1" || /^127\./.test(host);
   } catch {
     return false;
   }

@@ -1,6 +1,6 @@
 // Run handles: wait for, cancel and stream one run.
 
-import type { Client, WaitOptions } from "./client.js";
+import type { CallOpts, Client, WaitOptions } from "./client.js";
 import { EventKind } from "./gen/clawplane/v1/event_pb.js";
 import { RunState, type Run } from "./gen/clawplane/v1/run_pb.js";
 
@@ -79,22 +79,22 @@ export class RunHandle implements AsyncIterable<string> {
   }
 
   /** Reads the run now. */
-  get(): Promise<Run> {
-    return this.client.agent.get(this.runId);
+  get(opts?: CallOpts): Promise<Run> {
+    return this.client.agent.get(this.runId, opts);
   }
 
   /**
-   * Waits up to `timeoutMs` (default 5 min) for the run to finish and returns it; when the
-   * timeout passes first, the run is returned in its current, non-terminal state (check
-   * `isTerminal`).
+   * Waits up to `timeoutMs` (default `DEFAULT_WAIT_MS`, 30 s) for the run to finish and
+   * returns it; when the timeout passes first, the run is returned in its current,
+   * non-terminal state (check `isTerminal`). `signal` aborts the wait (CANCELLED), not the run.
    */
   wait(opts?: WaitOptions): Promise<Run> {
     return this.client.waitRun(this.runId, opts);
   }
 
   /** Cancels the run (a finished run is returned unchanged). */
-  cancel(): Promise<Run> {
-    return this.client.agent.cancel(this.runId);
+  cancel(opts?: CallOpts): Promise<Run> {
+    return this.client.agent.cancel(this.runId, opts);
   }
 
   /** The reply text as it streams; ends when the run is terminal (see `updates()`). */
@@ -126,7 +126,7 @@ export class RunHandle implements AsyncIterable<string> {
     if (!this.duplicate && this.startSeq !== undefined) {
       after = this.startSeq;
     } else {
-      const run = await this.get();
+      const run = await this.get({ signal: opts.signal });
       if (isTerminal(run)) {
         if (run.replyText) yield { type: "delta", text: run.replyText };
         this.result = run;

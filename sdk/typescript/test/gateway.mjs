@@ -24,6 +24,8 @@ export class Gateway {
   /**
    * @param {object} [opts]
    * @param {object} [opts.config] extra config merged at the top level (JSON, valid JSON5)
+   * @param {boolean} [opts.generatedToken] configure no token: the gateway generates
+   *   `<data-dir>/gateway.token` (read into `token` once it listens)
    */
   static async start(opts = {}) {
     if (!existsSync(BIN)) {
@@ -31,7 +33,7 @@ export class Gateway {
         `clawplane binary not found at ${BIN}: run \`cargo build -p clawplane-server\` in the repo root or set CLAWPLANE_BIN`,
       );
     }
-    const gw = new Gateway(opts.config ?? {});
+    const gw = new Gateway(opts.config ?? {}, opts.generatedToken ?? false);
     try {
       await gw.startAgain();
     } catch (e) {
@@ -41,13 +43,13 @@ export class Gateway {
     return gw;
   }
 
-  constructor(extraConfig) {
+  constructor(extraConfig, generatedToken = false) {
     this.dir = mkdtempSync(join(tmpdir(), "clawplane-ts-"));
     this.dataDir = this.dir;
-    this.token = randomBytes(24).toString("hex");
+    this.token = generatedToken ? undefined : randomBytes(24).toString("hex");
     this.configPath = join(this.dir, "config.json5");
     this.stderrPath = join(this.dir, "stderr.log");
-    const gateway = { ...(extraConfig.gateway ?? {}), auth: { token: this.token } };
+    const gateway = { ...(extraConfig.gateway ?? {}), ...(generatedToken ? {} : { auth: { token: this.token } }) };
     const config = { ...extraConfig, gateway };
     writeFileSync(this.configPath, JSON.stringify(config, null, 2));
     this.child = undefined;
@@ -110,6 +112,7 @@ export class Gateway {
     }
     this.url = url;
     this.port = Number(new URL(url).port);
+    this.token ??= readFileSync(join(this.dataDir, "gateway.token"), "utf8").trim();
   }
 
   stderr() {

@@ -46,6 +46,8 @@ test("discover: arguments, then CLAWPLANE_URL/CLAWPLANE_TOKEN, then defaults and
     withEnv(base, () => {
       assert.deepEqual(discover(), { url: DEFAULT_URL, token: "file-token" });
       assert.deepEqual(discover({ url: "http://gw.example:1/" }), { url: "http://gw.example:1", token: undefined });
+      assert.deepEqual(discover({ url: "http://[::1]:1" }), { url: "http://[::1]:1", token: "file-token" });
+      assert.deepEqual(discover({ url: "http://gw.localhost:1" }), { url: "http://gw.localhost:1", token: "file-token" });
       assert.deepEqual(discover({ token: null }), { url: DEFAULT_URL, token: undefined });
     });
     withEnv({ ...base, CLAWPLANE_URL: "10.0.0.1:5", CLAWPLANE_TOKEN: "env-token" }, () => {

@@ -2,13 +2,13 @@
 //! (chat send, sessions send, agent run with streamed deltas, wait, cancel, an event watch
 //! that resumes across a gateway restart, devices list/approve, typed errors).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clawplane_proto::v1::{
     AgentServiceRunRequest, ChatServiceSendRequest, EventFilter, EventKind, RunState,
     SessionServiceSendRequest,
 };
-use clawplane_sdk::{Client, RunUpdate, WatchItem};
+use clawplane_sdk::{Client, DEFAULT_WAIT, RunUpdate, WatchItem};
 use futures::StreamExt;
 use tonic::Code;
 
@@ -18,6 +18,72 @@ async fn client(gw: &Gateway) -> Client {
     Client::connect(&gw.url, Some(gw.token.clone()))
         .await
         .expect("SDK connects")
+}
+
+#[tokio::test]
+async fn wait_timeout_and_per_call_timeout() {
+    assert_eq!(
+        DEFAULT_WAIT,
+        Duration::from_secs(30),
+        "the same as the other SDKs"
+    );
+    let gw = Gateway::start().await;
+    let c = client(&gw).await;
+    let slow = c
+        .agent_run(AgentServiceRunRequest {
+            message: "/sleep 5000 slow".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("slow run");
+
+    // The wait's own timeout returns the run as it stands.
+    let t0 = Instant::now();
+    let now = slow.wait(Duration::from_millis(300)).await.expect("wait");
+    let took = t0.elapsed();
+    assert!(
+        !clawplane_sdk::is_terminal(&now),
+        "still going: {:?}",
+        now.state()
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+
+    // A client's time limit is a hard one: DEADLINE_EXCEEDED, and the run goes on.
+    let bounded = c.with_timeout(Duration::from_millis(300));
+    assert_eq!(bounded.timeout(), Some(Duration::from_millis(300)));
+    let t0 = Instant::now();
+    let err = bounded
+        .wait_run(&slow.run_id, Duration::from_secs(20))
+        .await
+        .expect_err("past the time limit");
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert_eq!(
+        c.get_run(&slow.run_id).await.expect("get").state(),
+        RunState::Running
+    );
+    bounded
+        .status()
+        .await
+        .expect("a quick call fits in the limit");
+
+    // A zero limit fails before anything is sent.
+    let err = c
+        .with_timeout(Duration::ZERO)
+        .chat_send(ChatServiceSendRequest {
+            session_key: "rs-too-late".into(),
+            message: "hi".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("zero time limit");
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    let err = c.sessions_get("rs-too-late").await.expect_err("no session");
+    assert_eq!(err.reason().as_deref(), Some("SESSION_NOT_FOUND"));
+    slow.cancel().await.expect("cancel");
 }
 
 #[tokio::test]

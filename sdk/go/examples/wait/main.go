@@ -30,7 +30,7 @@ func main() {
 		os.Exit(1)
 	}
 	defer client.Close()
-	run, err := client.WaitRun(ctx, os.Args[1])
+	run, err := client.WaitRunFor(ctx, os.Args[1], 4*time.Minute)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

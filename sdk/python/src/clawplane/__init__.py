@@ -4,7 +4,9 @@
   :class:`AsyncClient` (``clawplane.aio``): the asyncio client it is built on.
 - Verbs: ``status``, ``chat_send``, ``sessions_send``, ``agent_run`` (each returning a run
   handle with ``wait()``, ``cancel()``, ``stream()`` / ``deltas()``), ``watch_events``
-  (resumes by itself), ``devices_list``, ``devices_approve`` and more.
+  (resumes by itself), ``devices_list``, ``devices_approve`` and more. Every call takes
+  ``timeout=`` seconds (``DEADLINE_EXCEEDED`` past it); ``wait(timeout=DEFAULT_WAIT)`` (30 s)
+  returns the run as it stands when its timeout passes.
 - TLS: ``connect(url, token, ca_file=...)`` or ``tls_fingerprint=...`` for ``https://``
   gateways (:mod:`clawplane.tls`); a refused certificate raises :class:`TlsError`.
 - :class:`ClawplaneError`: the gRPC status with its typed ``google.rpc`` details
@@ -15,6 +17,7 @@
 from . import v1
 from .aio import (
     DEFAULT_URL,
+    DEFAULT_WAIT,
     AsyncClient,
     AsyncEventWatch,
     AsyncRunHandle,
@@ -41,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_URL",
+    "DEFAULT_WAIT",
     "ERROR_DOMAIN",
     "AsyncClient",
     "AsyncEventWatch",

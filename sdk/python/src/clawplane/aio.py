@@ -14,6 +14,7 @@ import os
 import urllib.parse
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator, cast, Awaitable, Callable, Iterable, Literal, Optional, TypeVar, Union
 
 import grpc
@@ -49,6 +50,7 @@ from .v1 import (
 
 __all__ = [
     "DEFAULT_URL",
+    "DEFAULT_WAIT",
     "AsyncClient",
     "AsyncEventWatch",
     "AsyncRunHandle",
@@ -61,6 +63,10 @@ __all__ = [
 
 #: The gateway URL used when neither ``url`` nor ``CLAWPLANE_URL`` is given.
 DEFAULT_URL = "http://127.0.0.1:18789"
+
+#: How long ``wait()`` / ``wait_run()`` wait by default, in seconds: 30, as in every clawplane
+#: SDK, the CLI's ``runs wait`` and the gateway's own ``AgentService/Wait``.
+DEFAULT_WAIT = 30.0
 
 #: Largest message the client accepts (transcripts can be long).
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -78,18 +84,35 @@ RunState = run_pb2.RunState
 EventKind = event_pb2.EventKind
 
 
-def discover(url: Optional[str] = None, token: Optional[str] = None) -> tuple[str, Optional[str]]:
-    """The gateway URL and token to use.
+def _non_empty(s: Optional[str]) -> Optional[str]:
+    t = (s or "").strip()
+    return t or None
 
-    ``url`` defaults to ``$CLAWPLANE_URL``, then ``http://127.0.0.1:18789``. ``token`` defaults
-    to ``$CLAWPLANE_TOKEN``; pass ``token=""`` to send no token at all.
+
+def data_dir() -> Path:
+    """The local gateway's data directory: ``$CLAWPLANE_DATA_DIR``, else ``~/.clawplane``."""
+    return Path(_non_empty(os.environ.get("CLAWPLANE_DATA_DIR")) or Path.home() / ".clawplane")
+
+
+def discover(url: Optional[str] = None, token: Optional[str] = None) -> tuple[str, Optional[str]]:
+    """The gateway URL and token to use, found as by the other SDKs and the CLI.
+
+    ``url`` defaults to ``$CLAWPLANE_URL``, then ``http://127.0.0.1:18789``. ``token``
+    defaults to ``$CLAWPLANE_TOKEN``, then ``$CLAWPLANE_GATEWAY_TOKEN``, then — only for a
+    loopback URL (``localhost``, ``*.localhost``, ``127.0.0.0/8``, ``::1``), so a local
+    secret never goes to a remote gateway — the local gateway's token file
+    ``<data dir>/gateway.token`` (:func:`data_dir`). Pass ``token=""`` to send no token.
     """
-    resolved_url = url or os.environ.get("CLAWPLANE_URL") or DEFAULT_URL
-    if token is None:
-        resolved_token: Optional[str] = os.environ.get("CLAWPLANE_TOKEN") or None
-    else:
-        resolved_token = token or None
-    return resolved_url.strip(), resolved_token
+    resolved_url = _non_empty(url) or _non_empty(os.environ.get("CLAWPLANE_URL")) or DEFAULT_URL
+    if token is not None:
+        return resolved_url, _non_empty(token)
+    found = _non_empty(os.environ.get("CLAWPLANE_TOKEN")) or _non_empty(os.environ.get("CLAWPLANE_GATEWAY_TOKEN"))
+    if found is None and _is_loopback_url(resolved_url):
+        try:
+            found = _non_empty((data_dir() / "gateway.token").read_text())
+        except (OSError, UnicodeDecodeError):
+            found = None
+    return resolved_url, found
 
 
 def _parse_url(url: str) -> tuple[str, bool, str]:
@@ -116,13 +139,44 @@ def _parse_url(url: str) -> tuple[str, bool, str]:
 
 
 def _is_loopback(host_port: str) -> bool:
-    host = host_port.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
+    host = host_port.rsplit(":", 1)[0].strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_loopback_url(url: str) -> bool:
+    try:
+        return _is_loopback(_parse_url(url)[0])
+    except ClawplaneError:
+        return False
+
+
+class _Budget:
+    """One call's time limit (``timeout=`` seconds; ``None``: none), shared by all the RPCs the
+    call makes (retries, pages)."""
+
+    def __init__(self, timeout: Optional[float]) -> None:
+        self.timeout = timeout
+        self._end = None if timeout is None else asyncio.get_running_loop().time() + timeout
+
+    def left(self) -> Optional[float]:
+        """Seconds left for the next RPC; raises ``DEADLINE_EXCEEDED`` once none are."""
+        if self._end is None:
+            return None
+        left = self._end - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise ClawplaneError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the call did not finish within its timeout of {self.timeout:g}s",
+            )
+        return left
+
+    def passed_in(self, seconds: float) -> bool:
+        return self._end is not None and asyncio.get_running_loop().time() + seconds >= self._end
 
 
 def _auth_metadata(token: Optional[str]) -> tuple[tuple[str, str], ...]:
@@ -352,22 +406,23 @@ class AsyncRunHandle:
             f"duplicate={self.duplicate})"
         )
 
-    async def get(self) -> run_pb2.Run:
+    async def get(self, *, timeout: Optional[float] = None) -> run_pb2.Run:
         """Reads the run now (``AgentService/GetRun``)."""
-        return await self.client.get_run(self.run_id)
+        return await self.client.get_run(self.run_id, timeout=timeout)
 
-    async def wait(self, timeout: Optional[float] = 60.0) -> run_pb2.Run:
-        """Waits up to ``timeout`` seconds (``None``: forever) for the run to finish and
-        returns it; when the timeout passes first the run is returned in its current,
-        non-terminal state (check :func:`is_terminal`)."""
+    async def wait(self, timeout: Optional[float] = DEFAULT_WAIT) -> run_pb2.Run:
+        """Waits up to ``timeout`` seconds (default :data:`DEFAULT_WAIT`, 30; ``None``:
+        forever) for the run to finish and returns it; when the timeout passes first the run
+        is returned in its current, non-terminal state (check :func:`is_terminal`). Cancelling
+        the task cancels the wait, not the run."""
         run = await self.client.wait_run(self.run_id, timeout)
         if is_terminal(run):
             self.final = run
         return run
 
-    async def cancel(self) -> run_pb2.Run:
+    async def cancel(self, *, timeout: Optional[float] = None) -> run_pb2.Run:
         """Cancels the run (``AgentService/CancelRun``); a finished run is returned unchanged."""
-        return await self.client.cancel_run(self.run_id)
+        return await self.client.cancel_run(self.run_id, timeout=timeout)
 
     async def stream(self) -> AsyncIterator[RunUpdate]:
         """Streams the run: reply deltas as the model produces them, non-terminal state
@@ -475,9 +530,14 @@ class AsyncClient:
         tls_opts: list[tuple[str, Any]] = []
         if tls and credentials is None:
             if not ca_file and not tls_fingerprint:
-                tls_fingerprint = os.environ.get("CLAWPLANE_TLS_FINGERPRINT", "").strip() or None
+                tls_fingerprint = _non_empty(os.environ.get("CLAWPLANE_TLS_FINGERPRINT"))
                 if not tls_fingerprint:
-                    ca_file = os.environ.get("CLAWPLANE_TLS_CA", "").strip() or None
+                    ca_file = _non_empty(os.environ.get("CLAWPLANE_TLS_CA"))
+                if not tls_fingerprint and not ca_file and _is_loopback(target):
+                    # A loopback https:// URL trusts the local gateway's generated certificate.
+                    local = data_dir() / "tls" / "cert.pem"
+                    if local.is_file():
+                        ca_file = str(local)
             if tls_fingerprint:
                 expected = parse_fingerprint(tls_fingerprint)
                 pem = fetch_pinned_certificate(target, expected)
@@ -581,15 +641,16 @@ class AsyncClient:
         request: Any,
         *,
         retry: bool = True,
-        timeout: Optional[float] = None,
+        budget: Optional[_Budget] = None,
     ) -> tuple[T, int]:
-        """Runs a unary call, retrying UNAVAILABLE (when ``retry``) with backoff. Returns the
-        response and the number of attempts made."""
+        """Runs a unary call within ``budget``, retrying UNAVAILABLE (when ``retry``) with
+        backoff. Returns the response and the number of attempts made."""
         delay = 0.1
         attempt = 1
         while True:
             try:
-                resp = await method(request, metadata=self.metadata, timeout=timeout)
+                left = None if budget is None else budget.left()
+                resp = await method(request, metadata=self.metadata, timeout=left)
                 return resp, attempt
             except grpc.RpcError as e:
                 if (
@@ -597,6 +658,7 @@ class AsyncClient:
                     and not self.closed
                     and e.code() == grpc.StatusCode.UNAVAILABLE
                     and attempt < UNARY_ATTEMPTS
+                    and not (budget is not None and budget.passed_in(delay))
                 ):
                     await asyncio.sleep(delay)
                     delay *= 2
@@ -604,19 +666,23 @@ class AsyncClient:
                     continue
                 raise from_rpc_error(e) from None
 
-    async def _head_seq(self) -> Optional[int]:
+    async def _head_seq(self, budget: _Budget) -> Optional[int]:
         """The event-log head, or None when the caller may not read status."""
         try:
-            return (await self.status()).last_event_seq
-        except ClawplaneError:
+            resp, _ = await self._call(self.stubs.gateway.Status, gateway_pb2.GatewayServiceStatusRequest(), budget=budget)
+            return int(resp.last_event_seq)
+        except ClawplaneError as e:
+            if e.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
             return None
 
-    async def _submit(self, method: Callable[..., Awaitable[Any]], req: Any) -> AsyncRunHandle:
+    async def _submit(self, method: Callable[..., Awaitable[Any]], req: Any, timeout: Optional[float]) -> AsyncRunHandle:
         auto_key = not req.idempotency_key
         if auto_key:
             req.idempotency_key = str(uuid.uuid4())
-        head = await self._head_seq()
-        resp, attempts = await self._call(method, req)
+        budget = _Budget(timeout)
+        head = await self._head_seq(budget)
+        resp, attempts = await self._call(method, req, budget=budget)
         return AsyncRunHandle(
             self,
             resp.run_id,
@@ -629,30 +695,44 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ gateway
 
-    async def status(self) -> gateway_pb2.GatewayServiceStatusResponse:
+    async def status(self, *, timeout: Optional[float] = None) -> gateway_pb2.GatewayServiceStatusResponse:
         """``GatewayService/Status``: version, defaults, queue depths and the event-log head."""
-        resp, _ = await self._call(self.stubs.gateway.Status, gateway_pb2.GatewayServiceStatusRequest())
+        resp, _ = await self._call(
+            self.stubs.gateway.Status, gateway_pb2.GatewayServiceStatusRequest(), budget=_Budget(timeout)
+        )
         return cast("gateway_pb2.GatewayServiceStatusResponse", resp)
 
-    async def get_caller(self) -> gateway_pb2.GetCallerResponse:
+    async def get_caller(self, *, timeout: Optional[float] = None) -> gateway_pb2.GetCallerResponse:
         """``GatewayService/GetCaller``: the kind of credential and its scopes."""
-        resp, _ = await self._call(self.stubs.gateway.GetCaller, gateway_pb2.GetCallerRequest())
+        resp, _ = await self._call(self.stubs.gateway.GetCaller, gateway_pb2.GetCallerRequest(), budget=_Budget(timeout))
         return cast("gateway_pb2.GetCallerResponse", resp)
 
     async def wake(
-        self, text: str, *, mode: int = event_pb2.WAKE_MODE_NOW, session_key: str = "", agent_id: str = ""
+        self,
+        text: str,
+        *,
+        mode: int = event_pb2.WAKE_MODE_NOW,
+        session_key: str = "",
+        agent_id: str = "",
+        timeout: Optional[float] = None,
     ) -> gateway_pb2.GatewayServiceWakeResponse:
         """``GatewayService/Wake``. Not retried: a repeat could start a second heartbeat."""
         req = gateway_pb2.GatewayServiceWakeRequest(
             text=text, mode=mode, session_key=session_key, agent_id=agent_id  # type: ignore[arg-type]
         )
-        resp, _ = await self._call(self.stubs.gateway.Wake, req, retry=False)
+        resp, _ = await self._call(self.stubs.gateway.Wake, req, retry=False, budget=_Budget(timeout))
         return cast("gateway_pb2.GatewayServiceWakeResponse", resp)
 
     # ------------------------------------------------------------------ runs
 
     async def agent_run(
-        self, message: str, *, session_key: str = "", idempotency_key: Optional[str] = None, **fields: Any
+        self,
+        message: str,
+        *,
+        session_key: str = "",
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+        **fields: Any,
     ) -> AsyncRunHandle:
         """``AgentService/Run``: starts an agent turn and returns its handle.
 
@@ -664,10 +744,16 @@ class AsyncClient:
         req = agent_pb2.AgentServiceRunRequest(
             message=message, session_key=session_key, idempotency_key=idempotency_key or "", **fields
         )
-        return await self._submit(self.stubs.agent.Run, req)
+        return await self._submit(self.stubs.agent.Run, req, timeout)
 
     async def chat_send(
-        self, session_key: str, message: str, *, idempotency_key: Optional[str] = None, **fields: Any
+        self,
+        session_key: str,
+        message: str,
+        *,
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+        **fields: Any,
     ) -> AsyncRunHandle:
         """``ChatService/Send``: sends a user message into a session (created on first use)
         and returns the run's handle. ``fields``: ``agent_id``, ``deliver``, ``channel``,
@@ -675,33 +761,41 @@ class AsyncClient:
         req = chat_pb2.ChatServiceSendRequest(
             session_key=session_key, message=message, idempotency_key=idempotency_key or "", **fields
         )
-        return await self._submit(self.stubs.chat.Send, req)
+        return await self._submit(self.stubs.chat.Send, req, timeout)
 
     async def sessions_send(
-        self, session_key: str, message: str, *, idempotency_key: Optional[str] = None, **fields: Any
+        self,
+        session_key: str,
+        message: str,
+        *,
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+        **fields: Any,
     ) -> AsyncRunHandle:
         """``SessionService/Send``: sends into an existing session (NOT_FOUND
         ``SESSION_NOT_FOUND`` otherwise) and returns the run's handle."""
         req = session_pb2.SessionServiceSendRequest(
             session_key=session_key, message=message, idempotency_key=idempotency_key or "", **fields
         )
-        return await self._submit(self.stubs.sessions.Send, req)
+        return await self._submit(self.stubs.sessions.Send, req, timeout)
 
-    async def get_run(self, run_id: str) -> run_pb2.Run:
+    async def get_run(self, run_id: str, *, timeout: Optional[float] = None) -> run_pb2.Run:
         """``AgentService/GetRun``."""
-        resp, _ = await self._call(self.stubs.agent.GetRun, agent_pb2.GetRunRequest(run_id=run_id))
+        resp, _ = await self._call(
+            self.stubs.agent.GetRun, agent_pb2.GetRunRequest(run_id=run_id), budget=_Budget(timeout)
+        )
         return cast("run_pb2.Run", resp.run)
 
-    async def run_handle(self, run_id: str) -> AsyncRunHandle:
+    async def run_handle(self, run_id: str, *, timeout: Optional[float] = None) -> AsyncRunHandle:
         """A handle for an existing run (reads it once to learn its session)."""
-        run = await self.get_run(run_id)
+        run = await self.get_run(run_id, timeout=timeout)
         return AsyncRunHandle(self, run.run_id, run.session_key, state=run.state)
 
-    async def wait_run(self, run_id: str, timeout: Optional[float] = 60.0) -> run_pb2.Run:
-        """Waits up to ``timeout`` s (``None``: forever) for the run to reach a terminal
-        state, calling ``AgentService/Wait`` in chunks of at most 30 s and re-calling on
-        UNAVAILABLE. Returns the run as it stands when the wait ends; a zero timeout just
-        reads it."""
+    async def wait_run(self, run_id: str, timeout: Optional[float] = DEFAULT_WAIT) -> run_pb2.Run:
+        """Waits up to ``timeout`` s (default :data:`DEFAULT_WAIT`, 30; ``None``: forever) for
+        the run to reach a terminal state, calling ``AgentService/Wait`` in chunks of at most
+        30 s and re-calling on UNAVAILABLE. Returns the run as it stands when the wait ends; a
+        zero timeout just reads it. Cancelling the task cancels the wait, not the run."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         backoff = 0.1
@@ -728,49 +822,61 @@ class AsyncClient:
             if resp.done or (deadline is not None and loop.time() >= deadline):
                 return cast("run_pb2.Run", resp.run)
 
-    async def cancel_run(self, run_id: str) -> run_pb2.Run:
+    async def cancel_run(self, run_id: str, *, timeout: Optional[float] = None) -> run_pb2.Run:
         """``AgentService/CancelRun``: a terminal run is returned unchanged (safe to retry)."""
-        resp, _ = await self._call(self.stubs.agent.CancelRun, agent_pb2.CancelRunRequest(run_id=run_id))
+        resp, _ = await self._call(
+            self.stubs.agent.CancelRun, agent_pb2.CancelRunRequest(run_id=run_id), budget=_Budget(timeout)
+        )
         return cast("run_pb2.Run", resp.run)
 
     async def list_runs(
-        self, *, session_key: str = "", states: Iterable[int] = (), page_size: int = 0, page_token: str = ""
+        self,
+        *,
+        session_key: str = "",
+        states: Iterable[int] = (),
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: Optional[float] = None,
     ) -> agent_pb2.ListRunsResponse:
         """``AgentService/ListRuns``: one page of runs, newest first."""
         req = agent_pb2.ListRunsRequest(
             session_key=session_key, states=list(states), page_size=page_size, page_token=page_token  # type: ignore[arg-type]
         )
-        resp, _ = await self._call(self.stubs.agent.ListRuns, req)
+        resp, _ = await self._call(self.stubs.agent.ListRuns, req, budget=_Budget(timeout))
         return cast("agent_pb2.ListRunsResponse", resp)
 
     # ------------------------------------------------------------------ sessions
 
-    async def sessions_list(self, agent_id: str = "") -> list[session_pb2.Session]:
+    async def sessions_list(self, agent_id: str = "", *, timeout: Optional[float] = None) -> list[session_pb2.Session]:
         """``SessionService/List``, every page: most recently updated first."""
+        budget = _Budget(timeout)
         out: list[session_pb2.Session] = []
         token = ""
         while True:
             req = session_pb2.SessionServiceListRequest(agent_id=agent_id, page_size=1000, page_token=token)
-            resp, _ = await self._call(self.stubs.sessions.List, req)
+            resp, _ = await self._call(self.stubs.sessions.List, req, budget=budget)
             out.extend(resp.sessions)
             if not resp.next_page_token or resp.next_page_token == token:
                 return out
             token = resp.next_page_token
 
-    async def sessions_get(self, session_key: str) -> session_pb2.Session:
+    async def sessions_get(self, session_key: str, *, timeout: Optional[float] = None) -> session_pb2.Session:
         """``SessionService/Get`` for a bare or full session key."""
         req = session_pb2.SessionServiceGetRequest(session_key=session_key)
-        resp, _ = await self._call(self.stubs.sessions.Get, req)
+        resp, _ = await self._call(self.stubs.sessions.Get, req, budget=_Budget(timeout))
         return cast("session_pb2.Session", resp.session)
 
-    async def sessions_history(self, session_key: str) -> tuple[session_pb2.Session, list[session_pb2.Message]]:
+    async def sessions_history(
+        self, session_key: str, *, timeout: Optional[float] = None
+    ) -> tuple[session_pb2.Session, list[session_pb2.Message]]:
         """``ChatService/History``, every page: the session and its transcript, oldest first."""
+        budget = _Budget(timeout)
         session: Optional[session_pb2.Session] = None
         messages: list[session_pb2.Message] = []
         token = ""
         while True:
             req = chat_pb2.ChatServiceHistoryRequest(session_key=session_key, page_size=1000, page_token=token)
-            resp, _ = await self._call(self.stubs.chat.History, req)
+            resp, _ = await self._call(self.stubs.chat.History, req, budget=budget)
             if session is None:
                 session = resp.session
             messages.extend(resp.messages)
@@ -808,22 +914,26 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ devices
 
-    async def devices_list(self) -> device_pb2.ListDevicesResponse:
+    async def devices_list(self, *, timeout: Optional[float] = None) -> device_pb2.ListDevicesResponse:
         """``DeviceService/ListDevices``: ``pending`` pairing requests and ``paired`` devices."""
-        resp, _ = await self._call(self.stubs.devices.ListDevices, device_pb2.ListDevicesRequest())
+        resp, _ = await self._call(
+            self.stubs.devices.ListDevices, device_pb2.ListDevicesRequest(), budget=_Budget(timeout)
+        )
         return cast("device_pb2.ListDevicesResponse", resp)
 
-    async def devices_approve(self, request_id: str) -> device_pb2.ApprovePairingResponse:
+    async def devices_approve(
+        self, request_id: str, *, timeout: Optional[float] = None
+    ) -> device_pb2.ApprovePairingResponse:
         """``DeviceService/ApprovePairing``: the device receives its token on its next
         ConnectDevice."""
         req = device_pb2.ApprovePairingRequest(request_id=request_id)
-        resp, _ = await self._call(self.stubs.devices.ApprovePairing, req)
+        resp, _ = await self._call(self.stubs.devices.ApprovePairing, req, budget=_Budget(timeout))
         return cast("device_pb2.ApprovePairingResponse", resp)
 
-    async def devices_reject(self, request_id: str) -> device_pb2.RejectPairingResponse:
+    async def devices_reject(self, request_id: str, *, timeout: Optional[float] = None) -> device_pb2.RejectPairingResponse:
         """``DeviceService/RejectPairing``."""
         req = device_pb2.RejectPairingRequest(request_id=request_id)
-        resp, _ = await self._call(self.stubs.devices.RejectPairing, req)
+        resp, _ = await self._call(self.stubs.devices.RejectPairing, req, budget=_Budget(timeout))
         return cast("device_pb2.RejectPairingResponse", resp)
 
 
@@ -835,12 +945,12 @@ async def connect(
     ca_file: Optional[str] = None,
     tls_fingerprint: Optional[str] = None,
 ) -> AsyncClient:
-    """Connects to the gateway (``url`` default ``$CLAWPLANE_URL`` or
-    ``http://127.0.0.1:18789``, ``token`` default ``$CLAWPLANE_TOKEN``; ``token=""`` sends
-    none) and returns an :class:`AsyncClient`. For an ``https://`` URL, ``ca_file`` (default
-    ``$CLAWPLANE_TLS_CA``) is a PEM file of CAs to trust, or ``tls_fingerprint`` (default
-    ``$CLAWPLANE_TLS_FINGERPRINT``) the SHA-256 fingerprint of the one certificate to accept
-    (see :mod:`clawplane.tls`)."""
+    """Connects to the gateway (``url`` and ``token`` found by :func:`discover`; ``token=""``
+    sends none) and returns an :class:`AsyncClient`. For an ``https://`` URL, ``ca_file``
+    (default ``$CLAWPLANE_TLS_CA``) is a PEM file of CAs to trust, or ``tls_fingerprint``
+    (default ``$CLAWPLANE_TLS_FINGERPRINT``) the SHA-256 fingerprint of the one certificate
+    to accept (see :mod:`clawplane.tls`); with neither, a loopback URL trusts the local
+    gateway's ``<data dir>/tls/cert.pem`` when it exists."""
     return await AsyncClient.connect(
         url, token, timeout=timeout, ca_file=ca_file, tls_fingerprint=tls_fingerprint
     )

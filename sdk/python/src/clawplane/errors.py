@@ -28,8 +28,9 @@ ERROR_DOMAIN = "clawplane.dev"
 _DETAILS_KEY = "grpc-status-details-bin"
 
 _TOKEN_HINT = (
-    "pass a token (connect(token=...)) or set CLAWPLANE_TOKEN; the local gateway writes its "
-    "token to ~/.clawplane/gateway.token (or <data-dir>/gateway.token)"
+    "pass a token (connect(token=...)) or set CLAWPLANE_TOKEN; for a loopback URL the SDK "
+    "reads the local gateway's token from $CLAWPLANE_DATA_DIR/gateway.token or "
+    "~/.clawplane/gateway.token"
 )
 _UNREACHABLE_HINT = (
     "start it with `clawplane serve`, or point connect(url=...) / CLAWPLANE_URL at the running "

@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Coroutine, Generic, Iterable, Iterator, O
 
 import grpc
 
-from .aio import AsyncClient, AsyncEventWatch, AsyncRunHandle, RunUpdate, Stubs
+from .aio import DEFAULT_WAIT, AsyncClient, AsyncEventWatch, AsyncRunHandle, RunUpdate, Stubs
 from .v1 import agent_pb2, device_pb2, event_pb2, gateway_pb2, run_pb2, session_pb2
 
 __all__ = ["Client", "EventWatch", "RunHandle", "connect"]
@@ -145,17 +145,18 @@ class RunHandle:
         """The final run once :meth:`stream` / :meth:`deltas` / :meth:`wait` saw it."""
         return self._handle.final
 
-    def get(self) -> run_pb2.Run:
+    def get(self, *, timeout: Optional[float] = None) -> run_pb2.Run:
         """Reads the run now."""
-        return self._loop.run(self._handle.get())
+        return self._loop.run(self._handle.get(timeout=timeout))
 
-    def wait(self, timeout: Optional[float] = 60.0) -> run_pb2.Run:
-        """Waits up to ``timeout`` s for the run to finish; see :meth:`AsyncRunHandle.wait`."""
+    def wait(self, timeout: Optional[float] = DEFAULT_WAIT) -> run_pb2.Run:
+        """Waits up to ``timeout`` s (default 30) for the run to finish; see
+        :meth:`AsyncRunHandle.wait`."""
         return self._loop.run(self._handle.wait(timeout))
 
-    def cancel(self) -> run_pb2.Run:
+    def cancel(self, *, timeout: Optional[float] = None) -> run_pb2.Run:
         """Cancels the run (a finished run is returned unchanged)."""
-        return self._loop.run(self._handle.cancel())
+        return self._loop.run(self._handle.cancel(timeout=timeout))
 
     def stream(self) -> _SyncIterator[RunUpdate]:
         """Deltas, state changes, then the final run; see :meth:`AsyncRunHandle.stream`."""
@@ -267,77 +268,104 @@ class Client:
         return RunHandle(self._loop, h)
 
     # gateway
-    def status(self) -> gateway_pb2.GatewayServiceStatusResponse:
+    def status(self, *, timeout: Optional[float] = None) -> gateway_pb2.GatewayServiceStatusResponse:
         """``GatewayService/Status``."""
-        return self._loop.run(self._aio.status())
+        return self._loop.run(self._aio.status(timeout=timeout))
 
-    def get_caller(self) -> gateway_pb2.GetCallerResponse:
+    def get_caller(self, *, timeout: Optional[float] = None) -> gateway_pb2.GetCallerResponse:
         """``GatewayService/GetCaller``."""
-        return self._loop.run(self._aio.get_caller())
+        return self._loop.run(self._aio.get_caller(timeout=timeout))
 
     def wake(self, text: str, **kw: Any) -> gateway_pb2.GatewayServiceWakeResponse:
-        """``GatewayService/Wake`` (``mode``, ``session_key``, ``agent_id``)."""
+        """``GatewayService/Wake`` (``mode``, ``session_key``, ``agent_id``, ``timeout``)."""
         return self._loop.run(self._aio.wake(text, **kw))
 
     # runs
     def agent_run(
-        self, message: str, *, session_key: str = "", idempotency_key: Optional[str] = None, **fields: Any
+        self,
+        message: str,
+        *,
+        session_key: str = "",
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+        **fields: Any,
     ) -> RunHandle:
         """``AgentService/Run``; see :meth:`AsyncClient.agent_run`."""
         return self._handle(
             self._loop.run(
-                self._aio.agent_run(message, session_key=session_key, idempotency_key=idempotency_key, **fields)
+                self._aio.agent_run(
+                    message, session_key=session_key, idempotency_key=idempotency_key, timeout=timeout, **fields
+                )
             )
         )
 
     def chat_send(
-        self, session_key: str, message: str, *, idempotency_key: Optional[str] = None, **fields: Any
+        self,
+        session_key: str,
+        message: str,
+        *,
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+        **fields: Any,
     ) -> RunHandle:
         """``ChatService/Send``; see :meth:`AsyncClient.chat_send`."""
         return self._handle(
-            self._loop.run(self._aio.chat_send(session_key, message, idempotency_key=idempotency_key, **fields))
+            self._loop.run(
+                self._aio.chat_send(session_key, message, idempotency_key=idempotency_key, timeout=timeout, **fields)
+            )
         )
 
     def sessions_send(
-        self, session_key: str, message: str, *, idempotency_key: Optional[str] = None, **fields: Any
+        self,
+        session_key: str,
+        message: str,
+        *,
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+        **fields: Any,
     ) -> RunHandle:
         """``SessionService/Send``; see :meth:`AsyncClient.sessions_send`."""
         return self._handle(
-            self._loop.run(self._aio.sessions_send(session_key, message, idempotency_key=idempotency_key, **fields))
+            self._loop.run(
+                self._aio.sessions_send(session_key, message, idempotency_key=idempotency_key, timeout=timeout, **fields)
+            )
         )
 
-    def get_run(self, run_id: str) -> run_pb2.Run:
+    def get_run(self, run_id: str, *, timeout: Optional[float] = None) -> run_pb2.Run:
         """``AgentService/GetRun``."""
-        return self._loop.run(self._aio.get_run(run_id))
+        return self._loop.run(self._aio.get_run(run_id, timeout=timeout))
 
-    def run_handle(self, run_id: str) -> RunHandle:
+    def run_handle(self, run_id: str, *, timeout: Optional[float] = None) -> RunHandle:
         """A handle for an existing run."""
-        return self._handle(self._loop.run(self._aio.run_handle(run_id)))
+        return self._handle(self._loop.run(self._aio.run_handle(run_id, timeout=timeout)))
 
-    def wait_run(self, run_id: str, timeout: Optional[float] = 60.0) -> run_pb2.Run:
-        """Waits for a run; see :meth:`AsyncClient.wait_run`."""
+    def wait_run(self, run_id: str, timeout: Optional[float] = DEFAULT_WAIT) -> run_pb2.Run:
+        """Waits for a run (default 30 s); see :meth:`AsyncClient.wait_run`."""
         return self._loop.run(self._aio.wait_run(run_id, timeout))
 
-    def cancel_run(self, run_id: str) -> run_pb2.Run:
+    def cancel_run(self, run_id: str, *, timeout: Optional[float] = None) -> run_pb2.Run:
         """``AgentService/CancelRun``."""
-        return self._loop.run(self._aio.cancel_run(run_id))
+        return self._loop.run(self._aio.cancel_run(run_id, timeout=timeout))
 
     def list_runs(self, **kw: Any) -> agent_pb2.ListRunsResponse:
-        """``AgentService/ListRuns`` (``session_key``, ``states``, ``page_size``, ``page_token``)."""
+        """``AgentService/ListRuns`` (``session_key``, ``states``, ``page_size``, ``page_token``,
+        ``timeout``)."""
         return self._loop.run(self._aio.list_runs(**kw))
 
     # sessions
-    def sessions_list(self, agent_id: str = "") -> list[session_pb2.Session]:
+    def sessions_list(self, agent_id: str = "", *, timeout: Optional[float] = None) -> list[session_pb2.Session]:
         """``SessionService/List``, every page."""
-        return self._loop.run(self._aio.sessions_list(agent_id))
+        return self._loop.run(self._aio.sessions_list(agent_id, timeout=timeout))
 
-    def sessions_get(self, session_key: str) -> session_pb2.Session:
+    def sessions_get(self, session_key: str, *, timeout: Optional[float] = None) -> session_pb2.Session:
         """``SessionService/Get``."""
-        return self._loop.run(self._aio.sessions_get(session_key))
+        return self._loop.run(self._aio.sessions_get(session_key, timeout=timeout))
 
-    def sessions_history(self, session_key: str) -> tuple[session_pb2.Session, list[session_pb2.Message]]:
+    def sessions_history(
+        self, session_key: str, *, timeout: Optional[float] = None
+    ) -> tuple[session_pb2.Session, list[session_pb2.Message]]:
         """``ChatService/History``, every page."""
-        return self._loop.run(self._aio.sessions_history(session_key))
+        return self._loop.run(self._aio.sessions_history(session_key, timeout=timeout))
 
     # events
     def watch_events(
@@ -357,17 +385,17 @@ class Client:
         return EventWatch(self._loop, watch)
 
     # devices
-    def devices_list(self) -> device_pb2.ListDevicesResponse:
+    def devices_list(self, *, timeout: Optional[float] = None) -> device_pb2.ListDevicesResponse:
         """``DeviceService/ListDevices``."""
-        return self._loop.run(self._aio.devices_list())
+        return self._loop.run(self._aio.devices_list(timeout=timeout))
 
-    def devices_approve(self, request_id: str) -> device_pb2.ApprovePairingResponse:
+    def devices_approve(self, request_id: str, *, timeout: Optional[float] = None) -> device_pb2.ApprovePairingResponse:
         """``DeviceService/ApprovePairing``."""
-        return self._loop.run(self._aio.devices_approve(request_id))
+        return self._loop.run(self._aio.devices_approve(request_id, timeout=timeout))
 
-    def devices_reject(self, request_id: str) -> device_pb2.RejectPairingResponse:
+    def devices_reject(self, request_id: str, *, timeout: Optional[float] = None) -> device_pb2.RejectPairingResponse:
         """``DeviceService/RejectPairing``."""
-        return self._loop.run(self._aio.devices_reject(request_id))
+        return self._loop.run(self._aio.devices_reject(request_id, timeout=timeout))
 
 
 async def _make(
@@ -387,12 +415,14 @@ def connect(
     """Connects to the gateway and returns a blocking :class:`Client`.
 
     ``url`` defaults to ``$CLAWPLANE_URL``, then ``http://127.0.0.1:18789``; ``token`` to
-    ``$CLAWPLANE_TOKEN`` (``token=""`` sends none). Raises
+    ``$CLAWPLANE_TOKEN``, ``$CLAWPLANE_GATEWAY_TOKEN``, then for a loopback URL the local
+    gateway's ``gateway.token`` (see :func:`~clawplane.discover`; ``token=""`` sends none). Raises
     :class:`~clawplane.ClawplaneError` (``UNAVAILABLE``) when nothing answers within
     ``timeout`` seconds. For an ``https://`` URL, ``ca_file`` (default ``$CLAWPLANE_TLS_CA``)
     is a PEM file of CAs to trust (e.g. the gateway's ``<data-dir>/tls/cert.pem``), or
     ``tls_fingerprint`` (default ``$CLAWPLANE_TLS_FINGERPRINT``) the SHA-256 fingerprint of
-    the one certificate to accept; a refused certificate raises :class:`~clawplane.TlsError`
+    the one certificate to accept; with neither, a loopback URL trusts the local gateway's
+    ``<data-dir>/tls/cert.pem`` when it exists; a refused certificate raises :class:`~clawplane.TlsError`
     (``certificate fingerprint mismatch: expected X, got Y``).
     """
     return Client.connect(url, token, timeout=timeout, ca_file=ca_file, tls_fingerprint=tls_fingerprint)
