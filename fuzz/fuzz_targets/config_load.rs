@@ -13,5 +13,5 @@ fuzz_target!(|data: &[u8]| {
     ));
     std::fs::write(&path, text).unwrap();
     let env = |k: &str| (k == "SET").then(|| "value".to_string());
-    let _ = clawplane_server::config::load(Some(&path), &env, &[]);
+    let _ = clawplane_config::load(Some(&path), &env, &[]);
 });

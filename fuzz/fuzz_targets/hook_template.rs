@@ -2,7 +2,7 @@
 //! body never panics.
 #![no_main]
 
-use clawplane_bridge::hooks::Templates;
+use clawplane_util::template::Templates;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
