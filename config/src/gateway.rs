@@ -173,6 +173,9 @@ pub struct RateLimitConfig {
     pub max_attempts: u32,
     pub window_ms: u64,
     pub lockout_ms: u64,
+    /// Client addresses (IPv6: /64 prefixes) whose failures and lockouts are tracked; past
+    /// it the least recently seen are forgotten first.
+    pub max_tracked_clients: usize,
     /// Requests per credential (the gateway token, the hooks token, each device role).
     pub per_credential: RequestRate,
     /// Requests across all callers.
@@ -185,6 +188,7 @@ impl Default for RateLimitConfig {
             max_attempts: 20,
             window_ms: 60_000,
             lockout_ms: 60_000,
+            max_tracked_clients: 100_000,
             per_credential: RequestRate::default(),
             global: RequestRate::default(),
         }

@@ -368,7 +368,80 @@ impl Bucket {
 struct Failures {
     count: u32,
     window_start: Instant,
-    locked_until: Option<Instant>,
+}
+
+/// What failures are counted against: an IPv4 address, or an IPv6 /64 (what one subscriber
+/// typically holds, so rotating through its addresses buys an attacker nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpAddr);
+
+impl ClientKey {
+    pub fn of(ip: IpAddr) -> ClientKey {
+        match clawplane_util::net::canonical(ip) {
+            IpAddr::V6(a) => {
+                let bits = u128::from(a) & !((1u128 << 64) - 1);
+                ClientKey(IpAddr::V6(bits.into()))
+            }
+            v4 => ClientKey(v4),
+        }
+    }
+}
+
+/// The kind of credential a failure was for. A success with one kind clears only that
+/// kind's failures: a caller holding a valid webhook key cannot reset the count of its
+/// guesses at the gateway token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Realm {
+    /// Bearer tokens: the gateway, hooks and device tokens.
+    Token,
+    /// Synchronous webhook API keys.
+    WebhookKey,
+    /// Ingress secrets and signatures, channel webhook signatures.
+    Signature,
+    /// Device identity proofs.
+    DeviceProof,
+}
+
+impl Realm {
+    /// The realm of a credential error.
+    fn of(err: &Error) -> Realm {
+        match err {
+            Error::WebhookKeyInvalid => Realm::WebhookKey,
+            Error::SignatureInvalid(_) => Realm::Signature,
+            Error::DeviceProof(_) => Realm::DeviceProof,
+            _ => Realm::Token,
+        }
+    }
+}
+
+/// Failure counts and lockouts, each in an LRU of bounded size: a flood of addresses
+/// evicts the least recently seen in O(1) instead of growing the table or scanning it.
+struct Lockouts {
+    failures: lru::LruCache<(ClientKey, Realm), Failures>,
+    locked: lru::LruCache<ClientKey, Instant>,
+}
+
+impl Lockouts {
+    fn new(capacity: usize) -> Lockouts {
+        let cap =
+            std::num::NonZeroUsize::new(capacity.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
+        Lockouts {
+            failures: lru::LruCache::new(cap),
+            locked: lru::LruCache::new(cap),
+        }
+    }
+
+    /// How long `key` stays locked out, if it is.
+    fn locked_for(&mut self, key: ClientKey, now: Instant) -> Option<Duration> {
+        match self.locked.peek(&key) {
+            Some(until) if *until > now => Some(*until - now),
+            Some(_) => {
+                self.locked.pop(&key);
+                None
+            }
+            None => None,
+        }
+    }
 }
 
 /// The gateway's credential check.
@@ -379,7 +452,7 @@ pub struct Auth {
     /// Where the token comes from, for error messages.
     source: String,
     limits: RateLimitConfig,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    lockouts: Mutex<Lockouts>,
     /// Request buckets per credential (`gateway.auth.rateLimit.perCredential`).
     buckets: Mutex<HashMap<String, Bucket>>,
     /// The gateway-wide bucket (`gateway.auth.rateLimit.global`).
@@ -448,7 +521,7 @@ impl Auth {
             token_digest: digest(token),
             hooks_digest: std::sync::OnceLock::new(),
             source,
-            failures: Mutex::default(),
+            lockouts: Mutex::new(Lockouts::new(limits.max_tracked_clients)),
             buckets: Mutex::default(),
             global: Mutex::new(Bucket::full(limits.global)),
             on_lockout: std::sync::OnceLock::new(),
@@ -525,17 +598,7 @@ impl Auth {
         devices: Option<&DeviceIndex>,
     ) -> Result<Principal> {
         let now = Instant::now();
-        if let Some(ip) = peer {
-            let map = super::core::lock(&self.failures);
-            if let Some(until) = map.get(&ip).and_then(|f| f.locked_until)
-                && until > now
-            {
-                return Err(Error::RateLimited {
-                    addr: ip.to_string(),
-                    retry_after: until - now,
-                });
-            }
-        }
+        self.refuse_locked(peer, now)?;
         let ok = match presented.map(digest) {
             None => Err(Error::TokenMissing(self.source.clone())),
             Some(d) if bool::from(d.ct_eq(&self.token_digest)) => Ok(Principal::operator()),
@@ -561,85 +624,80 @@ impl Auth {
         };
         let p = match ok {
             Ok(p) => p,
-            Err(e) => {
-                if let Some(ip) = peer {
-                    return Err(self.fail(ip, now).unwrap_or(e));
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(self.failed(peer, e)),
         };
-        if let Some(ip) = peer {
-            super::core::lock(&self.failures).remove(&ip);
-        }
+        self.succeeded(peer, Realm::Token);
         Ok(p)
+    }
+
+    fn refuse_locked(&self, peer: Option<IpAddr>, now: Instant) -> Result<()> {
+        if let Some(ip) = peer
+            && let Some(retry_after) =
+                super::core::lock(&self.lockouts).locked_for(ClientKey::of(ip), now)
+        {
+            return Err(Error::RateLimited {
+                addr: ip.to_string(),
+                retry_after,
+            });
+        }
+        Ok(())
     }
 
     /// For credentials checked elsewhere (webhook keys and signatures): refuses a locked-out
     /// address.
     pub fn gate(&self, peer: Option<IpAddr>) -> Result<()> {
-        let now = Instant::now();
-        if let Some(ip) = peer {
-            let map = super::core::lock(&self.failures);
-            if let Some(until) = map.get(&ip).and_then(|f| f.locked_until)
-                && until > now
-            {
-                return Err(Error::RateLimited {
-                    addr: ip.to_string(),
-                    retry_after: until - now,
-                });
-            }
-        }
-        Ok(())
+        self.refuse_locked(peer, Instant::now())
     }
 
     /// For credentials checked elsewhere: counts a failure from `peer` and returns the
     /// error to answer (`err`, or the rate-limit error past the threshold).
     pub fn failed(&self, peer: Option<IpAddr>, err: Error) -> Error {
         match peer {
-            Some(ip) => self.fail(ip, Instant::now()).unwrap_or(err),
+            Some(ip) => self
+                .fail(ip, Realm::of(&err), Instant::now())
+                .unwrap_or(err),
             None => err,
         }
     }
 
-    /// For credentials checked elsewhere: a success clears the address's failures.
-    pub fn succeeded(&self, peer: Option<IpAddr>) {
+    /// A success clears the address's failures of that realm only.
+    pub fn succeeded(&self, peer: Option<IpAddr>, realm: Realm) {
         if let Some(ip) = peer {
-            super::core::lock(&self.failures).remove(&ip);
+            super::core::lock(&self.lockouts)
+                .failures
+                .pop(&(ClientKey::of(ip), realm));
         }
     }
 
-    /// Records a failure; returns the rate-limit error once the threshold is passed.
-    fn fail(&self, ip: IpAddr, now: Instant) -> Option<Error> {
-        let mut map = super::core::lock(&self.failures);
-        if map.len() > 10_000 {
-            map.retain(|_, f| f.locked_until.is_some_and(|u| u > now));
-        }
+    /// Records a failure; past `maxAttempts` within the window the address (its /64) is
+    /// locked out for every credential, and the rate-limit error is returned.
+    fn fail(&self, ip: IpAddr, realm: Realm, now: Instant) -> Option<Error> {
+        let key = ClientKey::of(ip);
         let window = Duration::from_millis(self.limits.window_ms);
-        let f = map.entry(ip).or_insert(Failures {
+        let mut t = super::core::lock(&self.lockouts);
+        let f = t.failures.get_or_insert_mut((key, realm), || Failures {
             count: 0,
             window_start: now,
-            locked_until: None,
         });
         if now.duration_since(f.window_start) > window {
             f.count = 0;
             f.window_start = now;
-            f.locked_until = None;
         }
         f.count += 1;
-        if f.count > self.limits.max_attempts {
-            let lock = Duration::from_millis(self.limits.lockout_ms);
-            if f.locked_until.is_none()
-                && let Some(alert) = self.on_lockout.get()
-            {
-                alert(ip, lock);
-            }
-            f.locked_until = Some(now + lock);
-            return Some(Error::RateLimited {
-                addr: ip.to_string(),
-                retry_after: lock,
-            });
+        if f.count <= self.limits.max_attempts {
+            return None;
         }
-        None
+        let lock = Duration::from_millis(self.limits.lockout_ms);
+        let newly = t.locked_for(key, now).is_none();
+        t.locked.put(key, now + lock);
+        drop(t);
+        if newly && let Some(alert) = self.on_lockout.get() {
+            alert(ip, lock);
+        }
+        Some(Error::RateLimited {
+            addr: ip.to_string(),
+            retry_after: lock,
+        })
     }
 }
 
@@ -659,4 +717,82 @@ pub fn bearer(authorization: Option<&str>, openclaw_token: Option<&str>) -> Opti
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(max_attempts: u32, tracked: usize) -> Auth {
+        Auth::new(
+            "the-token",
+            TokenSource::Config,
+            RateLimitConfig {
+                max_attempts,
+                max_tracked_clients: tracked,
+                ..RateLimitConfig::default()
+            },
+        )
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    fn locked(a: &Auth, peer: &str) -> bool {
+        matches!(a.gate(ip(peer)), Err(Error::RateLimited { .. }))
+    }
+
+    #[test]
+    fn ipv6_failures_count_per_64() {
+        let a = auth(2, 100);
+        for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"] {
+            let _ = a.authenticate(Some("wrong"), ip(host), None);
+        }
+        assert!(locked(&a, "2001:db8:1:2::abcd"), "the whole /64 is locked");
+        assert!(!locked(&a, "2001:db8:1:3::1"), "the next /64 is not");
+        assert!(!locked(&a, "192.0.2.1"));
+        // IPv4-mapped addresses count as the IPv4 address.
+        let a = auth(1, 100);
+        let _ = a.authenticate(Some("wrong"), ip("::ffff:192.0.2.7"), None);
+        let _ = a.authenticate(Some("wrong"), ip("192.0.2.7"), None);
+        assert!(locked(&a, "192.0.2.7"));
+    }
+
+    #[test]
+    fn a_success_clears_only_its_own_realm() {
+        let a = auth(3, 100);
+        let peer = ip("192.0.2.10");
+        for _ in 0..3 {
+            let _ = a.authenticate(Some("guess"), peer, None);
+        }
+        // A valid webhook key (another realm) does not reset the token guesses.
+        a.succeeded(peer, Realm::WebhookKey);
+        assert!(a.authenticate(Some("guess"), peer, None).is_err());
+        assert!(locked(&a, "192.0.2.10"), "the 4th token guess locks");
+        // Webhook-key failures are counted on their own and cleared by a key success.
+        let b = auth(2, 100);
+        let peer = ip("192.0.2.11");
+        for _ in 0..2 {
+            let _ = b.failed(peer, Error::WebhookKeyInvalid);
+        }
+        b.succeeded(peer, Realm::WebhookKey);
+        let _ = b.failed(peer, Error::WebhookKeyInvalid);
+        assert!(
+            !locked(&b, "192.0.2.11"),
+            "the key success reset the key count"
+        );
+        assert!(b.authenticate(Some("the-token"), peer, None).is_ok());
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let a = auth(1, 8);
+        for i in 0..1000u32 {
+            let peer = Some(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+            let _ = a.authenticate(Some("wrong"), peer, None);
+        }
+        let t = super::super::core::lock(&a.lockouts);
+        assert!(t.failures.len() <= 8 && t.locked.len() <= 8);
+    }
 }

@@ -139,7 +139,7 @@ impl WebhookService for Api {
             match matched {
                 Err(e @ Error::WebhookKeyInvalid) => return Err(self.auth.failed(client, e)),
                 Err(e) => return Err(e),
-                Ok(_) => self.auth.succeeded(client),
+                Ok(_) => self.auth.succeeded(client, crate::auth::Realm::WebhookKey),
             }
             self.gw
                 .webhook_turn(r.session_name.trim(), r.message, &mut trace)
