@@ -250,7 +250,7 @@ fn type_name(s: &Value) -> String {
 }
 
 fn rows(s: &Value, path: &str, default: Option<&Value>, out: &mut Vec<Row>) {
-    let Some((props, extra)) = object_shape(s) else {
+    let Some((props, _)) = object_shape(s) else {
         return;
     };
     let own_default = resolve(s).get("default").or(default);
@@ -305,7 +305,6 @@ fn rows(s: &Value, path: &str, default: Option<&Value>, out: &mut Vec<Row>) {
             rows(es, &format!("{key}.<id>"), None, out);
         }
     }
-    let _ = extra;
 }
 
 /// `docs/config.md`: every key with its type, default, OpenClaw equivalent and meaning.
