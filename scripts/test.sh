@@ -29,8 +29,9 @@ cargo build -q -p clawplane-server; cargo run -q -p clawplane-bench -- --smoke  
 
 # The fuzz targets (their own cargo project, run with `cargo +nightly fuzz run`) must keep
 # compiling: libfuzzer-sys builds and links on stable too. The same target dir and matching
-# lock file reuse most of the workspace's artifacts: quick unless server code changed.
-CARGO_TARGET_DIR="$PWD/target" cargo build -q --locked --manifest-path fuzz/Cargo.toml --bins
+# lock file reuse most of the workspace's artifacts (not --locked: a dependency added to the
+# workspace updates it here too); quick unless server code changed.
+CARGO_TARGET_DIR="$PWD/target" cargo build -q --manifest-path fuzz/Cargo.toml --bins
 echo "fuzz targets: built"
 
 cargo build -p clawplane-server
