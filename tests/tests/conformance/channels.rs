@@ -22,8 +22,8 @@ use crate::fakes::telegram::FakeTelegram;
 use crate::fakes::whatsapp::FakeWhatsApp;
 use crate::harness::*;
 
-async fn client(gw: &Gateway) -> ChannelServiceClient<Authed> {
-    ChannelServiceClient::with_interceptor(gw.channel().await, gw.auth())
+async fn client(gw: &Gateway) -> ChannelServiceClient<Sdk> {
+    gw.channels().await
 }
 
 fn req(channel: &str, to: &str, text: &str) -> SendMessageRequest {

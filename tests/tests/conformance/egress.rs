@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use clawplane_proto::device_auth::{self, SignedFields};
-use clawplane_proto::v1::device_service_client::DeviceServiceClient;
 use clawplane_proto::v1::webhook_service_client::WebhookServiceClient;
 use clawplane_proto::v1::{
     ChallengeRequest, ConnectDeviceRequest, CreateWebhookEndpointRequest,
@@ -75,8 +74,8 @@ fn assert_signed(r: &Received, secret: &str) {
     );
 }
 
-async fn webhooks(gw: &Gateway) -> WebhookServiceClient<Authed> {
-    WebhookServiceClient::with_interceptor(gw.channel().await, gw.auth())
+async fn webhooks(gw: &Gateway) -> WebhookServiceClient<Sdk> {
+    gw.webhooks().await
 }
 
 async fn deliveries(gw: &Gateway, endpoint: &str) -> Vec<WebhookMessage> {
@@ -676,7 +675,7 @@ async fn device_pair_requested_is_delivered() {
         .start()
         .await;
     let (sk, pk, device_id) = new_device_key();
-    let mut devices = DeviceServiceClient::with_interceptor(gw.channel().await, gw.auth());
+    let mut devices = gw.devices().await;
     let c = devices
         .challenge(ChallengeRequest {})
         .await

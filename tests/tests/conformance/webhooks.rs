@@ -68,8 +68,8 @@ fn assert_fail(r: &Response, status: u16) -> String {
     e
 }
 
-async fn webhooks(gw: &Gateway) -> WebhookServiceClient<Authed> {
-    WebhookServiceClient::with_interceptor(gw.channel().await, gw.auth())
+async fn webhooks(gw: &Gateway) -> WebhookServiceClient<Sdk> {
+    gw.webhooks().await
 }
 
 async fn add_key(gw: &Gateway, label: &str, private: bool) -> CreateWebhookKeyResponse {
