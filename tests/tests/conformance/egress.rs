@@ -410,41 +410,19 @@ async fn retry_after_is_honoured_within_base_and_twice_base() {
 #[tokio::test]
 async fn loopback_targets_are_refused_unless_allowed() {
     // At config load: the gateway does not start and names the key.
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.json5");
-    std::fs::write(
-        &cfg,
+    let err = refuses_to_start(
         "{ webhooks: { outgoing: [{ event: 'run.completed', url: 'http://127.0.0.1:9/x' }] } }",
     )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--port", "0", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    .await;
     assert!(
         err.contains("webhooks.outgoing[0].url") && err.contains("allowPrivateTargets"),
         "{err}"
     );
     // Unknown event names too.
-    std::fs::write(
-        &cfg,
+    let err = refuses_to_start(
         "{ webhooks: { outgoing: [{ event: 'run.finished', url: 'https://example.com/' }] } }",
     )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--port", "0", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    .await;
     assert!(err.contains("webhooks.outgoing[0].event"), "{err}");
 
     // Through the RPC: INVALID_ARGUMENT on `url`, for a literal and for a name.
