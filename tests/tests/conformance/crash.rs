@@ -348,7 +348,7 @@ async fn sigkill_under_load_loses_nothing_and_finishes_every_run_once() {
                 .to_string();
             ids.entry(run_id)
                 .or_default()
-                .insert(r.header("webhook-id").to_string());
+                .insert(r.header_str("webhook-id").to_string());
         }
         let missing: Vec<&&str> = succeeded
             .iter()

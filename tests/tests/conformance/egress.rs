@@ -52,8 +52,8 @@ fn now() -> i64 {
 /// the listed `v1` signatures, timestamp within 5 minutes.
 #[track_caller]
 fn assert_signed(r: &Received, secret: &str) {
-    let id = r.header("webhook-id");
-    let ts = r.header("webhook-timestamp");
+    let id = r.header_str("webhook-id");
+    let ts = r.header_str("webhook-timestamp");
     assert!(id.starts_with("msg_"), "webhook-id {id:?}");
     let t: i64 = ts
         .parse()
@@ -64,9 +64,9 @@ fn assert_signed(r: &Received, secret: &str) {
         .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
         .expect("base64 secret");
     let mut signed = format!("{id}.{ts}.").into_bytes();
-    signed.extend_from_slice(&r.body);
+    signed.extend_from_slice(&r.bytes);
     let want = b64.encode(hmac(&key, &signed));
-    let sigs = r.header("webhook-signature");
+    let sigs = r.header_str("webhook-signature");
     assert!(
         sigs.split(' ')
             .any(|s| s.strip_prefix("v1,") == Some(want.as_str())),
@@ -169,9 +169,9 @@ async fn run_completed_is_delivered_with_a_valid_standard_webhooks_signature() {
     let r = &got[0];
     assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/hook");
-    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.header_str("content-type"), "application/json");
     assert_eq!(
-        r.header("x-api-key"),
+        r.header_str("x-api-key"),
         "key-from-env-42",
         "${{ENV}} in headers is substituted"
     );
@@ -189,7 +189,7 @@ async fn run_completed_is_delivered_with_a_valid_standard_webhooks_signature() {
         m.status() == WebhookMessageStatus::Delivered
     })
     .await;
-    assert_eq!(m.message_id, r.header("webhook-id"));
+    assert_eq!(m.message_id, r.header_str("webhook-id"));
     assert_eq!(m.event_type, "run.completed");
     assert_eq!(m.attempts.len(), 1);
     assert_eq!(m.attempts[0].status_code, 200);
@@ -213,11 +213,11 @@ async fn egress_retried_after_a_500_then_delivered_exactly_once() {
     assert_eq!(got[0].answered, 500);
     assert_eq!(got[1].answered, 200);
     assert_eq!(
-        got[0].header("webhook-id"),
-        got[1].header("webhook-id"),
+        got[0].header_str("webhook-id"),
+        got[1].header_str("webhook-id"),
         "webhook-id is stable across retries"
     );
-    assert_eq!(got[0].body, got[1].body, "the same body on every attempt");
+    assert_eq!(got[0].bytes, got[1].bytes, "the same body on every attempt");
     for r in &got {
         assert_signed(r, SECRET);
     }
@@ -272,7 +272,10 @@ async fn egress_survives_a_restart_between_attempts() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let got = rx.requests();
     assert_eq!(got.len(), 2, "one failed attempt, one success: {got:#?}");
-    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    assert_eq!(
+        got[0].header_str("webhook-id"),
+        got[1].header_str("webhook-id")
+    );
     assert_signed(&got[1], SECRET);
     let m = wait_message(&gw, "ops", |m| {
         m.status() == WebhookMessageStatus::Delivered
@@ -327,7 +330,7 @@ async fn events_appended_while_a_disabled_endpoint_waits_are_delivered_after_ena
     let got = rx.wait_for(2, PATIENCE).await;
     assert_eq!(got[1].answered, 200);
     assert_eq!(got[1].json()["data"]["message"], "second");
-    assert_ne!(got[1].header("webhook-id"), first.message_id);
+    assert_ne!(got[1].header_str("webhook-id"), first.message_id);
 }
 
 #[tokio::test]
@@ -353,10 +356,10 @@ async fn run_failed_by_openclaw_alias_with_a_transform_template() {
         serde_json::json!({"text": format!("run {run_id} failed: MODEL_FAILED"), "kind": "run.failed"})
     );
     assert!(
-        got[0].header("webhook-signature").is_empty(),
+        got[0].header_str("webhook-signature").is_empty(),
         "unsigned without a secret"
     );
-    assert!(got[0].header("webhook-id").starts_with("msg_"));
+    assert!(got[0].header_str("webhook-id").starts_with("msg_"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         rx.requests().len(),
@@ -499,7 +502,7 @@ async fn endpoint_rpcs_create_list_deliver_delete() {
     let run_id = completed_run(&gw, "api", "via rpc").await;
     let got = rx.wait_for(1, PATIENCE).await;
     assert_eq!(got[0].path, "/api");
-    assert_eq!(got[0].header("x-team"), "core");
+    assert_eq!(got[0].header_str("x-team"), "core");
     assert_signed(&got[0], &ep.secret);
     assert_eq!(got[0].json()["data"]["runId"], run_id.as_str());
 
@@ -573,7 +576,7 @@ async fn deliveries_and_redeliver_through_the_cli() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&failed.message_id));
     let got = rx.wait_for(2, PATIENCE).await;
     assert_eq!(got[1].answered, 200);
-    assert_eq!(got[1].header("webhook-id"), failed.message_id);
+    assert_eq!(got[1].header_str("webhook-id"), failed.message_id);
     assert_signed(&got[1], SECRET);
     let m = wait_message(&gw, "ops", |m| {
         m.status() == WebhookMessageStatus::Delivered
@@ -585,7 +588,7 @@ async fn deliveries_and_redeliver_through_the_cli() {
     let out = cli(&gw, &["webhooks", "redeliver", &failed.message_id]).await;
     assert!(out.status.success(), "{out:?}");
     let got = rx.wait_for(3, PATIENCE).await;
-    assert_eq!(got[2].header("webhook-id"), failed.message_id);
+    assert_eq!(got[2].header_str("webhook-id"), failed.message_id);
     // Usage errors exit 2 with a message.
     let out = cli(&gw, &["webhooks", "redeliver"]).await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -635,7 +638,7 @@ async fn cli_manages_endpoints() {
     );
     completed_run(&gw, "x", "hi").await;
     let got = rx.wait_for(1, PATIENCE).await;
-    assert_eq!(got[0].header("x-a"), "b");
+    assert_eq!(got[0].header_str("x-a"), "b");
     let out = cli(&gw, &["webhooks", "endpoints", "delete", &id]).await;
     assert!(out.status.success(), "{out:?}");
     let out = cli(&gw, &["webhooks", "endpoints", "delete", &id]).await;
