@@ -139,6 +139,24 @@ fn webhook_events() -> EventFilter {
     }
 }
 
+/// Waits until `rx` has answered a request whose body names `run_id` (`data.runId`).
+async fn wait_delivery_of(rx: &Receiver, run_id: &str) -> Vec<Received> {
+    rx.wait_until(PATIENCE, &format!("a delivery of {run_id}"), |got| {
+        got.iter()
+            .any(|r| r.answered != 0 && r.body["data"]["runId"].as_str() == Some(run_id))
+    })
+    .await
+}
+
+/// The endpoint with this id.
+async fn endpoint(gw: &Gateway, id: &str) -> WebhookEndpoint {
+    endpoints(gw)
+        .await
+        .into_iter()
+        .find(|e| e.endpoint_id == id)
+        .unwrap_or_else(|| panic!("no endpoint {id}"))
+}
+
 async fn completed_run(gw: &Gateway, session: &str, message: &str) -> String {
     let id = gw.send(session, message).await.run_id;
     gw.wait_run(&id).await;
@@ -182,14 +200,18 @@ async fn run_completed_is_delivered_with_a_valid_standard_webhooks_signature() {
     assert_eq!(body["data"]["runId"], run_id.as_str(), "{body}");
     assert_eq!(body["data"]["state"], "RUN_STATE_SUCCEEDED", "{body}");
     assert_eq!(body["data"]["replyText"], "You said: hello (turn 1)");
-    // Only the terminal state is an egress event: no deltas, no QUEUED/RUNNING.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(rx.requests().len(), 1, "{:#?}", rx.requests());
+    // Only the terminal state is an egress event: no deltas, no QUEUED/RUNNING. The outbox
+    // reads the log in order, so once a later run's message exists every event of the first
+    // run has been considered: the log holds exactly the two messages.
+    let first_id = r.header_str("webhook-id").to_string();
+    let marker = completed_run(&gw, "egress", "marker").await;
+    let got = wait_delivery_of(&rx, &marker).await;
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(deliveries(&gw, "ops").await.len(), 2);
     let m = wait_message(&gw, "ops", |m| {
-        m.status() == WebhookMessageStatus::Delivered
+        m.message_id == first_id && m.status() == WebhookMessageStatus::Delivered
     })
     .await;
-    assert_eq!(m.message_id, r.header_str("webhook-id"));
     assert_eq!(m.event_type, "run.completed");
     assert_eq!(m.attempts.len(), 1);
     assert_eq!(m.attempts[0].status_code, 200);
@@ -221,11 +243,30 @@ async fn egress_retried_after_a_500_then_delivered_exactly_once() {
     for r in &got {
         assert_signed(r, SECRET);
     }
-    // Delivered means done: nothing more arrives.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(rx.requests().len(), 2, "{:#?}", rx.requests());
+    // Delivered means done: nothing more arrives. The marker: a run finishing > 0.25 s after
+    // the delivery whose first attempt fails, so its retry (on the same 0.5 s ± 20 %
+    // schedule) comes after any further attempt of the delivered message would have.
+    let first_id = got[0].header_str("webhook-id").to_string();
+    rx.fail_next(1, 500);
+    let marker = completed_run(&gw, "retry", "/sleep 250 marker").await;
+    let got = rx
+        .wait_until(PATIENCE, "the marker's retry", |got| {
+            got.iter()
+                .filter(|r| r.answered == 200 && r.body["data"]["runId"] == marker.as_str())
+                .count()
+                == 1
+        })
+        .await;
+    let ids: Vec<&str> = got.iter().map(|r| r.header_str("webhook-id")).collect();
+    assert_eq!(got.len(), 4, "two attempts each: {got:#?}");
+    assert_eq!(&ids[..2], &[first_id.as_str(); 2], "{got:#?}");
+    let marker_id = ids[2].to_string();
+    wait_message(&gw, "ops", |m| {
+        m.message_id == marker_id && m.status() == WebhookMessageStatus::Delivered
+    })
+    .await;
     let m = wait_message(&gw, "ops", |m| {
-        m.status() == WebhookMessageStatus::Delivered
+        m.message_id == first_id && m.status() == WebhookMessageStatus::Delivered
     })
     .await;
     let codes: Vec<u32> = m.attempts.iter().map(|a| a.status_code).collect();
@@ -261,24 +302,24 @@ async fn egress_survives_a_restart_between_attempts() {
     gw.kill9().await;
     rx.set_default(Reply::status(200));
     gw.start_again().await;
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while !rx.requests().iter().any(|r| r.answered == 200) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not delivered after restart"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let got = rx.requests();
+    rx.wait_until(PATIENCE, "the delivery after the restart", |got| {
+        got.iter().any(|r| r.answered == 200)
+    })
+    .await;
+    // A later run's delivery: the dispatcher has worked through what the restart found due.
+    let marker = completed_run(&gw, "restart", "marker").await;
+    let mut got = wait_delivery_of(&rx, &marker).await;
+    let last = got.pop().unwrap();
+    assert_eq!(last.body["data"]["runId"], marker.as_str(), "{got:#?}");
     assert_eq!(got.len(), 2, "one failed attempt, one success: {got:#?}");
     assert_eq!(
         got[0].header_str("webhook-id"),
         got[1].header_str("webhook-id")
     );
     assert_signed(&got[1], SECRET);
+    let first_id = got[0].header_str("webhook-id");
     let m = wait_message(&gw, "ops", |m| {
-        m.status() == WebhookMessageStatus::Delivered
+        m.message_id == first_id && m.status() == WebhookMessageStatus::Delivered
     })
     .await;
     assert_eq!(m.attempts.len(), 2);
@@ -288,8 +329,13 @@ async fn egress_survives_a_restart_between_attempts() {
 async fn events_appended_while_a_disabled_endpoint_waits_are_delivered_after_enable() {
     let rx = Receiver::start().await;
     rx.then([Reply::status(410)]);
+    let marker_rx = Receiver::start().await;
     let gw = start_with_endpoint(
-        &format!("{{ id: 'gone', event: '*', url: '{}' }}", rx.url("/")),
+        &format!(
+            "{{ id: 'gone', event: '*', url: '{}' }}, {{ id: 'marker', event: 'run.completed', url: '{}' }}",
+            rx.url("/"),
+            marker_rx.url("/")
+        ),
         "retrySchedule: [0.2]",
     )
     .await;
@@ -302,14 +348,15 @@ async fn events_appended_while_a_disabled_endpoint_waits_are_delivered_after_ena
     assert_eq!(ch.r#type, "disabled");
     assert_eq!(ch.endpoint_id, "gone");
     assert!(ch.detail.contains("410"), "{ch:?}");
-    let ep = &endpoints(&gw).await[0];
+    let ep = &endpoint(&gw, "gone").await;
     assert!(ep.disabled, "{ep:?}");
     assert_eq!(ep.source(), WebhookEndpointSource::Config);
     let first = wait_message(&gw, "gone", |m| m.status() == WebhookMessageStatus::Failed).await;
-    // Disabled: nothing is sent.
-    completed_run(&gw, "g2", "second").await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(rx.requests().len(), 1);
+    // Disabled: nothing is sent (the other endpoint got the same event meanwhile).
+    let second = completed_run(&gw, "g2", "second").await;
+    wait_delivery_of(&marker_rx, &second).await;
+    assert_eq!(rx.requests().len(), 1, "{:#?}", rx.requests());
+    assert_eq!(deliveries(&gw, "gone").await.len(), 1);
     // Enabled: an `enabled` event, and the run that happened meanwhile is delivered.
     let ep = webhooks(&gw)
         .await
@@ -360,12 +407,15 @@ async fn run_failed_by_openclaw_alias_with_a_transform_template() {
         "unsigned without a secret"
     );
     assert!(got[0].header_str("webhook-id").starts_with("msg_"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The successful run came first in the log, which the outbox reads in order: had it
+    // made a message, the message would exist by now.
+    let ep = endpoints(&gw).await.remove(0);
     assert_eq!(
-        rx.requests().len(),
+        deliveries(&gw, &ep.endpoint_id).await.len(),
         1,
         "the successful run is not a run.failed event"
     );
+    assert_eq!(rx.requests().len(), 1, "{:#?}", rx.requests());
 }
 
 #[tokio::test]
@@ -386,7 +436,9 @@ async fn filter_by_session_and_expression() {
     let body = got[0].json();
     assert_eq!(body["data"]["sessionKey"], "agent:main:alpha");
     assert_eq!(body["data"]["message"], "ship it");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The match was the last event: the outbox (reading the log in order) has considered
+    // the other two, and made no message for them.
+    assert_eq!(deliveries(&gw, "f").await.len(), 1);
     assert_eq!(rx.requests().len(), 1, "{:#?}", rx.requests());
 }
 
@@ -528,9 +580,22 @@ async fn endpoint_rpcs_create_list_deliver_delete() {
         "delete twice",
     );
     assert_error(&err, Code::NotFound, "WEBHOOK_NOT_FOUND");
-    completed_run(&gw, "api", "after delete").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rx.requests().len(), 1, "a deleted endpoint gets nothing");
+    // The marker: another endpoint subscribed to the same event.
+    c.create_webhook_endpoint(CreateWebhookEndpointRequest {
+        url: rx.url("/marker"),
+        events: vec!["run.completed".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("CreateWebhookEndpoint");
+    let after = completed_run(&gw, "api", "after delete").await;
+    let got = wait_delivery_of(&rx, &after).await;
+    let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/api", "/marker"],
+        "a deleted endpoint gets nothing"
+    );
 }
 
 #[tokio::test]
@@ -756,10 +821,12 @@ async fn channel_message_received_and_security_alert_are_delivered() {
 async fn sustained_failure_disables_the_endpoint_with_an_event() {
     let rx = Receiver::start().await;
     rx.set_default(Reply::status(500));
+    let marker_rx = Receiver::start().await;
     let gw = start_with_endpoint(
         &format!(
-            "{{ id: 'flaky', event: 'run.completed', url: '{}' }}",
-            rx.url("/")
+            "{{ id: 'flaky', event: 'run.completed', url: '{}' }}, {{ id: 'marker', event: 'run.completed', url: '{}' }}",
+            rx.url("/"),
+            marker_rx.url("/")
         ),
         "retrySchedule: [0.2, 0.2, 0.2, 0.2], disableAfterFailures: 2",
     )
@@ -773,14 +840,23 @@ async fn sustained_failure_disables_the_endpoint_with_an_event() {
     assert_eq!(ch.r#type, "disabled");
     assert_eq!(ch.endpoint_id, "flaky");
     assert!(ch.detail.contains("HTTP 500"), "{ch:?}");
-    let ep = &endpoints(&gw).await[0];
+    let ep = &endpoint(&gw, "flaky").await;
     assert!(ep.disabled && ep.consecutive_failures == 2, "{ep:?}");
     assert!(
         ep.failing_since.is_some() && ep.last_error == "HTTP 500",
         "{ep:?}"
     );
-    // Disabled: no further attempts although the schedule had more.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Disabled: no further attempts although the schedule had more. The marker: a run
+    // finishing > 0.1 s after the disable whose first attempt at the other endpoint fails,
+    // so its retry (same 0.2 s ± 20 % schedule) comes after flaky's third attempt would have.
+    marker_rx.fail_next(1, 500);
+    let marker = completed_run(&gw, "flaky", "/sleep 100 marker").await;
+    marker_rx
+        .wait_until(PATIENCE, "the marker's retry", |got| {
+            got.iter()
+                .any(|r| r.answered == 200 && r.body["data"]["runId"] == marker.as_str())
+        })
+        .await;
     assert_eq!(rx.requests().len(), 2, "{:#?}", rx.requests());
     let m = &deliveries(&gw, "flaky").await[0];
     assert_eq!(m.status(), WebhookMessageStatus::Pending);
