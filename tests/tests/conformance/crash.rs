@@ -598,38 +598,32 @@ async fn sigkill_under_load_loses_nothing_and_finishes_every_run_once() {
         .filter(|(_, r)| r.state() == RunState::Succeeded)
         .map(|(id, _)| id.as_str())
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let delivered = loop {
-        let mut ids: HashMap<String, HashSet<String>> = HashMap::new();
-        for r in receiver.requests() {
-            if r.answered != 200 && r.answered != 503 {
-                continue;
-            }
-            let body = r.json();
-            assert_eq!(body["type"], "run.completed", "{body}");
-            let run_id = body["data"]["runId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            ids.entry(run_id)
-                .or_default()
-                .insert(r.header_str("webhook-id").to_string());
-        }
-        let missing: Vec<&&str> = succeeded
-            .iter()
-            .filter(|id| !ids.contains_key(**id))
-            .collect();
-        if missing.is_empty() {
-            break ids;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} run.completed events never reached the receiver, e.g. {:?} (seed {seed})",
-            missing.len(),
-            &missing[..missing.len().min(5)]
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let mut delivered: HashMap<String, HashSet<String>> = HashMap::new();
+    receiver
+        .wait_until(
+            Duration::from_secs(30),
+            "a delivery of every run.completed",
+            |got| {
+                delivered.clear();
+                for r in got {
+                    if r.answered != 200 && r.answered != 503 {
+                        continue;
+                    }
+                    let body = r.json();
+                    assert_eq!(body["type"], "run.completed", "{body}");
+                    let run_id = body["data"]["runId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    delivered
+                        .entry(run_id)
+                        .or_default()
+                        .insert(r.header_str("webhook-id").to_string());
+                }
+                succeeded.iter().all(|id| delivered.contains_key(*id))
+            },
+        )
+        .await;
     let requests = receiver.requests();
     eprintln!(
         "crash test: {} run.completed messages, {} deliveries to the receiver",

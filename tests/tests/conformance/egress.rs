@@ -163,12 +163,6 @@ async fn completed_run(gw: &Gateway, session: &str, message: &str) -> String {
     id
 }
 
-async fn cli(gw: &Gateway, args: &[&str]) -> std::process::Output {
-    let mut cmd = tokio::process::Command::from(gw.cli());
-    cmd.args(args).stdin(std::process::Stdio::null());
-    cmd.output().await.expect("run the CLI")
-}
-
 // ----------------------------------------------------------------------------- tests
 
 #[tokio::test]
@@ -613,17 +607,15 @@ async fn deliveries_and_redeliver_through_the_cli() {
     completed_run(&gw, "cli", "log me").await;
     let failed = wait_message(&gw, "ops", |m| m.status() == WebhookMessageStatus::Failed).await;
 
-    let out = cli(
-        &gw,
-        &["webhooks", "deliveries", "--endpoint", "ops", "--json"],
-    )
-    .await;
+    let out = gw
+        .run_cli(&["webhooks", "deliveries", "--endpoint", "ops", "--json"])
+        .await;
     assert!(out.status.success(), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["messages"][0]["messageId"], failed.message_id.as_str());
     assert_eq!(v["messages"][0]["status"], "WEBHOOK_MESSAGE_STATUS_FAILED");
     assert_eq!(v["messages"][0]["attempts"][0]["statusCode"], 500);
-    let out = cli(&gw, &["webhooks", "deliveries"]).await;
+    let out = gw.run_cli(&["webhooks", "deliveries"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -632,11 +624,9 @@ async fn deliveries_and_redeliver_through_the_cli() {
     );
 
     rx.set_default(Reply::status(200));
-    let out = cli(
-        &gw,
-        &["webhooks", "redeliver", "--endpoint", "ops", "--failed"],
-    )
-    .await;
+    let out = gw
+        .run_cli(&["webhooks", "redeliver", "--endpoint", "ops", "--failed"])
+        .await;
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&failed.message_id));
     let got = rx.wait_for(2, PATIENCE).await;
@@ -650,12 +640,14 @@ async fn deliveries_and_redeliver_through_the_cli() {
     assert_eq!(m.attempts.len(), 2);
 
     // By message id: a delivered message can be sent again, same webhook-id.
-    let out = cli(&gw, &["webhooks", "redeliver", &failed.message_id]).await;
+    let out = gw
+        .run_cli(&["webhooks", "redeliver", &failed.message_id])
+        .await;
     assert!(out.status.success(), "{out:?}");
     let got = rx.wait_for(3, PATIENCE).await;
     assert_eq!(got[2].header_str("webhook-id"), failed.message_id);
     // Usage errors exit 2 with a message.
-    let out = cli(&gw, &["webhooks", "redeliver"]).await;
+    let out = gw.run_cli(&["webhooks", "redeliver"]).await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
@@ -671,9 +663,8 @@ async fn cli_manages_endpoints() {
     )
     .await;
     let url = rx.url("/cli");
-    let out = cli(
-        &gw,
-        &[
+    let out = gw
+        .run_cli(&[
             "webhooks",
             "endpoints",
             "add",
@@ -683,9 +674,8 @@ async fn cli_manages_endpoints() {
             "--header",
             "x-a=b",
             "--json",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(out.status.success(), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let id = v["endpoint"]["endpointId"].as_str().unwrap().to_string();
@@ -695,7 +685,7 @@ async fn cli_manages_endpoints() {
             .unwrap()
             .starts_with("whsec_")
     );
-    let out = cli(&gw, &["webhooks", "endpoints", "list"]).await;
+    let out = gw.run_cli(&["webhooks", "endpoints", "list"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&id) && text.contains("cfg") && text.contains(&url),
@@ -704,9 +694,9 @@ async fn cli_manages_endpoints() {
     completed_run(&gw, "x", "hi").await;
     let got = rx.wait_for(1, PATIENCE).await;
     assert_eq!(got[0].header_str("x-a"), "b");
-    let out = cli(&gw, &["webhooks", "endpoints", "delete", &id]).await;
+    let out = gw.run_cli(&["webhooks", "endpoints", "delete", &id]).await;
     assert!(out.status.success(), "{out:?}");
-    let out = cli(&gw, &["webhooks", "endpoints", "delete", &id]).await;
+    let out = gw.run_cli(&["webhooks", "endpoints", "delete", &id]).await;
     assert!(!out.status.success());
 }
 
