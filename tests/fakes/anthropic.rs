@@ -7,34 +7,38 @@
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 pub use super::openai::{Recorded, Reply};
 use super::openai::{Shared, serve, sse_body};
+use super::recorder::Server;
 
 /// The fake Anthropic server.
 pub struct FakeAnthropic {
     /// `http://127.0.0.1:<port>` (what goes in `baseUrl`).
     pub base_url: String,
     pub state: Arc<Shared>,
+    /// The server and its recorder.
+    pub server: Server,
 }
 
 impl FakeAnthropic {
     pub async fn start(key: &str) -> FakeAnthropic {
         let state = Shared::new(key);
-        let router = Router::new()
-            .route("/v1/messages", post(messages))
-            .route("/v1/models", get(models))
-            .with_state(state.clone());
-        let addr = serve(router).await;
+        let server = serve(
+            state.clone(),
+            &[
+                ("POST", "/v1/messages", |s, r| Box::pin(messages(s, r))),
+                ("GET", "/v1/models", |s, r| Box::pin(models(s, r))),
+            ],
+        )
+        .await;
         FakeAnthropic {
-            base_url: format!("http://{addr}"),
+            base_url: server.url.clone(),
             state,
+            server,
         }
     }
     pub fn push(&self, r: Reply) -> &Self {
@@ -46,13 +50,11 @@ impl FakeAnthropic {
     }
     /// Messages requests received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state
-            .requests
-            .lock()
-            .unwrap()
-            .iter()
+        self.server
+            .rec
+            .requests()
+            .into_iter()
             .filter(|r| r.path == "/v1/messages")
-            .cloned()
             .collect()
     }
 }
@@ -70,8 +72,8 @@ fn error_body(status: u16, kind: &str, message: &str, retry_after: Option<f64>) 
     r
 }
 
-fn check(state: &Shared, headers: &HeaderMap) -> Option<Response> {
-    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+fn check(state: &Shared, req: &Recorded) -> Option<Response> {
+    let key = req.header("x-api-key");
     if key != Some(state.key.as_str()) {
         return Some(error_body(
             401,
@@ -80,7 +82,7 @@ fn check(state: &Shared, headers: &HeaderMap) -> Option<Response> {
             None,
         ));
     }
-    if headers.get("anthropic-version").is_none() {
+    if req.header("anthropic-version").is_none() {
         return Some(error_body(
             400,
             "invalid_request_error",
@@ -91,9 +93,8 @@ fn check(state: &Shared, headers: &HeaderMap) -> Option<Response> {
     None
 }
 
-async fn models(State(state): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    state.record("GET", "/v1/models", &headers, Value::Null);
-    if let Some(r) = check(&state, &headers) {
+async fn models(state: Arc<Shared>, req: Recorded) -> Response {
+    if let Some(r) = check(&state, &req) {
         return r;
     }
     axum::Json(json!({"data": [
@@ -106,16 +107,11 @@ fn event(name: &str, data: Value) -> String {
     format!("event: {name}\ndata: {data}\n\n")
 }
 
-async fn messages(
-    State(state): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    state.record("POST", "/v1/messages", &headers, body.clone());
-    if let Some(r) = check(&state, &headers) {
+async fn messages(state: Arc<Shared>, req: Recorded) -> Response {
+    if let Some(r) = check(&state, &req) {
         return r;
     }
+    let body = req.body;
     if !body["max_tokens"].is_u64() {
         return error_body(
             400,

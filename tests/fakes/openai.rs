@@ -5,19 +5,19 @@
 //! every request, and plays queued replies (429 with Retry-After, 5xx, a stream that breaks
 //! midway) before the default one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use futures::StreamExt;
 use serde_json::{Value, json};
+
+pub use super::recorder::Recorded;
+use super::recorder::{Canned, Recorder, Server};
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
@@ -88,30 +88,12 @@ pub fn split_words(text: &str) -> Vec<String> {
     out
 }
 
-/// A request the fake received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-    /// Lowercased header names.
-    pub headers: HashMap<String, String>,
-    pub body: Value,
-    pub at: Instant,
-}
-
-impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-}
-
 /// State shared by the fakes.
 pub struct Shared {
     pub key: String,
     pub script: Mutex<VecDeque<Reply>>,
     /// When set, the default reply; else `"<model> says: <last user text>"`.
     pub default: Mutex<Option<Reply>>,
-    pub requests: Mutex<Vec<Recorded>>,
     pub usage: (u64, u64),
 }
 
@@ -121,28 +103,8 @@ impl Shared {
             key: key.into(),
             script: Mutex::default(),
             default: Mutex::default(),
-            requests: Mutex::default(),
             usage: (11, 7),
         })
-    }
-
-    pub fn record(&self, method: &str, path: &str, headers: &HeaderMap, body: Value) {
-        let headers = headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    v.to_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        self.requests.lock().unwrap().push(Recorded {
-            method: method.into(),
-            path: path.into(),
-            headers,
-            body,
-            at: Instant::now(),
-        });
     }
 
     /// The next scripted reply, else the default for `model` / `last_user`.
@@ -157,17 +119,33 @@ impl Shared {
     }
 }
 
-/// Spawns `router` on 127.0.0.1:0 on the current runtime; returns its address.
-pub async fn serve(router: Router) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind fake");
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    addr
+/// Serves `routes` (method, path, handler) on the shared recorder; other paths answer 404
+/// and other methods 405, like an axum router.
+pub async fn serve(state: Arc<Shared>, routes: &'static [Route]) -> Server {
+    super::recorder::serve(
+        state,
+        move |state, _rec: Arc<Recorder>, req: Recorded| async move {
+            let mut path_known = false;
+            for (method, path, handler) in routes {
+                if req.path == *path {
+                    path_known = true;
+                    if req.method == *method {
+                        return handler(state, req).await;
+                    }
+                }
+            }
+            Canned::status(if path_known { 405 } else { 404 }).into_response()
+        },
+    )
+    .await
 }
+
+/// One route of a model fake.
+pub type Route = (
+    &'static str,
+    &'static str,
+    fn(Arc<Shared>, Recorded) -> futures::future::BoxFuture<'static, Response>,
+);
 
 /// A stream of SSE frames, a few milliseconds apart (so they arrive as separate chunks).
 pub fn sse_body(frames: Vec<String>) -> Response {
@@ -188,20 +166,28 @@ pub struct FakeOpenAi {
     /// `http://127.0.0.1:<port>/v1` (what goes in `baseUrl`).
     pub base_url: String,
     pub state: Arc<Shared>,
+    /// The server and its recorder.
+    pub server: Server,
 }
 
 impl FakeOpenAi {
     /// Starts a fake accepting `key` (an empty key accepts any or none, like Ollama).
     pub async fn start(key: &str) -> FakeOpenAi {
         let state = Shared::new(key);
-        let router = Router::new()
-            .route("/v1/chat/completions", post(completions))
-            .route("/v1/models", get(models))
-            .with_state(state.clone());
-        let addr = serve(router).await;
+        let server = serve(
+            state.clone(),
+            &[
+                ("POST", "/v1/chat/completions", |s, r| {
+                    Box::pin(completions(s, r))
+                }),
+                ("GET", "/v1/models", |s, r| Box::pin(models(s, r))),
+            ],
+        )
+        .await;
         FakeOpenAi {
-            base_url: format!("http://{addr}/v1"),
+            base_url: format!("{}/v1", server.url),
             state,
+            server,
         }
     }
     /// Queues a one-shot reply.
@@ -215,13 +201,11 @@ impl FakeOpenAi {
     }
     /// Chat completion requests received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state
-            .requests
-            .lock()
-            .unwrap()
-            .iter()
+        self.server
+            .rec
+            .requests()
+            .into_iter()
             .filter(|r| r.path.ends_with("/chat/completions"))
-            .cloned()
             .collect()
     }
 }
@@ -241,17 +225,15 @@ fn error_body(status: u16, kind: &str, message: &str, retry_after: Option<f64>) 
     r
 }
 
-fn authorized(state: &Shared, headers: &HeaderMap) -> bool {
+fn authorized(state: &Shared, req: &Recorded) -> bool {
     state.key.is_empty()
-        || headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
+        || req
+            .header("authorization")
             .is_some_and(|v| v == format!("Bearer {}", state.key))
 }
 
-async fn models(State(state): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    state.record("GET", "/v1/models", &headers, Value::Null);
-    if !authorized(&state, &headers) {
+async fn models(state: Arc<Shared>, req: Recorded) -> Response {
+    if !authorized(&state, &req) {
         return error_body(401, "invalid_api_key", "Incorrect API key provided", None);
     }
     axum::Json(json!({"object": "list", "data": [
@@ -261,16 +243,11 @@ async fn models(State(state): State<Arc<Shared>>, headers: HeaderMap) -> Respons
     .into_response()
 }
 
-async fn completions(
-    State(state): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    state.record("POST", "/v1/chat/completions", &headers, body.clone());
-    if !authorized(&state, &headers) {
+async fn completions(state: Arc<Shared>, req: Recorded) -> Response {
+    if !authorized(&state, &req) {
         return error_body(401, "invalid_api_key", "Incorrect API key provided", None);
     }
+    let body = req.body;
     let model = body["model"].as_str().unwrap_or("").to_string();
     let Some(messages) = body["messages"].as_array().filter(|m| !m.is_empty()) else {
         return error_body(400, "invalid_request_error", "messages is required", None);

@@ -2,11 +2,7 @@
 //! `{"ok":false,"error":...}` on errors, `invalid_auth` for a wrong bearer token), and an
 //! incoming webhook at `/services/T000/B000/XXXX` answering plain-text `ok`.
 
-use super::discord::{Canned, Recorded, Recorder, serve};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
+use super::recorder::{Canned, Recorded, Recorder, Server, serve};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -16,7 +12,6 @@ pub const WEBHOOK_PATH: &str = "/services/T000/B000/XXXXXXXXXXXXXXXX";
 
 struct Inner {
     token: String,
-    rec: Recorder,
 }
 
 /// A running fake Slack.
@@ -26,7 +21,8 @@ pub struct FakeSlack {
     pub base_url: String,
     /// `channels.slack.webhookUrl`.
     pub webhook_url: String,
-    inner: Arc<Inner>,
+    /// The server and its recorder.
+    pub server: Server,
 }
 
 impl FakeSlack {
@@ -34,20 +30,19 @@ impl FakeSlack {
     pub async fn start(token: &str) -> Self {
         let inner = Arc::new(Inner {
             token: token.into(),
-            rec: Recorder::default(),
         });
-        let app = Router::new().fallback(handle).with_state(inner.clone());
-        let url = serve(app).await;
+        let server = serve(inner, handle).await;
+        let url = server.url.clone();
         FakeSlack {
             base_url: format!("{url}/api"),
             webhook_url: format!("{url}{WEBHOOK_PATH}"),
-            inner,
+            server,
         }
     }
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.rec.requests()
+        self.server.rec.requests()
     }
 
     /// `chat.postMessage` requests.
@@ -69,7 +64,7 @@ impl FakeSlack {
     /// The next `n` requests get HTTP 429 + `Retry-After: <secs>`.
     pub fn rate_limit_next(&self, n: usize, retry_after: f64) {
         for _ in 0..n {
-            self.inner.rec.inject(
+            self.server.rec.inject(
                 "",
                 Canned::json(429, json!({"ok": false, "error": "ratelimited"}))
                     .header("Retry-After", &retry_after.to_string()),
@@ -80,7 +75,7 @@ impl FakeSlack {
     /// The next Web API call answers 200 `{"ok":false,"error":<code>}`, e.g.
     /// `channel_not_found`.
     pub fn error_next(&self, code: &str) {
-        self.inner.rec.inject(
+        self.server.rec.inject(
             "/api/",
             Canned::json(200, json!({"ok": false, "error": code})),
         );
@@ -88,20 +83,13 @@ impl FakeSlack {
 
     /// The next request matching `path_filter` gets this answer.
     pub fn inject(&self, path_filter: &str, c: Canned) {
-        self.inner.rec.inject(path_filter, c);
+        self.server.rec.inject(path_filter, c);
     }
 }
 
-async fn handle(
-    State(inner): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let rec = inner.rec.record(&method, &uri, &headers, &body);
+async fn handle(inner: Arc<Inner>, recorder: Arc<Recorder>, rec: Recorded) -> Response {
     if rec.path == WEBHOOK_PATH {
-        if let Some(c) = inner.rec.take(&rec.path) {
+        if let Some(c) = recorder.take(&rec.path) {
             return c.into_response();
         }
         return match rec.body.get("text").and_then(Value::as_str) {
@@ -120,7 +108,7 @@ async fn handle(
         };
         return Canned::json(200, json!({"ok": false, "error": error})).into_response();
     }
-    if let Some(c) = inner.rec.take(&rec.path) {
+    if let Some(c) = recorder.take(&rec.path) {
         return c.into_response();
     }
     match api {
@@ -144,7 +132,7 @@ async fn handle(
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs();
-            let ts = format!("{now}.{:06}", inner.rec.next());
+            let ts = format!("{now}.{:06}", recorder.next());
             let mut message = json!({"type": "message", "text": text, "user": "U000", "bot_id": "B000", "ts": ts});
             if let Some(t) = rec.body.get("thread_ts") {
                 message["thread_ts"] = t.clone();

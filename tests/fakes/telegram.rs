@@ -3,18 +3,13 @@
 //! characters answers 400 `message is too long`; 429s carry `parameters.retry_after`.
 //! Plus [`text_update`], an inbound update builder.
 
-use super::discord::{Canned, Recorded, Recorder, serve};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
+use super::recorder::{Canned, Recorded, Recorder, Server, serve};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 struct Inner {
     token: String,
-    rec: Recorder,
 }
 
 /// A running fake Telegram.
@@ -22,7 +17,8 @@ struct Inner {
 pub struct FakeTelegram {
     /// `channels.telegram.baseUrl` (without `/bot<token>`).
     pub base_url: String,
-    inner: Arc<Inner>,
+    /// The server and its recorder.
+    pub server: Server,
 }
 
 impl FakeTelegram {
@@ -30,18 +26,17 @@ impl FakeTelegram {
     pub async fn start(token: &str) -> Self {
         let inner = Arc::new(Inner {
             token: token.into(),
-            rec: Recorder::default(),
         });
-        let app = Router::new().fallback(handle).with_state(inner.clone());
+        let server = serve(inner, handle).await;
         FakeTelegram {
-            base_url: serve(app).await,
-            inner,
+            base_url: server.url.clone(),
+            server,
         }
     }
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.rec.requests()
+        self.server.rec.requests()
     }
 
     /// `sendMessage` requests.
@@ -56,7 +51,7 @@ impl FakeTelegram {
     /// Telegram sends them; 0 retries at once).
     pub fn rate_limit_next(&self, n: usize, retry_after: u64) {
         for _ in 0..n {
-            self.inner.rec.inject(
+            self.server.rec.inject(
                 "",
                 Canned::json(
                     429,
@@ -68,7 +63,7 @@ impl FakeTelegram {
 
     /// The next `sendMessage` answers 403 "Forbidden: bot was blocked by the user".
     pub fn block_next(&self) {
-        self.inner.rec.inject(
+        self.server.rec.inject(
             "/sendMessage",
             Canned::json(
                 403,
@@ -79,18 +74,11 @@ impl FakeTelegram {
 
     /// The next request matching `path_filter` gets this answer.
     pub fn inject(&self, path_filter: &str, c: Canned) {
-        self.inner.rec.inject(path_filter, c);
+        self.server.rec.inject(path_filter, c);
     }
 }
 
-async fn handle(
-    State(inner): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let rec = inner.rec.record(&method, &uri, &headers, &body);
+async fn handle(inner: Arc<Inner>, recorder: Arc<Recorder>, rec: Recorded) -> Response {
     let Some((token, api_method)) = rec
         .path
         .strip_prefix("/bot")
@@ -109,7 +97,7 @@ async fn handle(
         )
         .into_response();
     }
-    if let Some(c) = inner.rec.take(&rec.path) {
+    if let Some(c) = recorder.take(&rec.path) {
         return c.into_response();
     }
     let now = std::time::SystemTime::now()
@@ -147,7 +135,7 @@ async fn handle(
                 }
             };
             let mut result = json!({
-                "message_id": inner.rec.next(),
+                "message_id": recorder.next(),
                 "from": {"id": 777, "is_bot": true, "first_name": "Fake", "username": "fake_bot"},
                 "chat": chat_obj,
                 "date": now,

@@ -3,11 +3,7 @@
 //! answers 401 OAuthException code 190. Plus builders for SIGNED inbound webhook payloads
 //! ([`inbound_text_payload`], [`status_payload`], [`sign`]).
 
-use super::discord::{Canned, Recorded, Recorder, serve};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
+use super::recorder::{Canned, Recorded, Recorder, Server, serve};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -16,7 +12,6 @@ use std::sync::Arc;
 struct Inner {
     token: String,
     phone_number_id: String,
-    rec: Recorder,
 }
 
 /// A running fake Graph API.
@@ -24,7 +19,8 @@ struct Inner {
 pub struct FakeWhatsApp {
     /// `channels.whatsapp.baseUrl` (the version and phone number id are appended).
     pub base_url: String,
-    inner: Arc<Inner>,
+    /// The server and its recorder.
+    pub server: Server,
 }
 
 fn graph_error(status: u16, code: i64, message: &str, details: Option<&str>) -> Canned {
@@ -46,18 +42,17 @@ impl FakeWhatsApp {
         let inner = Arc::new(Inner {
             token: token.into(),
             phone_number_id: phone_number_id.into(),
-            rec: Recorder::default(),
         });
-        let app = Router::new().fallback(handle).with_state(inner.clone());
+        let server = serve(inner, handle).await;
         FakeWhatsApp {
-            base_url: serve(app).await,
-            inner,
+            base_url: server.url.clone(),
+            server,
         }
     }
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.rec.requests()
+        self.server.rec.requests()
     }
 
     /// `POST .../messages` requests.
@@ -71,7 +66,7 @@ impl FakeWhatsApp {
     /// The next `n` requests get HTTP 429 + `Retry-After: <secs>` and Graph error 130429.
     pub fn rate_limit_next(&self, n: usize, retry_after: f64) {
         for _ in 0..n {
-            self.inner.rec.inject(
+            self.server.rec.inject(
                 "",
                 graph_error(429, 130429, "(#130429) Rate limit hit", None)
                     .header("Retry-After", &retry_after.to_string()),
@@ -81,7 +76,7 @@ impl FakeWhatsApp {
 
     /// The next message answers 400 error 131047 (outside the 24-hour window).
     pub fn outside_window_next(&self) {
-        self.inner.rec.inject(
+        self.server.rec.inject(
             "/messages",
             graph_error(
                 400,
@@ -94,18 +89,11 @@ impl FakeWhatsApp {
 
     /// The next request matching `path_filter` gets this answer.
     pub fn inject(&self, path_filter: &str, c: Canned) {
-        self.inner.rec.inject(path_filter, c);
+        self.server.rec.inject(path_filter, c);
     }
 }
 
-async fn handle(
-    State(inner): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let rec = inner.rec.record(&method, &uri, &headers, &body);
+async fn handle(inner: Arc<Inner>, recorder: Arc<Recorder>, rec: Recorded) -> Response {
     if rec.header("authorization") != Some(format!("Bearer {}", inner.token).as_str()) {
         return graph_error(
             401,
@@ -115,7 +103,7 @@ async fn handle(
         )
         .into_response();
     }
-    if let Some(c) = inner.rec.take(&rec.path) {
+    if let Some(c) = recorder.take(&rec.path) {
         return c.into_response();
     }
     let segs: Vec<&str> = rec.path.trim_matches('/').split('/').collect();

@@ -4,8 +4,6 @@
 
 use std::process::Stdio;
 
-use axum::body::Bytes;
-use axum::http::HeaderMap;
 use clawplane_proto::v1::channel_service_client::ChannelServiceClient;
 use clawplane_proto::v1::event;
 use clawplane_proto::v1::{
@@ -16,14 +14,16 @@ use clawplane_proto::v1::{
 use serde_json::{Value, json};
 use tonic::{Code, Status};
 
-use crate::fakes::discord::{Canned, FakeDiscord};
+use crate::fakes::discord::FakeDiscord;
+use crate::fakes::receiver::Receiver;
+use crate::fakes::recorder::Canned;
 use crate::fakes::slack::FakeSlack;
 use crate::fakes::telegram::FakeTelegram;
 use crate::fakes::whatsapp::FakeWhatsApp;
 use crate::harness::*;
 
-async fn client(gw: &Gateway) -> ChannelServiceClient<Authed> {
-    ChannelServiceClient::with_interceptor(gw.channel().await, gw.auth())
+async fn client(gw: &Gateway) -> ChannelServiceClient<Sdk> {
+    gw.channels().await
 }
 
 fn req(channel: &str, to: &str, text: &str) -> SendMessageRequest {
@@ -484,35 +484,25 @@ async fn slack_incoming_webhook_when_there_is_no_bot_token() {
 
 #[tokio::test]
 async fn generic_webhook_channel_posts_json_with_the_configured_headers() {
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(HeaderMap, Value)>::new()));
-    let sink = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let sink = sink.clone();
-            async move {
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                sink.lock().unwrap().push((headers, v));
-                axum::Json(json!({"messageId": "ext-1"}))
-            }
-        }),
-    );
-    let url = crate::fakes::discord::serve(app).await;
+    let rx = Receiver::start().await;
+    rx.set_default(Canned::json(200, json!({"messageId": "ext-1"})));
     let gw = Gateway::start_with(&format!(
-        "{{ channels: {{ webhook: {{ url: '{url}/hook', headers: {{ 'X-Api-Key': 'k1' }} }} }} }}"
+        "{{ channels: {{ webhook: {{ url: '{}', headers: {{ 'X-Api-Key': 'k1' }} }} }} }}",
+        rx.url("/hook")
     ))
     .await;
     let mut r = req("webhook", "ops-room", "deploy done");
     r.thread_id = "t1".into();
     let d = send_ok(&gw, r).await;
     assert_eq!(d.message_id, "ext-1");
-    let got = got.lock().unwrap().clone();
+    let got = rx.requests();
     assert_eq!(got.len(), 1);
     assert_eq!(
-        got[0].0.get("x-api-key").and_then(|v| v.to_str().ok()),
-        Some("k1")
+        (got[0].method.as_str(), got[0].path.as_str()),
+        ("POST", "/hook")
     );
-    let b = &got[0].1;
+    assert_eq!(got[0].header("x-api-key"), Some("k1"));
+    let b = &got[0].body;
     assert_eq!(
         (
             b["channel"].as_str(),

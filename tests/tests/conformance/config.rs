@@ -5,7 +5,6 @@ use clawplane_proto::v1::{EventKind, RunState};
 use std::path::Path;
 
 use crate::harness::*;
-use crate::hooks::start_fails;
 
 #[tokio::test]
 async fn config_env_substitution_is_per_string_value() {
@@ -18,7 +17,7 @@ async fn config_env_substitution_is_per_string_value() {
         .start()
         .await;
     assert_eq!(gw.status().await.dm_scope, "per-channel-peer");
-    let err = start_fails("{ hooks: { enabled: true, token: '${CP_TEST_NOT_SET}' } }").await;
+    let err = refuses_to_start("{ hooks: { enabled: true, token: '${CP_TEST_NOT_SET}' } }").await;
     assert!(
         err.contains("config key hooks.token: ${CP_TEST_NOT_SET} is not set"),
         "a missing variable names the key:\n{err}"
@@ -27,18 +26,18 @@ async fn config_env_substitution_is_per_string_value() {
 
 #[tokio::test]
 async fn unknown_keys_and_wrong_types_stop_the_start_with_their_path() {
-    let err = start_fails("{ session: { dm_scope: 'main' }, gatway: {} }").await;
+    let err = refuses_to_start("{ session: { dm_scope: 'main' }, gatway: {} }").await;
     assert!(
         err.contains("session.dm_scope (did you mean session.dmScope?)")
             && err.contains("gatway (did you mean gateway?)"),
         "{err}"
     );
-    let err = start_fails("{ channels: { discord: { token: 'x', tokn: 'y' } } }").await;
+    let err = refuses_to_start("{ channels: { discord: { token: 'x', tokn: 'y' } } }").await;
     assert!(
         err.contains("channels.discord.tokn (did you mean channels.discord.token?)"),
         "{err}"
     );
-    let err = start_fails("{ agents: { list: [ { id: 'a', default: 'yes' } ] } }").await;
+    let err = refuses_to_start("{ agents: { list: [ { id: 'a', default: 'yes' } ] } }").await;
     assert!(err.contains("config key agents.list[0].default:"), "{err}");
 }
 

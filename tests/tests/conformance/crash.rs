@@ -5,14 +5,27 @@
 //! `run.completed` reached the receiver at least once with one stable `webhook-id`, and the
 //! store opened cleanly each time.
 //!
+//! Also: a watcher during each round records seq → event digest, compared with the final log
+//! (a seq handed out live and reused after a crash shows up there); every run ListRuns knows
+//! (acknowledged or not) ends exactly once; after each restart the sends that were not
+//! acknowledged are sent again with their idempotency keys and resolve to one run; at least
+//! one run was interrupted; and no transcript holds a turn twice.
+//!
 //! The kill points come from a seeded RNG; the seed is printed and `CLAWPLANE_CRASH_SEED=<n>`
 //! replays a failing schedule.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clawplane_proto::v1::{AgentServiceRunRequest, ChatServiceSendRequest, RunState};
+use clawplane_proto::v1::event_service_watch_response::Frame;
+use clawplane_proto::v1::{
+    AgentServiceRunRequest, ChatServiceSendRequest, Event, EventServiceWatchRequest, MessageRole,
+    RunState,
+};
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
 
 use crate::fakes::receiver::Receiver;
 use crate::harness::*;
@@ -58,6 +71,121 @@ fn ack(acks: &Acks, run_id: &str, surface: Surface) {
     acks.lock().unwrap().insert(run_id.to_string(), surface);
 }
 
+/// A keyed send, kept until it is acknowledged so that it can be sent again after a crash.
+#[derive(Clone, Debug)]
+enum Send {
+    Chat(ChatServiceSendRequest),
+    Agent(AgentServiceRunRequest),
+    Hooks { key: String, message: String },
+}
+
+impl Send {
+    fn key(&self) -> &str {
+        match self {
+            Send::Chat(r) => &r.idempotency_key,
+            Send::Agent(r) => &r.idempotency_key,
+            Send::Hooks { key, .. } => key,
+        }
+    }
+}
+
+/// Keyed sends in flight (sent, not yet acknowledged), by idempotency key.
+type Pending = Arc<Mutex<BTreeMap<String, Send>>>;
+
+/// Sends `s` once more; returns the run id it resolves to and whether the gateway called it
+/// a duplicate (gRPC says so; `/hooks/agent`, in OpenClaw's shape, does not).
+async fn resend(gw: &Gateway, s: &Send) -> (String, Option<bool>) {
+    match s {
+        Send::Chat(r) => {
+            let resp = gw.send_req(r.clone()).await;
+            (resp.run_id, Some(resp.duplicate))
+        }
+        Send::Agent(r) => {
+            let resp = gw
+                .agent()
+                .await
+                .run(r.clone())
+                .await
+                .unwrap_or_else(|e| panic!("AgentService/Run {r:?} after the restart: {e:?}"))
+                .into_inner();
+            (resp.run_id, Some(resp.duplicate))
+        }
+        Send::Hooks { key, message } => {
+            let resp = reqwest::Client::new()
+                .post(format!("{}/hooks/agent", gw.url))
+                .bearer_auth(HOOK_TOKEN)
+                .header("X-OpenClaw-Idempotency-Key", key)
+                .json(&serde_json::json!({ "message": message }))
+                .send()
+                .await
+                .expect("/hooks/agent after the restart");
+            assert_eq!(resp.status(), 200, "/hooks/agent retry of {key}");
+            let body: serde_json::Value = resp.json().await.expect("JSON");
+            let run_id = body["runId"].as_str().unwrap_or_default().to_string();
+            (run_id, None)
+        }
+    }
+}
+
+/// What the round watchers saw: seq → (round, SHA-256 of the encoded event).
+type Seen = Arc<Mutex<BTreeMap<u64, (usize, [u8; 32])>>>;
+
+fn digest(e: &Event) -> [u8; 32] {
+    Sha256::digest(e.encode_to_vec()).into()
+}
+
+/// Watches every event after `after_seq` until the gateway dies (`killed`), resuming after
+/// a lag-ended stream; records each event's digest in `seen` and keeps `running` (the runs
+/// last seen RUNNING) current.
+fn start_watcher(
+    gw: &Gateway,
+    round: usize,
+    after_seq: u64,
+    seen: &Seen,
+    running: &Arc<Mutex<HashSet<String>>>,
+    killed: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let events = gw.sdk().events();
+    let (seen, running, killed) = (seen.clone(), running.clone(), killed.clone());
+    tokio::spawn(async move {
+        let mut last = after_seq;
+        while !killed.load(Ordering::SeqCst) {
+            let req = EventServiceWatchRequest {
+                after_seq: last,
+                filter: None,
+                follow_only: false,
+            };
+            let Ok(resp) = events.clone().watch(req).await else {
+                return;
+            };
+            let mut stream = resp.into_inner();
+            while let Ok(Some(msg)) = stream.message().await {
+                let Some(Frame::Event(e)) = msg.frame else {
+                    continue;
+                };
+                last = e.seq;
+                if let Some(r) = run_of(&e) {
+                    let mut running = running.lock().unwrap();
+                    if r.state() == RunState::Running {
+                        running.insert(r.run_id.clone());
+                    } else {
+                        running.remove(&r.run_id);
+                    }
+                }
+                let d = digest(&e);
+                let mut seen = seen.lock().unwrap();
+                if let Some((r, prev)) = seen.insert(e.seq, (round, d)) {
+                    assert_eq!(
+                        prev, d,
+                        "seq {} was handed out twice with different events (rounds {r} and {round}): {e:?}",
+                        e.seq
+                    );
+                }
+            }
+        }
+    })
+}
+
 /// A message for the built-in model that takes `ms` before replying.
 fn slow(ms: u64, tag: &str) -> String {
     format!("/sleep {ms} {tag}")
@@ -71,6 +199,7 @@ async fn start_load(
     round: usize,
     seed: u64,
     acks: &Acks,
+    pending: &Pending,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let mut chat = gw.chat().await;
@@ -81,7 +210,7 @@ async fn start_load(
         .unwrap();
     let base = gw.url.clone();
 
-    let a = acks.clone();
+    let (a, p) = (acks.clone(), pending.clone());
     tasks.push(tokio::spawn(async move {
         let mut rng = Rng(seed ^ 0xC4A7 ^ round as u64);
         for i in 0.. {
@@ -91,25 +220,40 @@ async fn start_load(
                 idempotency_key: format!("chat-{round}-{i}"),
                 ..Default::default()
             };
+            let key = req.idempotency_key.clone();
+            p.lock()
+                .unwrap()
+                .insert(key.clone(), Send::Chat(req.clone()));
             match chat.send(req).await {
-                Ok(r) => ack(&a, &r.into_inner().run_id, Surface::Chat),
+                Ok(r) => {
+                    ack(&a, &r.into_inner().run_id, Surface::Chat);
+                    p.lock().unwrap().remove(&key);
+                }
                 Err(_) => return,
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }));
 
-    let a = acks.clone();
+    let (a, p) = (acks.clone(), pending.clone());
     tasks.push(tokio::spawn(async move {
         let mut rng = Rng(seed ^ 0xA6E7 ^ round as u64);
         for i in 0.. {
             let req = AgentServiceRunRequest {
                 session_key: format!("crash-agent-{}", i % 6),
                 message: slow(rng.range(0, 250), &format!("a{round}.{i}")),
+                idempotency_key: format!("agent-{round}-{i}"),
                 ..Default::default()
             };
+            let key = req.idempotency_key.clone();
+            p.lock()
+                .unwrap()
+                .insert(key.clone(), Send::Agent(req.clone()));
             match agent.run(req).await {
-                Ok(r) => ack(&a, &r.into_inner().run_id, Surface::Agent),
+                Ok(r) => {
+                    ack(&a, &r.into_inner().run_id, Surface::Agent);
+                    p.lock().unwrap().remove(&key);
+                }
                 Err(_) => return,
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -117,18 +261,28 @@ async fn start_load(
     }));
 
     for surface in [Surface::Hooks, Surface::Ingress] {
-        let a = acks.clone();
+        let (a, p) = (acks.clone(), pending.clone());
         let http = http.clone();
         let base = base.clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(seed ^ 0x4003 ^ round as u64 ^ (surface as u64) << 8);
             for i in 0.. {
                 let msg = slow(rng.range(0, 250), &format!("{surface:?}{round}.{i}"));
+                let key = format!("hooks-{round}-{i}");
                 let req = match surface {
-                    Surface::Hooks => http
-                        .post(format!("{base}/hooks/agent"))
-                        .bearer_auth(HOOK_TOKEN)
-                        .json(&serde_json::json!({ "message": msg })),
+                    Surface::Hooks => {
+                        p.lock().unwrap().insert(
+                            key.clone(),
+                            Send::Hooks {
+                                key: key.clone(),
+                                message: msg.clone(),
+                            },
+                        );
+                        http.post(format!("{base}/hooks/agent"))
+                            .bearer_auth(HOOK_TOKEN)
+                            .header("X-OpenClaw-Idempotency-Key", &key)
+                            .json(&serde_json::json!({ "message": msg }))
+                    }
                     _ => http
                         .post(format!("{base}/webhook/load"))
                         .header("X-Webhook-Secret", INGRESS_SECRET)
@@ -145,6 +299,7 @@ async fn start_load(
                 );
                 let run_id = body["runId"].as_str().unwrap_or_default().to_string();
                 ack(&a, &run_id, surface);
+                p.lock().unwrap().remove(&key);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }));
@@ -206,15 +361,54 @@ async fn sigkill_under_load_loses_nothing_and_finishes_every_run_once() {
         .await;
 
     let acks: Acks = Arc::default();
+    let pending: Pending = Arc::default();
+    let seen: Seen = Arc::default();
+    let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Idempotency key -> the one run it resolved to after a restart.
+    let mut retried: BTreeMap<String, String> = BTreeMap::new();
     let mut kill_points = Vec::new();
     for round in 0..ROUNDS {
-        let tasks = start_load(&gw, round, seed, &acks).await;
+        let killed = Arc::new(AtomicBool::new(false));
+        let head = gw.status().await.last_event_seq;
+        let watcher = start_watcher(&gw, round, head, &seen, &running, &killed);
+        let tasks = start_load(&gw, round, seed, &acks, &pending).await;
         let delay = rng.range(50, 400);
         kill_points.push(delay);
         tokio::time::sleep(Duration::from_millis(delay)).await;
+        // Kill while a run is RUNNING (as the watcher saw it), so that each round interrupts one.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while running.lock().unwrap().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        killed.store(true, Ordering::SeqCst);
         gw.kill9().await;
         stop_load(tasks).await;
+        watcher.await.expect("watcher");
+        running.lock().unwrap().clear();
         gw.start_again().await;
+        // The sends the crash left unanswered, once more with their keys: each resolves to one
+        // run, and a second repeat is a duplicate of it.
+        let unanswered: Vec<Send> = std::mem::take(&mut *pending.lock().unwrap())
+            .into_values()
+            .collect();
+        for s in &unanswered {
+            let (run_id, _) = resend(&gw, s).await;
+            assert!(!run_id.is_empty(), "{s:?} resolved to no run");
+            let (again, duplicate) = resend(&gw, s).await;
+            assert_eq!(again, run_id, "{s:?}: two runs for one key (seed {seed})");
+            assert_ne!(
+                duplicate,
+                Some(false),
+                "{s:?}: the repeat is a duplicate (seed {seed})"
+            );
+            let surface = match s {
+                Send::Chat(_) => Surface::Chat,
+                Send::Agent(_) => Surface::Agent,
+                Send::Hooks { .. } => Surface::Hooks,
+            };
+            ack(&acks, &run_id, surface);
+            retried.insert(s.key().to_string(), run_id);
+        }
     }
     let acked: BTreeMap<String, Surface> = acks.lock().unwrap().clone();
     let per_surface: HashMap<Surface, usize> = acked.values().fold(HashMap::new(), |mut m, s| {
@@ -222,8 +416,9 @@ async fn sigkill_under_load_loses_nothing_and_finishes_every_run_once() {
         m
     });
     eprintln!(
-        "crash test: kills at {kill_points:?} ms into each round; {} acknowledged runs {per_surface:?}",
-        acked.len()
+        "crash test: kills at {kill_points:?} ms into each round; {} acknowledged runs {per_surface:?}; {} unanswered sends retried",
+        acked.len(),
+        retried.len()
     );
     for s in [
         Surface::Chat,
@@ -237,13 +432,35 @@ async fn sigkill_under_load_loses_nothing_and_finishes_every_run_once() {
         );
     }
 
-    // Every acknowledged run exists and ends.
+    // Every run the gateway knows, acknowledged or not, ends; the acknowledged ones are
+    // among them.
+    let listed = gw.list_runs("").await;
+    let listed_ids: HashSet<&str> = listed.iter().map(|r| r.run_id.as_str()).collect();
+    for id in acked.keys() {
+        assert!(
+            listed_ids.contains(id.as_str()),
+            "acknowledged run {id} is missing from ListRuns (seed {seed})"
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut finals = HashMap::new();
-    for id in acked.keys() {
+    for id in &listed_ids {
         assert!(Instant::now() < deadline, "runs did not finish in time");
         let run = gw.wait_run(id).await;
-        finals.insert(id.clone(), run);
+        finals.insert(id.to_string(), run);
+    }
+    // A retried key names exactly one run.
+    for (key, run_id) in &retried {
+        let with_key: Vec<&str> = listed
+            .iter()
+            .filter(|r| r.idempotency_key == *key)
+            .map(|r| r.run_id.as_str())
+            .collect();
+        assert_eq!(
+            with_key,
+            [run_id.as_str()],
+            "idempotency key {key} (seed {seed})"
+        );
     }
 
     // The whole log: strictly increasing, contiguous seqs from the oldest retained.
@@ -263,6 +480,29 @@ async fn sigkill_under_load_loses_nothing_and_finishes_every_run_once() {
         );
     }
     assert_eq!(events.last().unwrap().seq, status.last_event_seq);
+
+    // What the watchers saw live is what the log kept: no seq handed out before a crash
+    // and then reused for another event.
+    let logged: HashMap<u64, &Event> = events.iter().map(|e| (e.seq, e)).collect();
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the watchers saw no event");
+    eprintln!(
+        "crash test: {} events seen live by the round watchers, checked against the log",
+        seen.len()
+    );
+    for (seq, (round, d)) in &seen {
+        if *seq < oldest {
+            continue;
+        }
+        let e = logged.get(seq).unwrap_or_else(|| {
+            panic!("seq {seq} seen live in round {round} is not in the log (seed {seed})")
+        });
+        assert_eq!(
+            digest(e),
+            *d,
+            "seq {seq} seen live in round {round} differs from the log's event {e:?} (seed {seed})"
+        );
+    }
 
     // Terminal RUN events: exactly one per run. An INTERRUPTED with attempt < 2 is followed by
     // the retry; an INTERRUPTED of attempt 2 is final (docs/behaviour.md, "Crash").
@@ -320,11 +560,36 @@ async fn sigkill_under_load_loses_nothing_and_finishes_every_run_once() {
         assert!(
             matches!(run.state(), RunState::Succeeded | RunState::Interrupted),
             "{id} ({:?}) ended {:?}: {run:?}",
-            acked[id],
+            acked.get(id),
             run.state()
         );
     }
     eprintln!("crash test: {interrupted} runs were interrupted and retried");
+    assert!(
+        interrupted > 0 || finals.values().any(|r| r.state() == RunState::Interrupted),
+        "no run was interrupted by {ROUNDS} kills under load (seed {seed})"
+    );
+
+    // Transcripts: a run adds its user turn and its reply at most once, whatever the crashes.
+    let sessions: HashSet<&str> = finals.values().map(|r| r.session_key.as_str()).collect();
+    for session in sessions {
+        let history = gw.history(session).await;
+        let mut turns: HashMap<(&str, i32), usize> = HashMap::new();
+        for m in &history.messages {
+            if matches!(m.role(), MessageRole::User | MessageRole::Assistant) {
+                *turns.entry((m.run_id.as_str(), m.role)).or_default() += 1;
+            }
+        }
+        for ((run_id, role), n) in turns {
+            assert_eq!(
+                n,
+                1,
+                "{session}: run {run_id} has {n} {:?} turns (seed {seed}): {:#?}",
+                MessageRole::try_from(role),
+                history.messages
+            );
+        }
+    }
 
     // Egress: every run.completed of an acknowledged run reached the receiver, and every
     // delivery of one message carries the same webhook-id.
@@ -333,38 +598,32 @@ async fn sigkill_under_load_loses_nothing_and_finishes_every_run_once() {
         .filter(|(_, r)| r.state() == RunState::Succeeded)
         .map(|(id, _)| id.as_str())
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let delivered = loop {
-        let mut ids: HashMap<String, HashSet<String>> = HashMap::new();
-        for r in receiver.requests() {
-            if r.answered != 200 && r.answered != 503 {
-                continue;
-            }
-            let body = r.json();
-            assert_eq!(body["type"], "run.completed", "{body}");
-            let run_id = body["data"]["runId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            ids.entry(run_id)
-                .or_default()
-                .insert(r.header("webhook-id").to_string());
-        }
-        let missing: Vec<&&str> = succeeded
-            .iter()
-            .filter(|id| !ids.contains_key(**id))
-            .collect();
-        if missing.is_empty() {
-            break ids;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} run.completed events never reached the receiver, e.g. {:?} (seed {seed})",
-            missing.len(),
-            &missing[..missing.len().min(5)]
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let mut delivered: HashMap<String, HashSet<String>> = HashMap::new();
+    receiver
+        .wait_until(
+            Duration::from_secs(30),
+            "a delivery of every run.completed",
+            |got| {
+                delivered.clear();
+                for r in got {
+                    if r.answered != 200 && r.answered != 503 {
+                        continue;
+                    }
+                    let body = r.json();
+                    assert_eq!(body["type"], "run.completed", "{body}");
+                    let run_id = body["data"]["runId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    delivered
+                        .entry(run_id)
+                        .or_default()
+                        .insert(r.header_str("webhook-id").to_string());
+                }
+                succeeded.iter().all(|id| delivered.contains_key(*id))
+            },
+        )
+        .await;
     let requests = receiver.requests();
     eprintln!(
         "crash test: {} run.completed messages, {} deliveries to the receiver",

@@ -3,112 +3,19 @@
 //! `clawplane devices approve`), and that token carries exactly its scopes. Proof errors,
 //! superseding, TTL expiry, revocation ending open streams, and the pairing events.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use clawplane_proto::device_auth::{self, SignedFields};
-use clawplane_proto::v1::device_service_client::DeviceServiceClient;
+use clawplane_proto::device_auth;
 use clawplane_proto::v1::event_service_watch_response::Frame;
 use clawplane_proto::v1::{
-    ApprovePairingRequest, ChallengeRequest, ChatServiceSendRequest, ConnectDeviceRequest,
-    ConnectDeviceResponse, DeviceChange, DeviceProof, EventFilter, EventKind,
-    EventServiceWatchRequest, GatewayServiceStatusRequest, ListDevicesRequest,
-    RequestScopeUpgradeRequest, event,
+    ApprovePairingRequest, ChatServiceSendRequest, ConnectDeviceRequest, ConnectDeviceResponse,
+    DeviceChange, EventFilter, EventKind, EventServiceWatchRequest, GatewayServiceStatusRequest,
+    ListDevicesRequest, RequestScopeUpgradeRequest, event,
 };
-use ed25519_dalek::{Signer as _, SigningKey};
 use tonic::{Code, Status};
 
+use crate::harness::devices::{challenge, connect};
 use crate::harness::*;
-
-/// A device: an Ed25519 key and its id.
-pub(crate) struct Dev {
-    sk: SigningKey,
-    pk: String,
-    pub(crate) id: String,
-}
-
-impl Dev {
-    pub(crate) fn new() -> Self {
-        let (sk, pk, id) = new_device_key();
-        Dev { sk, pk, id }
-    }
-
-    /// A signed connect request over `nonce` at `signed_at` (v3 payload).
-    fn request(
-        &self,
-        scopes: &[&str],
-        token: &str,
-        nonce: &str,
-        signed_at: i64,
-    ) -> ConnectDeviceRequest {
-        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        let f = SignedFields {
-            device_id: &self.id,
-            client_id: "cli",
-            client_mode: "cli",
-            role: "operator",
-            scopes: &scopes,
-            signed_at_ms: signed_at,
-            token,
-            nonce,
-            platform: "linux",
-            device_family: "",
-        };
-        let sig = self.sk.sign(device_auth::payload_v3(&f).as_bytes());
-        ConnectDeviceRequest {
-            device: Some(DeviceProof {
-                id: self.id.clone(),
-                public_key: self.pk.clone(),
-                signature: device_auth::base64url(&sig.to_bytes()),
-                signed_at,
-                nonce: nonce.into(),
-            }),
-            client_id: "cli".into(),
-            client_mode: "cli".into(),
-            role: "operator".into(),
-            scopes,
-            platform: "linux".into(),
-            device_family: String::new(),
-            display_name: "test device".into(),
-            token: token.into(),
-        }
-    }
-}
-
-async fn devices(gw: &Gateway, token: Token) -> DeviceServiceClient<Authed> {
-    DeviceServiceClient::with_interceptor(gw.channel().await, token)
-}
-
-async fn challenge(gw: &Gateway) -> (String, i64) {
-    let c = devices(gw, Token::none())
-        .await
-        .challenge(ChallengeRequest {})
-        .await
-        .expect("Challenge needs no credential")
-        .into_inner();
-    assert!(!c.nonce.is_empty());
-    (c.nonce, c.ts)
-}
-
-/// Challenge → ConnectDevice, presenting (and signing) `token`.
-pub(crate) async fn connect(
-    gw: &Gateway,
-    dev: &Dev,
-    token: &str,
-    scopes: &[&str],
-) -> Result<ConnectDeviceResponse, Status> {
-    let (nonce, ts) = challenge(gw).await;
-    let cred = if token.is_empty() {
-        Token::none()
-    } else {
-        Token::bearer(token)
-    };
-    devices(gw, cred)
-        .await
-        .connect_device(dev.request(scopes, token, &nonce, ts))
-        .await
-        .map(|r| r.into_inner())
-}
 
 fn device_change(e: &clawplane_proto::v1::Event) -> Option<&DeviceChange> {
     match &e.payload {
@@ -122,19 +29,6 @@ fn device_filter() -> Option<EventFilter> {
         kinds: vec![EventKind::Device as i32],
         ..Default::default()
     })
-}
-
-async fn cli(gw: &Gateway, args: &[&str]) -> std::process::Output {
-    let mut cmd = tokio::process::Command::from(gw.cli());
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    tokio::time::timeout(PATIENCE, cmd.output())
-        .await
-        .expect("CLI finished in time")
-        .expect("CLI runs")
 }
 
 #[tokio::test]
@@ -185,7 +79,7 @@ async fn local_gateway_token_connect_is_auto_approved_and_the_token_has_exactly_
     );
 
     let denied = expect_err(
-        devices(&gw, Token::bearer(&ok.device_token))
+        gw.devices_as(Token::bearer(&ok.device_token))
             .await
             .approve_pairing(ApprovePairingRequest {
                 request_id: "x".into(),
@@ -206,7 +100,8 @@ async fn local_gateway_token_connect_is_auto_approved_and_the_token_has_exactly_
     assert_eq!(again.device_token, ok.device_token);
 
     // Listed as paired; the feed carries pair.approved.
-    let list = devices(&gw, gw.auth())
+    let list = gw
+        .devices_as(gw.auth())
         .await
         .list_devices(ListDevicesRequest {})
         .await
@@ -254,11 +149,11 @@ async fn pairing_required_names_the_fix_and_cli_approval_lets_the_device_in() {
         "a same-scope retry keeps the request"
     );
 
-    let out = cli(&gw, &["devices", "list", "--json"]).await;
+    let out = gw.run_cli(&["devices", "list", "--json"]).await;
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&request_id));
 
-    let out = cli(&gw, &["devices", "approve", &request_id]).await;
+    let out = gw.run_cli(&["devices", "approve", &request_id]).await;
     assert!(out.status.success(), "devices approve: {out:?}");
 
     let ok = connect(&gw, &dev, "", &["operator.write"])
@@ -278,7 +173,8 @@ async fn pairing_required_names_the_fix_and_cli_approval_lets_the_device_in() {
     assert_eq!(kinds, vec!["pair.requested", "pair.approved"]);
 
     // A scope upgrade from the device itself needs approval again.
-    let up = devices(&gw, Token::bearer(&ok.device_token))
+    let up = gw
+        .devices_as(Token::bearer(&ok.device_token))
         .await
         .request_scope_upgrade(RequestScopeUpgradeRequest {
             scopes: vec!["operator.admin".into()],
@@ -314,7 +210,7 @@ async fn a_retry_with_other_scopes_supersedes_and_pending_requests_expire() {
     assert_ne!(first, second, "different scopes make a new request");
 
     let gone = expect_err(
-        devices(&gw, gw.auth())
+        gw.devices_as(gw.auth())
             .await
             .approve_pairing(ApprovePairingRequest {
                 request_id: first.clone(),
@@ -338,7 +234,8 @@ async fn a_retry_with_other_scopes_supersedes_and_pending_requests_expire() {
 
     // TTL (1.5 s here; 5 minutes by default).
     tokio::time::sleep(Duration::from_millis(1800)).await;
-    let list = devices(&gw, gw.auth())
+    let list = gw
+        .devices_as(gw.auth())
         .await
         .list_devices(ListDevicesRequest {})
         .await
@@ -346,7 +243,7 @@ async fn a_retry_with_other_scopes_supersedes_and_pending_requests_expire() {
         .into_inner();
     assert!(list.pending.is_empty(), "expired: {list:?}");
     let gone = expect_err(
-        devices(&gw, gw.auth())
+        gw.devices_as(gw.auth())
             .await
             .approve_pairing(ApprovePairingRequest { request_id: second })
             .await,
@@ -362,7 +259,7 @@ async fn device_proof_errors_have_their_reasons() {
     let call = |req: ConnectDeviceRequest| {
         let gw = &gw;
         async move {
-            devices(gw, gw.auth())
+            gw.devices_as(gw.auth())
                 .await
                 .connect_device(req)
                 .await
@@ -439,7 +336,7 @@ async fn connect_with(
     gw: &Gateway,
     req: ConnectDeviceRequest,
 ) -> Result<ConnectDeviceResponse, Status> {
-    devices(gw, gw.auth())
+    gw.devices_as(gw.auth())
         .await
         .connect_device(req)
         .await
@@ -464,7 +361,9 @@ async fn revoking_a_device_ends_its_open_watch_at_once() {
         .expect("device token may watch")
         .into_inner();
 
-    let out = cli(&gw, &["devices", "revoke", &dev.id, "--role", "operator"]).await;
+    let out = gw
+        .run_cli(&["devices", "revoke", &dev.id, "--role", "operator"])
+        .await;
     assert!(out.status.success(), "devices revoke: {out:?}");
 
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
@@ -503,7 +402,7 @@ async fn revoking_a_device_ends_its_open_watch_at_once() {
     );
 
     // Removing the device works from the CLI too.
-    let out = cli(&gw, &["devices", "remove", &dev.id]).await;
+    let out = gw.run_cli(&["devices", "remove", &dev.id]).await;
     assert!(out.status.success(), "devices remove: {out:?}");
 }
 
@@ -516,7 +415,9 @@ async fn rotate_rename_and_in_band_rotation() {
         .unwrap();
 
     // An operator rotates: the old token stops working, the new one is withheld.
-    let out = cli(&gw, &["devices", "rotate", &dev.id, "--role", "operator"]).await;
+    let out = gw
+        .run_cli(&["devices", "rotate", &dev.id, "--role", "operator"])
+        .await;
     assert!(out.status.success(), "devices rotate: {out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("withheld-cross-device"),
@@ -534,7 +435,8 @@ async fn rotate_rename_and_in_band_rotation() {
     // The device reconnects (still paired) and rotates its own token in-band.
     let fresh = connect(&gw, &dev, "", &["operator.read"]).await.unwrap();
     assert_ne!(fresh.device_token, ok.device_token);
-    let r = devices(&gw, Token::bearer(&fresh.device_token))
+    let r = gw
+        .devices_as(Token::bearer(&fresh.device_token))
         .await
         .rotate_token(clawplane_proto::v1::RotateTokenRequest {
             device_id: dev.id.clone(),
@@ -555,9 +457,11 @@ async fn rotate_rename_and_in_band_rotation() {
         .into_inner();
     assert_eq!(st.caller_scopes, vec!["operator.read".to_string()]);
 
-    let out = cli(&gw, &["devices", "rename", &dev.id, "--name", "laptop"]).await;
+    let out = gw
+        .run_cli(&["devices", "rename", &dev.id, "--name", "laptop"])
+        .await;
     assert!(out.status.success(), "devices rename: {out:?}");
-    let out = cli(&gw, &["devices", "list"]).await;
+    let out = gw.run_cli(&["devices", "list"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("laptop") && text.contains(&dev.id), "{text}");
 }

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use clawplane_proto::device_auth::{self, SignedFields};
-use clawplane_proto::v1::device_service_client::DeviceServiceClient;
 use clawplane_proto::v1::webhook_service_client::WebhookServiceClient;
 use clawplane_proto::v1::{
     ChallengeRequest, ConnectDeviceRequest, CreateWebhookEndpointRequest,
@@ -53,8 +52,8 @@ fn now() -> i64 {
 /// the listed `v1` signatures, timestamp within 5 minutes.
 #[track_caller]
 fn assert_signed(r: &Received, secret: &str) {
-    let id = r.header("webhook-id");
-    let ts = r.header("webhook-timestamp");
+    let id = r.header_str("webhook-id");
+    let ts = r.header_str("webhook-timestamp");
     assert!(id.starts_with("msg_"), "webhook-id {id:?}");
     let t: i64 = ts
         .parse()
@@ -65,9 +64,9 @@ fn assert_signed(r: &Received, secret: &str) {
         .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
         .expect("base64 secret");
     let mut signed = format!("{id}.{ts}.").into_bytes();
-    signed.extend_from_slice(&r.body);
+    signed.extend_from_slice(&r.bytes);
     let want = b64.encode(hmac(&key, &signed));
-    let sigs = r.header("webhook-signature");
+    let sigs = r.header_str("webhook-signature");
     assert!(
         sigs.split(' ')
             .any(|s| s.strip_prefix("v1,") == Some(want.as_str())),
@@ -75,8 +74,8 @@ fn assert_signed(r: &Received, secret: &str) {
     );
 }
 
-async fn webhooks(gw: &Gateway) -> WebhookServiceClient<Authed> {
-    WebhookServiceClient::with_interceptor(gw.channel().await, gw.auth())
+async fn webhooks(gw: &Gateway) -> WebhookServiceClient<Sdk> {
+    gw.webhooks().await
 }
 
 async fn deliveries(gw: &Gateway, endpoint: &str) -> Vec<WebhookMessage> {
@@ -140,16 +139,28 @@ fn webhook_events() -> EventFilter {
     }
 }
 
+/// Waits until `rx` has answered a request whose body names `run_id` (`data.runId`).
+async fn wait_delivery_of(rx: &Receiver, run_id: &str) -> Vec<Received> {
+    rx.wait_until(PATIENCE, &format!("a delivery of {run_id}"), |got| {
+        got.iter()
+            .any(|r| r.answered != 0 && r.body["data"]["runId"].as_str() == Some(run_id))
+    })
+    .await
+}
+
+/// The endpoint with this id.
+async fn endpoint(gw: &Gateway, id: &str) -> WebhookEndpoint {
+    endpoints(gw)
+        .await
+        .into_iter()
+        .find(|e| e.endpoint_id == id)
+        .unwrap_or_else(|| panic!("no endpoint {id}"))
+}
+
 async fn completed_run(gw: &Gateway, session: &str, message: &str) -> String {
     let id = gw.send(session, message).await.run_id;
     gw.wait_run(&id).await;
     id
-}
-
-async fn cli(gw: &Gateway, args: &[&str]) -> std::process::Output {
-    let mut cmd = tokio::process::Command::from(gw.cli());
-    cmd.args(args).stdin(std::process::Stdio::null());
-    cmd.output().await.expect("run the CLI")
 }
 
 // ----------------------------------------------------------------------------- tests
@@ -170,9 +181,9 @@ async fn run_completed_is_delivered_with_a_valid_standard_webhooks_signature() {
     let r = &got[0];
     assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/hook");
-    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.header_str("content-type"), "application/json");
     assert_eq!(
-        r.header("x-api-key"),
+        r.header_str("x-api-key"),
         "key-from-env-42",
         "${{ENV}} in headers is substituted"
     );
@@ -183,14 +194,18 @@ async fn run_completed_is_delivered_with_a_valid_standard_webhooks_signature() {
     assert_eq!(body["data"]["runId"], run_id.as_str(), "{body}");
     assert_eq!(body["data"]["state"], "RUN_STATE_SUCCEEDED", "{body}");
     assert_eq!(body["data"]["replyText"], "You said: hello (turn 1)");
-    // Only the terminal state is an egress event: no deltas, no QUEUED/RUNNING.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(rx.requests().len(), 1, "{:#?}", rx.requests());
+    // Only the terminal state is an egress event: no deltas, no QUEUED/RUNNING. The outbox
+    // reads the log in order, so once a later run's message exists every event of the first
+    // run has been considered: the log holds exactly the two messages.
+    let first_id = r.header_str("webhook-id").to_string();
+    let marker = completed_run(&gw, "egress", "marker").await;
+    let got = wait_delivery_of(&rx, &marker).await;
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(deliveries(&gw, "ops").await.len(), 2);
     let m = wait_message(&gw, "ops", |m| {
-        m.status() == WebhookMessageStatus::Delivered
+        m.message_id == first_id && m.status() == WebhookMessageStatus::Delivered
     })
     .await;
-    assert_eq!(m.message_id, r.header("webhook-id"));
     assert_eq!(m.event_type, "run.completed");
     assert_eq!(m.attempts.len(), 1);
     assert_eq!(m.attempts[0].status_code, 200);
@@ -214,19 +229,38 @@ async fn egress_retried_after_a_500_then_delivered_exactly_once() {
     assert_eq!(got[0].answered, 500);
     assert_eq!(got[1].answered, 200);
     assert_eq!(
-        got[0].header("webhook-id"),
-        got[1].header("webhook-id"),
+        got[0].header_str("webhook-id"),
+        got[1].header_str("webhook-id"),
         "webhook-id is stable across retries"
     );
-    assert_eq!(got[0].body, got[1].body, "the same body on every attempt");
+    assert_eq!(got[0].bytes, got[1].bytes, "the same body on every attempt");
     for r in &got {
         assert_signed(r, SECRET);
     }
-    // Delivered means done: nothing more arrives.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(rx.requests().len(), 2, "{:#?}", rx.requests());
+    // Delivered means done: nothing more arrives. The marker: a run finishing > 0.25 s after
+    // the delivery whose first attempt fails, so its retry (on the same 0.5 s ± 20 %
+    // schedule) comes after any further attempt of the delivered message would have.
+    let first_id = got[0].header_str("webhook-id").to_string();
+    rx.fail_next(1, 500);
+    let marker = completed_run(&gw, "retry", "/sleep 250 marker").await;
+    let got = rx
+        .wait_until(PATIENCE, "the marker's retry", |got| {
+            got.iter()
+                .filter(|r| r.answered == 200 && r.body["data"]["runId"] == marker.as_str())
+                .count()
+                == 1
+        })
+        .await;
+    let ids: Vec<&str> = got.iter().map(|r| r.header_str("webhook-id")).collect();
+    assert_eq!(got.len(), 4, "two attempts each: {got:#?}");
+    assert_eq!(&ids[..2], &[first_id.as_str(); 2], "{got:#?}");
+    let marker_id = ids[2].to_string();
+    wait_message(&gw, "ops", |m| {
+        m.message_id == marker_id && m.status() == WebhookMessageStatus::Delivered
+    })
+    .await;
     let m = wait_message(&gw, "ops", |m| {
-        m.status() == WebhookMessageStatus::Delivered
+        m.message_id == first_id && m.status() == WebhookMessageStatus::Delivered
     })
     .await;
     let codes: Vec<u32> = m.attempts.iter().map(|a| a.status_code).collect();
@@ -262,21 +296,24 @@ async fn egress_survives_a_restart_between_attempts() {
     gw.kill9().await;
     rx.set_default(Reply::status(200));
     gw.start_again().await;
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while !rx.requests().iter().any(|r| r.answered == 200) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not delivered after restart"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let got = rx.requests();
+    rx.wait_until(PATIENCE, "the delivery after the restart", |got| {
+        got.iter().any(|r| r.answered == 200)
+    })
+    .await;
+    // A later run's delivery: the dispatcher has worked through what the restart found due.
+    let marker = completed_run(&gw, "restart", "marker").await;
+    let mut got = wait_delivery_of(&rx, &marker).await;
+    let last = got.pop().unwrap();
+    assert_eq!(last.body["data"]["runId"], marker.as_str(), "{got:#?}");
     assert_eq!(got.len(), 2, "one failed attempt, one success: {got:#?}");
-    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    assert_eq!(
+        got[0].header_str("webhook-id"),
+        got[1].header_str("webhook-id")
+    );
     assert_signed(&got[1], SECRET);
+    let first_id = got[0].header_str("webhook-id");
     let m = wait_message(&gw, "ops", |m| {
-        m.status() == WebhookMessageStatus::Delivered
+        m.message_id == first_id && m.status() == WebhookMessageStatus::Delivered
     })
     .await;
     assert_eq!(m.attempts.len(), 2);
@@ -286,8 +323,13 @@ async fn egress_survives_a_restart_between_attempts() {
 async fn events_appended_while_a_disabled_endpoint_waits_are_delivered_after_enable() {
     let rx = Receiver::start().await;
     rx.then([Reply::status(410)]);
+    let marker_rx = Receiver::start().await;
     let gw = start_with_endpoint(
-        &format!("{{ id: 'gone', event: '*', url: '{}' }}", rx.url("/")),
+        &format!(
+            "{{ id: 'gone', event: '*', url: '{}' }}, {{ id: 'marker', event: 'run.completed', url: '{}' }}",
+            rx.url("/"),
+            marker_rx.url("/")
+        ),
         "retrySchedule: [0.2]",
     )
     .await;
@@ -300,14 +342,15 @@ async fn events_appended_while_a_disabled_endpoint_waits_are_delivered_after_ena
     assert_eq!(ch.r#type, "disabled");
     assert_eq!(ch.endpoint_id, "gone");
     assert!(ch.detail.contains("410"), "{ch:?}");
-    let ep = &endpoints(&gw).await[0];
+    let ep = &endpoint(&gw, "gone").await;
     assert!(ep.disabled, "{ep:?}");
     assert_eq!(ep.source(), WebhookEndpointSource::Config);
     let first = wait_message(&gw, "gone", |m| m.status() == WebhookMessageStatus::Failed).await;
-    // Disabled: nothing is sent.
-    completed_run(&gw, "g2", "second").await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(rx.requests().len(), 1);
+    // Disabled: nothing is sent (the other endpoint got the same event meanwhile).
+    let second = completed_run(&gw, "g2", "second").await;
+    wait_delivery_of(&marker_rx, &second).await;
+    assert_eq!(rx.requests().len(), 1, "{:#?}", rx.requests());
+    assert_eq!(deliveries(&gw, "gone").await.len(), 1);
     // Enabled: an `enabled` event, and the run that happened meanwhile is delivered.
     let ep = webhooks(&gw)
         .await
@@ -328,7 +371,7 @@ async fn events_appended_while_a_disabled_endpoint_waits_are_delivered_after_ena
     let got = rx.wait_for(2, PATIENCE).await;
     assert_eq!(got[1].answered, 200);
     assert_eq!(got[1].json()["data"]["message"], "second");
-    assert_ne!(got[1].header("webhook-id"), first.message_id);
+    assert_ne!(got[1].header_str("webhook-id"), first.message_id);
 }
 
 #[tokio::test]
@@ -354,16 +397,19 @@ async fn run_failed_by_openclaw_alias_with_a_transform_template() {
         serde_json::json!({"text": format!("run {run_id} failed: MODEL_FAILED"), "kind": "run.failed"})
     );
     assert!(
-        got[0].header("webhook-signature").is_empty(),
+        got[0].header_str("webhook-signature").is_empty(),
         "unsigned without a secret"
     );
-    assert!(got[0].header("webhook-id").starts_with("msg_"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(got[0].header_str("webhook-id").starts_with("msg_"));
+    // The successful run came first in the log, which the outbox reads in order: had it
+    // made a message, the message would exist by now.
+    let ep = endpoints(&gw).await.remove(0);
     assert_eq!(
-        rx.requests().len(),
+        deliveries(&gw, &ep.endpoint_id).await.len(),
         1,
         "the successful run is not a run.failed event"
     );
+    assert_eq!(rx.requests().len(), 1, "{:#?}", rx.requests());
 }
 
 #[tokio::test]
@@ -384,7 +430,9 @@ async fn filter_by_session_and_expression() {
     let body = got[0].json();
     assert_eq!(body["data"]["sessionKey"], "agent:main:alpha");
     assert_eq!(body["data"]["message"], "ship it");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The match was the last event: the outbox (reading the log in order) has considered
+    // the other two, and made no message for them.
+    assert_eq!(deliveries(&gw, "f").await.len(), 1);
     assert_eq!(rx.requests().len(), 1, "{:#?}", rx.requests());
 }
 
@@ -411,41 +459,19 @@ async fn retry_after_is_honoured_within_base_and_twice_base() {
 #[tokio::test]
 async fn loopback_targets_are_refused_unless_allowed() {
     // At config load: the gateway does not start and names the key.
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.json5");
-    std::fs::write(
-        &cfg,
+    let err = refuses_to_start(
         "{ webhooks: { outgoing: [{ event: 'run.completed', url: 'http://127.0.0.1:9/x' }] } }",
     )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--port", "0", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    .await;
     assert!(
         err.contains("webhooks.outgoing[0].url") && err.contains("allowPrivateTargets"),
         "{err}"
     );
     // Unknown event names too.
-    std::fs::write(
-        &cfg,
+    let err = refuses_to_start(
         "{ webhooks: { outgoing: [{ event: 'run.finished', url: 'https://example.com/' }] } }",
     )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--port", "0", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    .await;
     assert!(err.contains("webhooks.outgoing[0].event"), "{err}");
 
     // Through the RPC: INVALID_ARGUMENT on `url`, for a literal and for a name.
@@ -522,7 +548,7 @@ async fn endpoint_rpcs_create_list_deliver_delete() {
     let run_id = completed_run(&gw, "api", "via rpc").await;
     let got = rx.wait_for(1, PATIENCE).await;
     assert_eq!(got[0].path, "/api");
-    assert_eq!(got[0].header("x-team"), "core");
+    assert_eq!(got[0].header_str("x-team"), "core");
     assert_signed(&got[0], &ep.secret);
     assert_eq!(got[0].json()["data"]["runId"], run_id.as_str());
 
@@ -548,9 +574,22 @@ async fn endpoint_rpcs_create_list_deliver_delete() {
         "delete twice",
     );
     assert_error(&err, Code::NotFound, "WEBHOOK_NOT_FOUND");
-    completed_run(&gw, "api", "after delete").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rx.requests().len(), 1, "a deleted endpoint gets nothing");
+    // The marker: another endpoint subscribed to the same event.
+    c.create_webhook_endpoint(CreateWebhookEndpointRequest {
+        url: rx.url("/marker"),
+        events: vec!["run.completed".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("CreateWebhookEndpoint");
+    let after = completed_run(&gw, "api", "after delete").await;
+    let got = wait_delivery_of(&rx, &after).await;
+    let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/api", "/marker"],
+        "a deleted endpoint gets nothing"
+    );
 }
 
 #[tokio::test]
@@ -568,17 +607,15 @@ async fn deliveries_and_redeliver_through_the_cli() {
     completed_run(&gw, "cli", "log me").await;
     let failed = wait_message(&gw, "ops", |m| m.status() == WebhookMessageStatus::Failed).await;
 
-    let out = cli(
-        &gw,
-        &["webhooks", "deliveries", "--endpoint", "ops", "--json"],
-    )
-    .await;
+    let out = gw
+        .run_cli(&["webhooks", "deliveries", "--endpoint", "ops", "--json"])
+        .await;
     assert!(out.status.success(), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["messages"][0]["messageId"], failed.message_id.as_str());
     assert_eq!(v["messages"][0]["status"], "WEBHOOK_MESSAGE_STATUS_FAILED");
     assert_eq!(v["messages"][0]["attempts"][0]["statusCode"], 500);
-    let out = cli(&gw, &["webhooks", "deliveries"]).await;
+    let out = gw.run_cli(&["webhooks", "deliveries"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -587,16 +624,14 @@ async fn deliveries_and_redeliver_through_the_cli() {
     );
 
     rx.set_default(Reply::status(200));
-    let out = cli(
-        &gw,
-        &["webhooks", "redeliver", "--endpoint", "ops", "--failed"],
-    )
-    .await;
+    let out = gw
+        .run_cli(&["webhooks", "redeliver", "--endpoint", "ops", "--failed"])
+        .await;
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&failed.message_id));
     let got = rx.wait_for(2, PATIENCE).await;
     assert_eq!(got[1].answered, 200);
-    assert_eq!(got[1].header("webhook-id"), failed.message_id);
+    assert_eq!(got[1].header_str("webhook-id"), failed.message_id);
     assert_signed(&got[1], SECRET);
     let m = wait_message(&gw, "ops", |m| {
         m.status() == WebhookMessageStatus::Delivered
@@ -605,12 +640,14 @@ async fn deliveries_and_redeliver_through_the_cli() {
     assert_eq!(m.attempts.len(), 2);
 
     // By message id: a delivered message can be sent again, same webhook-id.
-    let out = cli(&gw, &["webhooks", "redeliver", &failed.message_id]).await;
+    let out = gw
+        .run_cli(&["webhooks", "redeliver", &failed.message_id])
+        .await;
     assert!(out.status.success(), "{out:?}");
     let got = rx.wait_for(3, PATIENCE).await;
-    assert_eq!(got[2].header("webhook-id"), failed.message_id);
+    assert_eq!(got[2].header_str("webhook-id"), failed.message_id);
     // Usage errors exit 2 with a message.
-    let out = cli(&gw, &["webhooks", "redeliver"]).await;
+    let out = gw.run_cli(&["webhooks", "redeliver"]).await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
@@ -626,9 +663,8 @@ async fn cli_manages_endpoints() {
     )
     .await;
     let url = rx.url("/cli");
-    let out = cli(
-        &gw,
-        &[
+    let out = gw
+        .run_cli(&[
             "webhooks",
             "endpoints",
             "add",
@@ -638,9 +674,8 @@ async fn cli_manages_endpoints() {
             "--header",
             "x-a=b",
             "--json",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(out.status.success(), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let id = v["endpoint"]["endpointId"].as_str().unwrap().to_string();
@@ -650,7 +685,7 @@ async fn cli_manages_endpoints() {
             .unwrap()
             .starts_with("whsec_")
     );
-    let out = cli(&gw, &["webhooks", "endpoints", "list"]).await;
+    let out = gw.run_cli(&["webhooks", "endpoints", "list"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&id) && text.contains("cfg") && text.contains(&url),
@@ -658,10 +693,10 @@ async fn cli_manages_endpoints() {
     );
     completed_run(&gw, "x", "hi").await;
     let got = rx.wait_for(1, PATIENCE).await;
-    assert_eq!(got[0].header("x-a"), "b");
-    let out = cli(&gw, &["webhooks", "endpoints", "delete", &id]).await;
+    assert_eq!(got[0].header_str("x-a"), "b");
+    let out = gw.run_cli(&["webhooks", "endpoints", "delete", &id]).await;
     assert!(out.status.success(), "{out:?}");
-    let out = cli(&gw, &["webhooks", "endpoints", "delete", &id]).await;
+    let out = gw.run_cli(&["webhooks", "endpoints", "delete", &id]).await;
     assert!(!out.status.success());
 }
 
@@ -676,7 +711,7 @@ async fn device_pair_requested_is_delivered() {
         .start()
         .await;
     let (sk, pk, device_id) = new_device_key();
-    let mut devices = DeviceServiceClient::with_interceptor(gw.channel().await, gw.auth());
+    let mut devices = gw.devices().await;
     let c = devices
         .challenge(ChallengeRequest {})
         .await
@@ -776,10 +811,12 @@ async fn channel_message_received_and_security_alert_are_delivered() {
 async fn sustained_failure_disables_the_endpoint_with_an_event() {
     let rx = Receiver::start().await;
     rx.set_default(Reply::status(500));
+    let marker_rx = Receiver::start().await;
     let gw = start_with_endpoint(
         &format!(
-            "{{ id: 'flaky', event: 'run.completed', url: '{}' }}",
-            rx.url("/")
+            "{{ id: 'flaky', event: 'run.completed', url: '{}' }}, {{ id: 'marker', event: 'run.completed', url: '{}' }}",
+            rx.url("/"),
+            marker_rx.url("/")
         ),
         "retrySchedule: [0.2, 0.2, 0.2, 0.2], disableAfterFailures: 2",
     )
@@ -793,14 +830,23 @@ async fn sustained_failure_disables_the_endpoint_with_an_event() {
     assert_eq!(ch.r#type, "disabled");
     assert_eq!(ch.endpoint_id, "flaky");
     assert!(ch.detail.contains("HTTP 500"), "{ch:?}");
-    let ep = &endpoints(&gw).await[0];
+    let ep = &endpoint(&gw, "flaky").await;
     assert!(ep.disabled && ep.consecutive_failures == 2, "{ep:?}");
     assert!(
         ep.failing_since.is_some() && ep.last_error == "HTTP 500",
         "{ep:?}"
     );
-    // Disabled: no further attempts although the schedule had more.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Disabled: no further attempts although the schedule had more. The marker: a run
+    // finishing > 0.1 s after the disable whose first attempt at the other endpoint fails,
+    // so its retry (same 0.2 s ± 20 % schedule) comes after flaky's third attempt would have.
+    marker_rx.fail_next(1, 500);
+    let marker = completed_run(&gw, "flaky", "/sleep 100 marker").await;
+    marker_rx
+        .wait_until(PATIENCE, "the marker's retry", |got| {
+            got.iter()
+                .any(|r| r.answered == 200 && r.body["data"]["runId"] == marker.as_str())
+        })
+        .await;
     assert_eq!(rx.requests().len(), 2, "{:#?}", rx.requests());
     let m = &deliveries(&gw, "flaky").await[0];
     assert_eq!(m.status(), WebhookMessageStatus::Pending);

@@ -113,46 +113,17 @@ fn warnings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Runs `serve` with this config and expects it to refuse to start; returns its stderr.
-pub(crate) async fn start_fails(config: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("c.json5");
-    std::fs::write(&file, config).unwrap();
-    let out = tokio::time::timeout(
-        START_TIMEOUT,
-        tokio::process::Command::new(BIN)
-            .args(["serve", "--port", "0", "--bind", "127.0.0.1", "--data-dir"])
-            .arg(dir.path())
-            .arg("--config")
-            .arg(&file)
-            .env("HOME", dir.path())
-            .env_remove("CLAWPLANE_GATEWAY_TOKEN")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("serve with a bad hooks config should exit")
-    .expect("spawn serve");
-    assert!(!out.status.success(), "serve should refuse {config}");
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("listening"),
-        "no listening line for a bad config"
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Configuration and composition
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn hooks_config_is_checked_at_start() {
-    let e = start_fails("{ hooks: { enabled: true } }").await;
+    let e = refuses_to_start("{ hooks: { enabled: true } }").await;
     assert!(e.contains("hooks.enabled requires hooks.token"), "{e}");
-    let e = start_fails("{ hooks: { enabled: true, token: 't', path: '/' } }").await;
+    let e = refuses_to_start("{ hooks: { enabled: true, token: 't', path: '/' } }").await;
     assert!(e.contains("hooks.path"), "{e}");
-    let e = start_fails(
+    let e = refuses_to_start(
         "{ hooks: { enabled: true, token: 't', mappings: [{ transform: { module: 'x.mjs' } }] } }",
     )
     .await;
@@ -160,12 +131,12 @@ async fn hooks_config_is_checked_at_start() {
         e.contains("hooks.mappings[0].transform") && e.contains("not supported"),
         "{e}"
     );
-    let e = start_fails(
+    let e = refuses_to_start(
         "{ hooks: { enabled: true, token: 't', mappings: [{ messageTemplate: 'Hi {{ payload.x' }] } }",
     )
     .await;
     assert!(e.contains("hooks.mappings[0].messageTemplate"), "{e}");
-    let e = start_fails(
+    let e = refuses_to_start(
         "{ hooks: { enabled: true, token: 't', allowedSessionKeyPrefixes: ['crm:'] } }",
     )
     .await;
@@ -184,7 +155,7 @@ async fn hooks_token_equal_to_gateway_token_warns_and_unknown_keys_are_refused()
         "startup warns about a shared token:\n{log}"
     );
     let err =
-        start_fails("{ hooks: { enabled: true, token: 't', bogusKey: 1, allowedAgentIDs: [] } }")
+        refuses_to_start("{ hooks: { enabled: true, token: 't', bogusKey: 1, allowedAgentIDs: [] } }")
             .await;
     assert!(
         err.contains("unknown config keys ")

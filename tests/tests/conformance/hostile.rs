@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use clawplane_proto::v1::webhook_service_client::WebhookServiceClient;
 use clawplane_proto::v1::{CreateWebhookKeyRequest, ListRunsRequest, ListWebhookCallsRequest};
 use futures::{SinkExt as _, StreamExt as _};
 use hmac::{Hmac, Mac};
@@ -46,7 +45,7 @@ async fn hostile_gateway() -> Hostile {
         }}"#
     ))
     .await;
-    let mut wh = WebhookServiceClient::with_interceptor(gw.channel().await, gw.auth());
+    let mut wh = gw.webhooks().await;
     let key = wh
         .create_webhook_key(CreateWebhookKeyRequest {
             label: "hostile".into(),
@@ -241,7 +240,9 @@ async fn written(gw: &Gateway) -> Written {
         .runs
         .len();
     let st = gw.status().await;
-    let webhook_calls = WebhookServiceClient::with_interceptor(gw.channel().await, gw.auth())
+    let webhook_calls = gw
+        .webhooks()
+        .await
         .list_webhook_calls(ListWebhookCallsRequest {})
         .await
         .expect("ListWebhookCalls")
@@ -710,7 +711,7 @@ async fn bad_websocket_frames_and_handshakes_close_with_the_documented_codes() {
     // writes (docs/behaviour.md); the gateway keeps serving either way.
     let mut s = ws_open(&gw).await;
     let connect = serde_json::json!({"type": "req", "id": "c", "method": "connect",
-        "params": crate::ws::connect_params(Some(&gw.token), 4, 4)});
+        "params": crate::harness::ws::connect_params(Some(&gw.token), 4, 4)});
     s.send(Message::Text(connect.to_string().into()))
         .await
         .unwrap();

@@ -3,10 +3,7 @@
 //! channel through the provider's API (a local fake); receipts update the delivery outcome;
 //! `channel: "last"` then reaches the same person; bad signatures run nothing.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    time::Duration,
-};
+use std::net::{IpAddr, SocketAddr};
 
 use clawplane_proto::v1::{
     ChatServiceSendRequest, DeliveryStatus, EventKind, EventServiceWatchRequest, RunOrigin,
@@ -287,9 +284,25 @@ async fn telegram_update_is_verified_deduped_and_answered_in_the_chat() {
     assert_eq!(sent[0].body["chat_id"].to_string().trim_matches('"'), "42");
     assert_eq!(sent[0].body["text"], run.reply_text.as_str());
 
-    // Telegram retries: the same update_id runs nothing new.
+    // Telegram retries: the same update_id runs nothing new. The marker: a later update in
+    // the same chat, whose run queues behind anything the retry would have started.
     let again = body_json(&post(TG_SECRET).await);
     assert_eq!(again["duplicates"], 1);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(fake.messages().len(), 1, "answered once");
+    let marker = telegram::text_update(9002, 42, 42, "still there?");
+    let r = http1::request(
+        loopback(&gw),
+        "POST",
+        TG_PATH,
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Telegram-Bot-Api-Secret-Token", TG_SECRET),
+        ],
+        marker.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let marker_run = gw.wait_run(&run_ids(&body_json(&r)).remove(0)).await;
+    let sent = fake.messages();
+    assert_eq!(sent.len(), 2, "answered once, then the marker: {sent:#?}");
+    assert_eq!(sent[1].body["text"], marker_run.reply_text.as_str());
 }

@@ -5,7 +5,7 @@
 #[path = "../../fakes/mod.rs"]
 mod fakes;
 mod harness;
-mod http1;
+use harness::http as http1;
 
 mod auth;
 mod channels;

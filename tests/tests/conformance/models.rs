@@ -2,7 +2,6 @@
 //! streaming deltas, request shapes, thinking, 429 retries with Retry-After, failover,
 //! all-failed errors, per-agent models, `models status`, and keys kept out of the log.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use clawplane_proto::v1::model_service_client::ModelServiceClient;
@@ -383,21 +382,7 @@ async fn unknown_providers_and_models_are_invalid_arguments() {
     assert!(openai.requests().is_empty() && anthropic.requests().is_empty());
 
     // An unknown provider in the config stops the start.
-    let mut cmd = std::process::Command::new(BIN);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.json5");
-    std::fs::write(&cfg, "{ agents: { defaults: { model: 'nope/x' } } }").unwrap();
-    cmd.args(["serve", "--port", "0", "--data-dir"])
-        .arg(dir.path())
-        .arg("--config")
-        .arg(&cfg)
-        .env("HOME", dir.path())
-        .stdin(Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refuses_to_start("{ agents: { defaults: { model: 'nope/x' } } }").await;
     assert!(err.contains("agents.defaults.model"), "{err}");
 }
 

@@ -238,8 +238,8 @@ async fn devices_list_and_approve() {
     assert!(c.devices_list().await.expect("list").pending.is_empty());
 
     // A device asks to pair (Ed25519 proof over the challenge nonce).
-    let dev = crate::devices::Dev::new();
-    let err = crate::devices::connect(&gw, &dev, "", &["operator.read"])
+    let dev = crate::harness::Dev::new();
+    let err = crate::harness::devices::connect(&gw, &dev, "", &["operator.read"])
         .await
         .expect_err("pairing required");
     let md = assert_error(&err, Code::FailedPrecondition, "PAIRING_REQUIRED");

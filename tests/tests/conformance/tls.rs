@@ -375,31 +375,11 @@ async fn certificate_rotation_keeps_open_streams_and_serves_the_new_certificate(
 
 #[tokio::test]
 async fn leaving_loopback_without_tls_is_refused_unless_allowed() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.json5");
-    std::fs::write(&config, "{ gateway: { auth: { token: 'x' } } }").unwrap();
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(["serve", "--port", "0", "--bind", "0.0.0.0", "--data-dir"])
-        .arg(dir.path())
-        .arg("--config")
-        .arg(&config)
-        .env("HOME", dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CLAWPLANE_") {
-            cmd.env_remove(&k);
-        }
-    }
-    let out = tokio::time::timeout(START_TIMEOUT, cmd.output())
-        .await
-        .expect("exits")
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "no listening line");
+    let stderr = Gateway::builder()
+        .config("{ gateway: { auth: { token: 'x' } } }")
+        .bind("0.0.0.0")
+        .refuses_to_start()
+        .await;
     for needle in [
         "refusing to listen on 0.0.0.0 without TLS",
         "gateway.tls.autoGenerate",
@@ -553,16 +533,10 @@ async fn own_certificate_files_from_config_or_serve_flags() {
     let _ = child.wait().await;
 
     // Only one of the pair is a usage error.
-    let out = tokio::process::Command::new(BIN)
-        .args(["serve", "--port", "0", "--tls-cert"])
-        .arg(&cert)
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--tls-key"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = Gateway::builder()
+        .arg("--tls-cert")
+        .arg(cert.to_str().unwrap())
+        .refuses_to_start()
+        .await;
+    assert!(err.contains("--tls-key"), "{err}");
 }

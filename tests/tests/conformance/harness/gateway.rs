@@ -1,0 +1,502 @@
+//! Starting, restarting, killing and reading the real gateway process.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::grpc::SdkKey;
+use super::{BIN, EXIT_TIMEOUT, PATIENCE, START_TIMEOUT};
+
+/// Runs `serve` with this JSON5 config (verbatim) and expects it to refuse to start: a
+/// non-zero exit within [`START_TIMEOUT`], no listening line. Returns its stderr.
+pub async fn refuses_to_start(config_json5: &str) -> String {
+    GatewayBuilder::default()
+        .config(config_json5)
+        .refuses_to_start()
+        .await
+}
+
+/// Removes every `CLAWPLANE_*` variable of the test process from a child's environment.
+fn clear_clawplane_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CLAWPLANE_") {
+            cmd.env_remove(&k);
+        }
+    }
+}
+
+/// How to start a gateway; see [`Gateway::builder`].
+#[derive(Default)]
+pub struct GatewayBuilder {
+    config: Option<String>,
+    without_token: bool,
+    client_token: Option<String>,
+    env: Vec<(String, String)>,
+    bind: Option<String>,
+    args: Vec<String>,
+}
+
+impl GatewayBuilder {
+    /// JSON5 config text; the harness merges `gateway.auth.token` into it unless
+    /// [`Self::without_token`] is set or the config already has one.
+    pub fn config(mut self, json5: &str) -> Self {
+        self.config = Some(json5.to_string());
+        self
+    }
+    /// Do not configure a token: the gateway generates `<data_dir>/gateway.token`, which
+    /// the harness reads after every start.
+    pub fn without_token(mut self) -> Self {
+        self.without_token = true;
+        self
+    }
+    /// The token the clients present, supplied to the gateway some other way (e.g. env
+    /// `CLAWPLANE_GATEWAY_TOKEN` or `${VAR}` in the config); nothing is merged into the config.
+    pub fn client_token(mut self, token: &str) -> Self {
+        self.client_token = Some(token.to_string());
+        self
+    }
+    /// An extra environment variable for the gateway process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+    /// Bind this address instead of `127.0.0.1` (e.g. `0.0.0.0` to accept callers from a
+    /// non-loopback address of this machine).
+    pub fn bind(mut self, ip: &str) -> Self {
+        self.bind = Some(ip.to_string());
+        self
+    }
+    /// Extra `serve` arguments (only [`Self::refuses_to_start`] passes them).
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Runs `serve` with this config (written verbatim: no token is merged), the extra
+    /// arguments and environment, and expects it to refuse to start: a non-zero exit within
+    /// [`START_TIMEOUT`] without the listening line. Returns its stderr.
+    pub async fn refuses_to_start(self) -> String {
+        let dir = tempfile::Builder::new()
+            .prefix("clawplane-refusal-")
+            .tempdir()
+            .expect("create tempdir");
+        let config = self.config.clone().unwrap_or_else(|| "{}".into());
+        let file = dir.path().join("config.json5");
+        std::fs::write(&file, &config).expect("write config");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .args(["--port", "0", "--bind"])
+            .arg(self.bind.as_deref().unwrap_or("127.0.0.1"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&file)
+            .args(&self.args);
+        clear_clawplane_env(&mut cmd);
+        cmd.env("HOME", dir.path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(START_TIMEOUT, cmd.output())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("serve did not exit within {START_TIMEOUT:?} for a config it should refuse:\n{config}")
+            })
+            .expect("spawn serve");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "serve should refuse {config}, but exited {:?}\n----- stderr -----\n{stderr}",
+            out.status
+        );
+        assert!(
+            !stdout.contains("clawplane listening on"),
+            "no listening line for a refused config, got {stdout:?}"
+        );
+        stderr
+    }
+
+    /// Starts the gateway and waits for its listening line.
+    pub async fn start(self) -> Gateway {
+        raise_nofile_limit();
+        let dir = tempfile::Builder::new()
+            .prefix("clawplane-conformance-")
+            .tempdir()
+            .expect("create tempdir");
+        let data_dir = dir.path().to_path_buf();
+        let mut config: serde_json::Value = match &self.config {
+            Some(text) => json5::from_str(text)
+                .unwrap_or_else(|e| panic!("harness: test config is not JSON5: {e}\n{text}")),
+            None => serde_json::json!({}),
+        };
+        assert!(config.is_object(), "harness: config must be an object");
+        let token = if let Some(t) = &self.client_token {
+            t.clone()
+        } else if self.without_token {
+            String::new()
+        } else {
+            let existing = config
+                .pointer("/gateway/auth/token")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            match existing {
+                Some(t) => t,
+                None => {
+                    let t = format!("test-{}", uuid::Uuid::new_v4().simple());
+                    let root = config.as_object_mut().unwrap();
+                    let gateway = root
+                        .entry("gateway")
+                        .or_insert_with(|| serde_json::json!({}));
+                    let auth = gateway
+                        .as_object_mut()
+                        .expect("gateway is an object")
+                        .entry("auth")
+                        .or_insert_with(|| serde_json::json!({}));
+                    auth.as_object_mut()
+                        .expect("gateway.auth is an object")
+                        .insert("token".into(), serde_json::Value::String(t.clone()));
+                    t
+                }
+            }
+        };
+        let config_path = data_dir.join("config.json5");
+        std::fs::write(
+            &config_path,
+            serde_json::to_string_pretty(&config).unwrap() + "\n",
+        )
+        .expect("write config");
+        let mut gw = Gateway {
+            url: String::new(),
+            tls_ca: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token,
+            data_dir: data_dir.clone(),
+            config_path,
+            stderr_path: data_dir.join("stderr.log"),
+            token_from_file: self.without_token,
+            env: self.env,
+            bind: self.bind.unwrap_or_else(|| "127.0.0.1".into()),
+            sdk: std::sync::Mutex::new(None),
+            child: None,
+            starts: 0,
+            keep_port: false,
+            _dir: dir,
+        };
+        gw.start_again().await;
+        gw
+    }
+}
+
+/// A running (or stopped) `clawplane serve` process with its own data dir.
+pub struct Gateway {
+    /// `http://127.0.0.1:<port>` (or `https://` when the gateway serves TLS) of the current
+    /// process; an unspecified bind address (`0.0.0.0`) is reached at `127.0.0.1`.
+    pub url: String,
+    /// For an `https://` gateway: the PEM file the harness's gRPC clients trust. Default
+    /// (None): the auto-generated `<data_dir>/tls/cert.pem`.
+    pub tls_ca: Option<PathBuf>,
+    /// The listening address of the current process.
+    pub addr: SocketAddr,
+    /// The gateway token the clients present.
+    pub token: String,
+    /// The data dir (a tempdir, removed on drop). Also holds `config.json5` and `stderr.log`.
+    pub data_dir: PathBuf,
+    /// The config file passed with `--config`.
+    pub config_path: PathBuf,
+    /// Where the gateway's stderr goes (appended across restarts).
+    pub stderr_path: PathBuf,
+    token_from_file: bool,
+    env: Vec<(String, String)>,
+    bind: String,
+    /// The SDK client of the current process, made on first use (see [`Gateway::sdk`]).
+    pub(super) sdk: std::sync::Mutex<Option<(SdkKey, clawplane_sdk::Client)>>,
+    child: Option<Child>,
+    starts: u32,
+    /// Restart on the same port (clients with a fixed URL reconnect), see [`Gateway::keep_port`].
+    keep_port: bool,
+    _dir: TempDir,
+}
+
+impl Gateway {
+    /// A builder for non-default starts.
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::default()
+    }
+
+    /// Starts a gateway with an empty config (plus a fixed random token).
+    pub async fn start() -> Gateway {
+        Self::builder().start().await
+    }
+
+    /// Starts a gateway with this JSON5 config (plus a fixed random token unless it has one).
+    pub async fn start_with(config_json5: &str) -> Gateway {
+        Self::builder().config(config_json5).start().await
+    }
+
+    /// Starts a gateway without a configured token (it generates `gateway.token`).
+    pub async fn start_without_token() -> Gateway {
+        Self::builder().without_token().start().await
+    }
+
+    /// The gateway's stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The process id of the running gateway.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// Later restarts reuse the current port, so a client with a fixed URL reconnects.
+    pub fn keep_port(&mut self) {
+        self.keep_port = true;
+    }
+
+    /// Spawns the gateway again on the same data dir and config (after it exited).
+    pub async fn start_again(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "harness: start_again while the gateway is still running"
+        );
+        self.starts += 1;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .expect("open stderr log");
+        writeln!(log, "===== harness: start #{} =====", self.starts).unwrap();
+        let port = if self.keep_port && self.starts > 1 {
+            self.addr.port().to_string()
+        } else {
+            "0".to_string()
+        };
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .args(["--port", &port, "--bind", &self.bind, "--data-dir"])
+            .arg(&self.data_dir)
+            .arg("--config")
+            .arg(&self.config_path);
+        clear_clawplane_env(&mut cmd);
+        *self.sdk.lock().unwrap() = None;
+        cmd.env("HOME", &self.data_dir)
+            .env("RUST_BACKTRACE", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("harness: cannot spawn {BIN}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut other = Vec::new();
+        let found = tokio::time::timeout(START_TIMEOUT, async {
+            loop {
+                match lines.next_line().await {
+                    Ok(Some(line)) => {
+                        if let Some(rest) = line.trim().strip_prefix("clawplane listening on ") {
+                            return Ok(rest.to_string());
+                        }
+                        other.push(line);
+                    }
+                    Ok(None) => return Err("stdout closed before the listening line".to_string()),
+                    Err(e) => return Err(format!("reading stdout: {e}")),
+                }
+            }
+        })
+        .await;
+        let url = match found {
+            Ok(Ok(url)) if other.is_empty() => url,
+            Ok(Ok(url)) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                panic!(
+                    "harness: stdout must carry exactly one line, got {other:?} before `clawplane listening on {url}`"
+                );
+            }
+            Ok(Err(why)) => {
+                let status = child.wait().await.ok();
+                panic!(
+                    "harness: gateway did not start: {why} (exit {status:?})\nother stdout: {other:?}\n----- stderr -----\n{}",
+                    self.stderr()
+                );
+            }
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                panic!(
+                    "harness: no `clawplane listening on http://…` line on stdout within {START_TIMEOUT:?}\nother stdout: {other:?}\n----- stderr -----\n{}",
+                    self.stderr()
+                );
+            }
+        };
+        // Keep draining stdout so the child never blocks or gets SIGPIPE.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (scheme, hostport) = url
+            .split_once("://")
+            .filter(|(s, _)| *s == "http" || *s == "https")
+            .unwrap_or_else(|| panic!("harness: listening line has no http(s):// URL: {url:?}"));
+        self.addr = hostport
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|e| panic!("harness: bad address in listening line {url:?}: {e}"));
+        if self.addr.ip().is_unspecified() {
+            // Bound to every address: the tests only ever connect to loopback.
+            self.addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        self.url = format!("{scheme}://{}", self.addr);
+        self.child = Some(child);
+        if self.token_from_file {
+            let path = self.data_dir.join("gateway.token");
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!(
+                    "harness: no generated token at {}: {e}\n----- stderr -----\n{}",
+                    path.display(),
+                    self.stderr()
+                )
+            });
+            self.token = text.trim().to_string();
+        }
+    }
+
+    /// Sends SIGTERM (graceful shutdown).
+    pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends a signal to the gateway process.
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = self.pid().expect("harness: gateway is not running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    }
+
+    /// Waits for the gateway to exit (panics after [`EXIT_TIMEOUT`]).
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        let child = self
+            .child
+            .as_mut()
+            .expect("harness: gateway is not running");
+        match tokio::time::timeout(EXIT_TIMEOUT, child.wait()).await {
+            Ok(Ok(status)) => {
+                self.child = None;
+                status
+            }
+            Ok(Err(e)) => panic!("harness: waiting for the gateway: {e}"),
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                self.child = None;
+                panic!(
+                    "harness: gateway did not exit within {EXIT_TIMEOUT:?}\n----- stderr -----\n{}",
+                    self.stderr()
+                )
+            }
+        }
+    }
+
+    /// SIGTERM, wait for exit, start again on the same data dir and config.
+    pub async fn restart(&mut self) {
+        self.sigterm();
+        self.wait_exit().await;
+        self.start_again().await;
+    }
+
+    /// SIGKILL and reap.
+    pub async fn kill9(&mut self) {
+        self.signal(libc::SIGKILL);
+        self.wait_exit().await;
+    }
+
+    /// True when the current process serves TLS (its listening line said `https://`).
+    pub fn is_tls(&self) -> bool {
+        self.url.starts_with("https://")
+    }
+
+    /// The PEM file trusted for this gateway's TLS certificate (see [`Gateway::tls_ca`]).
+    pub fn ca_path(&self) -> PathBuf {
+        self.tls_ca
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tls").join("cert.pem"))
+    }
+
+    /// The CLI (`clawplane`) with `--url` and `--token` preset and `CLAWPLANE_*` cleared.
+    pub fn cli(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(BIN);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("CLAWPLANE_") {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.env("HOME", &self.data_dir)
+            .arg("--url")
+            .arg(&self.url)
+            .arg("--token")
+            .arg(&self.token);
+        cmd
+    }
+
+    /// Runs the CLI (see [`Gateway::cli`]) with `args` to completion (panics after
+    /// [`PATIENCE`]).
+    pub async fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::from(self.cli());
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        tokio::time::timeout(PATIENCE, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("CLI {args:?} did not finish within {PATIENCE:?}"))
+            .expect("CLI runs")
+    }
+}
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        if std::thread::panicking() {
+            let log = self.stderr();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(300)..];
+            eprintln!(
+                "----- gateway stderr ({}; last {} lines) -----\n{}\n----- end of gateway stderr -----",
+                self.stderr_path.display(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+/// Raises this test process's soft `RLIMIT_NOFILE` to its hard limit, once: the suite runs
+/// many gateways and clients at once, and some tests open thousands of sockets.
+pub fn raise_nofile_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+                rl.rlim_cur = rl.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            }
+        }
+    });
+}
