@@ -53,6 +53,23 @@ impl ErrorShape {
     }
 }
 
+/// The keys a request frame may carry.
+const REQUEST_KEYS: &[&str] = &[
+    "type",
+    "id",
+    "method",
+    "params",
+    "traceparent",
+    "expectedProfileId",
+];
+
+/// The request frame is a closed object (spec §1.2).
+pub(crate) fn closed_request(frame: &Json) -> bool {
+    frame
+        .as_object()
+        .is_some_and(|m| m.keys().all(|k| REQUEST_KEYS.contains(&k.as_str())))
+}
+
 /// `{type:"res", id, ok:true, payload}`.
 pub fn res_ok(id: &str, payload: Json) -> String {
     json!({"type": "res", "id": id, "ok": true, "payload": payload}).to_string()

@@ -5,7 +5,7 @@
 //! `AUTH_REQUIRED`, `AUTH_INVALID`, `RATE_LIMITED`, `SKILL_NOT_FOUND`, `GATEWAY_BUSY`.
 //! Every frame is translated into the same v1 RPCs.
 
-use super::{Shim, conn::Outbox};
+use super::{Shim, outbox::Outbox};
 use crate::{Caller, Services};
 use axum::extract::ws::{Message, WebSocket};
 use clawplane_proto::v1::{
