@@ -10,7 +10,13 @@ pub use clawplane_config::hooks::{HookMapping, HookMatch, HooksConfig};
 use clawplane_config::hooks::{non_empty, prefix_allowed};
 use clawplane_util::template;
 
+pub use crate::body::{BODY_TIMEOUT, MAX_BODY_BYTES};
 use crate::{Caller, Services};
+use crate::{
+    body::read_body,
+    respond::{Answer, bad, fail, json, reject, text},
+    status::{hooks_error, http_status},
+};
 use axum::{
     Router,
     body::Body,
@@ -19,13 +25,11 @@ use axum::{
     response::Response,
     routing::any,
 };
-use bytes::Bytes;
 use clawplane_proto::v1::{
     AgentServiceRunRequest, AgentServiceWaitRequest, GatewayServiceWakeRequest, GetCallerRequest,
     GetRunRequest, WakeMode, WakeOutcome,
 };
-use http_body_util::BodyExt as _;
-use reply::{bad, fail, json, not_found, status_response, text};
+use reply::not_found;
 use serde_json::{Map, Value as Json, json};
 use sha2::{Digest as _, Sha256};
 use std::{
@@ -35,13 +39,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Largest accepted body.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// How long a client may take to send the body.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Beyond the limit a body is still drained up to this size, so the 413 reaches the client
-/// before the connection closes.
-const DRAIN_BYTES: usize = 4 * 1024 * 1024;
 /// Items of one `forEach` fan-out.
 pub const MAX_FAN_OUT: usize = 200;
 /// Longest idempotency key taken from a hook request (longer ones are ignored).
@@ -518,48 +515,6 @@ fn idempotency_key(
     None
 }
 
-/// Reads the body within [`MAX_BODY_BYTES`] and [`BODY_TIMEOUT`].
-pub(crate) async fn read_body(body: Body, headers: &HeaderMap) -> Answer<Bytes> {
-    let too_large = || fail(StatusCode::PAYLOAD_TOO_LARGE, "payload too large");
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > DRAIN_BYTES as u64) {
-        return reject(too_large());
-    }
-    let read = async move {
-        let mut body = body;
-        let mut buf = Vec::new();
-        let mut total = 0usize;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| e.to_string())?;
-            if let Ok(data) = frame.into_data() {
-                total += data.len();
-                if total <= MAX_BODY_BYTES {
-                    buf.extend_from_slice(&data);
-                } else if total > DRAIN_BYTES {
-                    break;
-                }
-            }
-        }
-        Ok::<_, String>((buf, total))
-    };
-    match tokio::time::timeout(BODY_TIMEOUT, read).await {
-        Err(_) => reject(fail(StatusCode::REQUEST_TIMEOUT, "request body timeout")),
-        Ok(Err(e)) => reject(bad(format!("cannot read the request body: {e}"))),
-        Ok(Ok((_, total))) if total > MAX_BODY_BYTES => reject(too_large()),
-        Ok(Ok((buf, _))) => Ok(Bytes::from(buf)),
-    }
-}
-
-/// A handler step: the value, or the answer to send now.
-pub(crate) type Answer<T> = Result<T, Box<Response>>;
-
-fn reject<T>(r: Response) -> Answer<T> {
-    Err(Box::new(r))
-}
-
 async fn handle(State(h): State<Arc<Hooks>>, req: Request<Body>) -> Response {
     match h.serve(req).await {
         Ok(r) => r,
@@ -704,7 +659,7 @@ impl Hooks {
             .get_caller(caller.request(GetCallerRequest {}))
             .await
             .map(|_| ())
-            .or_else(|s| reject(status_response(&s)))
+            .or_else(|s| reject(hooks_error(&s)))
     }
 
     async fn get_run(&self, caller: &Caller, run_id: &str) -> Answer<Response> {
@@ -718,7 +673,7 @@ impl Hooks {
                 run_id: run_id.to_string(),
             }))
             .await
-            .map_err(|s| status_response(&s))?
+            .map_err(|s| hooks_error(&s))?
             .into_inner()
             .run
             .unwrap_or_default();
@@ -767,7 +722,7 @@ impl Hooks {
                 agent_id: agent,
             }))
             .await
-            .map_err(|s| status_response(&s))?
+            .map_err(|s| hooks_error(&s))?
             .into_inner();
         Ok(json(
             StatusCode::OK,
@@ -935,7 +890,7 @@ impl Hooks {
             .agent
             .run(caller.request(req))
             .await
-            .map_err(|s| status_response(&s))?
+            .map_err(|s| hooks_error(&s))?
             .into_inner();
         let mut warnings = Vec::new();
         if deliver && let Some(why) = reply::no_route(resp.delivery.as_ref()) {
@@ -961,7 +916,7 @@ impl Hooks {
                     timeout_ms: 30_000,
                 }))
                 .await
-                .map_err(|s| status_response(&s))?
+                .map_err(|s| hooks_error(&s))?
                 .into_inner();
             let run = w.run.unwrap_or_default();
             if w.done {
@@ -1040,7 +995,7 @@ impl Hooks {
                         .gateway
                         .wake(r.caller.request(req))
                         .await
-                        .map_err(|s| status_response(&s))?
+                        .map_err(|s| hooks_error(&s))?
                         .into_inner();
                     Ok(json(
                         StatusCode::OK,
@@ -1103,7 +1058,7 @@ impl Hooks {
         }
         if let Some(s) = first_error {
             return Ok(json(
-                reply::http_code(&s),
+                http_status(s.code()),
                 json!({
                     "ok": false,
                     "error": format!(
