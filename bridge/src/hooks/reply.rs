@@ -8,7 +8,7 @@ use axum::{
 };
 use clawplane_proto::{
     pbjson_types::Timestamp,
-    v1::{Delivery, DeliveryStatus, Run, RunState},
+    v1::{Delivery, DeliveryStatus, Run, RunState, WakeMode, WakeOutcome},
 };
 use serde_json::{Value as Json, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -173,4 +173,27 @@ pub(crate) fn run_json(run: &Run, done: bool) -> Json {
         r["completion"] = completion_json(run);
     }
     r
+}
+
+pub(crate) fn wake_mode_name(m: WakeMode) -> &'static str {
+    if m == WakeMode::NextHeartbeat {
+        "next-heartbeat"
+    } else {
+        "now"
+    }
+}
+
+pub(crate) fn outcome_name(o: i32) -> &'static str {
+    if o == WakeOutcome::Coalesced as i32 {
+        "coalesced"
+    } else {
+        "queued"
+    }
+}
+
+pub(crate) fn with_warnings(mut body: Json, warnings: Vec<String>) -> Json {
+    if !warnings.is_empty() {
+        body["warnings"] = warnings.into();
+    }
+    body
 }
