@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     respond::{Answer, bad, json, reject},
-    status::{hooks_error, http_status},
+    status::http_status,
 };
 use axum::{body::Body, http::StatusCode, response::Response};
 use clawplane_proto::v1::{WakeMode, WakeOutcome};
@@ -81,23 +81,7 @@ impl Hooks {
                     warnings.extend(more);
                     Ok(json(StatusCode::OK, with_warnings(body, warnings)))
                 }
-                Some(Prepared::Wake(req)) => {
-                    let mode = WakeMode::try_from(req.mode).unwrap_or(WakeMode::Now);
-                    let w = self
-                        .s
-                        .gateway
-                        .wake(r.caller.request(req))
-                        .await
-                        .map_err(|s| hooks_error(&s))?
-                        .into_inner();
-                    Ok(json(
-                        StatusCode::OK,
-                        with_warnings(
-                            json!({"ok": true, "mode": wake_mode_name(mode), "eventOutcome": outcome_name(w.outcome)}),
-                            warnings,
-                        ),
-                    ))
-                }
+                Some(Prepared::Wake(req)) => self.send_wake(&r.caller, req, warnings).await,
                 None => reject(not_found()),
             };
         }

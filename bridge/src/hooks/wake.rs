@@ -7,6 +7,7 @@ use super::{
     request::{HookRequest, agent_field, str_field, unknown_fields},
 };
 use crate::{
+    Caller,
     respond::{Answer, bad, json, reject},
     status::hooks_error,
 };
@@ -48,15 +49,27 @@ impl Hooks {
                 .session_key(KeySource::Request, Some(k), &agent, None)?,
             None => String::new(),
         };
+        let req = GatewayServiceWakeRequest {
+            text: text.to_string(),
+            mode: mode as i32,
+            session_key: key,
+            agent_id: agent,
+        };
+        self.send_wake(&r.caller, req, warnings).await
+    }
+
+    /// GatewayService/Wake → `{ok, mode, eventOutcome}` (plus the warnings).
+    pub(super) async fn send_wake(
+        &self,
+        caller: &Caller,
+        req: GatewayServiceWakeRequest,
+        warnings: Vec<String>,
+    ) -> Answer<Response> {
+        let mode = WakeMode::try_from(req.mode).unwrap_or(WakeMode::Now);
         let w = self
             .s
             .gateway
-            .wake(r.caller.request(GatewayServiceWakeRequest {
-                text: text.to_string(),
-                mode: mode as i32,
-                session_key: key,
-                agent_id: agent,
-            }))
+            .wake(caller.request(req))
             .await
             .map_err(|s| hooks_error(&s))?
             .into_inner();

@@ -44,10 +44,7 @@ pub(super) async fn chat_send(ctx: &Ctx, p: Params<'_>) -> Answer {
         channel: p.opt_str("originatingChannel")?,
         to: p.opt_str("originatingTo")?,
         thinking: p.opt_str("thinking")?,
-        timeout_seconds: p
-            .opt_u64("timeoutMs")?
-            .map(|ms| ms.div_ceil(1000).min(u32::MAX as u64) as u32)
-            .unwrap_or(0),
+        timeout_seconds: p.opt_ms_as_secs("timeoutMs")?,
         ..Default::default()
     };
     let r = ctx

@@ -39,6 +39,13 @@ impl Params<'_> {
                 .ok_or_else(|| self.bad(format!("{k} must be a non-negative number"))),
         }
     }
+    /// A millisecond field as whole seconds, rounded up (0 when absent).
+    pub fn opt_ms_as_secs(&self, k: &str) -> Result<u32, ErrorShape> {
+        Ok(self
+            .opt_u64(k)?
+            .map(|ms| ms.div_ceil(1000).min(u32::MAX as u64) as u32)
+            .unwrap_or(0))
+    }
     pub fn opt_bool(&self, k: &str) -> Result<bool, ErrorShape> {
         match self.v.get(k) {
             None | Some(Json::Null) => Ok(false),

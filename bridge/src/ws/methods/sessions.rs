@@ -65,20 +65,15 @@ pub(super) async fn sessions_send(ctx: &Ctx, p: Params<'_>) -> Answer {
     let r = ctx
         .s
         .sessions
-        .send(
-            ctx.caller.request(SessionServiceSendRequest {
-                session_key: key.clone(),
-                message: p.req_str("message")?,
-                idempotency_key: idem,
-                agent_id: p.opt_str("agentId")?,
-                thinking: p.opt_str("thinking")?,
-                timeout_seconds: p
-                    .opt_u64("timeoutMs")?
-                    .map(|ms| ms.div_ceil(1000).min(u32::MAX as u64) as u32)
-                    .unwrap_or(0),
-                ..Default::default()
-            }),
-        )
+        .send(ctx.caller.request(SessionServiceSendRequest {
+            session_key: key.clone(),
+            message: p.req_str("message")?,
+            idempotency_key: idem,
+            agent_id: p.opt_str("agentId")?,
+            thinking: p.opt_str("thinking")?,
+            timeout_seconds: p.opt_ms_as_secs("timeoutMs")?,
+            ..Default::default()
+        }))
         .await
         .map_err(|s| {
             if s.code() == Code::NotFound {
