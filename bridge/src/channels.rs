@@ -10,17 +10,16 @@
 
 use crate::{
     Caller,
-    hooks::{
-        read_body,
-        reply::{fail, http_code, json},
-    },
+    body::read_body,
+    respond::{fail, json, text},
+    status::plain_error,
 };
 use axum::{
     Router,
     body::Body,
     extract::{ConnectInfo, Query, State},
     http::{HeaderValue, Method, Request, StatusCode, header},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::any,
 };
 use clawplane_proto::v1::{IngestChannelWebhookRequest, channel_service_server::ChannelService};
@@ -91,15 +90,7 @@ async fn inbound(
         body: bytes.to_vec(),
     };
     match route.svc.ingest_channel_webhook(caller.request(msg)).await {
-        Ok(r) if method == Method::GET => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            )],
-            r.into_inner().challenge,
-        )
-            .into_response(),
+        Ok(r) if method == Method::GET => text(StatusCode::OK, r.into_inner().challenge),
         Ok(r) => {
             let r = r.into_inner();
             json(
@@ -108,6 +99,6 @@ async fn inbound(
                        "receipts": r.receipts, "ignored": r.ignored}),
             )
         }
-        Err(s) => fail(http_code(&s), s.message()),
+        Err(s) => plain_error(&s),
     }
 }

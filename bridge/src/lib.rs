@@ -3,8 +3,11 @@
 //! layer authorizes), and maps the answer back to the legacy wire format. No domain logic
 //! lives here.
 
+mod body;
 pub mod channels;
 pub mod hooks;
+mod respond;
+mod status;
 pub mod webhooks;
 pub mod ws;
 

@@ -12,17 +12,16 @@
 
 use crate::{
     Caller,
-    hooks::{
-        read_body,
-        reply::{fail, http_code, json},
-    },
+    body::read_body,
+    respond::{fail, json, text},
+    status::{sync_webhook_error, webhook_error},
 };
 use axum::{
     Router,
     body::Body,
     extract::{ConnectInfo, State},
     http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::any,
 };
 use clawplane_proto::v1::{
@@ -30,8 +29,6 @@ use clawplane_proto::v1::{
 };
 use serde_json::{Value as Json, json};
 use std::{net::SocketAddr, sync::Arc};
-use tonic::{Code, Status};
-use tonic_types::StatusExt;
 
 type Svc = Arc<dyn WebhookService>;
 
@@ -92,32 +89,6 @@ fn method_not_allowed() -> Response {
     r
 }
 
-/// `{ok:false, error}` with the status's HTTP code; 429 carries `Retry-After`.
-fn error_response(s: &Status) -> Response {
-    let mut r = fail(http_code(s), s.message());
-    if s.code() == Code::ResourceExhausted {
-        let secs = s
-            .get_details_retry_info()
-            .and_then(|r| r.retry_delay)
-            .map_or(1, |d| d.as_millis().div_ceil(1000).max(1) as u64);
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    r
-}
-
-fn plain(code: StatusCode, body: String) -> Response {
-    (
-        code,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
 async fn sync_call(
     State(svc): State<Svc>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -168,11 +139,8 @@ async fn sync_call(
         .call_webhook(forward(&caller, &parts.headers, msg))
         .await
     {
-        Ok(r) => plain(StatusCode::OK, r.into_inner().reply),
-        Err(s) if s.code() == Code::Unknown => {
-            plain(StatusCode::BAD_GATEWAY, s.message().to_string())
-        }
-        Err(s) => error_response(&s),
+        Ok(r) => text(StatusCode::OK, r.into_inner().reply),
+        Err(s) => sync_webhook_error(&s),
     }
 }
 
@@ -219,6 +187,6 @@ async fn ingest(
             }
             json(StatusCode::OK, body)
         }
-        Err(s) => error_response(&s),
+        Err(s) => webhook_error(&s),
     }
 }

@@ -2,10 +2,9 @@
 //! request parsing (credential, idempotency key, headers, query) never panic on arbitrary
 //! input, and rendering inserts payload values verbatim (no escaping, no re-evaluation).
 
-use super::{
-    MAX_IDEMPOTENCY_KEY, credential, header_map, idempotency_key, prefix_allowed, query_pairs,
-};
+use super::request::{MAX_IDEMPOTENCY_KEY, credential, header_map, idempotency_key, query_pairs};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use clawplane_config::hooks::prefix_allowed;
 use clawplane_util::template::{Templates, context, environment, rewrite};
 use proptest::prelude::*;
 use serde_json::{Map, Value as Json, json};

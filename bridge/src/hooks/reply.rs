@@ -1,46 +1,17 @@
-//! Responses of the hooks routes: OpenClaw's status codes and bodies, gRPC status mapping,
-//! and the JSON views of a run (state, completion, delivery outcome).
+//! Responses of the hooks routes: OpenClaw's fixed answers (404, 405) and the JSON views of
+//! a run (state, completion, delivery outcome).
 
+use crate::respond::text;
 use axum::{
     http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use clawplane_proto::{
     pbjson_types::Timestamp,
-    v1::{Delivery, DeliveryStatus, Run, RunState},
+    v1::{Delivery, DeliveryStatus, Run, RunState, WakeMode, WakeOutcome},
 };
 use serde_json::{Value as Json, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tonic::{Code, Status};
-use tonic_types::StatusExt;
-
-/// A text/plain answer (OpenClaw's 400/401/404/405/429 bodies).
-pub(crate) fn text(code: StatusCode, body: &'static str) -> Response {
-    (
-        code,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
-/// A JSON answer.
-pub(crate) fn json(code: StatusCode, body: Json) -> Response {
-    (code, axum::Json(body)).into_response()
-}
-
-/// `{ok:false, error}` with a status code.
-pub(crate) fn fail(code: StatusCode, error: impl Into<String>) -> Response {
-    json(code, json!({"ok": false, "error": error.into()}))
-}
-
-/// `400 {ok:false, error}`.
-pub(crate) fn bad(error: impl Into<String>) -> Response {
-    fail(StatusCode::BAD_REQUEST, error)
-}
 
 pub(crate) fn not_found() -> Response {
     text(StatusCode::NOT_FOUND, "Not Found")
@@ -51,42 +22,6 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
-}
-
-/// The HTTP status for a service error on the hooks routes.
-pub(crate) fn http_code(s: &Status) -> StatusCode {
-    match s.code() {
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// Maps a service error to OpenClaw's hook answers: 401 `Unauthorized`, 429
-/// `Too Many Requests` with `Retry-After` (seconds, from RetryInfo), otherwise
-/// `{ok:false, error}` with the code from [`http_code`].
-pub(crate) fn status_response(s: &Status) -> Response {
-    match s.code() {
-        Code::Unauthenticated => text(StatusCode::UNAUTHORIZED, "Unauthorized"),
-        Code::ResourceExhausted => {
-            let secs = s
-                .get_details_retry_info()
-                .and_then(|r| r.retry_delay)
-                .map_or(1, |d| d.as_millis().div_ceil(1000).max(1) as u64);
-            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            r
-        }
-        _ => fail(http_code(s), s.message()),
-    }
 }
 
 fn state_name(state: i32) -> &'static str {
@@ -238,4 +173,27 @@ pub(crate) fn run_json(run: &Run, done: bool) -> Json {
         r["completion"] = completion_json(run);
     }
     r
+}
+
+pub(crate) fn wake_mode_name(m: WakeMode) -> &'static str {
+    if m == WakeMode::NextHeartbeat {
+        "next-heartbeat"
+    } else {
+        "now"
+    }
+}
+
+pub(crate) fn outcome_name(o: i32) -> &'static str {
+    if o == WakeOutcome::Coalesced as i32 {
+        "coalesced"
+    } else {
+        "queued"
+    }
+}
+
+pub(crate) fn with_warnings(mut body: Json, warnings: Vec<String>) -> Json {
+    if !warnings.is_empty() {
+        body["warnings"] = warnings.into();
+    }
+    body
 }

@@ -1,5 +1,5 @@
 //! OpenClaw frame shapes (spec §1.2) and the one mapping from a gRPC status to an OpenClaw
-//! `ErrorShape` (§1.9).
+//! `ErrorShape` (§1.9; the code itself comes from the WS table in `crate::status`).
 
 use clawplane_proto::pbjson_types::Timestamp;
 use serde_json::{Map, Value as Json, json};
@@ -51,6 +51,23 @@ impl ErrorShape {
         }
         Json::Object(m)
     }
+}
+
+/// The keys a request frame may carry.
+const REQUEST_KEYS: &[&str] = &[
+    "type",
+    "id",
+    "method",
+    "params",
+    "traceparent",
+    "expectedProfileId",
+];
+
+/// The request frame is a closed object (spec §1.2).
+pub(crate) fn closed_request(frame: &Json) -> bool {
+    frame
+        .as_object()
+        .is_some_and(|m| m.keys().all(|k| REQUEST_KEYS.contains(&k.as_str())))
 }
 
 /// `{type:"res", id, ok:true, payload}`.
@@ -123,54 +140,45 @@ pub fn rpc_error(s: &Status) -> ErrorShape {
         });
     let grpc = format!("{:?}", s.code());
     md.insert("grpcCode".into(), json!(grpc));
-    let (code, retryable): (&'static str, bool) = match s.code() {
-        Code::PermissionDenied => {
-            let missing = md
-                .get("missingScope")
-                .and_then(Json::as_str)
-                .map(str::to_string)
-                .unwrap_or_default();
-            let required: Vec<Json> = md
-                .get("requiredScopes")
-                .and_then(Json::as_str)
-                .map(|r| {
-                    r.split(',')
-                        .map(str::trim)
-                        .filter(|x| !x.is_empty())
-                        .map(|x| json!(x))
-                        .collect()
-                })
-                .filter(|v: &Vec<Json>| !v.is_empty())
-                .unwrap_or_else(|| {
-                    if missing.is_empty() {
-                        vec![]
-                    } else {
-                        vec![json!(missing)]
-                    }
-                });
-            md.insert(
-                "code".into(),
-                json!(if reason.is_empty() {
-                    "MISSING_SCOPE"
+    let (code, retryable) = crate::status::ws_error_code(s.code());
+    if s.code() == Code::PermissionDenied {
+        let missing = md
+            .get("missingScope")
+            .and_then(Json::as_str)
+            .map(str::to_string)
+            .unwrap_or_default();
+        let required: Vec<Json> = md
+            .get("requiredScopes")
+            .and_then(Json::as_str)
+            .map(|r| {
+                r.split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(|x| json!(x))
+                    .collect()
+            })
+            .filter(|v: &Vec<Json>| !v.is_empty())
+            .unwrap_or_else(|| {
+                if missing.is_empty() {
+                    vec![]
                 } else {
-                    reason.as_str()
-                }),
-            );
-            md.insert("missingScope".into(), json!(missing));
-            md.insert("requiredScopes".into(), Json::Array(required));
-            let mut e = ErrorShape::new("FORBIDDEN", s.message().to_string());
-            e.details = Some(Json::Object(md));
-            return e;
-        }
-        Code::InvalidArgument
-        | Code::NotFound
-        | Code::AlreadyExists
-        | Code::FailedPrecondition
-        | Code::OutOfRange => ("INVALID_REQUEST", false),
-        Code::Unauthenticated => ("INVALID_REQUEST", false),
-        Code::ResourceExhausted | Code::Unavailable | Code::Aborted => ("UNAVAILABLE", true),
-        _ => ("UNAVAILABLE", false),
-    };
+                    vec![json!(missing)]
+                }
+            });
+        md.insert(
+            "code".into(),
+            json!(if reason.is_empty() {
+                "MISSING_SCOPE"
+            } else {
+                reason.as_str()
+            }),
+        );
+        md.insert("missingScope".into(), json!(missing));
+        md.insert("requiredScopes".into(), Json::Array(required));
+        let mut e = ErrorShape::new(code, s.message().to_string());
+        e.details = Some(Json::Object(md));
+        return e;
+    }
     if !reason.is_empty() {
         md.insert("code".into(), json!(reason));
     }

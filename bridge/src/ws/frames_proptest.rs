@@ -2,8 +2,8 @@
 //! builders and the `connect` params / request-frame checks are total on arbitrary input and
 //! always produce well-formed JSON frames.
 
-use super::super::methods::{ConnectParams, closed_request};
-use super::{ErrorShape, event, res_err, res_ok, rpc_error};
+use super::super::handshake::ConnectParams;
+use super::{ErrorShape, closed_request, event, res_err, res_ok, rpc_error};
 use proptest::prelude::*;
 use serde_json::{Map, Value as Json, json};
 use tonic::{Code, Status};

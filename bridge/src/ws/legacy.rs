@@ -5,8 +5,8 @@
 //! `AUTH_REQUIRED`, `AUTH_INVALID`, `RATE_LIMITED`, `SKILL_NOT_FOUND`, `GATEWAY_BUSY`.
 //! Every frame is translated into the same v1 RPCs.
 
-use super::{Shim, conn::Outbox};
-use crate::{Caller, Services};
+use super::{Shim, outbox::Outbox};
+use crate::{Caller, Services, status::legacy_error_code};
 use axum::extract::ws::{Message, WebSocket};
 use clawplane_proto::v1::{
     AgentServiceWaitRequest, ChatServiceSendRequest, GatewayServiceStatusRequest,
@@ -14,7 +14,6 @@ use clawplane_proto::v1::{
 };
 use futures::{StreamExt as _, stream::SplitStream};
 use serde_json::{Value as Json, json};
-use tonic::{Code, Status};
 
 const TYPES: &[&str] = &["chat", "skill_invoke", "heartbeat_trigger", "status"];
 
@@ -28,24 +27,6 @@ fn reply(out: &Outbox, kind: &str, id: &Json, payload: Json) {
 
 fn error(out: &Outbox, id: &Json, code: &str, message: &str) {
     reply(out, "error", id, json!({"code": code, "message": message}));
-}
-
-/// The legacy error code of an RPC failure.
-fn code_of(s: &Status) -> &'static str {
-    match s.code() {
-        Code::Unauthenticated => {
-            if super::frames::error_info(s).0 == "TOKEN_MISSING" {
-                "AUTH_REQUIRED"
-            } else {
-                "AUTH_INVALID"
-            }
-        }
-        Code::ResourceExhausted => "RATE_LIMITED",
-        Code::PermissionDenied => "FORBIDDEN",
-        Code::Unavailable => "GATEWAY_BUSY",
-        Code::InvalidArgument | Code::NotFound | Code::AlreadyExists => "INVALID_REQUEST",
-        _ => "INTERNAL_ERROR",
-    }
 }
 
 /// Serves the legacy dialect until the client leaves or the gateway stops.
@@ -125,7 +106,7 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
                 .await;
             let sent = match sent {
                 Ok(r) => r.into_inner(),
-                Err(st) => return error(out, &id, code_of(&st), st.message()),
+                Err(st) => return error(out, &id, legacy_error_code(&st), st.message()),
             };
             let run = loop {
                 match s
@@ -144,7 +125,7 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
                             break run;
                         }
                     }
-                    Err(st) => return error(out, &id, code_of(&st), st.message()),
+                    Err(st) => return error(out, &id, legacy_error_code(&st), st.message()),
                 }
             };
             if run.state() != RunState::Succeeded {
@@ -201,7 +182,7 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
                         json!({"ok": true, "status": outcome, "sessionKey": r.session_key, "runId": r.run_id}),
                     );
                 }
-                Err(st) => error(out, &id, code_of(&st), st.message()),
+                Err(st) => error(out, &id, legacy_error_code(&st), st.message()),
             }
         }
         "status" => match s
@@ -226,7 +207,7 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
                     }),
                 );
             }
-            Err(st) => error(out, &id, code_of(&st), st.message()),
+            Err(st) => error(out, &id, legacy_error_code(&st), st.message()),
         },
         "skill_invoke" => {
             // Check the credential first so a bad token is reported as such.
@@ -235,7 +216,7 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
                 .status(caller.request(GatewayServiceStatusRequest {}))
                 .await
             {
-                return error(out, &id, code_of(&st), st.message());
+                return error(out, &id, legacy_error_code(&st), st.message());
             }
             let skill = field("skill");
             error(

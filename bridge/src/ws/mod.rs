@@ -10,8 +10,11 @@
 mod conn;
 mod events;
 pub mod frames;
+mod handshake;
+mod incoming;
 mod legacy;
 mod methods;
+mod outbox;
 
 use crate::Services;
 use axum::{
