@@ -1,5 +1,5 @@
 //! Property tests for ingress signature verification (`X-Webhook-Secret`,
-//! `X-Hub-Signature-256`, `Stripe-Signature`, Standard Webhooks) and the other parsers here:
+//! `X-Hub-Signature-256`, `Stripe-Signature`, Standard Webhooks) and the session-name check:
 //! arbitrary headers and bodies never panic, and only the right signature is accepted.
 
 use super::*;
@@ -170,26 +170,8 @@ proptest! {
     }
 
     #[test]
-    fn address_and_name_parsers_are_total(
-        cidr in prop_oneof![any::<String>(), "[0-9./:a-f]{0,45}"],
-        xff in proptest::option::of(prop_oneof![any::<String>(), "([0-9.]{0,15}, ?){0,4}"]),
-        peer in proptest::option::of(any::<[u8; 4]>()),
-        trusted in prop::collection::vec("[0-9./]{0,18}", 0..3),
-        name in any::<String>(),
-    ) {
-        if let Some(net) = parse_cidr(&cidr) {
-            prop_assert!(net.prefix_len() <= 128);
-        }
-        let peer = peer.map(IpAddr::from);
-        let addr = client_address(peer, xff.as_deref(), &trusted);
-        if peer.is_none() {
-            prop_assert!(addr.is_none() || xff.is_some());
-        }
-        for f in [cidr.as_str(), name.as_str()] {
-            let _ = forwarded_for(f);
-        }
-        let ok = check_session_name(&name).is_none();
-        if ok {
+    fn session_names_are_checked_totally(name in any::<String>()) {
+        if check_session_name(&name).is_none() {
             prop_assert!(!name.is_empty() && name.len() <= MAX_SESSION_NAME);
         }
     }
