@@ -23,6 +23,7 @@
 
 use super::{Gateway, keys, lock};
 use crate::error::{Error, Result};
+use crate::store::{Record, Records, RecordsMut};
 use base64::Engine as _;
 use clawplane_proto::pbjson_types::Timestamp;
 use clawplane_proto::v1::{
@@ -43,10 +44,6 @@ use std::{
 };
 use tokio::sync::{Notify, Semaphore};
 
-/// Store record kind of endpoints (key: endpoint id).
-const KIND_ENDPOINT: &str = "egress.endpoint";
-/// Store record kind of messages (key: message id, ordered by event seq).
-const KIND_MESSAGE: &str = "egress.msg";
 /// Events read per outbox step.
 const PAGE: usize = 256;
 /// An unproductive cursor advance is persisted only after this many events (re-reading a
@@ -341,6 +338,13 @@ struct AttemptRec {
     response: String,
 }
 
+impl Record for EndpointRec {
+    const KIND: &'static str = "egress.endpoint";
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct MsgRec {
     id: String,
@@ -360,6 +364,14 @@ struct MsgRec {
     body: String,
 }
 
+/// Keyed by message id, which orders by event seq.
+impl Record for MsgRec {
+    const KIND: &'static str = "egress.msg";
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
 use clawplane_util::time::now_ms;
 
 fn ts(ms: i64) -> Timestamp {
@@ -369,47 +381,9 @@ fn ts(ms: i64) -> Timestamp {
     }
 }
 
-fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| Error::Internal(format!("encode egress record: {e}")))
-}
-
-fn dec<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T> {
-    serde_json::from_slice(b).map_err(|e| Error::Storage(format!("decode egress record: {e}")))
-}
-
 fn message_id(seq: u64, endpoint: &str) -> String {
     let h = Sha256::digest(endpoint.as_bytes());
     format!("msg_{seq:012}_{}", &clawplane_util::crypto::hex(h)[..8])
-}
-
-fn read_endpoint(r: &dyn crate::store::Reader, id: &str) -> Result<Option<EndpointRec>> {
-    r.record(KIND_ENDPOINT, id)?.map(|b| dec(&b)).transpose()
-}
-
-fn read_msg(r: &dyn crate::store::Reader, id: &str) -> Result<Option<MsgRec>> {
-    r.record(KIND_MESSAGE, id)?.map(|b| dec(&b)).transpose()
-}
-
-fn all_endpoints(r: &dyn crate::store::Reader) -> Result<Vec<EndpointRec>> {
-    r.records(KIND_ENDPOINT, "", usize::MAX)?
-        .into_iter()
-        .map(|(_, b)| dec(&b))
-        .collect()
-}
-
-/// Visits every message in id (= event seq) order.
-fn each_msg(r: &dyn crate::store::Reader, mut f: impl FnMut(MsgRec)) -> Result<()> {
-    let mut after = String::new();
-    loop {
-        let page = r.records(KIND_MESSAGE, &after, 256)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(());
-        };
-        after = last.clone();
-        for (_, b) in page {
-            f(dec(&b)?);
-        }
-    }
 }
 
 fn webhook_event(change: WebhookEndpointChange) -> Event {
@@ -606,10 +580,10 @@ pub async fn start(gw: &Arc<Gateway>) -> Result<()> {
     let feed = gw.store.feed.clone();
     gw.store
         .write(move |t| {
-            let existing = all_endpoints(t)?;
+            let existing = t.scan::<EndpointRec>("", usize::MAX)?;
             for old in existing.iter().filter(|e| e.config) {
                 if !configured.iter().any(|(id, _)| *id == old.id) {
-                    t.delete_record(KIND_ENDPOINT, &old.id)?;
+                    t.delete::<EndpointRec>(&old.id)?;
                 }
             }
             for (id, def) in &configured {
@@ -629,7 +603,7 @@ pub async fn start(gw: &Arc<Gateway>) -> Result<()> {
                         ..Default::default()
                     },
                 };
-                t.put_record(KIND_ENDPOINT, id, &enc(&rec)?)?;
+                t.put(&rec)?;
             }
             Ok(())
         })
@@ -637,7 +611,7 @@ pub async fn start(gw: &Arc<Gateway>) -> Result<()> {
     let mut finished = 0;
     let mut pending = Vec::new();
     gw.store.read(|r| {
-        each_msg(r, |m| match m.status {
+        r.each(|m: MsgRec| match m.status {
             Status::Pending => pending.push((m.next_ms, m.id)),
             _ => finished += 1,
         })
@@ -684,7 +658,7 @@ async fn outbox(gw: Arc<Gateway>) {
 /// One step of every enabled endpoint; true when some endpoint has more to read.
 async fn outbox_pass(gw: &Arc<Gateway>) -> Result<bool> {
     let head = gw.store.head();
-    let endpoints = gw.store.read(all_endpoints)?;
+    let endpoints = gw.store.read(|r| r.scan::<EndpointRec>("", usize::MAX))?;
     let mut more = false;
     for ep in endpoints.into_iter().filter(|e| !e.disabled) {
         let mem = lock(&gw.egress.cursors).get(&ep.id).copied().unwrap_or(0);
@@ -756,7 +730,7 @@ async fn outbox_pass(gw: &Arc<Gateway>) -> Result<bool> {
         let created: Vec<(i64, String)> = gw
             .store
             .write(move |t| {
-                let Some(mut rec) = read_endpoint(t, &id)? else {
+                let Some(mut rec) = t.get::<EndpointRec>(&id)? else {
                     return Ok(Vec::new()); // deleted meanwhile
                 };
                 if rec.cursor >= last || rec.disabled {
@@ -764,15 +738,15 @@ async fn outbox_pass(gw: &Arc<Gateway>) -> Result<bool> {
                 }
                 let mut created = Vec::new();
                 for m in &msgs {
-                    if t.record(KIND_MESSAGE, &m.id)?.is_none() {
-                        t.put_record(KIND_MESSAGE, &m.id, &enc(m)?)?;
+                    if !t.contains::<MsgRec>(&m.id)? {
+                        t.put(m)?;
                         if m.status == Status::Pending {
                             created.push((m.next_ms, m.id.clone()));
                         }
                     }
                 }
                 rec.cursor = last;
-                t.put_record(KIND_ENDPOINT, &id, &enc(&rec)?)?;
+                t.put(&rec)?;
                 Ok(created)
             })
             .await?;
@@ -981,10 +955,10 @@ fn next_delay(cfg: &EgressConfig, round: u32, o: &Outcome) -> Option<Duration> {
 async fn deliver(gw: &Arc<Gateway>, id: &str) -> Result<()> {
     let key = id.to_string();
     let (msg, ep) = gw.store.read(|r| {
-        let Some(m) = read_msg(r, &key)? else {
+        let Some(m) = r.get::<MsgRec>(&key)? else {
             return Ok((None, None));
         };
-        let ep = read_endpoint(r, &m.endpoint)?;
+        let ep = r.get::<EndpointRec>(&m.endpoint)?;
         Ok((Some(m), ep))
     })?;
     let Some(msg) = msg else { return Ok(()) };
@@ -996,9 +970,9 @@ async fn deliver(gw: &Arc<Gateway>, id: &str) -> Result<()> {
         let key = id.to_string();
         gw.store
             .write(move |t| {
-                if let Some(mut m) = read_msg(t, &key)? {
+                if let Some(mut m) = t.get::<MsgRec>(&key)? {
                     m.status = Status::Failed;
-                    t.put_record(KIND_MESSAGE, &key, &enc(&m)?)?;
+                    t.put(&m)?;
                 }
                 Ok(())
             })
@@ -1025,7 +999,7 @@ async fn deliver(gw: &Arc<Gateway>, id: &str) -> Result<()> {
     let (reschedule, finished) = gw
         .store
         .write(move |t| {
-            let Some(mut m) = read_msg(t, &key)? else {
+            let Some(mut m) = t.get::<MsgRec>(&key)? else {
                 return Ok((None, false));
             };
             let now = now_ms();
@@ -1068,8 +1042,8 @@ async fn deliver(gw: &Arc<Gateway>, id: &str) -> Result<()> {
                     }
                 }
             }
-            t.put_record(KIND_MESSAGE, &key, &enc(&m)?)?;
-            if let Some(mut e) = read_endpoint(t, &ep_id)? {
+            t.put(&m)?;
+            if let Some(mut e) = t.get::<EndpointRec>(&ep_id)? {
                 let mut change = None;
                 if outcome.ok() {
                     if e.consecutive_failures > 0 {
@@ -1111,7 +1085,7 @@ async fn deliver(gw: &Arc<Gateway>, id: &str) -> Result<()> {
                         detail,
                     }))?;
                 }
-                t.put_record(KIND_ENDPOINT, &ep_id, &enc(&e)?)?;
+                t.put(&e)?;
             }
             Ok((reschedule, finished))
         })
@@ -1135,14 +1109,14 @@ async fn prune(gw: &Arc<Gateway>, keep: usize) -> Result<()> {
         .store
         .write(move |t| {
             let mut finished = Vec::new();
-            each_msg(t, |m| {
+            t.each(|m: MsgRec| {
                 if m.status != Status::Pending {
                     finished.push(m.id)
                 }
             })?;
             let cut = finished.len().saturating_sub(keep);
             for id in &finished[..cut] {
-                t.delete_record(KIND_MESSAGE, id)?;
+                t.delete::<MsgRec>(id)?;
             }
             Ok(finished.len() - cut)
         })
@@ -1293,7 +1267,7 @@ impl Gateway {
                 let mut rec = rec;
                 // The writer assigns seqs in order: head now is the last committed seq.
                 rec.cursor = feed.head.load(Ordering::Acquire);
-                t.put_record(KIND_ENDPOINT, &rec.id, &enc(&rec)?)?;
+                t.put(&rec)?;
                 Ok(rec)
             })
             .await?;
@@ -1307,12 +1281,12 @@ impl Gateway {
     pub fn webhook_endpoints(&self) -> Result<Vec<WebhookEndpoint>> {
         self.store.read(|r| {
             let mut pending: HashMap<String, u32> = HashMap::new();
-            each_msg(r, |m| {
+            r.each(|m: MsgRec| {
                 if m.status == Status::Pending {
                     *pending.entry(m.endpoint).or_default() += 1;
                 }
             })?;
-            Ok(all_endpoints(r)?
+            Ok(r.scan::<EndpointRec>("", usize::MAX)?
                 .iter()
                 .map(|e| endpoint_pb(e, pending.get(&e.id).copied().unwrap_or(0)))
                 .collect())
@@ -1328,7 +1302,7 @@ impl Gateway {
         let key = id.clone();
         self.store
             .write(move |t| {
-                let Some(rec) = read_endpoint(t, &key)? else {
+                let Some(rec) = t.get::<EndpointRec>(&key)? else {
                     return Err(Error::WebhookNotFound);
                 };
                 if rec.config {
@@ -1340,14 +1314,14 @@ impl Gateway {
                     ));
                 }
                 let mut gone = Vec::new();
-                each_msg(t, |m| {
+                t.each(|m: MsgRec| {
                     if m.endpoint == key {
                         gone.push(m.id)
                     }
                 })?;
-                t.delete_record(KIND_ENDPOINT, &key)?;
+                t.delete::<EndpointRec>(&key)?;
                 for m in gone {
-                    t.delete_record(KIND_MESSAGE, &m)?;
+                    t.delete::<MsgRec>(&m)?;
                 }
                 Ok(())
             })
@@ -1366,11 +1340,11 @@ impl Gateway {
         let (rec, pending) = self
             .store
             .write(move |t| {
-                let Some(mut rec) = read_endpoint(t, &key)? else {
+                let Some(mut rec) = t.get::<EndpointRec>(&key)? else {
                     return Err(Error::WebhookNotFound);
                 };
                 let mut pending = Vec::new();
-                each_msg(t, |m| {
+                t.each(|m: MsgRec| {
                     if m.endpoint == key && m.status == Status::Pending {
                         pending.push(m)
                     }
@@ -1380,7 +1354,7 @@ impl Gateway {
                     rec.disabled_reason.clear();
                     rec.consecutive_failures = 0;
                     rec.failing_since_ms = None;
-                    t.put_record(KIND_ENDPOINT, &key, &enc(&rec)?)?;
+                    t.put(&rec)?;
                     t.append_event(webhook_event(WebhookEndpointChange {
                         r#type: "enabled".into(),
                         endpoint_id: key.clone(),
@@ -1391,7 +1365,7 @@ impl Gateway {
                 let mut due = Vec::new();
                 for mut m in pending {
                     m.next_ms = now;
-                    t.put_record(KIND_MESSAGE, &m.id, &enc(&m)?)?;
+                    t.put(&m)?;
                     due.push((now, m.id));
                 }
                 Ok((rec, due))
@@ -1429,7 +1403,7 @@ impl Gateway {
             };
             let mut out = Vec::new();
             if !message_id.is_empty() {
-                if let Some(m) = read_msg(r, message_id.trim())?
+                if let Some(m) = r.get::<MsgRec>(message_id.trim())?
                     && keep(&m)
                 {
                     out.push(message_pb(&m));
@@ -1437,7 +1411,7 @@ impl Gateway {
                 return Ok(out);
             }
             let mut all = Vec::new();
-            each_msg(r, |m| {
+            r.each(|m: MsgRec| {
                 if keep(&m) {
                     all.push(m)
                 }
@@ -1468,22 +1442,22 @@ impl Gateway {
             .write(move |t| {
                 let mut targets = Vec::new();
                 if !msg.is_empty() {
-                    match read_msg(t, &msg)? {
+                    match t.get::<MsgRec>(&msg)? {
                         Some(m) => targets.push(m),
                         None => return Err(Error::WebhookNotFound),
                     }
                 } else {
-                    if read_endpoint(t, &ep)?.is_none() {
+                    if t.get::<EndpointRec>(&ep)?.is_none() {
                         return Err(Error::WebhookNotFound);
                     }
-                    each_msg(t, |m| {
+                    t.each(|m: MsgRec| {
                         if m.endpoint == ep && m.status == Status::Failed && !m.body.is_empty() {
                             targets.push(m)
                         }
                     })?;
                 }
                 for m in &targets {
-                    let Some(e) = read_endpoint(t, &m.endpoint)? else {
+                    let Some(e) = t.get::<EndpointRec>(&m.endpoint)? else {
                         return Err(Error::field("messageId", format!("the endpoint of {} no longer exists", m.id)));
                     };
                     if e.disabled {
@@ -1502,7 +1476,7 @@ impl Gateway {
                     m.round = 0;
                     m.generation += 1;
                     m.next_ms = now;
-                    t.put_record(KIND_MESSAGE, &m.id, &enc(&m)?)?;
+                    t.put(&m)?;
                     ids.push(m.id);
                 }
                 Ok(ids)
