@@ -197,7 +197,8 @@ impl WebhookService for Api {
         let r = req.into_inner();
         let endpoint = self
             .gw
-            .create_webhook_endpoint(NewEndpoint {
+            .egress
+            .create_endpoint(NewEndpoint {
                 url: r.url,
                 events: r.events,
                 headers: r.headers.into_iter().collect(),
@@ -217,7 +218,7 @@ impl WebhookService for Api {
     ) -> Result<Response<ListWebhookEndpointsResponse>, Status> {
         self.authorize(&req, "clawplane.v1.WebhookService/ListWebhookEndpoints")?;
         Ok(Response::new(ListWebhookEndpointsResponse {
-            endpoints: self.gw.webhook_endpoints()?,
+            endpoints: self.gw.egress.endpoints()?,
         }))
     }
 
@@ -228,7 +229,8 @@ impl WebhookService for Api {
         self.authorize(&req, "clawplane.v1.WebhookService/DeleteWebhookEndpoint")?;
         let endpoint_id = self
             .gw
-            .delete_webhook_endpoint(&req.get_ref().endpoint_id)
+            .egress
+            .delete_endpoint(&req.get_ref().endpoint_id)
             .await?;
         Ok(Response::new(DeleteWebhookEndpointResponse { endpoint_id }))
     }
@@ -240,7 +242,8 @@ impl WebhookService for Api {
         self.authorize(&req, "clawplane.v1.WebhookService/EnableWebhookEndpoint")?;
         let endpoint = self
             .gw
-            .enable_webhook_endpoint(&req.get_ref().endpoint_id)
+            .egress
+            .enable_endpoint(&req.get_ref().endpoint_id)
             .await?;
         Ok(Response::new(EnableWebhookEndpointResponse {
             endpoint: Some(endpoint),
@@ -255,7 +258,8 @@ impl WebhookService for Api {
         let r = req.get_ref();
         let messages =
             self.gw
-                .webhook_deliveries(&r.endpoint_id, &r.message_id, r.status(), r.page_size)?;
+                .egress
+                .deliveries(&r.endpoint_id, &r.message_id, r.status(), r.page_size)?;
         Ok(Response::new(ListWebhookDeliveriesResponse { messages }))
     }
 
@@ -267,7 +271,8 @@ impl WebhookService for Api {
         let r = req.get_ref();
         let message_ids = self
             .gw
-            .redeliver_webhook(&r.message_id, &r.endpoint_id)
+            .egress
+            .redeliver(&r.message_id, &r.endpoint_id)
             .await?;
         Ok(Response::new(RedeliverWebhookResponse { message_ids }))
     }
