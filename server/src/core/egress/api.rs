@@ -25,6 +25,7 @@ use std::{
     sync::atomic::Ordering,
 };
 
+/// Unix milliseconds as a protobuf Timestamp.
 fn ts(ms: i64) -> Timestamp {
     Timestamp {
         seconds: ms.div_euclid(1000),
@@ -32,6 +33,7 @@ fn ts(ms: i64) -> Timestamp {
     }
 }
 
+/// An endpoint as the API shows it (the secret never; `pending` counted by the caller).
 fn endpoint_pb(e: &EndpointRec, pending: u32) -> WebhookEndpoint {
     WebhookEndpoint {
         name: format!("webhookEndpoints/{}", e.id),
@@ -65,6 +67,7 @@ fn endpoint_pb(e: &EndpointRec, pending: u32) -> WebhookEndpoint {
     }
 }
 
+/// A message as the API shows it, attempts newest first.
 fn message_pb(m: &MsgRec) -> WebhookMessage {
     WebhookMessage {
         message_id: m.id.clone(),
@@ -106,6 +109,7 @@ pub struct NewEndpoint {
     pub secret: String,
 }
 
+/// The request field of a definition field `check_def` names (config names differ).
 fn field_of(f: &str) -> &'static str {
     match f {
         "event" => "events",

@@ -26,6 +26,8 @@ pub fn validate(
     configured(outgoing, cfg, "main").map(|_| ())
 }
 
+/// The `webhooks.outgoing` endpoints with their ids (given, or derived from URL and events so
+/// that an unchanged entry keeps its cursor across restarts).
 pub(super) fn configured(
     outgoing: &[OutgoingWebhook],
     cfg: &EgressConfig,

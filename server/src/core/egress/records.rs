@@ -24,6 +24,8 @@ pub(super) struct EndpointRec {
     pub(super) last_error: String,
 }
 
+/// Where a message stands: PENDING until delivered or given up on (FAILED, kept for
+/// manual redelivery).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub(super) enum Status {
     Pending,
@@ -31,6 +33,7 @@ pub(super) enum Status {
     Failed,
 }
 
+/// One delivery attempt as logged in its message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct AttemptRec {
     pub(super) n: u32,
@@ -49,6 +52,7 @@ impl Record for EndpointRec {
     }
 }
 
+/// A message: one event for one endpoint, its body rendered once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct MsgRec {
     pub(super) id: String,
