@@ -54,6 +54,40 @@ fn lower_layers_do_not_name_higher_ones() {
     assert!(bad.is_empty(), "layering broken:\n{}", bad.join("\n"));
 }
 
+/// Egress is an owned service (its state in `Egress`, fed by the store): it names neither
+/// the gateway nor the rest of the core.
+#[test]
+fn egress_is_an_owned_service() {
+    let bad = offenders("core/egress", &["Gateway", "crate::core", "super::super"]);
+    assert!(
+        bad.is_empty(),
+        "egress reaches past its seam:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// The store is the seam a clustered backend plugs in at: nothing else names redb's API.
+#[test]
+fn only_the_store_names_redb() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut bad = Vec::new();
+    for entry in std::fs::read_dir(&src).expect("read server/src") {
+        let path = entry.expect("dir entry").path();
+        let name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name != "store" {
+            bad.extend(offenders(name, &["redb::", "use redb"]));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "redb named outside the store:\n{}",
+        bad.join("\n")
+    );
+}
+
 #[test]
 fn leaf_crates_use_nothing_of_ours() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -1,4 +1,5 @@
-//! Addresses: loopback, CIDRs (`ipnet`), and the address ranges an outbound request to a
+//! Addresses: loopback, CIDRs (`ipnet`), the client address behind trusted proxies
+//! (`X-Forwarded-For`, `Forwarded`), and the address ranges an outbound request to a
 //! user-supplied URL must not reach (SSRF guard).
 
 use ipnet::IpNet;
@@ -36,6 +37,66 @@ pub fn ip_literal(host: &str) -> Option<IpAddr> {
         .trim_end_matches(']')
         .parse()
         .ok()
+}
+
+/// The `for=` addresses of a `Forwarded` header (RFC 7239), in order; `unknown` and
+/// obfuscated identifiers are skipped, ports and IPv6 brackets dropped.
+pub fn forwarded_for(forwarded: &str) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for element in forwarded.split(',') {
+        for pair in element.split(';') {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            if !k.trim().eq_ignore_ascii_case("for") {
+                continue;
+            }
+            let v = v.trim().trim_matches('"');
+            let host = if let Some(rest) = v.strip_prefix('[') {
+                rest.split(']').next().unwrap_or("")
+            } else if v.matches(':').count() == 1 {
+                v.split(':').next().unwrap_or("")
+            } else {
+                v
+            };
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+/// The client address from `X-Forwarded-For` or else `Forwarded: for=`, believed only
+/// when the peer is one of `trusted` proxies (IPs or CIDRs): then the rightmost hop that is
+/// not itself a trusted proxy. From anyone else the headers are ignored and the peer is the
+/// client, so a caller cannot choose the address that rate limits and logs see.
+pub fn client_address_from(
+    peer: Option<IpAddr>,
+    xff: Option<&str>,
+    forwarded: Option<&str>,
+    trusted: &[String],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    let nets: Vec<_> = trusted.iter().filter_map(|t| parse_cidr(t)).collect();
+    let is_trusted = |ip: IpAddr| nets.iter().any(|n| in_cidr(ip, n));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let hops: Vec<IpAddr> = match (xff, forwarded) {
+        (Some(xff), _) => xff
+            .split(',')
+            .filter_map(|h| h.trim().parse::<IpAddr>().ok())
+            .collect(),
+        (None, Some(f)) => forwarded_for(f),
+        (None, None) => return Some(peer),
+    };
+    hops.iter()
+        .rev()
+        .find(|ip| !is_trusted(**ip))
+        .or(hops.first())
+        .copied()
+        .or(Some(peer))
 }
 
 /// Addresses an egress request must not reach unless private targets are allowed: loopback,
@@ -108,5 +169,59 @@ mod tests {
         }
         assert_eq!(ip_literal("[::1]"), Some(ip("::1")));
         assert_eq!(ip_literal("example.com"), None);
+    }
+
+    #[test]
+    fn client_address_behind_trusted_proxies() {
+        let t = vec!["10.0.0.0/8".to_string(), "127.0.0.1".to_string()];
+        let xff =
+            |peer: &str, xff: Option<&str>| client_address_from(Some(ip(peer)), xff, None, &t);
+        assert_eq!(
+            xff("127.0.0.1", Some("203.0.113.9, 10.1.2.3")),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(xff("192.0.2.7", Some("127.0.0.1")), Some(ip("192.0.2.7")));
+        assert_eq!(xff("127.0.0.1", None), Some(ip("127.0.0.1")));
+        assert_eq!(
+            client_address_from(
+                Some(ip("127.0.0.1")),
+                None,
+                Some("for=192.0.2.60;proto=http, for=\"[2001:db8::17]:4711\""),
+                &t
+            ),
+            Some(ip("2001:db8::17"))
+        );
+        assert_eq!(
+            client_address_from(Some(ip("192.0.2.7")), None, Some("for=10.9.9.9"), &t),
+            Some(ip("192.0.2.7"))
+        );
+        assert_eq!(
+            forwarded_for("For=\"198.51.100.17:80\";by=x, for=unknown"),
+            vec![ip("198.51.100.17")]
+        );
+        assert_eq!(client_address_from(None, Some("192.0.2.1"), None, &t), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+
+        /// Whatever a caller sends as headers or an operator writes as CIDRs, the parsers
+        /// answer without panicking, and no peer means no client.
+        #[test]
+        fn address_parsers_are_total(
+            cidr in proptest::prop_oneof![proptest::arbitrary::any::<String>(), "[0-9./:a-f]{0,45}"],
+            xff in proptest::option::of(proptest::prop_oneof![proptest::arbitrary::any::<String>(), "([0-9.]{0,15}, ?){0,4}"]),
+            forwarded in proptest::option::of("((for|by)=\"?[0-9a-f.:\\[\\]]{0,20}\"?[;,] ?){0,4}"),
+            peer in proptest::option::of(proptest::arbitrary::any::<[u8; 4]>()),
+            trusted in proptest::collection::vec("[0-9./]{0,18}", 0..3),
+        ) {
+            if let Some(net) = parse_cidr(&cidr) {
+                proptest::prop_assert!(net.prefix_len() <= 128);
+            }
+            let peer = peer.map(IpAddr::from);
+            let addr = client_address_from(peer, xff.as_deref(), forwarded.as_deref(), &trusted);
+            proptest::prop_assert_eq!(addr.is_none(), peer.is_none());
+            let _ = forwarded_for(&cidr);
+        }
     }
 }

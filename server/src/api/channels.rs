@@ -6,14 +6,26 @@ use crate::channels::{Outbound, SendError};
 use crate::core::runs::{MAX_MESSAGE_BYTES, check_idempotency_key, new_session, session_event};
 use crate::core::{keys, now_ts};
 use crate::error::{Error, FieldViolation};
-use crate::store::Txn;
+use crate::store::{Record, Records, RecordsMut, Txn};
 use clawplane_proto::v1::*;
-use prost::Message as _;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
-/// Record kind of stored SendMessage answers (by idempotency key).
-const SEND_RECORD: &str = "channel_send";
+/// A SendMessage answer kept under its idempotency key: a retry gets it back, and the
+/// fingerprint tells a retry from a different request under the same key.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SendRecord {
+    idempotency_key: String,
+    fingerprint: [u8; 32],
+    response: SendMessageResponse,
+}
+
+impl Record for SendRecord {
+    const KIND: &'static str = "channel.send";
+    fn key(&self) -> String {
+        self.idempotency_key.clone()
+    }
+}
 
 /// Digest of what a SendMessage asks for, to tell a retry from a different request.
 fn fingerprint(r: &SendMessageRequest) -> [u8; 32] {
@@ -32,19 +44,6 @@ fn fingerprint(r: &SendMessageRequest) -> [u8; 32] {
         h.update([0]);
     }
     h.finalize().into()
-}
-
-/// Stored answer: 32-byte fingerprint, then the encoded response.
-fn decode_record(bytes: &[u8]) -> Result<([u8; 32], SendMessageResponse), Error> {
-    let (fp, rest) = bytes
-        .split_at_checked(32)
-        .ok_or_else(|| Error::Storage("truncated channel_send record".into()))?;
-    let fp: [u8; 32] = fp
-        .try_into()
-        .map_err(|_| Error::Storage("bad channel_send record".into()))?;
-    let resp = SendMessageResponse::decode(rest)
-        .map_err(|e| Error::Storage(format!("bad channel_send record: {e}")))?;
-    Ok((fp, resp))
 }
 
 impl Api {
@@ -141,9 +140,9 @@ impl Api {
         } else {
             let lock = self.gw.channels.idempotency_lock(&key);
             let guard = lock.lock_owned().await;
-            if let Some(bytes) = self.gw.store.read(|r| r.record(SEND_RECORD, &key))? {
-                let (stored_fp, mut resp) = decode_record(&bytes)?;
-                if stored_fp != fp {
+            if let Some(stored) = self.gw.store.read(|r| r.get::<SendRecord>(&key))? {
+                let mut resp = stored.response;
+                if stored.fingerprint != fp {
                     let id = resp
                         .delivery
                         .as_ref()
@@ -181,10 +180,10 @@ impl Api {
             delivery: Some(delivery),
             duplicate: false,
         };
-        let record = (!key.is_empty()).then(|| {
-            let mut bytes = fp.to_vec();
-            bytes.extend(resp.encode_to_vec());
-            bytes
+        let record = (!key.is_empty()).then(|| SendRecord {
+            idempotency_key: key,
+            fingerprint: fp,
+            response: resp.clone(),
         });
         if record.is_none() && session_key.is_empty() {
             return Ok(resp);
@@ -204,8 +203,8 @@ impl Api {
             .gw
             .store
             .write(move |tx: &mut dyn Txn| {
-                if let Some(bytes) = &record {
-                    tx.put_record(SEND_RECORD, &key, bytes)?;
+                if let Some(record) = &record {
+                    tx.put(record)?;
                 }
                 if session_key.is_empty() {
                     return Ok(());

@@ -114,7 +114,7 @@ impl Api {
     pub fn client_ip<T>(&self, req: &Request<T>) -> Option<std::net::IpAddr> {
         let md = req.metadata();
         let header = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
-        crate::core::webhooks::client_address_from(
+        clawplane_util::net::client_address_from(
             peer_of(req).map(|a| a.ip()),
             header("x-forwarded-for"),
             header("forwarded"),

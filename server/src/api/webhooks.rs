@@ -1,17 +1,14 @@
 //! WebhookService: key management and the calls log (operator.admin), the synchronous
 //! call (authenticated by a webhook API key) and templated ingress (authenticated by the
 //! endpoint's secret or signature), and egress endpoints with their delivery log
-//! (operator.admin; the work is in `core::egress`).
+//! (operator.admin). The work, the calls log included, is in `core::webhooks` and
+//! `core::egress`.
 
 use super::Api;
 use super::Rpc;
 use crate::{
     auth,
-    core::{
-        egress::NewEndpoint,
-        now_ts,
-        webhooks::{CallTrace, http_status},
-    },
+    core::{egress::NewEndpoint, webhooks::SyncCall},
     error::Error,
 };
 use clawplane_proto::v1::{
@@ -23,10 +20,9 @@ use clawplane_proto::v1::{
     ListWebhookDeliveriesResponse, ListWebhookEndpointsRequest, ListWebhookEndpointsResponse,
     ListWebhookKeysRequest, ListWebhookKeysResponse, RedeliverWebhookRequest,
     RedeliverWebhookResponse, RevokeWebhookKeyRequest, RevokeWebhookKeyResponse,
-    RotateWebhookKeyRequest, RotateWebhookKeyResponse, WebhookCall,
-    webhook_service_server::WebhookService,
+    RotateWebhookKeyRequest, RotateWebhookKeyResponse, webhook_service_server::WebhookService,
 };
-use std::{collections::HashMap, time::Instant};
+use std::collections::HashMap;
 use tonic::{Request, Response, Status};
 
 impl Api {
@@ -37,8 +33,6 @@ impl Api {
         auth::bearer(header("authorization"), header("x-openclaw-token"))
     }
 }
-
-use clawplane_util::net::is_loopback;
 
 #[tonic::async_trait]
 impl WebhookService for Api {
@@ -102,64 +96,16 @@ impl WebhookService for Api {
         &self,
         req: Request<CallWebhookRequest>,
     ) -> Result<Response<CallWebhookResponse>, Status> {
-        let started = Instant::now();
-        let client = self.client_ip(&req);
-        let presented = Self::presented(&req);
+        let (client, presented) = (self.client_ip(&req), Self::presented(&req));
         let r = req.into_inner();
-        // An unknown instance is not this gateway's call: answered, not logged.
-        if r.instance_id.trim() != self.gw.instance_id {
-            return Err(Error::WebhookNotFound.into());
-        }
-        let private = client.is_some_and(is_loopback);
-        let mut call = WebhookCall {
-            call_time: Some(now_ts()),
-            visibility: if private { "private" } else { "public" }.into(),
-            source_ip: client.map(|c| c.to_string()).unwrap_or_default(),
-            session_name: r.session_name.chars().take(200).collect(),
-            bytes_in: r.message.len() as u64,
-            key_last_four: presented
-                .as_deref()
-                .map(|p| {
-                    let c: Vec<char> = p.chars().collect();
-                    if c.len() >= 8 {
-                        c[c.len() - 4..].iter().collect()
-                    } else {
-                        String::new()
-                    }
-                })
-                .unwrap_or_default(),
-            ..Default::default()
+        let call = SyncCall {
+            instance_id: r.instance_id,
+            session_name: r.session_name,
+            message: r.message,
+            client,
+            presented,
         };
-        let mut trace = CallTrace {
-            run_id: String::new(),
-        };
-        let result = async {
-            self.auth.gate(client)?;
-            let matched = self.gw.match_webhook_key(presented.as_deref(), private);
-            match matched {
-                Err(e @ Error::WebhookKeyInvalid) => return Err(self.auth.failed(client, e)),
-                Err(e) => return Err(e),
-                Ok(_) => self.auth.succeeded(client, crate::auth::Realm::WebhookKey),
-            }
-            self.gw
-                .webhook_turn(r.session_name.trim(), r.message, &mut trace)
-                .await
-        }
-        .await;
-        call.duration_ms = started.elapsed().as_millis() as u64;
-        call.status = http_status(result.as_ref().err());
-        call.run_id = trace.run_id;
-        match &result {
-            Ok(reply) => call.bytes_out = reply.reply.len() as u64,
-            Err(e) => {
-                call.error = e.to_string();
-                call.bytes_out = call.error.len() as u64;
-            }
-        }
-        if let Err(e) = self.gw.record_webhook_call(call).await {
-            tracing::warn!(error = %e, "cannot record a webhook call");
-        }
-        let reply = result?;
+        let reply = self.gw.call_webhook(call, &self.auth).await?;
         Ok(Response::new(CallWebhookResponse {
             reply: reply.reply,
             run_id: reply.run_id,
@@ -198,7 +144,8 @@ impl WebhookService for Api {
         let r = req.into_inner();
         let endpoint = self
             .gw
-            .create_webhook_endpoint(NewEndpoint {
+            .egress
+            .create_endpoint(NewEndpoint {
                 url: r.url,
                 events: r.events,
                 headers: r.headers.into_iter().collect(),
@@ -218,7 +165,7 @@ impl WebhookService for Api {
     ) -> Result<Response<ListWebhookEndpointsResponse>, Status> {
         self.authorize(&req, Rpc::WebhookListWebhookEndpoints)?;
         Ok(Response::new(ListWebhookEndpointsResponse {
-            endpoints: self.gw.webhook_endpoints()?,
+            endpoints: self.gw.egress.endpoints()?,
         }))
     }
 
@@ -229,7 +176,8 @@ impl WebhookService for Api {
         self.authorize(&req, Rpc::WebhookDeleteWebhookEndpoint)?;
         let endpoint_id = self
             .gw
-            .delete_webhook_endpoint(&req.get_ref().endpoint_id)
+            .egress
+            .delete_endpoint(&req.get_ref().endpoint_id)
             .await?;
         Ok(Response::new(DeleteWebhookEndpointResponse { endpoint_id }))
     }
@@ -241,7 +189,8 @@ impl WebhookService for Api {
         self.authorize(&req, Rpc::WebhookEnableWebhookEndpoint)?;
         let endpoint = self
             .gw
-            .enable_webhook_endpoint(&req.get_ref().endpoint_id)
+            .egress
+            .enable_endpoint(&req.get_ref().endpoint_id)
             .await?;
         Ok(Response::new(EnableWebhookEndpointResponse {
             endpoint: Some(endpoint),
@@ -256,7 +205,8 @@ impl WebhookService for Api {
         let r = req.get_ref();
         let messages =
             self.gw
-                .webhook_deliveries(&r.endpoint_id, &r.message_id, r.status(), r.page_size)?;
+                .egress
+                .deliveries(&r.endpoint_id, &r.message_id, r.status(), r.page_size)?;
         Ok(Response::new(ListWebhookDeliveriesResponse { messages }))
     }
 
@@ -268,7 +218,8 @@ impl WebhookService for Api {
         let r = req.get_ref();
         let message_ids = self
             .gw
-            .redeliver_webhook(&r.message_id, &r.endpoint_id)
+            .egress
+            .redeliver(&r.message_id, &r.endpoint_id)
             .await?;
         Ok(Response::new(RedeliverWebhookResponse { message_ids }))
     }

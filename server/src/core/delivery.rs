@@ -5,9 +5,28 @@ use super::{Gateway, keys, runs::NewRun};
 use crate::channels::Outbound;
 use clawplane_proto::v1::{Delivery, DeliveryStatus, Run, Session};
 
-/// Record kind mapping `<channel>:<message id>` to the run whose reply it carried, so
-/// receipts (WhatsApp `statuses`) find their run.
-pub(crate) const SENT_MESSAGES: &str = "sent_message";
+/// A sent channel message and the run whose reply it carried, so receipts (WhatsApp
+/// `statuses`) find their run.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct SentMessage {
+    pub channel: String,
+    pub message_id: String,
+    pub run_id: String,
+}
+
+impl SentMessage {
+    /// The key of a sent message: `<channel>:<message id>`.
+    pub fn key_of(channel: &str, message_id: &str) -> String {
+        format!("{channel}:{message_id}")
+    }
+}
+
+impl crate::store::Record for SentMessage {
+    const KIND: &'static str = "channel.sent";
+    fn key(&self) -> String {
+        Self::key_of(&self.channel, &self.message_id)
+    }
+}
 
 /// A delivery that cannot happen, with why.
 fn no_route(mut d: Delivery, reason: &str, detail: String) -> Delivery {

@@ -3,10 +3,10 @@
 //! routed to the sender's session, and answered on the same channel. WhatsApp `statuses`
 //! callbacks update the delivery receipt of the run whose reply they concern.
 
-use super::{Gateway, delivery::SENT_MESSAGES, runs::NewRun};
+use super::{Gateway, delivery::SentMessage, runs::NewRun};
 use crate::{
     error::{Error, Result},
-    store::Txn,
+    store::{Records, Txn},
 };
 use clawplane_proto::v1::{
     ChannelEvent, DeliveryStatus, Event, EventKind, IngestChannelWebhookRequest,
@@ -220,11 +220,10 @@ impl Gateway {
         let channel = channel.to_string();
         self.store
             .write(move |tx: &mut dyn Txn| {
-                let key = format!("{channel}:{message_id}");
-                let Some(run_id) = tx.record(SENT_MESSAGES, &key)? else {
+                let key = SentMessage::key_of(&channel, &message_id);
+                let Some(SentMessage { run_id, .. }) = tx.get(&key)? else {
                     return Ok(false);
                 };
-                let run_id = String::from_utf8_lossy(&run_id).into_owned();
                 let Some(mut stored) = tx.run(&run_id)? else {
                     return Ok(false);
                 };

@@ -40,7 +40,7 @@ pub struct Gateway {
     /// The compiled `webhooks.incoming` endpoints, when enabled.
     pub ingress: Option<webhooks::Ingress>,
     /// Webhook egress (`webhooks.outgoing`, the outbox and the dispatcher).
-    pub egress: egress::Egress,
+    pub egress: Arc<egress::Egress>,
     /// Run queues, executor slots, cancellation handles.
     pub scheduler: scheduler::Scheduler,
     /// Tracks run drivers so shutdown can drain them.
@@ -90,10 +90,16 @@ impl Gateway {
         };
         let channels = crate::channels::Channels::new(&config.channels, store.clone())
             .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
-        let egress = egress::Egress::new(&config)
-            .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
+        let shutdown = CancellationToken::new();
+        let egress = egress::Egress::new(
+            &config.webhooks,
+            &config.session.main_key,
+            store.clone(),
+            shutdown.clone(),
+        )
+        .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
         let gw = Arc::new(Gateway {
-            egress,
+            egress: Arc::new(egress),
             channels,
             instance_id,
             ingress,
@@ -105,7 +111,7 @@ impl Gateway {
             default_agent: "main".into(),
             tasks: TaskTracker::new(),
             runtime: tokio::runtime::Handle::current(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             draining: AtomicBool::new(false),
             started: Instant::now(),
             start_time: now_ts(),
@@ -115,7 +121,7 @@ impl Gateway {
         });
         gw.load_device_tokens()?;
         gw.recover().await?;
-        egress::start(&gw).await?;
+        gw.egress.start().await?;
         Ok(gw)
     }
 
@@ -140,8 +146,5 @@ impl Gateway {
     }
 }
 
-/// Locks a std mutex, recovering the data if a panicking thread poisoned it (the data are
-/// plain queues that stay consistent).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// Locks a std mutex, recovering the data if a panicking thread poisoned it.
+pub(crate) use clawplane_util::sync::lock;

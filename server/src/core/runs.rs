@@ -5,7 +5,7 @@ use super::{Gateway, now_ts};
 use crate::{
     error::{Error, FieldViolation, Result},
     models::ModelRequest,
-    store::{IdemRecord, StoredRun, Txn},
+    store::{IdemRecord, RecordsMut, StoredRun, Txn},
 };
 use clawplane_proto::v1::{
     Delivery, DeliveryStatus, Event, EventKind, Message, MessageRole, ModelDelta, Run, RunError,
@@ -711,11 +711,11 @@ impl Gateway {
                     }
                     if d.status == DeliveryStatus::Delivered as i32 {
                         for m in &d.message_ids {
-                            tx.put_record(
-                                super::delivery::SENT_MESSAGES,
-                                &format!("{}:{m}", d.channel),
-                                id.as_bytes(),
-                            )?;
+                            tx.put(&super::delivery::SentMessage {
+                                channel: d.channel.clone(),
+                                message_id: m.clone(),
+                                run_id: id.clone(),
+                            })?;
                         }
                         if let Some(s) = session.as_mut() {
                             s.last_channel = d.channel.clone();

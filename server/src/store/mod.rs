@@ -7,6 +7,7 @@
 //! batch. Events appended in a write get their `seq` inside that transaction and are
 //! published to live subscribers only after the commit is durable.
 
+mod records;
 mod redb;
 
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ use std::sync::{
 };
 use tokio::sync::{broadcast, oneshot};
 
+pub use self::records::{Encoded, Record, Records, RecordsMut};
 pub use self::redb::open;
 
 /// A run as stored: its global acceptance order plus the resource.
@@ -54,10 +56,11 @@ pub struct StoredDeviceToken {
 
 /// Reads shared by write transactions and read snapshots.
 pub trait Reader {
-    /// A keyed record of `kind` (features encode their own values).
-    fn record(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>>;
-    /// Records of `kind` with keys greater than `after` (all when empty), in key order.
-    fn records(&self, kind: &str, after: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>>;
+    /// The stored bytes of a keyed record (features use the typed [`Records`] methods).
+    fn raw_get(&self, kind: &str, key: &str) -> Result<Option<Encoded>>;
+    /// Keyed records of `kind` with keys greater than `after` (all when empty), in key
+    /// order (features use [`Records::scan`] and [`Records::each`]).
+    fn raw_scan(&self, kind: &str, after: &str, limit: usize) -> Result<Vec<(String, Encoded)>>;
     fn run(&self, run_id: &str) -> Result<Option<StoredRun>>;
     fn session(&self, key: &str) -> Result<Option<Session>>;
     fn idempotency(&self, key: &str) -> Result<Option<IdemRecord>>;
@@ -114,10 +117,10 @@ pub trait Txn: Reader {
     /// Appends an event; `seq` and `time` are assigned here. Returns the seq.
     fn append_event(&mut self, event: Event) -> Result<u64>;
     fn put_setting(&mut self, key: &str, value: &str) -> Result<()>;
-    /// Stores a keyed record of `kind`.
-    fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> Result<()>;
-    /// Deletes a keyed record; true when it existed.
-    fn delete_record(&mut self, kind: &str, key: &str) -> Result<bool>;
+    /// Stores a keyed record (features use [`RecordsMut::put`]).
+    fn raw_put(&mut self, kind: &str, key: &str, value: &Encoded) -> Result<()>;
+    /// Deletes a keyed record; true when it existed (features use [`RecordsMut::delete`]).
+    fn raw_delete(&mut self, kind: &str, key: &str) -> Result<bool>;
     /// Inserts or replaces a webhook API key (by `key.key_id`).
     fn put_webhook_key(&mut self, key: &StoredWebhookKey) -> Result<()>;
     /// Deletes a webhook API key; true when it existed.

@@ -1,8 +1,8 @@
 //! The redb backend: table layout, the group-commit writer thread, read snapshots.
 
 use super::{
-    Backend, Completion, Feed, IdemRecord, Job, Reader, Store, StoredDeviceToken, StoredRun,
-    StoredWebhookKey, Txn,
+    Backend, Completion, Encoded, Feed, IdemRecord, Job, Reader, Store, StoredDeviceToken,
+    StoredRun, StoredWebhookKey, Txn,
 };
 use crate::error::{Error, Result};
 use clawplane_proto::v1::{
@@ -50,8 +50,8 @@ const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 const PAIRING_REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("pairing_requests");
 /// token digest (32 bytes) -> StoredDeviceToken (JSON)
 const DEVICE_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("device_tokens");
-/// (kind, key) -> bytes: small keyed records of features that own their encoding
-/// (egress outbox, channel state, delivery receipts)
+/// (kind, key) -> encoded record: the typed records of `records.rs` (egress outbox,
+/// channel send answers, sent-message receipts)
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
 
 const META_RUN_ORDER: &str = "next_run_order";
@@ -408,19 +408,19 @@ impl Backend for RedbBackend {
 macro_rules! impl_reader {
     ($t:ty) => {
         impl Reader for $t {
-            fn record(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>> {
+            fn raw_get(&self, kind: &str, key: &str) -> Result<Option<Encoded>> {
                 Ok(self
                     .t_records()?
                     .get((kind, key))
                     .map_err(se)?
-                    .map(|v| v.value().to_vec()))
+                    .map(|v| Encoded(v.value().to_vec())))
             }
-            fn records(
+            fn raw_scan(
                 &self,
                 kind: &str,
                 after: &str,
                 limit: usize,
-            ) -> Result<Vec<(String, Vec<u8>)>> {
+            ) -> Result<Vec<(String, Encoded)>> {
                 let mut out = Vec::new();
                 let range = self.t_records()?.range((kind, after)..).map_err(se)?;
                 for item in range {
@@ -432,7 +432,7 @@ macro_rules! impl_reader {
                     if k_key == after && !after.is_empty() {
                         continue;
                     }
-                    out.push((k_key.to_string(), v.value().to_vec()));
+                    out.push((k_key.to_string(), Encoded(v.value().to_vec())));
                 }
                 Ok(out)
             }
@@ -736,12 +736,14 @@ impl Txn for WTxn<'_> {
         Ok(self.last_seq)
     }
 
-    fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> Result<()> {
-        self.records.insert((kind, key), value).map_err(se)?;
+    fn raw_put(&mut self, kind: &str, key: &str, value: &Encoded) -> Result<()> {
+        self.records
+            .insert((kind, key), value.0.as_slice())
+            .map_err(se)?;
         Ok(())
     }
 
-    fn delete_record(&mut self, kind: &str, key: &str) -> Result<bool> {
+    fn raw_delete(&mut self, kind: &str, key: &str) -> Result<bool> {
         Ok(self.records.remove((kind, key)).map_err(se)?.is_some())
     }
 

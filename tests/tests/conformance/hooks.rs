@@ -154,9 +154,10 @@ async fn hooks_token_equal_to_gateway_token_warns_and_unknown_keys_are_refused()
         log.contains("hooks.token equals the gateway token"),
         "startup warns about a shared token:\n{log}"
     );
-    let err =
-        refuses_to_start("{ hooks: { enabled: true, token: 't', bogusKey: 1, allowedAgentIDs: [] } }")
-            .await;
+    let err = refuses_to_start(
+        "{ hooks: { enabled: true, token: 't', bogusKey: 1, allowedAgentIDs: [] } }",
+    )
+    .await;
     assert!(
         err.contains("unknown config keys ")
             && err.contains("hooks.bogusKey")

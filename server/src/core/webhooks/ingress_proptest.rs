@@ -1,6 +1,6 @@
 //! Property tests for ingress signature verification (`X-Webhook-Secret`,
-//! `X-Hub-Signature-256`, `Stripe-Signature`, Standard Webhooks) and the other parsers here:
-//! arbitrary headers and bodies never panic, and only the right signature is accepted.
+//! `X-Hub-Signature-256`, `Stripe-Signature`, Standard Webhooks): arbitrary headers and
+//! bodies never panic, and only the right signature is accepted.
 
 use super::*;
 use proptest::prelude::*;
@@ -167,30 +167,5 @@ proptest! {
             ("webhook-signature".to_string(), format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac))),
         ]);
         prop_assert!(verify(&ep, &h, &body).is_err());
-    }
-
-    #[test]
-    fn address_and_name_parsers_are_total(
-        cidr in prop_oneof![any::<String>(), "[0-9./:a-f]{0,45}"],
-        xff in proptest::option::of(prop_oneof![any::<String>(), "([0-9.]{0,15}, ?){0,4}"]),
-        peer in proptest::option::of(any::<[u8; 4]>()),
-        trusted in prop::collection::vec("[0-9./]{0,18}", 0..3),
-        name in any::<String>(),
-    ) {
-        if let Some(net) = parse_cidr(&cidr) {
-            prop_assert!(net.prefix_len() <= 128);
-        }
-        let peer = peer.map(IpAddr::from);
-        let addr = client_address(peer, xff.as_deref(), &trusted);
-        if peer.is_none() {
-            prop_assert!(addr.is_none() || xff.is_some());
-        }
-        for f in [cidr.as_str(), name.as_str()] {
-            let _ = forwarded_for(f);
-        }
-        let ok = check_session_name(&name).is_none();
-        if ok {
-            prop_assert!(!name.is_empty() && name.len() <= MAX_SESSION_NAME);
-        }
     }
 }

@@ -1,349 +1,22 @@
-//! Webhooks: API keys and the calls log of the synchronous endpoint (`/webhooks/<id>`),
-//! and the templated ingress (`/webhook/<path>`) with its secret and signature schemes
-//! (`X-Webhook-Secret`, GitHub, Stripe, Standard Webhooks), verified on the raw body.
+//! Webhook ingress (`/webhook/<path>`): the compiled `webhooks.incoming` endpoints, each
+//! verified on the raw body by its secret or signature scheme (`X-Webhook-Secret`, GitHub,
+//! Stripe, Standard Webhooks) before its templates render the run; a delivery id makes the
+//! run's idempotency key, so a replayed delivery answers the original run.
 
-use super::{Gateway, now_ts, runs::NewRun};
 use crate::{
     config::IncomingConfig,
-    error::{Error, FieldViolation, Result},
-    store::StoredWebhookKey,
+    core::{Gateway, runs::NewRun},
+    error::{Error, Result},
 };
 use base64::Engine as _;
-use clawplane_proto::v1::{RunOrigin, RunState, WebhookCall, WebhookKey};
-use clawplane_util::crypto::{ct_eq, sha256, unhex};
-pub use clawplane_util::crypto::{hex, hmac_sha256};
-use clawplane_util::net::{in_cidr, parse_cidr};
+use clawplane_proto::v1::RunOrigin;
+use clawplane_util::crypto::{ct_eq, hex, hmac_sha256, sha256, unhex};
 use clawplane_util::template::Templates;
 use serde_json::{Map, Value as Json};
-use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
-/// Entries kept in the calls log.
-pub const CALLS_KEPT: usize = 100;
 /// Default replay window of the timestamped signature schemes.
 pub const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
-/// Longest `session_name`.
-pub const MAX_SESSION_NAME: usize = 128;
-
-/// SHA-256 of a secret.
-pub fn digest(secret: &str) -> [u8; 32] {
-    sha256(secret)
-}
-
-/// The client address: the peer, or — when the peer is one of `trusted` proxies — the
-/// rightmost `X-Forwarded-For` address that is not itself a trusted proxy.
-pub fn client_address(
-    peer: Option<IpAddr>,
-    xff: Option<&str>,
-    trusted: &[String],
-) -> Option<IpAddr> {
-    client_address_from(peer, xff, None, trusted)
-}
-
-/// The `for=` addresses of a `Forwarded` header (RFC 7239), in order; `unknown` and
-/// obfuscated identifiers are skipped, ports and IPv6 brackets dropped.
-pub fn forwarded_for(forwarded: &str) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    for element in forwarded.split(',') {
-        for pair in element.split(';') {
-            let Some((k, v)) = pair.split_once('=') else {
-                continue;
-            };
-            if !k.trim().eq_ignore_ascii_case("for") {
-                continue;
-            }
-            let v = v.trim().trim_matches('"');
-            let host = if let Some(rest) = v.strip_prefix('[') {
-                rest.split(']').next().unwrap_or("")
-            } else if v.matches(':').count() == 1 {
-                v.split(':').next().unwrap_or("")
-            } else {
-                v
-            };
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                out.push(ip);
-            }
-        }
-    }
-    out
-}
-
-/// The client address from `X-Forwarded-For` or else `Forwarded: for=`, believed only
-/// when the peer is one of `trusted` proxies (IPs or CIDRs); from anyone else the headers
-/// are ignored and the peer is the client.
-pub fn client_address_from(
-    peer: Option<IpAddr>,
-    xff: Option<&str>,
-    forwarded: Option<&str>,
-    trusted: &[String],
-) -> Option<IpAddr> {
-    let peer = peer?;
-    let nets: Vec<_> = trusted.iter().filter_map(|t| parse_cidr(t)).collect();
-    let is_trusted = |ip: IpAddr| nets.iter().any(|n| in_cidr(ip, n));
-    if !is_trusted(peer) {
-        return Some(peer);
-    }
-    let hops: Vec<IpAddr> = match (xff, forwarded) {
-        (Some(xff), _) => xff
-            .split(',')
-            .filter_map(|h| h.trim().parse::<IpAddr>().ok())
-            .collect(),
-        (None, Some(f)) => forwarded_for(f),
-        (None, None) => return Some(peer),
-    };
-    hops.iter()
-        .rev()
-        .find(|ip| !is_trusted(**ip))
-        .or(hops.first())
-        .copied()
-        .or(Some(peer))
-}
-
-fn new_secret() -> String {
-    let bytes: [u8; 32] = rand::random();
-    format!(
-        "cpwh_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
-}
-
-fn last_four(s: &str) -> String {
-    let chars: Vec<char> = s.chars().collect();
-    if chars.len() < 8 {
-        return String::new();
-    }
-    chars[chars.len() - 4..].iter().collect()
-}
-
-/// `session_name` grammar: `^[A-Za-z0-9._-]+$`, at most [`MAX_SESSION_NAME`].
-pub fn check_session_name(name: &str) -> Option<FieldViolation> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_SESSION_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    (!ok).then(|| FieldViolation {
-        field: "sessionName",
-        description: format!(
-            "is required and must match ^[A-Za-z0-9._-]+$ (at most {MAX_SESSION_NAME} characters)"
-        ),
-    })
-}
-
-/// The HTTP status a webhook caller sees for an outcome (logged in the calls log).
-pub fn http_status(e: Option<&Error>) -> u32 {
-    let Some(e) = e else { return 200 };
-    match e.code() {
-        tonic::Code::InvalidArgument => 400,
-        tonic::Code::Unauthenticated => 401,
-        tonic::Code::PermissionDenied => 403,
-        tonic::Code::NotFound => 404,
-        tonic::Code::ResourceExhausted => 429,
-        tonic::Code::Unknown => 502,
-        tonic::Code::Unavailable => 503,
-        _ => 500,
-    }
-}
-
-/// A synchronous call's answer.
-pub struct CallReply {
-    pub reply: String,
-    pub run_id: String,
-    pub session_key: String,
-}
-
-/// What a sync call attempt did, for the calls log.
-pub struct CallTrace {
-    pub run_id: String,
-}
-
-impl Gateway {
-    /// Creates a key; returns it with its secret (shown once; only the digest is stored).
-    pub async fn create_webhook_key(
-        &self,
-        label: &str,
-        private: bool,
-    ) -> Result<(WebhookKey, String)> {
-        let label = label.trim();
-        if label.is_empty() || label.chars().count() > 200 {
-            return Err(Error::field(
-                "label",
-                "is required (at most 200 characters), e.g. --label ci",
-            ));
-        }
-        let secret = new_secret();
-        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let key = WebhookKey {
-            name: format!("webhookKeys/{id}"),
-            key_id: id,
-            label: label.to_string(),
-            private,
-            create_time: Some(now_ts()),
-            last_four: last_four(&secret),
-            rotate_time: None,
-        };
-        let stored = StoredWebhookKey {
-            digest: digest(&secret),
-            key: key.clone(),
-        };
-        self.store
-            .write(move |t| t.put_webhook_key(&stored))
-            .await?;
-        Ok((key, secret))
-    }
-
-    /// Every key, oldest first.
-    pub fn webhook_keys(&self) -> Result<Vec<WebhookKey>> {
-        let mut keys: Vec<WebhookKey> = self
-            .store
-            .read(|r| r.webhook_keys())?
-            .into_iter()
-            .map(|k| k.key)
-            .collect();
-        keys.sort_by_key(|k| {
-            k.create_time
-                .as_ref()
-                .map(|t| (t.seconds, t.nanos))
-                .unwrap_or_default()
-        });
-        Ok(keys)
-    }
-
-    fn key_id(id: &str) -> Result<String> {
-        let id = id.trim();
-        let id = id.strip_prefix("webhookKeys/").unwrap_or(id);
-        if id.is_empty() {
-            return Err(Error::field("keyId", "is required"));
-        }
-        Ok(id.to_string())
-    }
-
-    /// Revokes a key.
-    pub async fn revoke_webhook_key(&self, id: &str) -> Result<WebhookKey> {
-        let id = Self::key_id(id)?;
-        self.store
-            .write(move |t| {
-                let found = t
-                    .webhook_keys()?
-                    .into_iter()
-                    .find(|k| k.key.key_id == id)
-                    .ok_or_else(|| Error::WebhookKeyNotFound(id.clone()))?;
-                t.delete_webhook_key(&id)?;
-                Ok(found.key)
-            })
-            .await
-    }
-
-    /// Gives a key a new secret.
-    pub async fn rotate_webhook_key(&self, id: &str) -> Result<(WebhookKey, String)> {
-        let id = Self::key_id(id)?;
-        let secret = new_secret();
-        let s = secret.clone();
-        let key = self
-            .store
-            .write(move |t| {
-                let mut found = t
-                    .webhook_keys()?
-                    .into_iter()
-                    .find(|k| k.key.key_id == id)
-                    .ok_or_else(|| Error::WebhookKeyNotFound(id.clone()))?;
-                found.digest = digest(&s);
-                found.key.last_four = last_four(&s);
-                found.key.rotate_time = Some(now_ts());
-                t.put_webhook_key(&found)?;
-                Ok(found.key)
-            })
-            .await?;
-        Ok((key, secret))
-    }
-
-    /// The calls log, newest first.
-    pub fn webhook_calls(&self) -> Result<Vec<WebhookCall>> {
-        self.store.read(|r| r.webhook_calls(CALLS_KEPT))
-    }
-
-    /// Appends to the calls log (durably), keeping the last [`CALLS_KEPT`].
-    pub async fn record_webhook_call(&self, call: WebhookCall) -> Result<()> {
-        self.store
-            .write(move |t| t.append_webhook_call(&call, CALLS_KEPT))
-            .await
-    }
-
-    /// Finds the key of the caller's visibility that matches `presented`. No key of that
-    /// visibility: NOT_FOUND (like an unknown instance); no match: UNAUTHENTICATED.
-    pub fn match_webhook_key(&self, presented: Option<&str>, private: bool) -> Result<WebhookKey> {
-        let keys = self.store.read(|r| r.webhook_keys())?;
-        let visible: Vec<_> = keys
-            .into_iter()
-            .filter(|k| private || !k.key.private)
-            .collect();
-        if visible.is_empty() {
-            return Err(Error::WebhookNotFound);
-        }
-        let Some(p) = presented else {
-            return Err(Error::WebhookKeyInvalid);
-        };
-        let d = digest(p);
-        let mut found = None;
-        for k in visible {
-            if ct_eq(&k.digest, &d) {
-                found = Some(k.key);
-            }
-        }
-        found.ok_or(Error::WebhookKeyInvalid)
-    }
-
-    /// Runs one synchronous turn in the session of `session_name` and waits for its reply.
-    pub async fn webhook_turn(
-        self: &Arc<Self>,
-        session_name: &str,
-        message: String,
-        trace: &mut CallTrace,
-    ) -> Result<CallReply> {
-        if let Some(v) = check_session_name(session_name) {
-            return Err(Error::InvalidFields(vec![v]));
-        }
-        let a = self
-            .accept(NewRun {
-                origin: RunOrigin::Webhook as i32,
-                session_key: format!("webhook:{session_name}"),
-                message,
-                ..Default::default()
-            })
-            .await?;
-        trace.run_id = a.run.run_id.clone();
-        let limit = Duration::from_secs(u64::from(a.run.timeout_seconds.max(1)) + 30);
-        let (run, done) = self.wait(&a.run.run_id, limit).await?;
-        if !done {
-            return Err(Error::AgentFailed(
-                "the agent did not finish in time".into(),
-            ));
-        }
-        if run.state != RunState::Succeeded as i32 {
-            let msg = run
-                .error
-                .as_ref()
-                .map(|e| e.message.clone())
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| {
-                    format!(
-                        "the run ended {}",
-                        RunState::try_from(run.state)
-                            .map(|s| s.as_str_name())
-                            .unwrap_or("UNKNOWN")
-                    )
-                });
-            return Err(Error::AgentFailed(format!("agent failed: {msg}")));
-        }
-        Ok(CallReply {
-            reply: run.reply_text,
-            run_id: run.run_id,
-            session_key: run.session_key,
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Ingress
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scheme {
@@ -517,7 +190,7 @@ fn verify(ep: &Endpoint, headers: &HashMap<String, String>, body: &[u8]) -> Resu
         Scheme::Secret => {
             let got =
                 h("x-webhook-secret").ok_or_else(|| sig_err("missing X-Webhook-Secret header"))?;
-            if !ct_eq(&digest(got), &sha256(&ep.secret)) {
+            if !ct_eq(&sha256(got), &sha256(&ep.secret)) {
                 return Err(sig_err("X-Webhook-Secret does not match"));
             }
             Ok(h("idempotency-key")
@@ -598,7 +271,7 @@ impl Gateway {
         let path = norm_path(path);
         let ep = ingress.endpoints.get(&path).ok_or(Error::WebhookNotFound)?;
         let delivery = verify(ep, &headers, body)?;
-        if body.len() > super::runs::MAX_MESSAGE_BYTES {
+        if body.len() > crate::core::runs::MAX_MESSAGE_BYTES {
             return Err(Error::field("body", "is larger than 256 KiB"));
         }
         let json: Json = if body.iter().all(u8::is_ascii_whitespace) {
@@ -703,57 +376,8 @@ mod tests {
             "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
     }
-
-    #[test]
-    fn cidrs_and_forwarded_for() {
-        let t = vec!["10.0.0.0/8".to_string(), "127.0.0.1".to_string()];
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(
-            client_address(Some(ip("127.0.0.1")), Some("203.0.113.9, 10.1.2.3"), &t),
-            Some(ip("203.0.113.9"))
-        );
-        assert_eq!(
-            client_address(Some(ip("192.0.2.7")), Some("127.0.0.1"), &t),
-            Some(ip("192.0.2.7"))
-        );
-        assert_eq!(
-            client_address(Some(ip("127.0.0.1")), None, &t),
-            Some(ip("127.0.0.1"))
-        );
-        assert_eq!(
-            client_address_from(
-                Some(ip("127.0.0.1")),
-                None,
-                Some("for=192.0.2.60;proto=http, for=\"[2001:db8::17]:4711\""),
-                &t
-            ),
-            Some(ip("2001:db8::17"))
-        );
-        assert_eq!(
-            client_address_from(Some(ip("192.0.2.7")), None, Some("for=10.9.9.9"), &t),
-            Some(ip("192.0.2.7"))
-        );
-        assert_eq!(
-            forwarded_for("For=\"198.51.100.17:80\";by=x, for=unknown"),
-            vec![ip("198.51.100.17")]
-        );
-        assert_eq!(
-            client_address(Some(ip("127.0.0.1")), None, &t),
-            Some(ip("127.0.0.1"))
-        );
-        assert!(parse_cidr("10.0.0.0/33").is_none());
-        assert!(parse_cidr("::1/128").is_some());
-    }
-
-    #[test]
-    fn session_names() {
-        assert!(check_session_name("a.b_c-1").is_none());
-        assert!(check_session_name("").is_some());
-        assert!(check_session_name("a b").is_some());
-        assert!(check_session_name("a/b").is_some());
-    }
 }
 
 #[cfg(test)]
-#[path = "webhooks_proptest.rs"]
+#[path = "ingress_proptest.rs"]
 mod proptests;
