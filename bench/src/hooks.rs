@@ -174,7 +174,7 @@ fn hooks_once(
         });
         anyhow::Ok(load::closed_loop(sh, call).await)
     });
-    let (queued, running) = srv.gw.run_counts();
+    let (queued, running) = srv.gw.runs.run_counts();
     let head = srv.gw.store.head();
     srv.stop();
     Ok((out?, queued, running, head))

@@ -70,7 +70,7 @@ impl Clawplane {
                     cfg.gateway.auth.rate_limit.clone(),
                 ));
                 let gw = Gateway::open(cfg, data_dir).await?;
-                gw.spawn_heartbeat_schedule();
+                gw.runs.spawn_heartbeat_schedule();
                 let api = Api {
                     gw: gw.clone(),
                     auth,
@@ -117,6 +117,7 @@ impl Clawplane {
     /// Stops: no new runs, streams end, runtime dropped.
     pub fn stop(mut self) {
         self.gw
+            .runs
             .draining
             .store(true, std::sync::atomic::Ordering::Release);
         self.gw.shutdown.cancel();

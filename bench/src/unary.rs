@@ -94,7 +94,7 @@ fn send_once(rt: &Runtime, o: &Opts, sessions: usize) -> Result<(Outcome, u64, u
         let call = send_call(conns, sh.concurrency, sessions);
         anyhow::Ok(load::closed_loop(sh, call).await)
     });
-    let (queued, running) = srv.gw.run_counts();
+    let (queued, running) = srv.gw.runs.run_counts();
     let head = srv.gw.store.head();
     srv.stop();
     Ok((out?, queued, running, head))

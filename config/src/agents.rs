@@ -68,6 +68,11 @@ impl Default for AgentDefaults {
 pub const DEFAULT_MODEL: &str = "builtin/echo";
 
 impl AgentDefaults {
+    /// The heartbeat interval (`heartbeat.every`), `None` when off.
+    pub fn heartbeat_every(&self) -> Option<std::time::Duration> {
+        clawplane_util::time::parse_interval(&self.heartbeat.every).filter(|d| !d.is_zero())
+    }
+
     /// The default model's `provider/model` name.
     pub fn model_name(&self) -> &str {
         self.model.primary.as_deref().unwrap_or(DEFAULT_MODEL)

@@ -107,8 +107,7 @@ impl Config {
 
     /// The heartbeat interval; `None` when disabled.
     pub fn heartbeat_every(&self) -> Option<std::time::Duration> {
-        clawplane_util::time::parse_interval(&self.agents.defaults.heartbeat.every)
-            .filter(|d| !d.is_zero())
+        self.agents.defaults.heartbeat_every()
     }
 
     /// The address `gateway.bind` names.

@@ -302,7 +302,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(resolver) = &tls {
         let _ = gw.tls.set(resolver.clone());
     }
-    gw.spawn_heartbeat_schedule();
+    gw.runs.spawn_heartbeat_schedule();
     let store = gw.store.clone();
     auth.on_lockout(move |ip, lock| {
         let ev = clawplane_proto::v1::Event {

@@ -171,7 +171,7 @@ fn hooks(api: &Api) -> anyhow::Result<Option<Router>> {
     api.auth.enable_hooks_token(token);
     let services = bridge_services(api);
     let ctx = clawplane_bridge::hooks::HooksContext {
-        default_agent_id: api.gw.default_agent.clone(),
+        default_agent_id: api.gw.runs.default_agent.clone(),
         channels: Some(cfg.channels.configured_ids()),
     };
     let router = clawplane_bridge::hooks::hooks_router(services, &cfg.hooks, ctx)
@@ -180,7 +180,7 @@ fn hooks(api: &Api) -> anyhow::Result<Option<Router>> {
 }
 
 fn readyz(gw: &Gateway) -> Response {
-    if gw.shutdown.is_cancelled() || gw.draining.load(std::sync::atomic::Ordering::Acquire) {
+    if gw.shutdown.is_cancelled() || gw.runs.draining.load(std::sync::atomic::Ordering::Acquire) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"ready": false, "reason": "shutting down"})),
@@ -233,10 +233,14 @@ pub async fn set_health(health: &HealthReporter, status: ServingStatus) {
 /// runs finish within the grace period, flush the store, end streams.
 pub async fn drain(gw: &Arc<Gateway>, health: &HealthReporter, grace: Duration) {
     set_health(health, ServingStatus::NotServing).await;
-    gw.draining
+    gw.runs
+        .draining
         .store(true, std::sync::atomic::Ordering::Release);
-    gw.tasks.close();
-    if tokio::time::timeout(grace, gw.tasks.wait()).await.is_err() {
+    gw.runs.tasks.close();
+    if tokio::time::timeout(grace, gw.runs.tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             grace_ms = grace.as_millis() as u64,
             "runs still running after the grace period; they resume as INTERRUPTED on next start"
@@ -368,7 +372,7 @@ pub fn check_config(cfg: &crate::config::Config) -> Result<(), crate::config::Co
     crate::models::validate_config(cfg).map_err(ConfigError::Invalid)?;
     clawplane_bridge::hooks::check(&cfg.hooks).map_err(ConfigError::Invalid)?;
     if cfg.webhooks.incoming.enabled {
-        crate::core::webhooks::Ingress::compile(&cfg.webhooks.incoming)
+        crate::core::webhooks::Endpoints::compile(&cfg.webhooks.incoming)
             .map_err(ConfigError::Invalid)?;
     }
     crate::core::egress::validate(&cfg.webhooks.outgoing, &cfg.webhooks.egress)

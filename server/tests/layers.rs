@@ -66,6 +66,32 @@ fn egress_is_an_owned_service() {
     );
 }
 
+/// Runs (sessions, runs, delivery, wake, direct sends) are an owned service given the
+/// store, the model and channel clients and their config sections: they name neither the
+/// gateway nor the rest of the core.
+#[test]
+fn runs_are_an_owned_service() {
+    let bad = offenders("core/runs", &["Gateway", "crate::core", "super::super"]);
+    assert!(
+        bad.is_empty(),
+        "runs reach past their seam:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// Webhooks in (ingress, sync) and inbound channel webhooks are owned services built on
+/// runs: they name the runs service, never the gateway holder.
+#[test]
+fn webhooks_and_inbound_are_owned_services() {
+    let mut bad = offenders("core/webhooks", &["Gateway", "super::super::Gateway"]);
+    bad.extend(offenders("core/inbound", &["Gateway"]));
+    assert!(
+        bad.is_empty(),
+        "a service reaches past its seam:\n{}",
+        bad.join("\n")
+    );
+}
+
 /// The store is the seam a clustered backend plugs in at: nothing else names redb's API.
 #[test]
 fn only_the_store_names_redb() {

@@ -1,6 +1,6 @@
 use super::Rpc;
 use super::{Api, deadline};
-use crate::{core::sessions::page_size, error::Error};
+use crate::{core::runs::sessions::page_size, error::Error};
 use clawplane_proto::v1::{
     AgentServiceRunRequest, AgentServiceRunResponse, AgentServiceWaitRequest,
     AgentServiceWaitResponse, CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse,
@@ -24,8 +24,8 @@ impl AgentService for Api {
         req: Request<AgentServiceRunRequest>,
     ) -> Result<Response<AgentServiceRunResponse>, Status> {
         self.authorize(&req, Rpc::AgentRun)?;
-        let a = self.gw.accept(req.into_inner().into()).await?;
-        let delivery = self.gw.planned_delivery(&a.run);
+        let a = self.gw.runs.accept(req.into_inner().into()).await?;
+        let delivery = self.gw.runs.planned_delivery(&a.run);
         Ok(Response::new(AgentServiceRunResponse {
             run_id: a.run.run_id,
             session_key: a.run.session_key,
@@ -55,7 +55,7 @@ impl AgentService for Api {
         if let Some(c) = call_limit {
             limit = limit.min(c);
         }
-        let (run, done) = self.gw.wait(id, limit).await?;
+        let (run, done) = self.gw.runs.wait(id, limit).await?;
         Ok(Response::new(AgentServiceWaitResponse {
             run: Some(run),
             done,
@@ -69,7 +69,7 @@ impl AgentService for Api {
         self.authorize(&req, Rpc::AgentGetRun)?;
         let id = run_id(&req.get_ref().run_id)?.to_string();
         Ok(Response::new(GetRunResponse {
-            run: Some(self.gw.get_run(&id)?),
+            run: Some(self.gw.runs.get_run(&id)?),
         }))
     }
 
@@ -80,7 +80,7 @@ impl AgentService for Api {
         self.authorize(&req, Rpc::AgentCancelRun)?;
         let id = run_id(&req.get_ref().run_id)?.to_string();
         Ok(Response::new(CancelRunResponse {
-            run: Some(self.gw.cancel(&id).await?),
+            run: Some(self.gw.runs.cancel(&id).await?),
         }))
     }
 
@@ -91,8 +91,8 @@ impl AgentService for Api {
         self.authorize(&req, Rpc::AgentListRuns)?;
         let r = req.into_inner();
         let key = (!r.session_key.trim().is_empty())
-            .then(|| self.gw.session_key(&r.session_key, &r.agent_id));
-        let (runs, next) = self.gw.list_runs(
+            .then(|| self.gw.runs.session_key(&r.session_key, &r.agent_id));
+        let (runs, next) = self.gw.runs.list_runs(
             key.as_deref(),
             &r.states,
             page_size(r.page_size)?,

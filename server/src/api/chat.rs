@@ -1,7 +1,7 @@
 use super::Api;
 use super::Rpc;
 use super::convert::required_session_key;
-use crate::core::sessions::page_size;
+use crate::core::runs::sessions::page_size;
 use clawplane_proto::v1::{
     ChatServiceAbortRequest, ChatServiceAbortResponse, ChatServiceHistoryRequest,
     ChatServiceHistoryResponse, ChatServiceSendRequest, ChatServiceSendResponse,
@@ -16,7 +16,7 @@ impl ChatService for Api {
         req: Request<ChatServiceSendRequest>,
     ) -> Result<Response<ChatServiceSendResponse>, Status> {
         self.authorize(&req, Rpc::ChatSend)?;
-        let a = self.gw.accept(req.into_inner().try_into()?).await?;
+        let a = self.gw.runs.accept(req.into_inner().try_into()?).await?;
         Ok(Response::new(ChatServiceSendResponse {
             run_id: a.run.run_id,
             session_key: a.run.session_key,
@@ -32,9 +32,10 @@ impl ChatService for Api {
         self.authorize(&req, Rpc::ChatHistory)?;
         let r = req.into_inner();
         required_session_key(&r.session_key, "")?;
-        let key = self.gw.session_key(&r.session_key, &r.agent_id);
+        let key = self.gw.runs.session_key(&r.session_key, &r.agent_id);
         let (session, messages, next) =
             self.gw
+                .runs
                 .history(&key, page_size(r.page_size)?, &r.page_token)?;
         Ok(Response::new(ChatServiceHistoryResponse {
             session: Some(session),
@@ -50,8 +51,8 @@ impl ChatService for Api {
         self.authorize(&req, Rpc::ChatAbort)?;
         let r = req.into_inner();
         required_session_key(&r.session_key, "")?;
-        let key = self.gw.session_key(&r.session_key, &r.agent_id);
-        let run_ids = self.gw.abort_session(&key, &r.run_id).await?;
+        let key = self.gw.runs.session_key(&r.session_key, &r.agent_id);
+        let run_ids = self.gw.runs.abort_session(&key, &r.run_id).await?;
         Ok(Response::new(ChatServiceAbortResponse {
             aborted: !run_ids.is_empty(),
             run_ids,

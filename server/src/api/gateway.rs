@@ -16,15 +16,15 @@ impl GatewayService for Api {
     ) -> Result<Response<GatewayServiceStatusResponse>, Status> {
         let who = self.authorize(&req, Rpc::GatewayStatus)?;
         let gw = &self.gw;
-        let (queued, running) = gw.run_counts();
+        let (queued, running) = gw.runs.run_counts();
         Ok(Response::new(GatewayServiceStatusResponse {
             version: env!("CARGO_PKG_VERSION").into(),
             start_time: Some(gw.start_time),
             uptime_ms: gw.started.elapsed().as_millis() as u64,
-            default_agent_id: gw.default_agent.clone(),
-            main_session_key: gw.main_session_key(),
+            default_agent_id: gw.runs.default_agent.clone(),
+            main_session_key: gw.runs.main_session_key(),
             default_model: gw.config.agents.defaults.model_name().to_string(),
-            session_count: gw.session_count()?,
+            session_count: gw.runs.session_count()?,
             queued_runs: queued,
             running_runs: running,
             last_event_seq: gw.store.head(),
@@ -68,6 +68,7 @@ impl GatewayService for Api {
         let mode = WakeMode::try_from(r.mode).unwrap_or(WakeMode::Unspecified);
         let w = self
             .gw
+            .runs
             .wake(&r.text, mode, &r.session_key, &r.agent_id)
             .await?;
         Ok(Response::new(GatewayServiceWakeResponse {

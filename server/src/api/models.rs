@@ -3,7 +3,6 @@
 
 use super::Api;
 use super::Rpc;
-use crate::models::Models;
 use clawplane_proto::v1::{
     AgentModels, ListModelsRequest, ListModelsResponse, ModelProvider,
     model_service_server::ModelService,
@@ -21,7 +20,7 @@ impl ModelService for Api {
         let cfg = &self.gw.config;
         let models = &self.gw.models;
         let mut providers: Vec<ModelProvider> = models
-            .status(cfg)
+            .status()
             .into_iter()
             .map(|p| ModelProvider {
                 id: p.id,
@@ -39,7 +38,7 @@ impl ModelService for Api {
         if probe {
             // All at once: each is bounded by its own timeout.
             let results =
-                futures::future::join_all(providers.iter().map(|p| models.probe(cfg, &p.id))).await;
+                futures::future::join_all(providers.iter().map(|p| models.probe(&p.id))).await;
             for (p, r) in providers.iter_mut().zip(results) {
                 p.probed = true;
                 match r {
@@ -51,7 +50,7 @@ impl ModelService for Api {
                 }
             }
         }
-        let mut agents = vec![self.gw.default_agent.clone()];
+        let mut agents = vec![self.gw.runs.default_agent.clone()];
         for a in &cfg.agents.list {
             let id = crate::core::keys::normalize_agent_id(&a.id);
             if !agents.contains(&id) {
@@ -61,7 +60,7 @@ impl ModelService for Api {
         let agents = agents
             .into_iter()
             .map(|agent_id| {
-                let (primary, fallbacks) = Models::agent_models(cfg, &agent_id);
+                let (primary, fallbacks) = models.agent_models(&agent_id);
                 AgentModels {
                     agent_id,
                     primary,

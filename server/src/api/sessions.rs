@@ -1,6 +1,6 @@
 use super::Api;
 use super::Rpc;
-use crate::core::sessions::page_size;
+use crate::core::runs::sessions::page_size;
 use clawplane_proto::v1::{
     SessionServiceDeleteRequest, SessionServiceDeleteResponse, SessionServiceGetRequest,
     SessionServiceGetResponse, SessionServiceListRequest, SessionServiceListResponse,
@@ -21,7 +21,7 @@ impl SessionService for Api {
         req: Request<SessionServiceSendRequest>,
     ) -> Result<Response<SessionServiceSendResponse>, Status> {
         self.authorize(&req, Rpc::SessionSend)?;
-        let a = self.gw.accept(req.into_inner().try_into()?).await?;
+        let a = self.gw.runs.accept(req.into_inner().try_into()?).await?;
         Ok(Response::new(SessionServiceSendResponse {
             run_id: a.run.run_id,
             session_key: a.run.session_key,
@@ -38,6 +38,7 @@ impl SessionService for Api {
         let r = req.into_inner();
         let (sessions, next) =
             self.gw
+                .runs
                 .list_sessions(&r.agent_id, page_size(r.page_size)?, &r.page_token)?;
         Ok(Response::new(SessionServiceListResponse {
             sessions,
@@ -52,9 +53,9 @@ impl SessionService for Api {
         self.authorize(&req, Rpc::SessionGet)?;
         let r = req.into_inner();
         required(&r.session_key)?;
-        let key = self.gw.session_key(&r.session_key, &r.agent_id);
+        let key = self.gw.runs.session_key(&r.session_key, &r.agent_id);
         Ok(Response::new(SessionServiceGetResponse {
-            session: Some(self.gw.get_session(&key)?),
+            session: Some(self.gw.runs.get_session(&key)?),
         }))
     }
 
@@ -64,7 +65,7 @@ impl SessionService for Api {
     ) -> Result<Response<SessionServiceResolveResponse>, Status> {
         self.authorize(&req, Rpc::SessionResolve)?;
         let r = req.into_inner();
-        let (session_key, agent_id, exists, explanation) = self.gw.resolve(
+        let (session_key, agent_id, exists, explanation) = self.gw.runs.resolve(
             &r.session_key,
             &r.agent_id,
             &r.channel,
@@ -86,9 +87,9 @@ impl SessionService for Api {
         self.authorize(&req, Rpc::SessionReset)?;
         let r = req.into_inner();
         required(&r.session_key)?;
-        let key = self.gw.session_key(&r.session_key, &r.agent_id);
+        let key = self.gw.runs.session_key(&r.session_key, &r.agent_id);
         Ok(Response::new(SessionServiceResetResponse {
-            session: Some(self.gw.reset_session(&key).await?),
+            session: Some(self.gw.runs.reset_session(&key).await?),
         }))
     }
 
@@ -99,8 +100,8 @@ impl SessionService for Api {
         self.authorize(&req, Rpc::SessionDelete)?;
         let r = req.into_inner();
         required(&r.session_key)?;
-        let key = self.gw.session_key(&r.session_key, &r.agent_id);
-        self.gw.delete_session(&key).await?;
+        let key = self.gw.runs.session_key(&r.session_key, &r.agent_id);
+        self.gw.runs.delete_session(&key).await?;
         Ok(Response::new(SessionServiceDeleteResponse {
             session_key: key,
         }))

@@ -42,7 +42,11 @@ impl WebhookService for Api {
     ) -> Result<Response<CreateWebhookKeyResponse>, Status> {
         self.authorize(&req, Rpc::WebhookCreateWebhookKey)?;
         let r = req.into_inner();
-        let (key, secret) = self.gw.create_webhook_key(&r.label, r.private).await?;
+        let (key, secret) = self
+            .gw
+            .sync_webhooks
+            .create_key(&r.label, r.private)
+            .await?;
         Ok(Response::new(CreateWebhookKeyResponse {
             key: Some(key),
             secret,
@@ -55,7 +59,7 @@ impl WebhookService for Api {
     ) -> Result<Response<ListWebhookKeysResponse>, Status> {
         self.authorize(&req, Rpc::WebhookListWebhookKeys)?;
         Ok(Response::new(ListWebhookKeysResponse {
-            keys: self.gw.webhook_keys()?,
+            keys: self.gw.sync_webhooks.keys()?,
             instance_id: self.gw.instance_id.clone(),
         }))
     }
@@ -65,7 +69,11 @@ impl WebhookService for Api {
         req: Request<RevokeWebhookKeyRequest>,
     ) -> Result<Response<RevokeWebhookKeyResponse>, Status> {
         self.authorize(&req, Rpc::WebhookRevokeWebhookKey)?;
-        let key = self.gw.revoke_webhook_key(&req.get_ref().key_id).await?;
+        let key = self
+            .gw
+            .sync_webhooks
+            .revoke_key(&req.get_ref().key_id)
+            .await?;
         Ok(Response::new(RevokeWebhookKeyResponse { key: Some(key) }))
     }
 
@@ -74,7 +82,11 @@ impl WebhookService for Api {
         req: Request<RotateWebhookKeyRequest>,
     ) -> Result<Response<RotateWebhookKeyResponse>, Status> {
         self.authorize(&req, Rpc::WebhookRotateWebhookKey)?;
-        let (key, secret) = self.gw.rotate_webhook_key(&req.get_ref().key_id).await?;
+        let (key, secret) = self
+            .gw
+            .sync_webhooks
+            .rotate_key(&req.get_ref().key_id)
+            .await?;
         Ok(Response::new(RotateWebhookKeyResponse {
             key: Some(key),
             secret,
@@ -87,7 +99,7 @@ impl WebhookService for Api {
     ) -> Result<Response<ListWebhookCallsResponse>, Status> {
         self.authorize(&req, Rpc::WebhookListWebhookCalls)?;
         Ok(Response::new(ListWebhookCallsResponse {
-            calls: self.gw.webhook_calls()?,
+            calls: self.gw.sync_webhooks.calls()?,
             instance_id: self.gw.instance_id.clone(),
         }))
     }
@@ -105,7 +117,7 @@ impl WebhookService for Api {
             client,
             presented,
         };
-        let reply = self.gw.call_webhook(call, &self.auth).await?;
+        let reply = self.gw.sync_webhooks.call(call, &self.auth).await?;
         Ok(Response::new(CallWebhookResponse {
             reply: reply.reply,
             run_id: reply.run_id,
@@ -125,7 +137,7 @@ impl WebhookService for Api {
             .into_iter()
             .map(|h| (h.name.to_ascii_lowercase(), h.value))
             .collect();
-        let out = match self.gw.ingest_webhook(&r.path, headers, &r.body).await {
+        let out = match self.gw.ingress.ingest(&r.path, headers, &r.body).await {
             Err(e @ Error::SignatureInvalid(_)) => return Err(self.auth.failed(client, e).into()),
             other => other?,
         };

@@ -3,10 +3,11 @@
 //! routed to the sender's session, and answered on the same channel. WhatsApp `statuses`
 //! callbacks update the delivery receipt of the run whose reply they concern.
 
-use super::{Gateway, delivery::SentMessage, runs::NewRun};
+use super::runs::{NewRun, Runs, delivery::SentMessage};
 use crate::{
+    config::channels::ChannelsConfig,
     error::{Error, Result},
-    store::{Records, Txn},
+    store::{Records, Store, Txn},
 };
 use clawplane_proto::v1::{
     ChannelEvent, DeliveryStatus, Event, EventKind, IngestChannelWebhookRequest,
@@ -50,17 +51,33 @@ fn receipt_rank(status: &str) -> u8 {
     }
 }
 
-impl Gateway {
+/// The inbound channels service: the channels' webhook secrets (`channels.*`), the store
+/// for receipts and security events, and the runs that messages become.
+pub struct InboundChannels {
+    cfg: ChannelsConfig,
+    store: Store,
+    runs: Arc<Runs>,
+}
+
+impl InboundChannels {
+    pub fn new(cfg: &ChannelsConfig, store: Store, runs: Arc<Runs>) -> InboundChannels {
+        InboundChannels {
+            cfg: cfg.clone(),
+            store,
+            runs,
+        }
+    }
+
     /// Verifies and takes one provider webhook request.
-    pub async fn ingest_channel_webhook(
-        self: &Arc<Self>,
+    pub async fn ingest(
+        &self,
         req: IngestChannelWebhookRequest,
         remote: Option<IpAddr>,
     ) -> Result<IngestChannelWebhookResponse> {
         let header = |name: &str| req.headers.get(name).map(String::as_str);
         let (messages, statuses) = match req.channel.as_str() {
             "whatsapp" => {
-                let Some(cfg) = self.config.channels.whatsapp.as_ref() else {
+                let Some(cfg) = self.cfg.whatsapp.as_ref() else {
                     return Err(Error::field(
                         "channel",
                         "whatsapp is not configured (channels.whatsapp)",
@@ -79,7 +96,7 @@ impl Gateway {
                 whatsapp_payload(&payload)
             }
             "telegram" => {
-                let Some(cfg) = self.config.channels.telegram.as_ref() else {
+                let Some(cfg) = self.cfg.telegram.as_ref() else {
                     return Err(Error::field(
                         "channel",
                         "telegram is not configured (channels.telegram)",
@@ -186,9 +203,10 @@ impl Gateway {
     }
 
     /// Starts the run for one inbound message (or finds the one a redelivery started).
-    async fn accept_inbound(self: &Arc<Self>, channel: &str, m: Inbound) -> Result<(String, bool)> {
+    async fn accept_inbound(&self, channel: &str, m: Inbound) -> Result<(String, bool)> {
         let e = &m.event;
         let a = self
+            .runs
             .accept(NewRun {
                 origin: RunOrigin::Channel as i32,
                 message: e.text.clone(),

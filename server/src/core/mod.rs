@@ -1,16 +1,12 @@
 //! The domain core: sessions and transcripts, runs (durable acceptance, per-session
 //! queues, execution, cancellation, timeouts, idempotency), the event feed, and wake.
 
-pub mod delivery;
 pub mod devices;
 pub mod egress;
 pub mod events;
 pub mod inbound;
 pub use clawplane_proto::keys;
 pub mod runs;
-pub mod scheduler;
-pub mod sessions;
-pub mod wake;
 pub mod webhooks;
 
 use crate::{config::Config, error::Result, models::Models, store::Store};
@@ -18,10 +14,10 @@ use clawplane_proto::pbjson_types::Timestamp;
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{Arc, Mutex, atomic::AtomicBool},
+    sync::{Arc, Mutex},
     time::Instant,
 };
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 
 /// The current time as a protobuf Timestamp.
 pub use clawplane_proto::now_ts;
@@ -31,25 +27,23 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub store: Store,
     pub data_dir: PathBuf,
-    pub models: Models,
+    pub models: Arc<Models>,
     /// Outbound channel clients.
-    pub channels: crate::channels::Channels,
-    pub default_agent: String,
+    pub channels: Arc<crate::channels::Channels>,
+    /// Sessions, runs, delivery, wake and heartbeats.
+    pub runs: Arc<runs::Runs>,
     /// The stable instance id (a UUID kept in the store), `/webhooks/<instance_id>`.
     pub instance_id: String,
-    /// The compiled `webhooks.incoming` endpoints, when enabled.
-    pub ingress: Option<webhooks::Ingress>,
+    /// `/webhook/<path>` ingress (`webhooks.incoming`).
+    pub ingress: webhooks::Ingress,
+    /// WhatsApp and Telegram inbound webhooks.
+    pub inbound: inbound::InboundChannels,
+    /// `/webhooks/<instance id>`: keys, calls log, one turn per call.
+    pub sync_webhooks: webhooks::SyncWebhooks,
     /// Webhook egress (`webhooks.outgoing`, the outbox and the dispatcher).
     pub egress: Arc<egress::Egress>,
-    /// Run queues, executor slots, cancellation handles.
-    pub scheduler: scheduler::Scheduler,
-    /// Tracks run drivers so shutdown can drain them.
-    pub tasks: TaskTracker,
-    /// The runtime run drivers are spawned on (enqueueing happens on the store writer thread).
-    runtime: tokio::runtime::Handle,
     /// Cancelled when shutdown starts: ends watch streams and refuses new runs.
     pub shutdown: CancellationToken,
-    pub draining: AtomicBool,
     pub started: Instant,
     pub start_time: Timestamp,
     /// Live device tokens and the per-principal revocation registry.
@@ -80,17 +74,23 @@ impl Gateway {
                 id
             }
         };
-        let ingress = if config.webhooks.incoming.enabled {
-            Some(
-                webhooks::Ingress::compile(&config.webhooks.incoming)
-                    .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?,
-            )
-        } else {
-            None
-        };
         let channels = crate::channels::Channels::new(&config.channels, store.clone())
             .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
+        let channels = Arc::new(channels);
+        let models = Arc::new(Models::new(&config.models, &config.agents));
         let shutdown = CancellationToken::new();
+        let runs = Arc::new(runs::Runs::new(
+            store.clone(),
+            models.clone(),
+            channels.clone(),
+            &config.agents.defaults,
+            &config.session,
+            shutdown.clone(),
+        ));
+        let ingress = webhooks::Ingress::new(&config.webhooks.incoming, runs.clone())
+            .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
+        let inbound = inbound::InboundChannels::new(&config.channels, store.clone(), runs.clone());
+        let sync_webhooks = webhooks::SyncWebhooks::new(store.clone(), runs.clone(), &instance_id);
         let egress = egress::Egress::new(
             &config.webhooks,
             &config.session.main_key,
@@ -103,16 +103,14 @@ impl Gateway {
             channels,
             instance_id,
             ingress,
-            scheduler: scheduler::Scheduler::new(config.agents.defaults.max_concurrent),
+            sync_webhooks,
+            inbound,
+            runs,
             config: Arc::new(config),
             store,
             data_dir,
-            models: Models::new(),
-            default_agent: "main".into(),
-            tasks: TaskTracker::new(),
-            runtime: tokio::runtime::Handle::current(),
+            models,
             shutdown,
-            draining: AtomicBool::new(false),
             started: Instant::now(),
             start_time: now_ts(),
             devices: Arc::default(),
@@ -120,29 +118,9 @@ impl Gateway {
             tls: std::sync::OnceLock::new(),
         });
         gw.load_device_tokens()?;
-        gw.recover().await?;
+        gw.runs.recover().await?;
         gw.egress.start().await?;
         Ok(gw)
-    }
-
-    /// The agent id to use for a request field (normalised; default agent when empty).
-    pub fn agent(&self, agent_id: &str) -> String {
-        if agent_id.trim().is_empty() {
-            self.default_agent.clone()
-        } else {
-            keys::normalize_agent_id(agent_id)
-        }
-    }
-
-    /// Canonical key for a request's `sessionKey` + `agentId`.
-    pub fn session_key(&self, key: &str, agent_id: &str) -> String {
-        let agent = self.agent(agent_id);
-        keys::canonical(key, &agent, &self.config.session.main_key)
-    }
-
-    /// The default agent's main session key.
-    pub fn main_session_key(&self) -> String {
-        keys::main_session(&self.default_agent, &self.config.session.main_key)
     }
 }
 

@@ -8,7 +8,7 @@ mod openai;
 mod remote;
 mod sse;
 
-use crate::config::Config;
+use crate::config::{AgentsConfig, Config};
 use clawplane_proto::v1::{MessageRole, Usage};
 use futures::future::BoxFuture;
 use std::{
@@ -136,22 +136,28 @@ struct Registry {
     providers: BTreeMap<String, Result<Arc<remote::Provider>, String>>,
 }
 
-/// The providers the gateway knows, by `provider/` prefix.
+/// The providers the gateway knows, by `provider/` prefix, and each agent's models. Owns
+/// its config sections (`models`, and `agents` for the agents' model choices).
 pub struct Models {
     builtin: Arc<Builtin>,
     registry: OnceLock<Registry>,
+    models: ModelsConfig,
+    agents: AgentsConfig,
 }
 
 impl Models {
-    pub fn new() -> Self {
+    pub fn new(models: &ModelsConfig, agents: &AgentsConfig) -> Self {
         Models {
             builtin: Arc::new(Builtin),
             registry: OnceLock::new(),
+            models: models.clone(),
+            agents: agents.clone(),
         }
     }
 
     /// The registry, built from config on first use (the config never changes at runtime).
-    fn registry(&self, cfg: &ModelsConfig) -> &Registry {
+    fn registry(&self) -> &Registry {
+        let cfg = &self.models;
         self.registry.get_or_init(|| {
             let client = reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
@@ -184,12 +190,12 @@ impl Models {
     }
 
     /// The provider for `model` (`provider/model`), or a message saying what is wrong.
-    pub fn get(&self, cfg: &Config, model: &str) -> Result<Arc<dyn Model>, String> {
+    pub fn get(&self, model: &str) -> Result<Arc<dyn Model>, String> {
         let provider = provider_of(model);
         if provider == "builtin" {
             return Ok(self.builtin.clone());
         }
-        match self.registry(&cfg.models).providers.get(provider) {
+        match self.registry().providers.get(provider) {
             Some(Ok(p)) => {
                 p.check_model(model_id(model))?;
                 Ok(Arc::new(remote::Remote(p.clone())))
@@ -197,24 +203,24 @@ impl Models {
             Some(Err(e)) => Err(e.clone()),
             None => Err(format!(
                 "unknown model provider {provider:?}; known providers: {} (add it under models.providers)",
-                self.provider_ids(cfg).join(", ")
+                self.provider_ids().join(", ")
             )),
         }
     }
 
-    fn provider_ids(&self, cfg: &Config) -> Vec<String> {
+    fn provider_ids(&self) -> Vec<String> {
         std::iter::once("builtin".to_string())
-            .chain(self.registry(&cfg.models).providers.keys().cloned())
+            .chain(self.registry().providers.keys().cloned())
             .collect()
     }
 
     /// `(primary, fallbacks)` of an agent: `agents.list[id].model` over
     /// `agents.defaults.model` (a per-agent string keeps the defaults' fallbacks).
-    pub fn agent_models(cfg: &Config, agent: &str) -> (String, Vec<String>) {
-        let d = &cfg.agents.defaults;
+    pub fn agent_models(&self, agent: &str) -> (String, Vec<String>) {
+        let d = &self.agents.defaults;
         let mut primary = d.model_name().to_string();
         let mut fallbacks = d.fallbacks().to_vec();
-        let entry = cfg
+        let entry = self
             .agents
             .list
             .iter()
@@ -231,8 +237,8 @@ impl Models {
     }
 
     /// The models a run tries, in order: its own model, then its agent's fallbacks.
-    pub fn chain(cfg: &Config, agent: &str, model: &str) -> Vec<String> {
-        let (_, fallbacks) = Self::agent_models(cfg, agent);
+    pub fn chain(&self, agent: &str, model: &str) -> Vec<String> {
+        let (_, fallbacks) = self.agent_models(agent);
         let mut out = vec![model.to_string()];
         for f in fallbacks {
             if !out.contains(&f) {
@@ -243,7 +249,7 @@ impl Models {
     }
 
     /// Every provider, for `models status` (never the keys).
-    pub fn status(&self, cfg: &Config) -> Vec<ProviderStatus> {
+    pub fn status(&self) -> Vec<ProviderStatus> {
         let mut out = vec![ProviderStatus {
             id: "builtin".into(),
             api: "builtin".into(),
@@ -255,7 +261,7 @@ impl Models {
             max_retries: 0,
             config_error: String::new(),
         }];
-        for (id, p) in &self.registry(&cfg.models).providers {
+        for (id, p) in &self.registry().providers {
             out.push(match p {
                 Ok(p) => ProviderStatus {
                     id: id.clone(),
@@ -289,11 +295,11 @@ impl Models {
     }
 
     /// Asks provider `id` for its model list: `Ok(remote ids)` when reachable.
-    pub async fn probe(&self, cfg: &Config, id: &str) -> Result<Vec<String>, String> {
+    pub async fn probe(&self, id: &str) -> Result<Vec<String>, String> {
         if id == "builtin" {
             return Ok(vec!["echo".into()]);
         }
-        match self.registry(&cfg.models).providers.get(id) {
+        match self.registry().providers.get(id) {
             Some(Ok(p)) => p.clone().probe().await,
             Some(Err(e)) => Err(e.clone()),
             None => Err(format!("unknown provider {id:?}")),
@@ -345,12 +351,6 @@ pub fn validate_config(cfg: &Config) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-impl Default for Models {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use crate::{
     config::IncomingConfig,
-    core::{Gateway, runs::NewRun},
+    core::runs::{MAX_MESSAGE_BYTES, NewRun, Runs},
     error::{Error, Result},
 };
 use base64::Engine as _;
@@ -39,9 +39,16 @@ struct Endpoint {
 }
 
 /// The compiled `webhooks.incoming` endpoints.
-pub struct Ingress {
+pub struct Endpoints {
     endpoints: HashMap<String, Endpoint>,
     templates: Templates,
+}
+
+/// The ingress service: the compiled endpoints (none when `webhooks.incoming.enabled` is
+/// off) and the runs their deliveries become.
+pub struct Ingress {
+    compiled: Option<Endpoints>,
+    runs: Arc<Runs>,
 }
 
 /// The outcome of an ingress delivery.
@@ -55,9 +62,9 @@ fn norm_path(p: &str) -> String {
     p.trim().trim_matches('/').to_string()
 }
 
-impl Ingress {
+impl Endpoints {
     /// Checks and compiles the endpoints (start-up errors name the config key).
-    pub fn compile(cfg: &IncomingConfig) -> std::result::Result<Ingress, String> {
+    pub fn compile(cfg: &IncomingConfig) -> std::result::Result<Endpoints, String> {
         let mut templates = Templates::default();
         let mut endpoints = HashMap::new();
         for (i, e) in cfg.endpoints.iter().enumerate() {
@@ -151,7 +158,7 @@ impl Ingress {
                 return Err(format!("{}: {path:?} is used twice", at("path")));
             }
         }
-        Ok(Ingress {
+        Ok(Endpoints {
             endpoints,
             templates,
         })
@@ -257,21 +264,31 @@ fn verify(ep: &Endpoint, headers: &HashMap<String, String>, body: &[u8]) -> Resu
     }
 }
 
-impl Gateway {
+impl Ingress {
+    /// Compiles `webhooks.incoming` when it is enabled.
+    pub fn new(cfg: &IncomingConfig, runs: Arc<Runs>) -> std::result::Result<Ingress, String> {
+        let compiled = if cfg.enabled {
+            Some(Endpoints::compile(cfg)?)
+        } else {
+            None
+        };
+        Ok(Ingress { compiled, runs })
+    }
+
     /// One ingress delivery: find the endpoint, verify on the raw body, render, accept.
-    pub async fn ingest_webhook(
-        self: &Arc<Self>,
+    pub async fn ingest(
+        &self,
         path: &str,
         headers: HashMap<String, String>,
         body: &[u8],
     ) -> Result<Ingested> {
-        let Some(ingress) = &self.ingress else {
+        let Some(ingress) = &self.compiled else {
             return Err(Error::WebhookNotFound);
         };
         let path = norm_path(path);
         let ep = ingress.endpoints.get(&path).ok_or(Error::WebhookNotFound)?;
         let delivery = verify(ep, &headers, body)?;
-        if body.len() > crate::core::runs::MAX_MESSAGE_BYTES {
+        if body.len() > MAX_MESSAGE_BYTES {
             return Err(Error::field("body", "is larger than 256 KiB"));
         }
         let json: Json = if body.iter().all(u8::is_ascii_whitespace) {
@@ -323,7 +340,7 @@ impl Gateway {
             to: ep.to.clone(),
             ..Default::default()
         };
-        match self.accept(req).await {
+        match self.runs.accept(req).await {
             Ok(a) => Ok(Ingested {
                 run_id: a.run.run_id,
                 session_key: a.run.session_key,
@@ -332,7 +349,7 @@ impl Gateway {
             // The same delivery id with a body that renders differently (e.g. `{{now}}`):
             // still the same delivery; answer the original run.
             Err(Error::IdempotencyConflict { run_id, .. }) if idem.is_some() => {
-                let run = self.get_run(&run_id)?;
+                let run = self.runs.get_run(&run_id)?;
                 Ok(Ingested {
                     run_id,
                     session_key: run.session_key,

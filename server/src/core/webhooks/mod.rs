@@ -6,5 +6,5 @@
 mod ingress;
 mod sync;
 
-pub use ingress::{Ingested, Ingress};
-pub use sync::{CallReply, SyncCall};
+pub use ingress::{Endpoints, Ingested, Ingress};
+pub use sync::{CallReply, SyncCall, SyncWebhooks};

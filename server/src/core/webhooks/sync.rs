@@ -4,11 +4,12 @@
 
 use crate::{
     auth::Auth,
-    core::{Gateway, now_ts, runs::NewRun},
+    core::runs::{NewRun, Runs},
     error::{Error, FieldViolation, Result},
-    store::StoredWebhookKey,
+    store::{Store, StoredWebhookKey},
 };
 use base64::Engine as _;
+use clawplane_proto::now_ts;
 use clawplane_proto::v1::{RunOrigin, RunState, WebhookCall, WebhookKey};
 use clawplane_util::crypto::{ct_eq, sha256};
 use clawplane_util::net::is_loopback;
@@ -96,13 +97,25 @@ pub struct SyncCall {
     pub presented: Option<String>,
 }
 
-impl Gateway {
+/// The sync webhooks service: keys and the calls log in the store, turns through runs.
+pub struct SyncWebhooks {
+    store: Store,
+    runs: Arc<Runs>,
+    /// The id in `/webhooks/<instance id>`.
+    instance_id: String,
+}
+
+impl SyncWebhooks {
+    pub fn new(store: Store, runs: Arc<Runs>, instance_id: &str) -> SyncWebhooks {
+        SyncWebhooks {
+            store,
+            runs,
+            instance_id: instance_id.to_string(),
+        }
+    }
+
     /// Creates a key; returns it with its secret (shown once; only the digest is stored).
-    pub async fn create_webhook_key(
-        &self,
-        label: &str,
-        private: bool,
-    ) -> Result<(WebhookKey, String)> {
+    pub async fn create_key(&self, label: &str, private: bool) -> Result<(WebhookKey, String)> {
         let label = label.trim();
         if label.is_empty() || label.chars().count() > 200 {
             return Err(Error::field(
@@ -132,7 +145,7 @@ impl Gateway {
     }
 
     /// Every key, oldest first.
-    pub fn webhook_keys(&self) -> Result<Vec<WebhookKey>> {
+    pub fn keys(&self) -> Result<Vec<WebhookKey>> {
         let mut keys: Vec<WebhookKey> = self
             .store
             .read(|r| r.webhook_keys())?
@@ -158,7 +171,7 @@ impl Gateway {
     }
 
     /// Revokes a key.
-    pub async fn revoke_webhook_key(&self, id: &str) -> Result<WebhookKey> {
+    pub async fn revoke_key(&self, id: &str) -> Result<WebhookKey> {
         let id = Self::key_id(id)?;
         self.store
             .write(move |t| {
@@ -174,7 +187,7 @@ impl Gateway {
     }
 
     /// Gives a key a new secret.
-    pub async fn rotate_webhook_key(&self, id: &str) -> Result<(WebhookKey, String)> {
+    pub async fn rotate_key(&self, id: &str) -> Result<(WebhookKey, String)> {
         let id = Self::key_id(id)?;
         let secret = new_secret();
         let s = secret.clone();
@@ -197,7 +210,7 @@ impl Gateway {
     }
 
     /// The calls log, newest first.
-    pub fn webhook_calls(&self) -> Result<Vec<WebhookCall>> {
+    pub fn calls(&self) -> Result<Vec<WebhookCall>> {
         self.store.read(|r| r.webhook_calls(CALLS_KEPT))
     }
 
@@ -235,7 +248,7 @@ impl Gateway {
     /// `/webhooks/<id>`: checks the presented key (failures count against the caller's
     /// address in `auth`), runs one turn and waits for its reply, and logs the call with its
     /// HTTP outcome — refused calls too, so an operator sees who knocked.
-    pub async fn call_webhook(self: &Arc<Self>, c: SyncCall, auth: &Auth) -> Result<CallReply> {
+    pub async fn call(&self, c: SyncCall, auth: &Auth) -> Result<CallReply> {
         let started = Instant::now();
         // An unknown instance is not this gateway's call: answered, not logged.
         if c.instance_id.trim() != self.instance_id {
@@ -280,7 +293,7 @@ impl Gateway {
     /// Runs one synchronous turn in the session of `session_name` and waits for its reply;
     /// `run_id` is set as soon as the run is accepted (for the calls log).
     async fn webhook_turn(
-        self: &Arc<Self>,
+        &self,
         session_name: &str,
         message: String,
         run_id: &mut String,
@@ -289,6 +302,7 @@ impl Gateway {
             return Err(Error::InvalidFields(vec![v]));
         }
         let a = self
+            .runs
             .accept(NewRun {
                 origin: RunOrigin::Webhook as i32,
                 session_key: format!("webhook:{session_name}"),
@@ -298,7 +312,7 @@ impl Gateway {
             .await?;
         *run_id = a.run.run_id.clone();
         let limit = Duration::from_secs(u64::from(a.run.timeout_seconds.max(1)) + 30);
-        let (run, done) = self.wait(&a.run.run_id, limit).await?;
+        let (run, done) = self.runs.wait(&a.run.run_id, limit).await?;
         if !done {
             return Err(Error::AgentFailed(
                 "the agent did not finish in time".into(),

@@ -3,7 +3,7 @@
 //! handles of running runs, pending heartbeats and the counts `Status` reports. It knows run
 //! ids and session keys only; what a run does is `runs.rs`.
 
-use super::lock;
+use clawplane_util::sync::lock;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{
     Arc, Mutex,

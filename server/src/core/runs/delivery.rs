@@ -1,8 +1,9 @@
 //! Where a run's reply goes: routing a request to a session key (dmScope, identity links),
 //! resolving its delivery route at acceptance, and sending the reply when the run ends.
 
-use super::{Gateway, keys, runs::NewRun};
+use super::{NewRun, Runs};
 use crate::channels::Outbound;
+use clawplane_proto::keys;
 use clawplane_proto::v1::{Delivery, DeliveryStatus, Run, Session};
 
 /// A sent channel message and the run whose reply it carried, so receipts (WhatsApp
@@ -52,7 +53,7 @@ fn silent_reply(text: &str) -> bool {
     t.is_empty() || t == "HEARTBEAT_OK" || t == "NO_REPLY"
 }
 
-impl Gateway {
+impl Runs {
     /// The session key of a conversation on `channel` with `to`, applying
     /// `session.identityLinks` (several identities, one peer) and `session.dmScope`.
     /// Returns the key and how it was derived.
@@ -63,7 +64,7 @@ impl Gateway {
         to: &str,
         account_id: &str,
     ) -> Option<(String, String)> {
-        let s = &self.config.session;
+        let s = &self.session;
         let channel = channel.trim().to_ascii_lowercase();
         if let Some(keys::Peer::Direct(id)) = keys::parse_peer(&channel, to)
             && let Some(peer) = self.linked_peer(&channel, &id)
@@ -88,8 +89,7 @@ impl Gateway {
     fn linked_peer(&self, channel: &str, id: &str) -> Option<String> {
         let norm = |v: &str| v.trim().trim_start_matches('+').to_ascii_lowercase();
         let id = norm(id);
-        self.config
-            .session
+        self.session
             .identity_links
             .iter()
             .find(|(_, ids)| {

@@ -1,11 +1,12 @@
 //! Session reads and lifecycle: get, list, resolve, history, reset, delete.
 
-use super::{Gateway, keys, now_ts, runs::session_event};
+use super::{Runs, session_event};
 use crate::{
     error::{Error, Result},
     store::Txn,
 };
 use clawplane_proto::v1::{Message, RunState, Session, SessionChangeType};
+use clawplane_proto::{keys, now_ts};
 use std::sync::Arc;
 
 /// Page size rules of AIP-158: 0 means the default, above the max is coerced, negative is
@@ -27,7 +28,7 @@ fn offset_token(token: &str) -> Result<usize> {
         .map_err(|_| Error::field("pageToken", "is not a token from a previous response"))
 }
 
-impl Gateway {
+impl Runs {
     /// A session with its active runs filled in.
     pub fn get_session(&self, key: &str) -> Result<Session> {
         let mut s = self

@@ -1,7 +1,7 @@
 //! Wake and heartbeat: system events queued on a session (coalescing identical text),
 //! heartbeat turns now or on the configured schedule.
 
-use super::{Gateway, runs::NewRun, runs::session_event};
+use super::{MAX_MESSAGE_BYTES, NewRun, Runs, check_session_key, new_session, session_event};
 use crate::{
     error::{Error, Result},
     store::Txn,
@@ -23,7 +23,7 @@ pub struct Woken {
     pub run_id: String,
 }
 
-impl Gateway {
+impl Runs {
     /// Queues `text` on the session and, for mode NOW, starts a heartbeat turn.
     pub async fn wake(
         self: &Arc<Self>,
@@ -36,10 +36,10 @@ impl Gateway {
         if text.is_empty() {
             return Err(Error::field("text", "must not be empty"));
         }
-        if text.len() > super::runs::MAX_MESSAGE_BYTES {
+        if text.len() > MAX_MESSAGE_BYTES {
             return Err(Error::field("text", "is larger than 256 KiB"));
         }
-        if let Some(v) = super::runs::check_session_key(session_key) {
+        if let Some(v) = check_session_key(session_key) {
             return Err(Error::InvalidFields(vec![v]));
         }
         let mode = if mode == WakeMode::Unspecified {
@@ -64,7 +64,7 @@ impl Gateway {
                     WakeOutcome::Queued
                 };
                 if tx.session(&k)?.is_none() {
-                    let s = super::runs::new_session(&k, &agent);
+                    let s = new_session(&k, &agent);
                     tx.put_session(&s)?;
                     tx.append_event(session_event(&s, SessionChangeType::Created))?;
                 }
@@ -122,20 +122,20 @@ impl Gateway {
 
     /// Runs the heartbeat schedule of the default agent's main session until shutdown.
     pub fn spawn_heartbeat_schedule(self: &Arc<Self>) {
-        let Some(every) = self.config.heartbeat_every() else {
+        let Some(every) = self.defaults.heartbeat_every() else {
             tracing::info!("heartbeat schedule disabled (agents.defaults.heartbeat.every)");
             return;
         };
-        let gw = self.clone();
+        let runs = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = gw.shutdown.cancelled() => return,
+                    _ = runs.shutdown.cancelled() => return,
                     _ = tick.tick() => {
-                        let key = gw.main_session_key();
-                        if let Err(e) = gw.heartbeat(&key).await {
+                        let key = runs.main_session_key();
+                        if let Err(e) = runs.heartbeat(&key).await {
                             tracing::warn!(error = %e, "scheduled heartbeat not started");
                         }
                     }

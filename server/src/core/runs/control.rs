@@ -1,0 +1,201 @@
+//! Cancelling, waiting, reading and listing runs; crash recovery at start.
+
+use super::{Runs, is_terminal, run_event};
+use crate::{
+    error::{Error, Result},
+    store::Txn,
+};
+use clawplane_proto::now_ts;
+use clawplane_proto::v1::{Run, RunError, RunState, event::Payload};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::broadcast::error::RecvError;
+
+impl Runs {
+    /// Cancels a run: a queued run is cancelled in place, a running one is signalled and
+    /// awaited (briefly). Terminal runs are returned unchanged.
+    pub async fn cancel(self: &Arc<Self>, run_id: &str) -> Result<Run> {
+        let run = self.get_run(run_id)?;
+        if is_terminal(run.state) {
+            return Ok(run);
+        }
+        let id = run_id.to_string();
+        let cancelled = self
+            .store
+            .write(move |tx: &mut dyn Txn| {
+                let Some(mut stored) = tx.run(&id)? else {
+                    return Err(Error::RunNotFound(id));
+                };
+                if stored.run.state != RunState::Queued as i32 {
+                    return Ok(None);
+                }
+                stored.run.state = RunState::Cancelled as i32;
+                stored.run.end_time = Some(now_ts());
+                stored.run.error = Some(RunError {
+                    reason: "RUN_CANCELLED".into(),
+                    message: "the run was cancelled before it started".into(),
+                });
+                super::delivery::settle_unsent(&mut stored.run);
+                tx.put_run(&stored)?;
+                tx.append_event(run_event(&stored.run))?;
+                Ok(Some(stored.run))
+            })
+            .await?;
+        if let Some(run) = cancelled {
+            return Ok(run);
+        }
+        self.scheduler.cancel(run_id);
+        Ok(self.wait(run_id, Duration::from_secs(10)).await?.0)
+    }
+
+    /// Cancels every queued and running run of a session (or just `only`).
+    pub async fn abort_session(
+        self: &Arc<Self>,
+        session_key: &str,
+        only: &str,
+    ) -> Result<Vec<String>> {
+        let active = self.store.read(|r| r.active_runs())?;
+        let mut ids = Vec::new();
+        for s in active
+            .into_iter()
+            .filter(|s| s.run.session_key == session_key)
+        {
+            if !only.is_empty() && s.run.run_id != only {
+                continue;
+            }
+            let run = self.cancel(&s.run.run_id).await?;
+            if run.state == RunState::Cancelled as i32 {
+                ids.push(run.run_id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Returns a run.
+    pub fn get_run(&self, run_id: &str) -> Result<Run> {
+        let id = run_id.strip_prefix("runs/").unwrap_or(run_id);
+        self.store
+            .read(|r| r.run(id))?
+            .map(|s| s.run)
+            .ok_or_else(|| Error::RunNotFound(id.to_string()))
+    }
+
+    /// Waits until the run is terminal or `limit` passes; returns (run, done).
+    pub async fn wait(&self, run_id: &str, limit: Duration) -> Result<(Run, bool)> {
+        let mut live = self.store.feed.live.subscribe();
+        let mut run = self.get_run(run_id)?;
+        let deadline = tokio::time::Instant::now() + limit;
+        while !is_terminal(run.state) {
+            match tokio::time::timeout_at(deadline, live.recv()).await {
+                Err(_) => return Ok((run, false)),
+                Ok(Ok(ev)) => {
+                    if ev.run_id == run.run_id
+                        && let Some(Payload::Run(r)) = &ev.payload
+                    {
+                        run = r.clone();
+                    }
+                }
+                Ok(Err(RecvError::Lagged(_))) => run = self.get_run(run_id)?,
+                Ok(Err(RecvError::Closed)) => return Ok((self.get_run(run_id)?, false)),
+            }
+        }
+        Ok((run, true))
+    }
+
+    /// Lists runs newest first. `page_token` is the order to continue below.
+    pub fn list_runs(
+        &self,
+        session_key: Option<&str>,
+        states: &[i32],
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<(Vec<Run>, String)> {
+        let before = if page_token.is_empty() {
+            u64::MAX
+        } else {
+            page_token.parse::<u64>().map_err(|_| {
+                Error::field(
+                    "pageToken",
+                    "is not a token from a previous ListRuns response",
+                )
+            })?
+        };
+        let mut keep = |r: &Run| states.is_empty() || states.contains(&r.state);
+        let rows = self
+            .store
+            .read(|r| r.runs_desc(session_key, before, page_size + 1, &mut keep))?;
+        let next = if rows.len() > page_size {
+            rows[page_size - 1].order.to_string()
+        } else {
+            String::new()
+        };
+        Ok((
+            rows.into_iter().take(page_size).map(|s| s.run).collect(),
+            next,
+        ))
+    }
+
+    /// Counts for Status.
+    pub fn run_counts(&self) -> (u64, u64) {
+        self.scheduler.counts()
+    }
+
+    /// At start: RUNNING runs become INTERRUPTED and are retried once; QUEUED runs resume
+    /// in acceptance order.
+    pub async fn recover(self: &Arc<Self>) -> Result<()> {
+        let recovered = self
+            .store
+            .write(|tx: &mut dyn Txn| {
+                let mut resume = Vec::new();
+                for mut stored in tx.active_runs()? {
+                    if stored.run.state == RunState::Running as i32 {
+                        stored.run.state = RunState::Interrupted as i32;
+                        stored.run.error = Some(RunError {
+                            reason: "RUN_INTERRUPTED".into(),
+                            message: "the gateway stopped while this run was running".into(),
+                        });
+                        let retry = stored.run.attempt < 2;
+                        if !retry {
+                            stored.run.end_time = Some(now_ts());
+                            super::delivery::settle_unsent(&mut stored.run);
+                        }
+                        tx.put_run(&stored)?;
+                        tx.append_event(run_event(&stored.run))?;
+                        if !retry {
+                            continue;
+                        }
+                        // The INTERRUPTED event above records what happened; the retry
+                        // starts clean.
+                        stored.run.state = RunState::Queued as i32;
+                        stored.run.error = None;
+                        stored.run.attempt += 1;
+                        stored.run.start_time = None;
+                        tx.put_run(&stored)?;
+                        tx.append_event(run_event(&stored.run))?;
+                    }
+                    resume.push((stored.run.session_key.clone(), stored.run.run_id.clone()));
+                }
+                Ok(resume)
+            })
+            .await?;
+        if !recovered.is_empty() {
+            tracing::info!(
+                runs = recovered.len(),
+                "resuming runs from before the last stop"
+            );
+        }
+        for (key, id) in recovered {
+            self.enqueue(&key, &id);
+        }
+        Ok(())
+    }
+
+    /// True when a heartbeat run for the session is queued and not yet started; marks one
+    /// as pending otherwise.
+    pub(crate) fn claim_heartbeat(&self, session_key: &str) -> bool {
+        self.scheduler.claim_heartbeat(session_key)
+    }
+
+    pub(crate) fn release_heartbeat(&self, session_key: &str) {
+        self.scheduler.release_heartbeat(session_key);
+    }
+}

@@ -1,0 +1,359 @@
+//! Execution: session drivers draining their queue, one run at a time; the model call
+//! with failover, deltas and the time limit; the terminal write with the delivery outcome.
+
+use super::{HISTORY_WINDOW, Runs, new_session, run_event, session_event};
+use crate::{
+    error::Result,
+    models::ModelRequest,
+    store::{RecordsMut, Txn},
+};
+use clawplane_proto::now_ts;
+use clawplane_proto::v1::{
+    Delivery, DeliveryStatus, Event, EventKind, Message, MessageRole, ModelDelta, Run, RunError,
+    RunOrigin, RunState, SessionChangeType, event::Payload,
+};
+use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+impl Runs {
+    /// Puts a run at the back of its session's queue and starts the session driver.
+    pub(crate) fn enqueue(self: &Arc<Self>, session_key: &str, run_id: &str) {
+        if self.scheduler.push(session_key, run_id) {
+            let runs = self.clone();
+            let key = session_key.to_string();
+            self.tasks
+                .spawn_on(async move { runs.drive(key).await }, &self.runtime);
+        }
+    }
+
+    /// Runs a session's queue to empty, one run at a time.
+    async fn drive(self: Arc<Self>, session_key: String) {
+        loop {
+            if self.draining.load(Ordering::Acquire) {
+                // Shutting down: queued runs stay QUEUED and resume on the next start.
+                return;
+            }
+            let Some(next) = self.scheduler.pop(&session_key) else {
+                return;
+            };
+            // Still queued while it waits for an executor slot.
+            let Some(permit) = self.scheduler.slot().await else {
+                return;
+            };
+            if self.draining.load(Ordering::Acquire) {
+                return; // still QUEUED in the store: resumes on the next start
+            }
+            self.scheduler.dequeued();
+            if let Err(e) = self.execute(&next).await {
+                tracing::error!(run_id = %next, error = %e, "run execution failed");
+            }
+            drop(permit);
+        }
+    }
+
+    /// Executes one run: RUNNING, model, terminal state, transcript, delivery outcome.
+    async fn execute(self: &Arc<Self>, run_id: &str) -> Result<()> {
+        let (token, _guard) = self.scheduler.start(run_id);
+        let id = run_id.to_string();
+        let started = self
+            .store
+            .write(move |tx: &mut dyn Txn| {
+                let Some(mut stored) = tx.run(&id)? else {
+                    return Ok(None);
+                };
+                if stored.run.state != RunState::Queued as i32 {
+                    return Ok(None); // cancelled while queued
+                }
+                let key = stored.run.session_key.clone();
+                let mut session = match tx.session(&key)? {
+                    Some(s) => s,
+                    None => new_session(&key, &stored.run.agent_id),
+                };
+                let heartbeat = stored.run.origin == RunOrigin::Heartbeat as i32;
+                let system_events = tx.system_events(&key)?;
+                let now = now_ts();
+                let mut next_index = u64::from(session.message_count) + 1;
+                let mut put = |tx: &mut dyn Txn, role: MessageRole, text: String| -> Result<()> {
+                    tx.put_message(
+                        &session.session_id,
+                        &Message {
+                            index: next_index,
+                            role: role as i32,
+                            text,
+                            run_id: id.clone(),
+                            create_time: Some(now),
+                        },
+                    )?;
+                    next_index += 1;
+                    Ok(())
+                };
+                for text in &system_events {
+                    put(tx, MessageRole::System, text.clone())?;
+                }
+                if !system_events.is_empty() {
+                    tx.put_system_events(&key, &[])?;
+                }
+                // A retried run already has its user message in the transcript.
+                let already = tx
+                    .last_message(&session.session_id)?
+                    .is_some_and(|m| m.run_id == id && m.role == MessageRole::User as i32);
+                if !heartbeat && !already {
+                    put(tx, MessageRole::User, stored.run.message.clone())?;
+                    session.turn_count += 1;
+                }
+                session.message_count = (next_index - 1) as u32;
+                session.update_time = Some(now);
+                tx.put_session(&session)?;
+                stored.run.state = RunState::Running as i32;
+                stored.run.start_time = Some(now);
+                tx.put_run(&stored)?;
+                tx.append_event(run_event(&stored.run))?;
+                let history = tx
+                    .messages(
+                        &session.session_id,
+                        u64::from(session.message_count).saturating_sub(HISTORY_WINDOW),
+                        HISTORY_WINDOW as usize,
+                    )?
+                    .into_iter()
+                    .map(|m| (m.role, m.text))
+                    .collect::<Vec<_>>();
+                Ok(Some((
+                    stored.run,
+                    session.turn_count,
+                    system_events,
+                    history,
+                )))
+            })
+            .await?;
+        let Some((run, turn, system_events, history)) = started else {
+            return Ok(());
+        };
+        if run.origin == RunOrigin::Heartbeat as i32 {
+            self.scheduler.release_heartbeat(&run.session_key);
+        }
+        let executing = self.scheduler.executing();
+        let outcome = self
+            .call_model(&run, turn, system_events, history, &token)
+            .await;
+        // Deliver before the terminal write, so a finished run always carries its outcome.
+        let delivery = match &outcome {
+            Outcome::Succeeded(reply) => Some(self.deliver(&run, &reply.text).await),
+            _ => None,
+        };
+        drop(executing);
+        self.finish(run, outcome, delivery).await
+    }
+
+    async fn call_model(
+        &self,
+        run: &Run,
+        turn: u32,
+        system_events: Vec<String>,
+        history: Vec<(i32, String)>,
+        token: &CancellationToken,
+    ) -> Outcome {
+        let heartbeat = run.origin == RunOrigin::Heartbeat as i32;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let base = ModelRequest {
+            model: String::new(),
+            message: if heartbeat {
+                String::new()
+            } else {
+                run.message.clone()
+            },
+            turn,
+            heartbeat,
+            system_events,
+            history,
+            thinking: run.thinking.clone(),
+        };
+        let chain = self.models.chain(&run.agent_id, &run.model);
+        let (models, run_id) = (&self.models, run.run_id.as_str());
+        // Failover: the run's model, then the agent's fallbacks, until one answers; each
+        // failure is kept for the run's error. Never after a model streamed part of a reply
+        // (the next one would repeat it).
+        let fut = async move {
+            let mut reasons = Vec::new();
+            for name in chain {
+                let model = match models.get(&name) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        reasons.push(format!("{name}: {e}"));
+                        continue;
+                    }
+                };
+                let (atx, mut arx) = mpsc::unbounded_channel();
+                let req = ModelRequest {
+                    model: name.clone(),
+                    ..base.clone()
+                };
+                let forward = async {
+                    let mut streamed = false;
+                    while let Some(d) = arx.recv().await {
+                        streamed = true;
+                        let _ = tx.send(d);
+                    }
+                    streamed
+                };
+                let (res, streamed) = tokio::join!(model.generate(req, atx), forward);
+                match res {
+                    Ok(mut reply) => {
+                        reply.model = name;
+                        return Ok(reply);
+                    }
+                    Err(e) => {
+                        tracing::warn!(run_id, model = %name, error = %e, streamed, "model failed");
+                        reasons.push(format!("{name}: {}", e.message));
+                        if streamed {
+                            reasons.push("failed mid-reply, so no failover".into());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(crate::models::ModelError {
+                message: reasons.join("; "),
+            })
+        };
+        let limit = Duration::from_secs(u64::from(run.timeout_seconds.max(1)));
+        let store = self.store.clone();
+        let (key, id) = (run.session_key.clone(), run.run_id.clone());
+        // Deltas become events in arrival order; the writer is FIFO so they stay ordered
+        // before the terminal RUN event.
+        let pump = async move {
+            let mut index = 0u32;
+            while let Some(text) = rx.recv().await {
+                index += 1;
+                let ev = Event {
+                    session_key: key.clone(),
+                    run_id: id.clone(),
+                    kind: EventKind::Delta as i32,
+                    payload: Some(Payload::Delta(ModelDelta { text, index })),
+                    ..Default::default()
+                };
+                store.write_detached(move |tx: &mut dyn Txn| tx.append_event(ev).map(|_| ()));
+            }
+        };
+        let work = async { tokio::join!(fut, pump).0 };
+        tokio::select! {
+            r = tokio::time::timeout(limit, work) => match r {
+                Ok(Ok(reply)) => Outcome::Succeeded(reply),
+                Ok(Err(e)) => Outcome::Failed("MODEL_FAILED", e.message),
+                Err(_) => Outcome::TimedOut(run.timeout_seconds),
+            },
+            _ = token.cancelled() => Outcome::Cancelled,
+        }
+    }
+
+    async fn finish(&self, run: Run, outcome: Outcome, delivery: Option<Delivery>) -> Result<()> {
+        let id = run.run_id.clone();
+        self.store
+            .write(move |tx: &mut dyn Txn| {
+                let Some(mut stored) = tx.run(&id)? else {
+                    return Ok(());
+                };
+                let now = now_ts();
+                let r = &mut stored.run;
+                let mut session = tx.session(&r.session_key)?;
+                match outcome {
+                    Outcome::Succeeded(reply) => {
+                        r.state = RunState::Succeeded as i32;
+                        if !reply.model.is_empty() {
+                            r.model = reply.model.clone();
+                        }
+                        r.reply_text = reply.text.clone();
+                        r.usage = Some(reply.usage);
+                        if let Some(s) = session.as_mut() {
+                            let index = u64::from(s.message_count) + 1;
+                            tx.put_message(
+                                &s.session_id,
+                                &Message {
+                                    index,
+                                    role: MessageRole::Assistant as i32,
+                                    text: reply.text,
+                                    run_id: id.clone(),
+                                    create_time: Some(now),
+                                },
+                            )?;
+                            s.message_count += 1;
+                            let u = s.usage.get_or_insert_with(Default::default);
+                            u.input_tokens += reply.usage.input_tokens;
+                            u.output_tokens += reply.usage.output_tokens;
+                            u.total_tokens += reply.usage.total_tokens;
+                        }
+                    }
+                    Outcome::Failed(reason, message) => {
+                        r.state = RunState::Failed as i32;
+                        r.error = Some(RunError {
+                            reason: reason.into(),
+                            message,
+                        });
+                    }
+                    Outcome::TimedOut(secs) => {
+                        r.state = RunState::TimedOut as i32;
+                        r.error = Some(RunError {
+                            reason: "RUN_TIMED_OUT".into(),
+                            message: format!(
+                                "the run exceeded its time limit of {secs} s (timeoutSeconds)"
+                            ),
+                        });
+                    }
+                    Outcome::Cancelled => {
+                        r.state = RunState::Cancelled as i32;
+                        r.error = Some(RunError {
+                            reason: "RUN_CANCELLED".into(),
+                            message: "the run was cancelled".into(),
+                        });
+                    }
+                }
+                r.end_time = Some(now);
+                if let Some(d) = delivery {
+                    if d.status == DeliveryStatus::Failed as i32 {
+                        r.state = RunState::Failed as i32;
+                        r.error = Some(RunError {
+                            reason: "DELIVERY_FAILED".into(),
+                            message: format!(
+                                "the reply was produced but {} did not take it: {}",
+                                d.channel, d.detail
+                            ),
+                        });
+                    }
+                    if d.status == DeliveryStatus::Delivered as i32 {
+                        for m in &d.message_ids {
+                            tx.put(&super::delivery::SentMessage {
+                                channel: d.channel.clone(),
+                                message_id: m.clone(),
+                                run_id: id.clone(),
+                            })?;
+                        }
+                        if let Some(s) = session.as_mut() {
+                            s.last_channel = d.channel.clone();
+                            s.last_to = d.to.clone();
+                            s.last_account_id = d.account_id.clone();
+                            s.last_thread_id = d.thread_id.clone();
+                        }
+                    }
+                    r.delivery = Some(d);
+                }
+                super::delivery::settle_unsent(r);
+                tx.put_run(&stored)?;
+                tx.append_event(run_event(&stored.run))?;
+                if let Some(mut s) = session {
+                    s.update_time = Some(now);
+                    tx.put_session(&s)?;
+                    tx.append_event(session_event(&s, SessionChangeType::Updated))?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// How a run ended.
+enum Outcome {
+    Succeeded(crate::models::ModelReply),
+    Failed(&'static str, String),
+    TimedOut(u32),
+    Cancelled,
+}

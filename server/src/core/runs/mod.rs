@@ -1,0 +1,221 @@
+//! Runs: an owned service holding sessions and transcripts, durable acceptance with
+//! idempotency, per-session queues, execution with timeouts and cancellation, delivery of
+//! replies, wake and heartbeats, waiting, listing, and crash recovery. It is given the
+//! store, the model and channel clients, and its config sections (`agents`, `session`);
+//! it names neither the gateway holder nor the rest of the core (checked by `layers.rs`).
+
+mod accept;
+mod control;
+pub mod delivery;
+mod execute;
+pub mod scheduler;
+mod send;
+pub mod sessions;
+pub mod wake;
+
+use crate::{
+    channels::Channels,
+    config::{AgentDefaults, SessionConfig},
+    error::FieldViolation,
+    models::Models,
+    store::Store,
+};
+use clawplane_proto::v1::{
+    Event, EventKind, Run, RunState, Session, SessionChange, SessionChangeType, event::Payload,
+};
+use clawplane_proto::{keys, now_ts};
+use scheduler::Scheduler;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, atomic::AtomicBool};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// The runs service.
+pub struct Runs {
+    store: Store,
+    models: Arc<Models>,
+    channels: Arc<Channels>,
+    defaults: AgentDefaults,
+    session: SessionConfig,
+    /// The agent of requests that name none.
+    pub default_agent: String,
+    /// Run queues, executor slots, cancellation handles.
+    scheduler: Scheduler,
+    /// Tracks run drivers so shutdown can drain them.
+    pub tasks: TaskTracker,
+    /// The runtime run drivers are spawned on (enqueueing happens on the store writer thread).
+    runtime: tokio::runtime::Handle,
+    /// Cancelled when shutdown starts: ends the heartbeat schedule.
+    shutdown: CancellationToken,
+    /// Set when shutdown starts: new runs are refused and drivers stop between runs.
+    pub draining: AtomicBool,
+}
+
+impl Runs {
+    pub fn new(
+        store: Store,
+        models: Arc<Models>,
+        channels: Arc<Channels>,
+        defaults: &AgentDefaults,
+        session: &SessionConfig,
+        shutdown: CancellationToken,
+    ) -> Runs {
+        Runs {
+            store,
+            models,
+            channels,
+            scheduler: Scheduler::new(defaults.max_concurrent),
+            defaults: defaults.clone(),
+            session: session.clone(),
+            default_agent: "main".into(),
+            tasks: TaskTracker::new(),
+            runtime: tokio::runtime::Handle::current(),
+            shutdown,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// The agent id to use for a request field (normalised; default agent when empty).
+    pub fn agent(&self, agent_id: &str) -> String {
+        if agent_id.trim().is_empty() {
+            self.default_agent.clone()
+        } else {
+            keys::normalize_agent_id(agent_id)
+        }
+    }
+
+    /// Canonical key for a request's `sessionKey` + `agentId`.
+    pub fn session_key(&self, key: &str, agent_id: &str) -> String {
+        let agent = self.agent(agent_id);
+        keys::canonical(key, &agent, &self.session.main_key)
+    }
+
+    /// The default agent's main session key.
+    pub fn main_session_key(&self) -> String {
+        keys::main_session(&self.default_agent, &self.session.main_key)
+    }
+}
+
+/// Largest accepted user message.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Transcript messages handed to the model as context (the most recent ones).
+const HISTORY_WINDOW: u64 = 200;
+/// Longest run time limit a caller may ask for (48 h, OpenClaw's default turn limit).
+pub const MAX_TIMEOUT_SECONDS: u32 = 48 * 3600;
+
+/// A request for a new run, as every surface describes it.
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    pub origin: i32,
+    /// As given by the caller (bare or full); empty means "derive".
+    pub session_key: String,
+    pub agent_id: String,
+    pub message: String,
+    pub idempotency_key: String,
+    pub deliver: bool,
+    pub channel: String,
+    pub to: String,
+    pub account_id: String,
+    pub thread_id: String,
+    /// With `deliver`: accept even when no route resolves (delivery NO_ROUTE) instead of
+    /// refusing with NO_DELIVERY_ROUTE.
+    pub best_effort_deliver: bool,
+    pub model: String,
+    pub thinking: String,
+    pub timeout_seconds: u32,
+    /// `SessionService/Send`: the session must already exist.
+    pub require_existing_session: bool,
+    /// An inbound channel message: becomes the session's last route, and its
+    /// `channel.message.received` event is appended with the run.
+    pub inbound: Option<clawplane_proto::v1::ChannelEvent>,
+}
+
+/// The answer to an accepted run.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub run: Run,
+    pub duplicate: bool,
+}
+
+pub fn is_terminal(state: i32) -> bool {
+    RunState::try_from(state).is_ok_and(RunState::is_terminal)
+}
+
+/// Validates the idempotency key grammar.
+pub fn check_idempotency_key(key: &str) -> Option<FieldViolation> {
+    if key.is_empty() {
+        return None;
+    }
+    let ok = key.len() <= 256
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    (!ok).then(|| FieldViolation {
+        field: "idempotencyKey",
+        description: "must be 1..256 characters of A-Z a-z 0-9 . _ : - (a UUID works)".into(),
+    })
+}
+
+pub fn check_session_key(key: &str) -> Option<FieldViolation> {
+    (key.len() > 512 || key.chars().any(|c| c.is_control())).then(|| FieldViolation {
+        field: "sessionKey",
+        description: "must be at most 512 characters without control characters".into(),
+    })
+}
+
+fn run_event(run: &Run) -> Event {
+    Event {
+        session_key: run.session_key.clone(),
+        run_id: run.run_id.clone(),
+        kind: EventKind::Run as i32,
+        payload: Some(Payload::Run(run.clone())),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn session_event(session: &Session, change: SessionChangeType) -> Event {
+    Event {
+        session_key: session.session_key.clone(),
+        kind: EventKind::Session as i32,
+        payload: Some(Payload::Session(SessionChange {
+            r#type: change as i32,
+            session: (change != SessionChangeType::Deleted).then(|| session.clone()),
+        })),
+        ..Default::default()
+    }
+}
+
+/// A fresh session record.
+pub(crate) fn new_session(key: &str, agent_id: &str) -> Session {
+    let now = now_ts();
+    Session {
+        name: format!("sessions/{key}"),
+        session_key: key.to_string(),
+        session_id: uuid::Uuid::now_v7().to_string(),
+        agent_id: agent_id.to_string(),
+        create_time: Some(now),
+        update_time: Some(now),
+        ..Default::default()
+    }
+}
+
+fn fingerprint(r: &NewRun, session_key: &str, agent: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [
+        &r.origin.to_string(),
+        session_key,
+        agent,
+        &r.message,
+        &r.deliver.to_string(),
+        &r.channel,
+        &r.to,
+        &r.account_id,
+        &r.thread_id,
+        &r.model,
+        &r.thinking,
+        &r.timeout_seconds.to_string(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
