@@ -69,9 +69,15 @@ pub(crate) fn sync_webhook_error(s: &Status) -> Response {
 }
 
 /// OpenClaw's hook answers: 401 `Unauthorized` and 429 `Too Many Requests` (with
-/// `Retry-After`) as OpenClaw sends them, `text/plain`; everything else is [`plain_error`].
+/// `Retry-After`) as OpenClaw sends them, `text/plain`; a call the core's hooks policy
+/// refused (PERMISSION_DENIED with a `HOOK_*` reason) is OpenClaw's 400 with the policy's
+/// words; everything else is [`plain_error`].
 pub(crate) fn hooks_error(s: &Status) -> Response {
+    let hook_policy = s
+        .get_details_error_info()
+        .is_some_and(|i| i.reason.starts_with("HOOK_"));
     match s.code() {
+        Code::PermissionDenied if hook_policy => fail(StatusCode::BAD_REQUEST, s.message()),
         Code::Unauthenticated => text(StatusCode::UNAUTHORIZED, "Unauthorized"),
         Code::ResourceExhausted => {
             let mut r = text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
@@ -163,6 +169,22 @@ mod tests {
             "slow down",
             tonic_types::ErrorDetails::with_retry_info(Some(Duration::from_millis(ms))),
         )
+    }
+
+    #[test]
+    fn hooks_policy_refusals_are_openclaws_400() {
+        let refused = Status::with_error_details(
+            Code::PermissionDenied,
+            "agentId is not allowed by hooks.allowedAgentIds",
+            tonic_types::ErrorDetails::with_error_info("HOOK_AGENT_NOT_ALLOWED", "clawplane", []),
+        );
+        assert_eq!(hooks_error(&refused).status(), StatusCode::BAD_REQUEST);
+        let scope = Status::with_error_details(
+            Code::PermissionDenied,
+            "missing scope",
+            tonic_types::ErrorDetails::with_error_info("MISSING_SCOPE", "clawplane", []),
+        );
+        assert_eq!(hooks_error(&scope).status(), StatusCode::FORBIDDEN);
     }
 
     #[test]

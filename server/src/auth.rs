@@ -113,6 +113,11 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// True for the hooks token: the core holds its runs and wakes to `hooks.*`.
+    pub fn is_hooks(&self) -> bool {
+        matches!(self.kind, Kind::Hooks)
+    }
+
     /// The credential a request bucket belongs to; none for anonymous callers.
     fn credential_key(&self) -> Option<String> {
         match &self.kind {

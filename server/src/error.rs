@@ -44,6 +44,13 @@ pub enum Error {
     TokenInvalid(String),
     #[error("too many failed authentication attempts from {addr}; retry in {} s", .retry_after.as_secs().max(1))]
     RateLimited { addr: String, retry_after: Duration },
+    /// A run or wake asked for with the hooks token that `hooks.*` does not allow.
+    #[error("{message}")]
+    HookPolicy {
+        reason: &'static str,
+        message: String,
+        config_key: &'static str,
+    },
     #[error(
         "missing scope: {missing} (this call needs {}). Use the gateway token, or approve a device with more scopes (`clawplane devices approve <requestId>` after DeviceService/RequestScopeUpgrade)", required.join(", ")
     )]
@@ -156,7 +163,7 @@ impl Error {
             Error::RateLimited { .. }
             | Error::RequestRateLimited { .. }
             | Error::QueueFull { .. } => Code::ResourceExhausted,
-            Error::MissingScope { .. } => Code::PermissionDenied,
+            Error::MissingScope { .. } | Error::HookPolicy { .. } => Code::PermissionDenied,
             Error::PairingRequired { .. } => Code::FailedPrecondition,
             Error::DeviceProof(_) => Code::Unauthenticated,
             Error::PairingRequestNotFound(_) | Error::DeviceNotFound(_) => Code::NotFound,
@@ -195,6 +202,7 @@ impl Error {
             Error::TokenInvalid(_) => "TOKEN_INVALID",
             Error::RateLimited { .. } => "AUTH_RATE_LIMITED",
             Error::MissingScope { .. } => "MISSING_SCOPE",
+            Error::HookPolicy { reason, .. } => reason,
             Error::PairingRequired { .. } => "PAIRING_REQUIRED",
             Error::DeviceProof(e) => e.code(),
             Error::PairingRequestNotFound(_) => "PAIRING_REQUEST_NOT_FOUND",
@@ -236,6 +244,7 @@ impl Error {
                 kv("clientAddress", addr.clone()),
                 kv("retryAfterMs", retry_after.as_millis().to_string()),
             ],
+            Error::HookPolicy { config_key, .. } => vec![kv("configKey", config_key.to_string())],
             Error::MissingScope { missing, required } => vec![
                 kv("missingScope", missing.clone()),
                 kv("requiredScopes", required.join(",")),

@@ -171,7 +171,6 @@ fn hooks(api: &Api) -> anyhow::Result<Option<Router>> {
     api.auth.enable_hooks_token(token);
     let services = bridge_services(api);
     let ctx = clawplane_bridge::hooks::HooksContext {
-        default_agent_id: api.gw.runs.default_agent.clone(),
         channels: Some(cfg.channels.configured_ids()),
     };
     let router = clawplane_bridge::hooks::hooks_router(services, &cfg.hooks, ctx)

@@ -3,7 +3,7 @@
 
 use super::{
     Hooks,
-    compile::{KeySource, SessionMode},
+    compile::SessionMode,
     reply::{self, with_warnings},
     request::{HookRequest, agent_field, str_field, unknown_fields},
 };
@@ -13,6 +13,7 @@ use crate::{
     status::hooks_error,
 };
 use axum::{http::StatusCode, response::Response};
+use clawplane_proto::keys::normalize_agent_id;
 use clawplane_proto::v1::{AgentServiceRunRequest, AgentServiceWaitRequest};
 use serde_json::{Map, Value as Json, json};
 use std::time::{Duration, Instant};
@@ -138,17 +139,15 @@ impl Hooks {
                 }
             },
         };
-        let agent = self.c.target_agent(agent)?;
         if mode == SessionMode::Persistent && session_key.is_none() {
             return reject(bad("sessionKey is required when sessionMode is persistent"));
         }
-        let key = self.c.session_key(
-            KeySource::Request,
-            session_key,
-            &agent,
-            r.idempotency_key.as_deref(),
-        )?;
-        if mode == SessionMode::Persistent && self.c.prefixes.is_none() {
+        // A persistent session needs prefixes; when request keys are off altogether, the
+        // core's refusal of the key is the answer (OpenClaw checks the key first).
+        if mode == SessionMode::Persistent
+            && self.c.prefixes.is_none()
+            && self.c.allow_request_session_key
+        {
             return reject(bad(
                 "hooks.allowedSessionKeyPrefixes is required when direct hook sessionMode is persistent",
             ));
@@ -156,8 +155,9 @@ impl Hooks {
         let run = AgentServiceRunRequest {
             message: message.to_string(),
             idempotency_key: r.idempotency_key.clone().unwrap_or_default(),
-            agent_id: agent,
-            session_key: key,
+            // `hooks.*` (allowed agents, session keys) is the core's to apply.
+            agent_id: agent.map(normalize_agent_id).unwrap_or_default(),
+            session_key: session_key.unwrap_or_default().to_string(),
             // Only the default route (`last`) is best effort; a named channel + recipient
             // that cannot be delivered to is refused.
             best_effort_deliver: channel == "last",

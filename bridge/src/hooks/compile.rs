@@ -4,10 +4,9 @@
 
 use super::HooksContext;
 use clawplane_config::hooks::{HookMapping, HooksConfig, non_empty};
-use clawplane_proto::{keys::normalize_agent_id, v1::WakeMode};
+use clawplane_proto::v1::WakeMode;
 use clawplane_util::template;
 use serde_json::Value as Json;
-use std::collections::HashSet;
 
 /// What a mapping dispatches (`action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,14 +20,6 @@ pub(super) enum Action {
 pub(super) enum SessionMode {
     Isolated,
     Persistent,
-}
-
-/// Where a session key came from (what policy applies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum KeySource {
-    Request,
-    MappingStatic,
-    MappingTemplated,
 }
 
 /// A mapping ready to match and render; templates live in [`Compiled::env`] under these
@@ -74,11 +65,10 @@ impl Mapping {
 /// Resolved `hooks.*`.
 pub(crate) struct Compiled {
     pub(super) base: String,
-    pub(super) allowed_agents: Option<HashSet<String>>,
     pub(super) default_session_key: Option<String>,
+    /// Only to order the answers as OpenClaw does; the core enforces the switch.
     pub(super) allow_request_session_key: bool,
     pub(super) prefixes: Option<Vec<String>>,
-    pub(super) default_agent: String,
     pub(super) channels: Option<Vec<String>>,
     pub(super) mappings: Vec<Mapping>,
     pub(super) env: minijinja::Environment<'static>,
@@ -86,17 +76,11 @@ pub(crate) struct Compiled {
 
 impl Compiled {
     pub(crate) fn new(cfg: &HooksConfig, ctx: &HooksContext) -> Result<Compiled, String> {
-        let allowed_agents = cfg.allowed_agent_ids.as_ref().and_then(|ids| {
-            (!ids.iter().any(|i| i.trim() == "*"))
-                .then(|| ids.iter().map(|i| normalize_agent_id(i)).collect())
-        });
         let mut c = Compiled {
             base: cfg.base_path()?,
-            allowed_agents,
             default_session_key: non_empty(cfg.default_session_key.as_deref()).map(str::to_string),
             allow_request_session_key: cfg.allow_request_session_key,
             prefixes: cfg.prefixes(),
-            default_agent: normalize_agent_id(&ctx.default_agent_id),
             channels: ctx.channels.clone(),
             mappings: Vec::new(),
             env: template::environment(),

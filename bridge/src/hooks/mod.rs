@@ -5,13 +5,14 @@
 //! operator token) and counts failures per client address.
 //!
 //! This module routes a request (path, method, credential, body) to its handler: `wake`,
-//! `agent`, `mapped` (with `render` for one mapping action) and `runs`; `compile` and
-//! `policy` hold the resolved `hooks.*`, `request` the parsing, `reply` the answers.
+//! `agent`, `mapped` (with `render` for one mapping action) and `runs`; `compile` holds the
+//! resolved `hooks.*`, `request` the parsing, `reply` the answers. The hooks policy
+//! (allowed agents, session keys, prefixes) is applied by the core to every call made with
+//! the hooks token, so this bridge only passes the requested agent and key on.
 
 mod agent;
 mod compile;
 mod mapped;
-mod policy;
 mod render;
 pub(crate) mod reply;
 mod request;
@@ -45,21 +46,11 @@ use std::{net::SocketAddr, sync::Arc};
 
 const TOKEN_IN_QUERY: &str = "Hook token must be provided via Authorization: Bearer <token> or X-OpenClaw-Token header (query parameters are not allowed).";
 
-/// What the server knows that the hooks need: the default agent and the configured
-/// channel ids (`channels.*` keys; `None` skips the channel check).
-#[derive(Debug, Clone)]
+/// What the server knows that the hooks need: the configured channel ids (`channels.*`
+/// keys; `None` skips the channel check).
+#[derive(Debug, Clone, Default)]
 pub struct HooksContext {
-    pub default_agent_id: String,
     pub channels: Option<Vec<String>>,
-}
-
-impl Default for HooksContext {
-    fn default() -> Self {
-        HooksContext {
-            default_agent_id: "main".into(),
-            channels: None,
-        }
-    }
 }
 
 /// The hooks routes under `hooks.path`, for the server's one listener.

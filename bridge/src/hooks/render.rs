@@ -3,10 +3,11 @@
 
 use super::{
     Hooks,
-    compile::{Action, KeySource, Mapping, SessionMode},
+    compile::{Action, Mapping, SessionMode},
 };
 use crate::respond::{Answer, bad, fail, reject};
 use axum::http::StatusCode;
+use clawplane_proto::keys::normalize_agent_id;
 use clawplane_proto::v1::{AgentServiceRunRequest, GatewayServiceWakeRequest, WakeMode};
 
 /// One prepared action of a mapping.
@@ -59,7 +60,13 @@ impl Hooks {
         ctx: &minijinja::Value,
         idempotency_key: Option<String>,
     ) -> Answer<Prepared> {
-        let agent = self.c.target_agent(m.agent_id.as_deref())?;
+        // `hooks.*` (allowed agents, session keys) is the core's to apply: the mapping's
+        // agent and rendered key go as they are.
+        let agent = m
+            .agent_id
+            .as_deref()
+            .map(normalize_agent_id)
+            .unwrap_or_default();
         let session_key = match &m.session_key {
             None => None,
             Some((tpl, templated)) => match self.render(Some(tpl), ctx)? {
@@ -69,10 +76,6 @@ impl Hooks {
                 }
                 None => None,
             },
-        };
-        let source = match &session_key {
-            Some((_, true)) => KeySource::MappingTemplated,
-            _ => KeySource::MappingStatic,
         };
         let requested = session_key.as_ref().map(|(k, _)| k.as_str());
         match m.action {
@@ -84,14 +87,10 @@ impl Hooks {
                 if requested.is_some() && m.wake_mode == WakeMode::NextHeartbeat {
                     return reject(bad("hook mapping sessionKey requires wakeMode=now"));
                 }
-                let key = match requested {
-                    Some(k) => self.c.session_key(source, Some(k), &agent, None)?,
-                    None => String::new(),
-                };
                 Ok(Prepared::Wake(GatewayServiceWakeRequest {
                     text,
                     mode: m.wake_mode as i32,
-                    session_key: key,
+                    session_key: requested.unwrap_or_default().to_string(),
                     agent_id: agent,
                 }))
             }
@@ -108,9 +107,6 @@ impl Hooks {
                         "sessionKey or hooks.defaultSessionKey is required when mapped hook sessionMode is persistent",
                     ));
                 }
-                let key =
-                    self.c
-                        .session_key(source, requested, &agent, idempotency_key.as_deref())?;
                 let name = self.render(m.name.as_ref(), ctx)?;
                 let (channel, to, account_id) = if m.deliver {
                     (
@@ -126,7 +122,7 @@ impl Hooks {
                     message,
                     idempotency_key: idempotency_key.unwrap_or_default(),
                     agent_id: agent,
-                    session_key: key,
+                    session_key: requested.unwrap_or_default().to_string(),
                     channel,
                     to,
                     account_id,

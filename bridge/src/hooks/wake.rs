@@ -2,7 +2,6 @@
 
 use super::{
     Hooks,
-    compile::KeySource,
     reply::{outcome_name, wake_mode_name, with_warnings},
     request::{HookRequest, agent_field, str_field, unknown_fields},
 };
@@ -12,6 +11,7 @@ use crate::{
     status::hooks_error,
 };
 use axum::{http::StatusCode, response::Response};
+use clawplane_proto::keys::normalize_agent_id;
 use clawplane_proto::v1::{GatewayServiceWakeRequest, WakeMode};
 use serde_json::{Value as Json, json};
 
@@ -42,18 +42,12 @@ impl Hooks {
         if mode == WakeMode::NextHeartbeat && session_key.is_some() {
             return reject(bad("sessionKey requires mode=now"));
         }
-        let agent = self.c.target_agent(agent)?;
-        let key = match session_key {
-            Some(k) => self
-                .c
-                .session_key(KeySource::Request, Some(k), &agent, None)?,
-            None => String::new(),
-        };
+        // `hooks.*` (allowed agents, session keys) is the core's to apply.
         let req = GatewayServiceWakeRequest {
             text: text.to_string(),
             mode: mode as i32,
-            session_key: key,
-            agent_id: agent,
+            session_key: session_key.unwrap_or_default().to_string(),
+            agent_id: agent.map(normalize_agent_id).unwrap_or_default(),
         };
         self.send_wake(&r.caller, req, warnings).await
     }

@@ -1,6 +1,9 @@
 use super::Rpc;
 use super::{Api, deadline};
-use crate::{core::runs::sessions::page_size, error::Error};
+use crate::{
+    core::runs::{NewRun, sessions::page_size},
+    error::Error,
+};
 use clawplane_proto::v1::{
     AgentServiceRunRequest, AgentServiceRunResponse, AgentServiceWaitRequest,
     AgentServiceWaitResponse, CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse,
@@ -23,8 +26,10 @@ impl AgentService for Api {
         &self,
         req: Request<AgentServiceRunRequest>,
     ) -> Result<Response<AgentServiceRunResponse>, Status> {
-        self.authorize(&req, Rpc::AgentRun)?;
-        let a = self.gw.runs.accept(req.into_inner().into()).await?;
+        let caller = self.authorize(&req, Rpc::AgentRun)?;
+        let mut run: NewRun = req.into_inner().into();
+        run.via_hooks = caller.is_hooks();
+        let a = self.gw.runs.accept(run).await?;
         let delivery = self.gw.runs.planned_delivery(&a.run);
         Ok(Response::new(AgentServiceRunResponse {
             run_id: a.run.run_id,

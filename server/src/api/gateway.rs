@@ -63,13 +63,19 @@ impl GatewayService for Api {
         &self,
         req: Request<GatewayServiceWakeRequest>,
     ) -> Result<Response<GatewayServiceWakeResponse>, Status> {
-        self.authorize(&req, Rpc::GatewayWake)?;
+        let caller = self.authorize(&req, Rpc::GatewayWake)?;
         let r = req.into_inner();
         let mode = WakeMode::try_from(r.mode).unwrap_or(WakeMode::Unspecified);
         let w = self
             .gw
             .runs
-            .wake(&r.text, mode, &r.session_key, &r.agent_id)
+            .wake(
+                &r.text,
+                mode,
+                &r.session_key,
+                &r.agent_id,
+                caller.is_hooks(),
+            )
             .await?;
         Ok(Response::new(GatewayServiceWakeResponse {
             outcome: w.outcome as i32,

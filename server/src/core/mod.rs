@@ -85,6 +85,7 @@ impl Gateway {
             channels.clone(),
             &config.agents.defaults,
             &config.session,
+            &config.hooks,
             shutdown.clone(),
         ));
         let ingress = webhooks::Ingress::new(&config.webhooks.incoming, runs.clone())

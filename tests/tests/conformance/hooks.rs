@@ -1217,6 +1217,113 @@ async fn hooks_token_is_limited_to_the_hook_operations() {
     assert_error(&s, Code::PermissionDenied, "MISSING_SCOPE");
 }
 
+/// The hooks policy is the core's: the hooks token sent straight to gRPC, gRPC-Web or the
+/// legacy WebSocket meets the same `hooks.*` rules as `/hooks/agent`, and a refusal changes
+/// nothing.
+#[tokio::test]
+async fn hooks_policy_holds_on_every_surface() {
+    let gw = hooks_gateway("allowedAgentIds: ['main']").await;
+    let hook = Token::bearer(HOOK_TOKEN);
+    let mut agent = gw.agent_as(hook.clone()).await;
+    let run = |session_key: &str, agent_id: &str| AgentServiceRunRequest {
+        message: "inject".into(),
+        session_key: session_key.into(),
+        agent_id: agent_id.into(),
+        ..Default::default()
+    };
+
+    let s = expect_err(
+        agent.run(run("agent:main:main", "")).await,
+        "Run into the main session with the hooks token",
+    );
+    let meta = assert_error(&s, Code::PermissionDenied, "HOOK_SESSION_KEY_NOT_ALLOWED");
+    assert_eq!(meta["configKey"], "hooks.allowRequestSessionKey");
+    assert!(
+        s.message().contains("hooks.allowRequestSessionKey=true"),
+        "{s:?}"
+    );
+    let s = expect_err(
+        agent.run(run("", "ops")).await,
+        "Run for an agent outside hooks.allowedAgentIds",
+    );
+    let meta = assert_error(&s, Code::PermissionDenied, "HOOK_AGENT_NOT_ALLOWED");
+    assert_eq!(meta["configKey"], "hooks.allowedAgentIds");
+    let s = expect_err(
+        gw.gateway_as(hook.clone())
+            .await
+            .wake(GatewayServiceWakeRequest {
+                text: "inject".into(),
+                mode: WakeMode::Now as i32,
+                session_key: "agent:main:main".into(),
+                ..Default::default()
+            })
+            .await,
+        "Wake of the main session by key with the hooks token",
+    );
+    assert_error(&s, Code::PermissionDenied, "HOOK_SESSION_KEY_NOT_ALLOWED");
+
+    // gRPC-Web carries the same credential to the same gate.
+    let mut msg = Vec::new();
+    prost::Message::encode(&run("agent:main:main", ""), &mut msg).expect("encode");
+    let resp = http1::request(
+        gw.addr,
+        "POST",
+        "/clawplane.v1.AgentService/Run",
+        &[
+            ("content-type", "application/grpc-web+proto"),
+            ("x-grpc-web", "1"),
+            ("authorization", &format!("Bearer {HOOK_TOKEN}")),
+        ],
+        &http1::grpc_web_frame(&msg),
+    )
+    .await;
+    let trailers: Vec<(String, String)> = http1::grpc_web_frames(&resp.body)
+        .iter()
+        .filter(|f| f.flags & 0x80 != 0)
+        .flat_map(|f| http1::parse_trailers(&f.payload))
+        .chain(resp.headers.iter().cloned())
+        .collect();
+    assert!(
+        trailers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("grpc-status") && v == "7"),
+        "gRPC-Web answers PERMISSION_DENIED: {resp:?}"
+    );
+
+    // The legacy WebSocket's heartbeat_trigger with the hooks token.
+    let mut ws = crate::harness::ws::Ws::open_path(&gw, &format!("/?token={HOOK_TOKEN}")).await;
+    ws.frame().await;
+    ws.send(json!({"type": "heartbeat_trigger", "id": "h1",
+        "payload": {"text": "inject", "mode": "now", "sessionKey": "agent:main:main"}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["type"], "error", "{r}");
+    assert_eq!(r["payload"]["code"], "FORBIDDEN", "{r}");
+
+    // The HTTP hook answers OpenClaw's 400 with the same words.
+    expect_400(
+        &post(
+            &gw,
+            "/hooks/agent",
+            r#"{"message":"x","sessionKey":"agent:main:main"}"#,
+        )
+        .await,
+        "sessionKey is disabled for externally supplied hook payload values; set hooks.allowRequestSessionKey=true to enable",
+    );
+    assert!(
+        gw.list_runs("agent:main:main").await.is_empty(),
+        "no refused call reached the main session"
+    );
+
+    // Without a key the core picks `hook:<uuid>`.
+    let ok = agent
+        .run(run("", ""))
+        .await
+        .expect("Run without a session key")
+        .into_inner();
+    assert!(ok.session_key.starts_with("agent:main:hook:"), "{ok:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Mapped hooks
 // ---------------------------------------------------------------------------------------------

@@ -18,9 +18,17 @@ use std::sync::{Arc, atomic::Ordering};
 
 impl Runs {
     /// Validates, resolves the session, writes the run durably, queues it, and answers.
-    pub async fn accept(self: &Arc<Self>, req: NewRun) -> Result<Accepted> {
+    pub async fn accept(self: &Arc<Self>, mut req: NewRun) -> Result<Accepted> {
         if self.draining.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
+        }
+        if req.via_hooks {
+            let agent = self.agent(&req.agent_id);
+            self.hooks.check_agent(&agent)?;
+            req.session_key =
+                self.hooks
+                    .run_session_key(&req.session_key, &agent, &req.idempotency_key)?;
+            req.agent_id = agent;
         }
         let mut bad = Vec::new();
         let is_heartbeat = req.origin == RunOrigin::Heartbeat as i32;

@@ -8,6 +8,7 @@ mod accept;
 mod control;
 pub mod delivery;
 mod execute;
+pub mod policy;
 pub mod scheduler;
 mod send;
 pub mod sessions;
@@ -15,7 +16,7 @@ pub mod wake;
 
 use crate::{
     channels::Channels,
-    config::{AgentDefaults, SessionConfig},
+    config::{AgentDefaults, HooksConfig, SessionConfig},
     error::FieldViolation,
     models::Models,
     store::Store,
@@ -36,6 +37,8 @@ pub struct Runs {
     channels: Arc<Channels>,
     defaults: AgentDefaults,
     session: SessionConfig,
+    /// `hooks.*` for runs and wakes asked for with the hooks token.
+    hooks: policy::HooksPolicy,
     /// The agent of requests that name none.
     pub default_agent: String,
     /// Run queues, executor slots, cancellation handles.
@@ -57,6 +60,7 @@ impl Runs {
         channels: Arc<Channels>,
         defaults: &AgentDefaults,
         session: &SessionConfig,
+        hooks: &HooksConfig,
         shutdown: CancellationToken,
     ) -> Runs {
         Runs {
@@ -66,6 +70,7 @@ impl Runs {
             scheduler: Scheduler::new(defaults.max_concurrent),
             defaults: defaults.clone(),
             session: session.clone(),
+            hooks: policy::HooksPolicy::new(hooks),
             default_agent: "main".into(),
             tasks: TaskTracker::new(),
             runtime: tokio::runtime::Handle::current(),
@@ -127,6 +132,8 @@ pub struct NewRun {
     /// An inbound channel message: becomes the session's last route, and its
     /// `channel.message.received` event is appended with the run.
     pub inbound: Option<clawplane_proto::v1::ChannelEvent>,
+    /// Asked for with the hooks token: `hooks.*` decides the agent and the session key.
+    pub via_hooks: bool,
 }
 
 /// The answer to an accepted run.

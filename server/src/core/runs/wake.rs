@@ -31,6 +31,7 @@ impl Runs {
         mode: WakeMode,
         session_key: &str,
         agent_id: &str,
+        via_hooks: bool,
     ) -> Result<Woken> {
         let text = text.trim().to_string();
         if text.is_empty() {
@@ -48,7 +49,13 @@ impl Runs {
             mode
         };
         let agent = self.agent(agent_id);
-        let key = self.session_key(session_key, &agent);
+        let key = if via_hooks {
+            self.hooks.check_agent(&agent)?;
+            let key = self.hooks.wake_session_key(session_key, &agent)?;
+            self.session_key(&key, &agent)
+        } else {
+            self.session_key(session_key, &agent)
+        };
         let k = key.clone();
         let outcome = self
             .store
