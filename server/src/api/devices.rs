@@ -28,7 +28,7 @@ impl device_service_server::DeviceService for Api {
         req: Request<ChallengeRequest>,
     ) -> Result<Response<ChallengeResponse>, Status> {
         self.authorize(&req, Rpc::DeviceChallenge)?;
-        let (nonce, ts) = self.gw.challenge();
+        let (nonce, ts) = self.gw.devices.challenge();
         Ok(Response::new(ChallengeResponse { nonce, ts }))
     }
 
@@ -69,6 +69,7 @@ impl device_service_server::DeviceService for Api {
         };
         let c = self
             .gw
+            .devices
             .connect_device(
                 input,
                 Caller {
@@ -97,7 +98,7 @@ impl device_service_server::DeviceService for Api {
         req: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
         let who = self.authorize(&req, Rpc::DeviceListDevices)?;
-        let (pending, paired) = self.gw.list_devices(&who)?;
+        let (pending, paired) = self.gw.devices.list_devices(&who)?;
         Ok(Response::new(ListDevicesResponse { pending, paired }))
     }
 
@@ -107,7 +108,7 @@ impl device_service_server::DeviceService for Api {
     ) -> Result<Response<ApprovePairingResponse>, Status> {
         let who = self.authorize(&req, Rpc::DeviceApprovePairing)?;
         let r = req.into_inner();
-        let (request_id, device) = self.gw.approve_pairing(&r.request_id, &who).await?;
+        let (request_id, device) = self.gw.devices.approve_pairing(&r.request_id, &who).await?;
         Ok(Response::new(ApprovePairingResponse {
             request_id,
             device: Some(device),
@@ -120,7 +121,7 @@ impl device_service_server::DeviceService for Api {
     ) -> Result<Response<RejectPairingResponse>, Status> {
         self.authorize(&req, Rpc::DeviceRejectPairing)?;
         let r = req.into_inner();
-        let request = self.gw.reject_pairing(&r.request_id).await?;
+        let request = self.gw.devices.reject_pairing(&r.request_id).await?;
         Ok(Response::new(RejectPairingResponse {
             request: Some(request),
         }))
@@ -132,7 +133,7 @@ impl device_service_server::DeviceService for Api {
     ) -> Result<Response<RemoveDeviceResponse>, Status> {
         self.authorize(&req, Rpc::DeviceRemoveDevice)?;
         let r = req.into_inner();
-        self.gw.remove_device(&r.device_id).await?;
+        self.gw.devices.remove_device(&r.device_id).await?;
         Ok(Response::new(RemoveDeviceResponse {
             device_id: r.device_id,
         }))
@@ -144,7 +145,11 @@ impl device_service_server::DeviceService for Api {
     ) -> Result<Response<RenameDeviceResponse>, Status> {
         self.authorize(&req, Rpc::DeviceRenameDevice)?;
         let r = req.into_inner();
-        let device = self.gw.rename_device(&r.device_id, &r.display_name).await?;
+        let device = self
+            .gw
+            .devices
+            .rename_device(&r.device_id, &r.display_name)
+            .await?;
         Ok(Response::new(RenameDeviceResponse {
             device: Some(device),
         }))
@@ -158,6 +163,7 @@ impl device_service_server::DeviceService for Api {
         let r = req.into_inner();
         let rotated = self
             .gw
+            .devices
             .rotate_token(&r.device_id, &r.role, &r.scopes, &who)
             .await?;
         let delivery = if rotated.token.is_some() {
@@ -180,7 +186,7 @@ impl device_service_server::DeviceService for Api {
     ) -> Result<Response<RevokeTokenResponse>, Status> {
         self.authorize(&req, Rpc::DeviceRevokeToken)?;
         let r = req.into_inner();
-        let device = self.gw.revoke_token(&r.device_id, &r.role).await?;
+        let device = self.gw.devices.revoke_token(&r.device_id, &r.role).await?;
         Ok(Response::new(RevokeTokenResponse {
             device: Some(device),
         }))
@@ -192,7 +198,11 @@ impl device_service_server::DeviceService for Api {
     ) -> Result<Response<RequestScopeUpgradeResponse>, Status> {
         let who = self.authorize(&req, Rpc::DeviceRequestScopeUpgrade)?;
         let r = req.into_inner();
-        let request_id = self.gw.request_scope_upgrade(&who, &r.scopes).await?;
+        let request_id = self
+            .gw
+            .devices
+            .request_scope_upgrade(&who, &r.scopes)
+            .await?;
         Ok(Response::new(RequestScopeUpgradeResponse { request_id }))
     }
 }
