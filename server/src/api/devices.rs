@@ -28,7 +28,7 @@ impl device_service_server::DeviceService for Api {
         req: Request<ChallengeRequest>,
     ) -> Result<Response<ChallengeResponse>, Status> {
         self.authorize(&req, Rpc::DeviceChallenge)?;
-        let (nonce, ts) = self.gw.devices.challenge();
+        let (nonce, ts) = self.gw.devices.challenge(self.client_ip(&req))?;
         Ok(Response::new(ChallengeResponse { nonce, ts }))
     }
 
@@ -42,6 +42,7 @@ impl device_service_server::DeviceService for Api {
         let presented = auth::bearer(header("authorization"), header("x-openclaw-token"));
         let forwarded = FORWARDING_HEADERS.iter().any(|h| md.contains_key(*h));
         let peer = peer_of(&req).map(|a| a.ip());
+        let client = self.client_ip(&req);
         let r = req.into_inner();
         let Some(d) = r.device else {
             return Err(Error::field(
@@ -76,6 +77,7 @@ impl device_service_server::DeviceService for Api {
                     principal,
                     presented,
                     peer,
+                    client,
                     forwarded,
                 },
             )
@@ -98,8 +100,14 @@ impl device_service_server::DeviceService for Api {
         req: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
         let who = self.authorize(&req, Rpc::DeviceListDevices)?;
-        let (pending, paired) = self.gw.devices.list_devices(&who)?;
-        Ok(Response::new(ListDevicesResponse { pending, paired }))
+        let r = req.into_inner();
+        let size = crate::core::devices::page_size(r.page_size)?;
+        let page = self.gw.devices.list_devices(&who, size, &r.page_token)?;
+        Ok(Response::new(ListDevicesResponse {
+            pending: page.pending,
+            paired: page.paired,
+            next_page_token: page.next_page_token,
+        }))
     }
 
     async fn approve_pairing(
@@ -131,9 +139,9 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<RemoveDeviceRequest>,
     ) -> Result<Response<RemoveDeviceResponse>, Status> {
-        self.authorize(&req, Rpc::DeviceRemoveDevice)?;
+        let who = self.authorize(&req, Rpc::DeviceRemoveDevice)?;
         let r = req.into_inner();
-        self.gw.devices.remove_device(&r.device_id).await?;
+        self.gw.devices.remove_device(&r.device_id, &who).await?;
         Ok(Response::new(RemoveDeviceResponse {
             device_id: r.device_id,
         }))
@@ -184,9 +192,13 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<RevokeTokenRequest>,
     ) -> Result<Response<RevokeTokenResponse>, Status> {
-        self.authorize(&req, Rpc::DeviceRevokeToken)?;
+        let who = self.authorize(&req, Rpc::DeviceRevokeToken)?;
         let r = req.into_inner();
-        let device = self.gw.devices.revoke_token(&r.device_id, &r.role).await?;
+        let device = self
+            .gw
+            .devices
+            .revoke_token(&r.device_id, &r.role, &who)
+            .await?;
         Ok(Response::new(RevokeTokenResponse {
             device: Some(device),
         }))
@@ -197,11 +209,12 @@ impl device_service_server::DeviceService for Api {
         req: Request<RequestScopeUpgradeRequest>,
     ) -> Result<Response<RequestScopeUpgradeResponse>, Status> {
         let who = self.authorize(&req, Rpc::DeviceRequestScopeUpgrade)?;
+        let client = self.client_ip(&req);
         let r = req.into_inner();
         let request_id = self
             .gw
             .devices
-            .request_scope_upgrade(&who, &r.scopes)
+            .request_scope_upgrade(&who, &r.scopes, client)
             .await?;
         Ok(Response::new(RequestScopeUpgradeResponse { request_id }))
     }

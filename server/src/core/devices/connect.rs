@@ -36,7 +36,11 @@ pub struct Caller {
     pub principal: Principal,
     /// The credential the caller presented (to hand a device its own token back).
     pub presented: Option<String>,
+    /// The socket's peer (locality is decided on it).
     pub peer: Option<IpAddr>,
+    /// The client address: the peer, or the forwarded client behind a trusted proxy (the
+    /// pending-request limit per address counts it).
+    pub client: Option<IpAddr>,
     /// `Forwarded`, `X-Forwarded-*` or `X-Real-IP` were present.
     pub forwarded: bool,
 }
@@ -162,6 +166,13 @@ impl Devices {
             });
         }
 
+        // Filing needs a shared credential, as OpenClaw checks the shared secret before the
+        // device: an anonymous proof (or the hooks token) cannot queue requests.
+        if !matches!(caller.principal.kind, Kind::Device { .. })
+            && !caller.principal.is_gateway_token()
+        {
+            return Err(Error::PairingCredentialRequired);
+        }
         let reason = reason.unwrap_or("not-paired");
         let now = now_ms();
         let req = PairingRequest {
@@ -175,7 +186,11 @@ impl Devices {
             client_mode: input.client_mode.clone(),
             role,
             scopes: requested,
-            remote_ip: caller.peer.map(|p| p.to_string()).unwrap_or_default(),
+            remote_ip: caller
+                .client
+                .or(caller.peer)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
             reason: reason.into(),
             create_time: Some(ms_ts(now)),
             expire_time: Some(ms_ts(now + self.pending_ttl())),

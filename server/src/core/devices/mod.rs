@@ -18,12 +18,13 @@ mod connect;
 mod pairing;
 mod tokens;
 
+pub use admin::{DevicePage, page_size};
 pub use challenge::CHALLENGE_TTL;
 pub use connect::{Caller, ConnectInput, Connected};
 pub use tokens::Rotated;
 
 use crate::{
-    auth::{self, DeviceIndex, Grant, known_scope},
+    auth::{self, DeviceIndex, Grant, Principal, Scope, known_scope},
     error::{Error, Result},
     store::Store,
 };
@@ -32,7 +33,8 @@ use clawplane_proto::{
     pbjson_types::Timestamp,
     v1::{Device, DeviceChange, DeviceRole, Event, EventKind, event},
 };
-use std::sync::Arc;
+use clawplane_util::sync::lock;
+use std::sync::{Arc, Mutex};
 
 /// The device service: its config, the store it keeps devices and requests in, the
 /// in-memory index of live tokens and the outstanding challenges.
@@ -43,17 +45,26 @@ pub struct Devices {
     index: Arc<DeviceIndex>,
     /// Outstanding challenges.
     challenges: challenge::Challenges,
+    /// The pending requests, indexed (the store holds them; this is kept in step).
+    pending: Arc<Mutex<pairing::Pending>>,
 }
 
 impl Devices {
-    /// Loads the live device tokens into the in-memory index.
+    /// Loads the live device tokens and the pending requests into the in-memory indexes.
     pub fn open(cfg: &PairingConfig, store: Store) -> Result<Devices> {
         let devices = Devices {
             store,
             cfg: cfg.clone(),
             index: Arc::default(),
             challenges: challenge::Challenges::default(),
+            pending: Arc::default(),
         };
+        {
+            let mut pending = lock(&devices.pending);
+            for req in devices.store.read(|r| r.pairing_requests())? {
+                pending.insert(req);
+            }
+        }
         for t in devices.store.read(|r| r.device_tokens())? {
             devices.index.insert(
                 t.digest,
@@ -150,6 +161,20 @@ fn union(a: &[String], b: &[String]) -> Vec<String> {
 
 fn interned(scopes: &[String]) -> Vec<&'static str> {
     scopes.iter().filter_map(|s| known_scope(s)).collect()
+}
+
+/// Removing, rotating or revoking another device needs `operator.admin`; with
+/// `operator.pairing` alone a device manages only itself (it may still approve requests its
+/// scopes cover). Checked before the device is looked up, so it reveals nothing.
+fn demand_own_or_admin(caller: &Principal, device_id: &str, action: &'static str) -> Result<()> {
+    if caller.has(Scope::Admin) || caller.device().is_some_and(|(own, _)| own == device_id) {
+        Ok(())
+    } else {
+        Err(Error::OtherDeviceNeedsAdmin {
+            action,
+            device_id: device_id.to_string(),
+        })
+    }
 }
 
 /// `&[&str]` view of a role's scopes.

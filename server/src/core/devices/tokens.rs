@@ -1,7 +1,8 @@
 //! Device tokens: minting (silent approval and reconnects), rotation and revocation.
 
 use super::{
-    Devices, ScopesRef, check_scopes, device_event, event_of, interned, ms_ts, now_ms, union,
+    Devices, ScopesRef, check_scopes, demand_own_or_admin, device_event, event_of, interned, ms_ts,
+    now_ms, union,
 };
 use crate::{
     auth::{self, Grant, Principal, scope_covers},
@@ -105,6 +106,7 @@ impl Devices {
         scopes: &[String],
         caller: &Principal,
     ) -> Result<Rotated> {
+        demand_own_or_admin(caller, device_id, "rotating the tokens of")?;
         let narrow = check_scopes("scopes", scopes)?;
         let in_band = caller.device() == Some((device_id, role));
         let token = in_band.then(new_token);
@@ -164,7 +166,13 @@ impl Devices {
 
     /// `DeviceService/RevokeToken`: removes the role's approval and tokens; its open
     /// streams end at once.
-    pub async fn revoke_token(&self, device_id: &str, role: &str) -> Result<Device> {
+    pub async fn revoke_token(
+        &self,
+        device_id: &str,
+        role: &str,
+        caller: &Principal,
+    ) -> Result<Device> {
+        demand_own_or_admin(caller, device_id, "revoking the tokens of")?;
         let (id, role) = (device_id.to_string(), role.to_string());
         let index = self.index.clone();
         let d = self
