@@ -280,11 +280,24 @@ async fn devices(ctx: &Ctx, cmd: DevicesCommand) -> Outcome {
     let mut c = ctx.client.devices();
     match cmd {
         DevicesCommand::List { json: as_json } => {
-            let r = c
-                .list_devices(pb::ListDevicesRequest {})
-                .await
-                .map_err(Error::from)?
-                .into_inner();
+            // Every page: the listing is the whole set.
+            let mut r = pb::ListDevicesResponse::default();
+            loop {
+                let page = c
+                    .list_devices(pb::ListDevicesRequest {
+                        page_size: 1000,
+                        page_token: std::mem::take(&mut r.next_page_token),
+                    })
+                    .await
+                    .map_err(Error::from)?
+                    .into_inner();
+                r.pending.extend(page.pending);
+                r.paired.extend(page.paired);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                r.next_page_token = page.next_page_token;
+            }
             if as_json {
                 out(json(&r)?)?;
                 return Ok(());

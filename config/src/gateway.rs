@@ -127,6 +127,20 @@ pub struct PairingConfig {
     pub auto_approve_local: bool,
     /// How long a pending pairing request lives (OpenClaw: 5 minutes).
     pub pending_ttl_ms: u64,
+    /// Live pending pairing requests at most, gateway-wide; past it `ConnectDevice` and
+    /// `RequestScopeUpgrade` that would file a new one are refused (RESOURCE_EXHAUSTED
+    /// `PAIRING_REQUESTS_EXHAUSTED`) until requests are approved, rejected or expire.
+    pub max_pending: usize,
+    /// Live pending pairing requests at most per client address (an IPv4 address or an
+    /// IPv6 /64), so one address cannot fill the gateway-wide limit.
+    pub max_pending_per_address: usize,
+    /// Outstanding `DeviceService/Challenge` nonces at most, gateway-wide (each lives 120 s
+    /// or until used); past it new challenges are refused (RESOURCE_EXHAUSTED
+    /// `CHALLENGES_EXHAUSTED`).
+    pub max_challenges: usize,
+    /// Outstanding challenge nonces at most per client address (an IPv4 address or an IPv6
+    /// /64). Every WebSocket connection takes one when it opens.
+    pub max_challenges_per_address: usize,
 }
 
 impl Default for PairingConfig {
@@ -134,6 +148,10 @@ impl Default for PairingConfig {
         PairingConfig {
             auto_approve_local: true,
             pending_ttl_ms: 300_000,
+            max_pending: 256,
+            max_pending_per_address: 8,
+            max_challenges: 65_536,
+            max_challenges_per_address: 256,
         }
     }
 }
@@ -206,6 +224,20 @@ pub struct RequestRate {
 impl GatewayConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.bind_addr()?;
+        let p = &self.nodes.pairing;
+        for (key, v) in [
+            ("maxPending", p.max_pending),
+            ("maxPendingPerAddress", p.max_pending_per_address),
+            ("maxChallenges", p.max_challenges),
+            ("maxChallengesPerAddress", p.max_challenges_per_address),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::at(
+                    format!("gateway.nodes.pairing.{key}"),
+                    "must be at least 1 (0 would refuse every device)",
+                ));
+            }
+        }
         for (i, p) in self.trusted_proxies.iter().enumerate() {
             if clawplane_util::net::parse_cidr(p).is_none() {
                 return Err(ConfigError::at(

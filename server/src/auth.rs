@@ -177,6 +177,11 @@ impl Principal {
         }
     }
 
+    /// True for the shared gateway token (the credential silent local pairing needs).
+    pub fn is_gateway_token(&self) -> bool {
+        matches!(self.kind, Kind::Gateway)
+    }
+
     /// Fires when this caller's credential is revoked (device tokens only).
     pub fn revoked(&self) -> Option<CancellationToken> {
         match &self.kind {

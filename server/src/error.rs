@@ -58,6 +58,33 @@ pub enum Error {
         missing: String,
         required: Vec<String>,
     },
+    #[error(
+        "missing scope: operator.admin ({action} another device needs operator.admin; operator.pairing covers only the caller's own device)"
+    )]
+    OtherDeviceNeedsAdmin {
+        action: &'static str,
+        device_id: String,
+    },
+    #[error(
+        "filing a pairing request needs the gateway token or a live device token: send `authorization: Bearer <token>` with ConnectDevice (the gateway token is gateway.auth.token, CLAWPLANE_GATEWAY_TOKEN or <data-dir>/gateway.token); a paired device may connect with its proof alone"
+    )]
+    PairingCredentialRequired,
+    #[error(
+        "too many pending pairing requests ({} limit {limit}, gateway.nodes.pairing.{key}); approve or reject some with `clawplane devices list` / `approve` / `reject`, or retry after they expire", if *.per_address { "per-address" } else { "gateway-wide" }
+    )]
+    PairingRequestsExhausted {
+        per_address: bool,
+        limit: usize,
+        key: &'static str,
+    },
+    #[error(
+        "too many outstanding device challenges ({} limit {limit}, gateway.nodes.pairing.{key}); use the nonces you have or retry after they expire (120 s)", if *.per_address { "per-address" } else { "gateway-wide" }
+    )]
+    ChallengesExhausted {
+        per_address: bool,
+        limit: usize,
+        key: &'static str,
+    },
     #[error("pairing required: run `clawplane devices approve {request_id}` on the gateway host")]
     PairingRequired {
         request_id: String,
@@ -163,7 +190,13 @@ impl Error {
             Error::RateLimited { .. }
             | Error::RequestRateLimited { .. }
             | Error::QueueFull { .. } => Code::ResourceExhausted,
-            Error::MissingScope { .. } | Error::HookPolicy { .. } => Code::PermissionDenied,
+            Error::MissingScope { .. }
+            | Error::OtherDeviceNeedsAdmin { .. }
+            | Error::HookPolicy { .. } => Code::PermissionDenied,
+            Error::PairingCredentialRequired => Code::Unauthenticated,
+            Error::PairingRequestsExhausted { .. } | Error::ChallengesExhausted { .. } => {
+                Code::ResourceExhausted
+            }
             Error::PairingRequired { .. } => Code::FailedPrecondition,
             Error::DeviceProof(_) => Code::Unauthenticated,
             Error::PairingRequestNotFound(_) | Error::DeviceNotFound(_) => Code::NotFound,
@@ -201,7 +234,10 @@ impl Error {
             Error::TokenMissing(_) => "TOKEN_MISSING",
             Error::TokenInvalid(_) => "TOKEN_INVALID",
             Error::RateLimited { .. } => "AUTH_RATE_LIMITED",
-            Error::MissingScope { .. } => "MISSING_SCOPE",
+            Error::MissingScope { .. } | Error::OtherDeviceNeedsAdmin { .. } => "MISSING_SCOPE",
+            Error::PairingCredentialRequired => "PAIRING_CREDENTIAL_REQUIRED",
+            Error::PairingRequestsExhausted { .. } => "PAIRING_REQUESTS_EXHAUSTED",
+            Error::ChallengesExhausted { .. } => "CHALLENGES_EXHAUSTED",
             Error::HookPolicy { reason, .. } => reason,
             Error::PairingRequired { .. } => "PAIRING_REQUIRED",
             Error::DeviceProof(e) => e.code(),
@@ -248,6 +284,23 @@ impl Error {
             Error::MissingScope { missing, required } => vec![
                 kv("missingScope", missing.clone()),
                 kv("requiredScopes", required.join(",")),
+            ],
+            Error::OtherDeviceNeedsAdmin { device_id, .. } => vec![
+                kv("missingScope", "operator.admin".into()),
+                kv("requiredScopes", "operator.admin".into()),
+                kv("deviceId", device_id.clone()),
+            ],
+            Error::PairingRequestsExhausted {
+                per_address, limit, ..
+            }
+            | Error::ChallengesExhausted {
+                per_address, limit, ..
+            } => vec![
+                kv(
+                    "scope",
+                    if *per_address { "address" } else { "global" }.into(),
+                ),
+                kv("limit", limit.to_string()),
             ],
             Error::PairingRequired {
                 request_id,

@@ -92,6 +92,18 @@ fn webhooks_and_inbound_are_owned_services() {
     );
 }
 
+/// Devices and pairing are an owned service (its state in `Devices`, given the store and
+/// `gateway.nodes.pairing`): it names neither the gateway nor the rest of the core.
+#[test]
+fn devices_is_an_owned_service() {
+    let bad = offenders("core/devices", &["Gateway", "crate::core", "super::super"]);
+    assert!(
+        bad.is_empty(),
+        "devices reach past their seam:\n{}",
+        bad.join("\n")
+    );
+}
+
 /// The store is the seam a clustered backend plugs in at: nothing else names redb's API.
 #[test]
 fn only_the_store_names_redb() {

@@ -745,16 +745,34 @@ impl Client {
         EventWatch::new(self.clone(), after_seq, filter)
     }
 
-    /// `DeviceService/ListDevices`: pending pairing requests (oldest first) and paired devices.
+    /// `DeviceService/ListDevices`, every page: pending pairing requests (oldest first) and
+    /// paired devices (by id).
     pub async fn devices_list(&self) -> Result<pb::ListDevicesResponse, Error> {
         self.bounded(async move {
             let c = self.devices();
-            self.retry(|| {
-                let mut c = c.clone();
-                async move { c.list_devices(pb::ListDevicesRequest::default()).await }
-            })
-            .await
-            .map(|(r, _)| r)
+            let mut all = pb::ListDevicesResponse::default();
+            loop {
+                let page_token = std::mem::take(&mut all.next_page_token);
+                let (page, _) = self
+                    .retry(|| {
+                        let mut c = c.clone();
+                        let page_token = page_token.clone();
+                        async move {
+                            c.list_devices(pb::ListDevicesRequest {
+                                page_size: 1000,
+                                page_token,
+                            })
+                            .await
+                        }
+                    })
+                    .await?;
+                all.pending.extend(page.pending);
+                all.paired.extend(page.paired);
+                if page.next_page_token.is_empty() {
+                    return Ok(all);
+                }
+                all.next_page_token = page.next_page_token;
+            }
         })
         .await
     }

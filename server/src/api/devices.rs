@@ -28,7 +28,7 @@ impl device_service_server::DeviceService for Api {
         req: Request<ChallengeRequest>,
     ) -> Result<Response<ChallengeResponse>, Status> {
         self.authorize(&req, Rpc::DeviceChallenge)?;
-        let (nonce, ts) = self.gw.challenge();
+        let (nonce, ts) = self.gw.devices.challenge(self.client_ip(&req))?;
         Ok(Response::new(ChallengeResponse { nonce, ts }))
     }
 
@@ -42,6 +42,7 @@ impl device_service_server::DeviceService for Api {
         let presented = auth::bearer(header("authorization"), header("x-openclaw-token"));
         let forwarded = FORWARDING_HEADERS.iter().any(|h| md.contains_key(*h));
         let peer = peer_of(&req).map(|a| a.ip());
+        let client = self.client_ip(&req);
         let r = req.into_inner();
         let Some(d) = r.device else {
             return Err(Error::field(
@@ -69,12 +70,14 @@ impl device_service_server::DeviceService for Api {
         };
         let c = self
             .gw
+            .devices
             .connect_device(
                 input,
                 Caller {
                     principal,
                     presented,
                     peer,
+                    client,
                     forwarded,
                 },
             )
@@ -97,8 +100,14 @@ impl device_service_server::DeviceService for Api {
         req: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
         let who = self.authorize(&req, Rpc::DeviceListDevices)?;
-        let (pending, paired) = self.gw.list_devices(&who)?;
-        Ok(Response::new(ListDevicesResponse { pending, paired }))
+        let r = req.into_inner();
+        let size = crate::core::devices::page_size(r.page_size)?;
+        let page = self.gw.devices.list_devices(&who, size, &r.page_token)?;
+        Ok(Response::new(ListDevicesResponse {
+            pending: page.pending,
+            paired: page.paired,
+            next_page_token: page.next_page_token,
+        }))
     }
 
     async fn approve_pairing(
@@ -107,7 +116,7 @@ impl device_service_server::DeviceService for Api {
     ) -> Result<Response<ApprovePairingResponse>, Status> {
         let who = self.authorize(&req, Rpc::DeviceApprovePairing)?;
         let r = req.into_inner();
-        let (request_id, device) = self.gw.approve_pairing(&r.request_id, &who).await?;
+        let (request_id, device) = self.gw.devices.approve_pairing(&r.request_id, &who).await?;
         Ok(Response::new(ApprovePairingResponse {
             request_id,
             device: Some(device),
@@ -120,7 +129,7 @@ impl device_service_server::DeviceService for Api {
     ) -> Result<Response<RejectPairingResponse>, Status> {
         self.authorize(&req, Rpc::DeviceRejectPairing)?;
         let r = req.into_inner();
-        let request = self.gw.reject_pairing(&r.request_id).await?;
+        let request = self.gw.devices.reject_pairing(&r.request_id).await?;
         Ok(Response::new(RejectPairingResponse {
             request: Some(request),
         }))
@@ -130,9 +139,9 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<RemoveDeviceRequest>,
     ) -> Result<Response<RemoveDeviceResponse>, Status> {
-        self.authorize(&req, Rpc::DeviceRemoveDevice)?;
+        let who = self.authorize(&req, Rpc::DeviceRemoveDevice)?;
         let r = req.into_inner();
-        self.gw.remove_device(&r.device_id).await?;
+        self.gw.devices.remove_device(&r.device_id, &who).await?;
         Ok(Response::new(RemoveDeviceResponse {
             device_id: r.device_id,
         }))
@@ -144,7 +153,11 @@ impl device_service_server::DeviceService for Api {
     ) -> Result<Response<RenameDeviceResponse>, Status> {
         self.authorize(&req, Rpc::DeviceRenameDevice)?;
         let r = req.into_inner();
-        let device = self.gw.rename_device(&r.device_id, &r.display_name).await?;
+        let device = self
+            .gw
+            .devices
+            .rename_device(&r.device_id, &r.display_name)
+            .await?;
         Ok(Response::new(RenameDeviceResponse {
             device: Some(device),
         }))
@@ -158,6 +171,7 @@ impl device_service_server::DeviceService for Api {
         let r = req.into_inner();
         let rotated = self
             .gw
+            .devices
             .rotate_token(&r.device_id, &r.role, &r.scopes, &who)
             .await?;
         let delivery = if rotated.token.is_some() {
@@ -178,9 +192,13 @@ impl device_service_server::DeviceService for Api {
         &self,
         req: Request<RevokeTokenRequest>,
     ) -> Result<Response<RevokeTokenResponse>, Status> {
-        self.authorize(&req, Rpc::DeviceRevokeToken)?;
+        let who = self.authorize(&req, Rpc::DeviceRevokeToken)?;
         let r = req.into_inner();
-        let device = self.gw.revoke_token(&r.device_id, &r.role).await?;
+        let device = self
+            .gw
+            .devices
+            .revoke_token(&r.device_id, &r.role, &who)
+            .await?;
         Ok(Response::new(RevokeTokenResponse {
             device: Some(device),
         }))
@@ -191,8 +209,13 @@ impl device_service_server::DeviceService for Api {
         req: Request<RequestScopeUpgradeRequest>,
     ) -> Result<Response<RequestScopeUpgradeResponse>, Status> {
         let who = self.authorize(&req, Rpc::DeviceRequestScopeUpgrade)?;
+        let client = self.client_ip(&req);
         let r = req.into_inner();
-        let request_id = self.gw.request_scope_upgrade(&who, &r.scopes).await?;
+        let request_id = self
+            .gw
+            .devices
+            .request_scope_upgrade(&who, &r.scopes, client)
+            .await?;
         Ok(Response::new(RequestScopeUpgradeResponse { request_id }))
     }
 }

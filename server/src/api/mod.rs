@@ -100,9 +100,9 @@ impl Api {
         // Failures count per client address: the peer, or the forwarded client when the
         // peer is a trusted proxy (a spoofed header from anyone else is ignored).
         let peer = self.client_ip(req);
-        let principal = self
-            .auth
-            .check(token.as_deref(), peer, need, Some(&self.gw.devices))?;
+        let principal =
+            self.auth
+                .check(token.as_deref(), peer, need, Some(self.gw.devices.index()))?;
         self.auth.admit(&principal)?;
         Ok(principal)
     }

@@ -198,7 +198,9 @@ impl Gateway {
             idle: Duration::from_millis(self.config.events.progress_interval_ms.max(10)),
             done: false,
             revoked: caller.revoked().unwrap_or_default(),
-            _guard: caller.device().map(|(d, _)| self.devices.open_stream(d)),
+            _guard: caller
+                .device()
+                .map(|(d, _)| self.devices.index().open_stream(d)),
         };
         Ok(futures::stream::unfold(w, |mut w| async move {
             w.next().await.map(|item| (item, w))

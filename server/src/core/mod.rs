@@ -11,12 +11,7 @@ pub mod webhooks;
 
 use crate::{config::Config, error::Result, models::Models, store::Store};
 use clawplane_proto::pbjson_types::Timestamp;
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 /// The current time as a protobuf Timestamp.
@@ -46,10 +41,8 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     pub started: Instant,
     pub start_time: Timestamp,
-    /// Live device tokens and the per-principal revocation registry.
-    pub devices: Arc<crate::auth::DeviceIndex>,
-    /// Outstanding device challenges: nonce -> expiry.
-    challenges: Mutex<HashMap<String, Instant>>,
+    /// Devices and pairing (challenges, pending requests, device tokens).
+    pub devices: Arc<devices::Devices>,
     /// The served TLS certificate (set by `serve` when TLS is on).
     pub tls: std::sync::OnceLock<Arc<crate::tls::CertResolver>>,
 }
@@ -99,6 +92,10 @@ impl Gateway {
             shutdown.clone(),
         )
         .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
+        let devices = Arc::new(devices::Devices::open(
+            &config.gateway.nodes.pairing,
+            store.clone(),
+        )?);
         let gw = Arc::new(Gateway {
             egress: Arc::new(egress),
             channels,
@@ -114,11 +111,9 @@ impl Gateway {
             shutdown,
             started: Instant::now(),
             start_time: now_ts(),
-            devices: Arc::default(),
-            challenges: Mutex::default(),
+            devices,
             tls: std::sync::OnceLock::new(),
         });
-        gw.load_device_tokens()?;
         gw.runs.recover().await?;
         gw.egress.start().await?;
         Ok(gw)

@@ -103,7 +103,7 @@ async fn local_gateway_token_connect_is_auto_approved_and_the_token_has_exactly_
     let list = gw
         .devices_as(gw.auth())
         .await
-        .list_devices(ListDevicesRequest {})
+        .list_devices(ListDevicesRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -138,8 +138,8 @@ async fn pairing_required_names_the_fix_and_cli_approval_lets_the_device_in() {
         )
     );
 
-    // Without any credential too (pure device proof): the same pending request.
-    let err = connect(&gw, &dev, "", &["operator.read", "operator.write"])
+    // A retry with the same ask keeps the request.
+    let err = connect(&gw, &dev, &gw.token, &["operator.read", "operator.write"])
         .await
         .expect_err("still pending");
     let md = assert_error(&err, Code::FailedPrecondition, "PAIRING_REQUIRED");
@@ -237,7 +237,7 @@ async fn a_retry_with_other_scopes_supersedes_and_pending_requests_expire() {
     let list = gw
         .devices_as(gw.auth())
         .await
-        .list_devices(ListDevicesRequest {})
+        .list_devices(ListDevicesRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -464,4 +464,419 @@ async fn rotate_rename_and_in_band_rotation() {
     let out = gw.run_cli(&["devices", "list"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("laptop") && text.contains(&dev.id), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile callers (issue 13)
+// ---------------------------------------------------------------------------------------------
+
+use crate::harness::devices::{challenge_as, connect_as};
+use clawplane_proto::v1::{
+    ChallengeRequest, ListDevicesResponse, RejectPairingRequest, RemoveDeviceRequest,
+    RevokeTokenRequest, RotateTokenRequest,
+};
+
+/// Files a pairing request for `dev` with the gateway token (no local auto-approval in the
+/// gateways below) and approves it with the gateway token; returns the device token.
+async fn paired(gw: &Gateway, dev: &Dev, scopes: &[&str]) -> String {
+    let err = connect(gw, dev, &gw.token, scopes).await.unwrap_err();
+    let request_id =
+        assert_error(&err, Code::FailedPrecondition, "PAIRING_REQUIRED")["requestId"].clone();
+    gw.devices_as(gw.auth())
+        .await
+        .approve_pairing(ApprovePairingRequest { request_id })
+        .await
+        .expect("the gateway token approves");
+    connect(gw, dev, "", scopes)
+        .await
+        .expect("approved device connects")
+        .device_token
+}
+
+/// A pending request of `dev`, filed with the gateway token; returns its id.
+async fn pending(gw: &Gateway, dev: &Dev, scopes: &[&str]) -> String {
+    let err = connect(gw, dev, &gw.token, scopes).await.unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "PAIRING_REQUIRED")["requestId"].clone()
+}
+
+async fn list_all(gw: &Gateway) -> ListDevicesResponse {
+    gw.devices_as(gw.auth())
+        .await
+        .list_devices(ListDevicesRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+}
+
+const NO_LOCAL: &str = "{gateway: {nodes: {pairing: {autoApproveLocal: false}}}}";
+
+#[tokio::test]
+async fn operator_pairing_approves_but_manages_other_devices_only_with_admin() {
+    let gw = Gateway::start_with(NO_LOCAL).await;
+    let approver = Dev::new();
+    let approver_token = paired(&gw, &approver, &["operator.read", "operator.pairing"]).await;
+    let other = Dev::new();
+    let other_token = paired(&gw, &other, &["operator.read"]).await;
+    let as_approver = || gw.devices_as(Token::bearer(&approver_token));
+
+    // Approving and rejecting requests its scopes cover: allowed, as before.
+    let newcomer = Dev::new();
+    let id = pending(&gw, &newcomer, &["operator.read"]).await;
+    as_approver()
+        .await
+        .approve_pairing(ApprovePairingRequest { request_id: id })
+        .await
+        .expect("operator.pairing approves an operator.read request");
+    let greedy = Dev::new();
+    let id = pending(&gw, &greedy, &["operator.read", "operator.write"]).await;
+    let denied = expect_err(
+        as_approver()
+            .await
+            .approve_pairing(ApprovePairingRequest {
+                request_id: id.clone(),
+            })
+            .await,
+        "approving more than the approver holds",
+    );
+    let md = assert_error(&denied, Code::PermissionDenied, "MISSING_SCOPE");
+    assert_eq!(md["missingScope"], "operator.write");
+    as_approver()
+        .await
+        .reject_pairing(RejectPairingRequest { request_id: id })
+        .await
+        .expect("operator.pairing rejects");
+
+    // Removing, rotating or revoking another device: operator.admin, named in the refusal;
+    // a device that does not exist is refused the same way (nothing to learn).
+    for target in [other.id.clone(), "0".repeat(64)] {
+        let refusals = [
+            as_approver()
+                .await
+                .remove_device(RemoveDeviceRequest {
+                    device_id: target.clone(),
+                })
+                .await
+                .map(|_| ()),
+            as_approver()
+                .await
+                .rotate_token(RotateTokenRequest {
+                    device_id: target.clone(),
+                    role: "operator".into(),
+                    scopes: vec![],
+                })
+                .await
+                .map(|_| ()),
+            as_approver()
+                .await
+                .revoke_token(RevokeTokenRequest {
+                    device_id: target.clone(),
+                    role: "operator".into(),
+                })
+                .await
+                .map(|_| ()),
+        ];
+        for r in refusals {
+            let s = r.expect_err("another device needs operator.admin");
+            let md = assert_error(&s, Code::PermissionDenied, "MISSING_SCOPE");
+            assert_eq!(md["missingScope"], "operator.admin");
+            assert_eq!(md["requiredScopes"], "operator.admin");
+            assert_eq!(md["deviceId"], target);
+            assert!(
+                s.message().starts_with("missing scope: operator.admin"),
+                "{}",
+                s.message()
+            );
+        }
+    }
+    // Nothing changed: the other device is still paired and its token works.
+    assert!(
+        list_all(&gw)
+            .await
+            .paired
+            .iter()
+            .any(|d| d.device_id == other.id)
+    );
+    gw.gateway_as(Token::bearer(&other_token))
+        .await
+        .status(GatewayServiceStatusRequest {})
+        .await
+        .expect("the other device's token still works");
+
+    // Its own device: as before (rotate in-band, then revoke).
+    let rotated = as_approver()
+        .await
+        .rotate_token(RotateTokenRequest {
+            device_id: approver.id.clone(),
+            role: "operator".into(),
+            scopes: vec![],
+        })
+        .await
+        .expect("a device rotates its own token")
+        .into_inner();
+    assert_eq!(rotated.token_delivery, "in-band");
+    gw.devices_as(Token::bearer(&rotated.token))
+        .await
+        .revoke_token(RevokeTokenRequest {
+            device_id: approver.id.clone(),
+            role: "operator".into(),
+        })
+        .await
+        .expect("a device revokes its own role");
+
+    // A device with operator.admin manages others.
+    let admin = Dev::new();
+    let admin_token = paired(&gw, &admin, &["operator.admin"]).await;
+    gw.devices_as(Token::bearer(&admin_token))
+        .await
+        .remove_device(RemoveDeviceRequest {
+            device_id: other.id.clone(),
+        })
+        .await
+        .expect("operator.admin removes another device");
+    assert!(
+        !list_all(&gw)
+            .await
+            .paired
+            .iter()
+            .any(|d| d.device_id == other.id)
+    );
+}
+
+#[tokio::test]
+async fn filing_a_pairing_request_needs_a_shared_credential() {
+    let gw = Gateway::start_with(
+        "{gateway: {nodes: {pairing: {autoApproveLocal: false}}}, hooks: {enabled: true, token: 'hooks-secret-1'}}",
+    )
+    .await;
+    let dev = Dev::new();
+    // No credential, or the hooks token: UNAUTHENTICATED, nothing filed.
+    for (cred, signed) in [
+        (Token::none(), ""),
+        (Token::bearer("hooks-secret-1"), "hooks-secret-1"),
+    ] {
+        let err = connect_as(&gw, &dev, cred, signed, &["operator.read"])
+            .await
+            .expect_err("no shared credential");
+        assert_error(&err, Code::Unauthenticated, "PAIRING_CREDENTIAL_REQUIRED");
+        assert!(err.message().contains("gateway token"), "{}", err.message());
+    }
+    let list = list_all(&gw).await;
+    assert!(list.pending.is_empty(), "nothing filed: {list:?}");
+    let mut feed = gw.watch_after(0, device_filter()).await;
+
+    // The gateway token files one; so does a live device token (for another device).
+    let id = pending(&gw, &dev, &["operator.read"]).await;
+    let e = feed.next_event().await;
+    let ch = device_change(&e).expect("device event");
+    assert_eq!(
+        (ch.r#type.as_str(), ch.request_id.as_str()),
+        ("pair.requested", id.as_str())
+    );
+    let holder = Dev::new();
+    let holder_token = paired(&gw, &holder, &["operator.read"]).await;
+    let second = Dev::new();
+    let err = connect(&gw, &second, &holder_token, &["operator.read"])
+        .await
+        .expect_err("pending");
+    assert_error(&err, Code::FailedPrecondition, "PAIRING_REQUIRED");
+
+    // A paired device still connects with its proof alone.
+    connect(&gw, &holder, "", &["operator.read"])
+        .await
+        .expect("a paired device needs no credential");
+}
+
+/// ConnectDevice with the gateway token through the trusted proxy for client `ip`: the
+/// refusal (no local approval through a proxy).
+async fn file(gw: &Gateway, dev: &Dev, ip: &str, scopes: &[&str]) -> Status {
+    let cred = gw.auth().with_header("x-forwarded-for", ip);
+    connect_as(gw, dev, cred, &gw.token, scopes)
+        .await
+        .expect_err("not paired")
+}
+
+#[tokio::test]
+async fn pending_requests_are_capped_per_address_and_gateway_wide() {
+    let gw = Gateway::start_with(
+        "{gateway: {trustedProxies: ['127.0.0.1'], nodes: {pairing: {autoApproveLocal: false, maxPending: 3, maxPendingPerAddress: 2}}}}",
+    )
+    .await;
+    let (a, b, c) = (Dev::new(), Dev::new(), Dev::new());
+    let first = file(&gw, &a, "203.0.113.1", &["operator.read"]).await;
+    let first =
+        assert_error(&first, Code::FailedPrecondition, "PAIRING_REQUIRED")["requestId"].clone();
+    let second = file(&gw, &b, "203.0.113.1", &["operator.read"]).await;
+    assert_error(&second, Code::FailedPrecondition, "PAIRING_REQUIRED");
+
+    // A third from the same address: refused, nothing filed.
+    let over = file(&gw, &c, "203.0.113.1", &["operator.read"]).await;
+    let md = assert_error(&over, Code::ResourceExhausted, "PAIRING_REQUESTS_EXHAUSTED");
+    assert_eq!(md["scope"], "address");
+    assert_eq!(md["limit"], "2");
+    assert!(
+        over.message().contains("maxPendingPerAddress"),
+        "{}",
+        over.message()
+    );
+    assert_eq!(list_all(&gw).await.pending.len(), 2);
+
+    // A retry with the same ask keeps its request; one with other scopes replaces it:
+    // neither needs a new slot.
+    let again = file(&gw, &a, "203.0.113.1", &["operator.read"]).await;
+    assert_eq!(
+        assert_error(&again, Code::FailedPrecondition, "PAIRING_REQUIRED")["requestId"],
+        first
+    );
+    let replaced = file(&gw, &a, "203.0.113.1", &["operator.write"]).await;
+    let replaced =
+        assert_error(&replaced, Code::FailedPrecondition, "PAIRING_REQUIRED")["requestId"].clone();
+    assert_ne!(replaced, first);
+    assert_eq!(list_all(&gw).await.pending.len(), 2);
+
+    // Another address has its own allowance, up to the gateway-wide limit.
+    let ok = file(&gw, &c, "198.51.100.7", &["operator.read"]).await;
+    assert_error(&ok, Code::FailedPrecondition, "PAIRING_REQUIRED");
+    let d = Dev::new();
+    let over = file(&gw, &d, "192.0.2.9", &["operator.read"]).await;
+    let md = assert_error(&over, Code::ResourceExhausted, "PAIRING_REQUESTS_EXHAUSTED");
+    assert_eq!(md["scope"], "global");
+    assert_eq!(md["limit"], "3");
+    assert_eq!(list_all(&gw).await.pending.len(), 3);
+
+    // Resolving one frees its slot.
+    gw.devices_as(gw.auth())
+        .await
+        .reject_pairing(RejectPairingRequest {
+            request_id: replaced,
+        })
+        .await
+        .expect("reject");
+    let ok = file(&gw, &d, "192.0.2.9", &["operator.read"]).await;
+    assert_error(&ok, Code::FailedPrecondition, "PAIRING_REQUIRED");
+}
+
+#[tokio::test]
+async fn list_devices_pages_through_pending_then_paired() {
+    let gw = Gateway::start_with(NO_LOCAL).await;
+    let mut paired_ids = Vec::new();
+    for _ in 0..3 {
+        let dev = Dev::new();
+        paired(&gw, &dev, &["operator.read"]).await;
+        paired_ids.push(dev.id);
+    }
+    paired_ids.sort();
+    let mut pending_ids = Vec::new();
+    for _ in 0..2 {
+        pending_ids.push(pending(&gw, &Dev::new(), &["operator.read"]).await);
+    }
+
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = gw
+            .devices_as(gw.auth())
+            .await
+            .list_devices(ListDevicesRequest {
+                page_size: 2,
+                page_token: token,
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.pending.len() + page.paired.len() <= 2, "{page:?}");
+        token = page.next_page_token.clone();
+        pages.push(page);
+        if token.is_empty() {
+            break;
+        }
+        assert!(pages.len() < 10, "paging must end");
+    }
+    assert_eq!(pages.len(), 3, "5 entries, 2 a page");
+    let got_pending: Vec<String> = pages
+        .iter()
+        .flat_map(|p| p.pending.iter().map(|r| r.request_id.clone()))
+        .collect();
+    let got_paired: Vec<String> = pages
+        .iter()
+        .flat_map(|p| p.paired.iter().map(|d| d.device_id.clone()))
+        .collect();
+    assert_eq!(got_pending, pending_ids, "oldest first, each once");
+    assert_eq!(got_paired, paired_ids, "by id, each once");
+    // The default page holds everything here.
+    let all = list_all(&gw).await;
+    assert_eq!((all.pending.len(), all.paired.len()), (2, 3));
+    assert!(all.next_page_token.is_empty());
+
+    for (req, field) in [
+        (
+            ListDevicesRequest {
+                page_size: -1,
+                ..Default::default()
+            },
+            "pageSize",
+        ),
+        (
+            ListDevicesRequest {
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            },
+            "pageToken",
+        ),
+    ] {
+        let err = expect_err(
+            gw.devices_as(gw.auth()).await.list_devices(req).await,
+            "a bad page request",
+        );
+        assert_invalid_field(&err, field);
+    }
+}
+
+/// `DeviceService/Challenge` from client `ip` (through the trusted proxy).
+async fn ask(gw: &Gateway, ip: &str) -> Result<clawplane_proto::v1::ChallengeResponse, Status> {
+    gw.devices_as(Token::none().with_header("x-forwarded-for", ip))
+        .await
+        .challenge(ChallengeRequest {})
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn outstanding_challenges_are_capped_per_address_and_gateway_wide() {
+    let gw = Gateway::start_with(
+        "{gateway: {trustedProxies: ['127.0.0.1'], nodes: {pairing: {maxChallenges: 5, maxChallengesPerAddress: 2}}}}",
+    )
+    .await;
+    let from = |ip: &str| Token::none().with_header("x-forwarded-for", ip);
+    let (n1, ts1) = challenge_as(&gw, from("203.0.113.1")).await;
+    challenge_as(&gw, from("203.0.113.1")).await;
+    let over = ask(&gw, "203.0.113.1")
+        .await
+        .expect_err("a third from one address");
+    let md = assert_error(&over, Code::ResourceExhausted, "CHALLENGES_EXHAUSTED");
+    assert_eq!(md["scope"], "address");
+    assert_eq!(md["limit"], "2");
+
+    // Using a nonce frees its slot (the connect itself is refused: no credential).
+    let dev = Dev::new();
+    let used = gw
+        .devices_as(from("203.0.113.1"))
+        .await
+        .connect_device(dev.request(&["operator.read"], "", &n1, ts1))
+        .await
+        .expect_err("no credential to file with");
+    assert_error(&used, Code::Unauthenticated, "PAIRING_CREDENTIAL_REQUIRED");
+    ask(&gw, "203.0.113.1").await.expect("a slot was freed");
+
+    // Other addresses, up to the gateway-wide limit (5).
+    ask(&gw, "198.51.100.1").await.expect("own allowance");
+    ask(&gw, "198.51.100.1").await.expect("own allowance");
+    ask(&gw, "192.0.2.1").await.expect("the fifth");
+    let over = ask(&gw, "192.0.2.2")
+        .await
+        .expect_err("past the gateway-wide limit");
+    let md = assert_error(&over, Code::ResourceExhausted, "CHALLENGES_EXHAUSTED");
+    assert_eq!(md["scope"], "global");
 }

@@ -239,7 +239,7 @@ async fn devices_list_and_approve() {
 
     // A device asks to pair (Ed25519 proof over the challenge nonce).
     let dev = crate::harness::Dev::new();
-    let err = crate::harness::devices::connect(&gw, &dev, "", &["operator.read"])
+    let err = crate::harness::devices::connect(&gw, &dev, &gw.token, &["operator.read"])
         .await
         .expect_err("pairing required");
     let md = assert_error(&err, Code::FailedPrecondition, "PAIRING_REQUIRED");

@@ -914,13 +914,66 @@ async fn proxied_device_connect_is_not_auto_approved_as_local() {
     }
 }
 
+/// Past the per-address challenge limit a socket still gets a `connect.challenge`, so a
+/// token-only client connects; a device block is refused (retry later) and closed 1013.
+#[tokio::test]
+async fn past_the_challenge_limit_token_clients_connect_and_devices_are_told_to_retry() {
+    let gw =
+        Gateway::start_with("{gateway: {nodes: {pairing: {maxChallengesPerAddress: 1}}}}").await;
+    let token = gw.token.clone();
+    // This socket holds the address's one outstanding challenge.
+    let mut first = Ws::open(&gw).await;
+    assert_eq!(first.frame().await["event"], "connect.challenge");
+
+    let (mut ws, _, res) = handshake(&gw, connect_params(Some(&token), 4, 4)).await;
+    assert_eq!(res["ok"], true, "a token-only client is unaffected: {res}");
+    ws.ok("health", json!({})).await;
+
+    let s = ["operator.read"];
+    let dev = device::Dev::new();
+    let (mut ws, res) = device::connect_device(&gw, &dev, Some(&token), &s, &s, None, 0).await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(res["error"]["code"], "UNAVAILABLE", "{res}");
+    assert_eq!(res["error"]["retryable"], true, "{res}");
+    assert_eq!(
+        res["error"]["details"]["code"], "CHALLENGES_EXHAUSTED",
+        "{res}"
+    );
+    let c = ws.closed().await;
+    assert_eq!(c.code, 1013);
+    assert_eq!(c.reason, "too many outstanding challenges; retry later");
+}
+
 #[tokio::test]
 async fn pairing_required_then_approve_then_reconnect_with_the_device_token() {
     let gw = Gateway::start_with("{gateway: {nodes: {pairing: {autoApproveLocal: false}}}}").await;
     let (mut op, _) = operator(&gw).await;
     let dev = device::Dev::new();
     let s = ["operator.read"];
+
+    // A device block without any credential cannot file a request: OpenClaw's missing-token
+    // refusal, close 1008, nothing pending.
     let (mut ws, res) = device::connect_device(&gw, &dev, None, &s, &s, None, 0).await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(res["error"]["code"], "INVALID_REQUEST", "{res}");
+    assert_eq!(
+        res["error"]["details"]["code"], "AUTH_TOKEN_MISSING",
+        "{res}"
+    );
+    assert!(
+        res["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unauthorized: gateway token missing"),
+        "{res}"
+    );
+    assert_eq!(ws.closed().await.code, 1008);
+    let list = op.ok("device.pair.list", json!({})).await;
+    assert_eq!(list["pending"], json!([]), "{list}");
+
+    // With the gateway token (not local-approved here) it files one.
+    let token = gw.token.clone();
+    let (mut ws, res) = device::connect_device(&gw, &dev, Some(&token), &s, &s, None, 0).await;
     assert_eq!(res["ok"], false, "{res}");
     assert_eq!(res["error"]["code"], "NOT_PAIRED");
     let d = &res["error"]["details"];
@@ -1380,7 +1433,9 @@ async fn sockets_beyond_max_connections_get_gateway_busy_in_their_dialect() {
 
 /// A device that asks to pair (no auto-approval) and is refused; returns the request id.
 async fn pairing_request(gw: &Gateway, dev: &device::Dev, scopes: &[&str]) -> String {
-    let (mut ws, res) = device::connect_device(gw, dev, None, scopes, scopes, None, 0).await;
+    let token = gw.token.clone();
+    let (mut ws, res) =
+        device::connect_device(gw, dev, Some(&token), scopes, scopes, None, 0).await;
     assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
     ws.closed().await;
     res["error"]["details"]["requestId"]
@@ -1434,7 +1489,8 @@ async fn device_pair_reject_remove_and_token_rotate_over_ws() {
         "{again}"
     );
     // Still not paired.
-    let (mut ws, res) = device::connect_device(&gw, &dev, None, &s, &s, None, 0).await;
+    let token = gw.token.clone();
+    let (mut ws, res) = device::connect_device(&gw, &dev, Some(&token), &s, &s, None, 0).await;
     assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
     ws.closed().await;
 
@@ -1527,7 +1583,7 @@ async fn device_pair_reject_remove_and_token_rotate_over_ws() {
         res["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH",
         "{res}"
     );
-    let (_ws, res) = device::connect_device(&gw, &dev, None, &r1, &r1, None, 0).await;
+    let (_ws, res) = device::connect_device(&gw, &dev, Some(&token), &r1, &r1, None, 0).await;
     assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
     let r = op
         .call("device.pair.remove", json!({"deviceId": dev.id}))

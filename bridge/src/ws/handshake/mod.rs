@@ -22,7 +22,7 @@ use clawplane_proto::v1::{
     GatewayServiceStatusResponse,
 };
 use futures::{StreamExt as _, stream::SplitStream};
-use refusal::{Refusal, auth_refusal, device_refusal};
+use refusal::{Refusal, auth_refusal, device_refusal, token_missing};
 use serde_json::{Value as Json, json};
 use std::collections::VecDeque;
 use tokio::time::Instant;
@@ -69,7 +69,7 @@ pub(super) async fn run(
     };
     // The nonce comes from DeviceService/Challenge (single use), so a device block signed
     // over it can be verified by DeviceService/ConnectDevice.
-    let (nonce, ts) = match shim
+    let (nonce, ts, refused) = match shim
         .s
         .devices
         .challenge(anonymous.request(ChallengeRequest {}))
@@ -77,9 +77,16 @@ pub(super) async fn run(
     {
         Ok(r) => {
             let r = r.into_inner();
-            (r.nonce, u64::try_from(r.ts).unwrap_or_else(|_| now_ms()))
+            (
+                r.nonce,
+                u64::try_from(r.ts).unwrap_or_else(|_| now_ms()),
+                None,
+            )
         }
-        Err(_) => (uuid::Uuid::new_v4().to_string(), now_ms()),
+        // Refused (e.g. too many outstanding challenges from this address): the socket
+        // still gets a challenge so token-only clients connect; a device block is refused
+        // at `connect` with the reason.
+        Err(s) => (uuid::Uuid::new_v4().to_string(), now_ms(), Some(s)),
     };
     out.text(challenge(&nonce, ts));
     let deadline = Instant::now() + shim.cfg.handshake_timeout;
@@ -128,7 +135,7 @@ pub(super) async fn run(
     // `connect`, while further frames queue (at most 15, each within the pre-auth limit).
     let params = frame.get("params").cloned().unwrap_or(Json::Null);
     let mut pending: VecDeque<String> = VecDeque::new();
-    let fut = connect(shim, params, &nonce, anonymous);
+    let fut = connect(shim, params, &nonce, refused.as_ref(), anonymous);
     tokio::pin!(fut);
     let outcome = loop {
         // Biased towards reading: frames that have already arrived are counted before
@@ -182,6 +189,7 @@ async fn connect(
     shim: &Shim,
     params: Json,
     nonce: &str,
+    challenge_refused: Option<&tonic::Status>,
     origin: &Caller,
 ) -> Result<(Session, Json), Refusal> {
     let p = ConnectParams::parse(&params).map_err(|e| {
@@ -213,6 +221,9 @@ async fn connect(
     // presented credential, if any); it yields a device token.
     let mut issued: Option<ConnectDeviceResponse> = None;
     if let Some(dev) = &p.device {
+        if let Some(s) = challenge_refused {
+            return Err(device_refusal(s, &p));
+        }
         if !dev.nonce.is_empty() && dev.nonce != nonce {
             return Err(Refusal::policy(ErrorShape::invalid("device nonce mismatch").with_details(
                 json!({"code": "DEVICE_AUTH_NONCE_MISMATCH", "reason": "device-nonce-mismatch"}),
@@ -249,19 +260,7 @@ async fn connect(
         (Some(t), _, _) => (t.clone(), "token"),
         (None, _, Some(i)) => (i.device_token.clone(), "device-token"),
         (None, Some(t), None) => (t.clone(), "device-token"),
-        (None, None, None) => {
-            return Err(Refusal::policy(
-                ErrorShape::invalid(
-                    "unauthorized: gateway token missing (send auth.token: the gateway token, e.g. OPENCLAW_GATEWAY_TOKEN, or auth.deviceToken)",
-                )
-                .with_details(json!({
-                    "code": "AUTH_TOKEN_MISSING",
-                    "authReason": "token_missing",
-                    "canRetryWithDeviceToken": false,
-                    "recommendedNextStep": "update_auth_configuration",
-                })),
-            ));
-        }
+        (None, None, None) => return Err(token_missing(None)),
     };
     let caller = Caller {
         token: Some(token),

@@ -26,9 +26,49 @@ impl Refusal {
     }
 }
 
-/// A refused device block: pairing required (`NOT_PAIRED`) or a failed proof.
+/// No credential: OpenClaw checks the shared secret before anything else (a device block
+/// without one cannot file a pairing request either). `detail` is the RPC's own message.
+pub(super) fn token_missing(detail: Option<&str>) -> Refusal {
+    let mut details = json!({
+        "code": "AUTH_TOKEN_MISSING",
+        "authReason": "token_missing",
+        "canRetryWithDeviceToken": false,
+        "recommendedNextStep": "update_auth_configuration",
+    });
+    if let Some(d) = detail {
+        details["detail"] = json!(d);
+    }
+    Refusal::policy(
+        ErrorShape::invalid(
+            "unauthorized: gateway token missing (send auth.token: the gateway token, e.g. OPENCLAW_GATEWAY_TOKEN, or auth.deviceToken)",
+        )
+        .with_details(details),
+    )
+}
+
+/// A refused device block: pairing required (`NOT_PAIRED`), a failed proof, no credential
+/// to file a request with, or a pairing limit (retry later).
 pub(super) fn device_refusal(s: &Status, p: &ConnectParams) -> Refusal {
     let (reason, md) = error_info(s);
+    if reason == "PAIRING_CREDENTIAL_REQUIRED" {
+        return token_missing(Some(s.message()));
+    }
+    if matches!(
+        reason.as_str(),
+        "CHALLENGES_EXHAUSTED" | "PAIRING_REQUESTS_EXHAUSTED"
+    ) {
+        // UNAVAILABLE (retryable) with the reason as details.code; 1013: try again later.
+        let reason = if reason == "CHALLENGES_EXHAUSTED" {
+            "too many outstanding challenges; retry later"
+        } else {
+            "too many pending pairing requests; retry later"
+        };
+        return Refusal {
+            error: rpc_error(s),
+            close: 1013,
+            reason: reason.into(),
+        };
+    }
     let get = |k: &str| md.get(k).and_then(Json::as_str).unwrap_or("").to_string();
     if reason == "PAIRING_REQUIRED" {
         let request_id = get("requestId");

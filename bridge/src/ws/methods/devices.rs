@@ -51,18 +51,29 @@ fn device_json(d: &clawplane_proto::v1::Device) -> Json {
     })
 }
 
+/// `device.pair.list` answers everything (as upstream), so it reads every page.
 pub(super) async fn pair_list(ctx: &Ctx) -> Answer {
-    let r = ctx
-        .s
-        .devices
-        .list_devices(ctx.caller.request(ListDevicesRequest {}))
-        .await
-        .map_err(err)?
-        .into_inner();
-    Ok(json!({
-        "pending": r.pending.iter().map(pending_json).collect::<Vec<_>>(),
-        "paired": r.paired.iter().map(device_json).collect::<Vec<_>>(),
-    }))
+    let (mut pending, mut paired) = (Vec::new(), Vec::new());
+    let mut page_token = String::new();
+    loop {
+        let r = ctx
+            .s
+            .devices
+            .list_devices(ctx.caller.request(ListDevicesRequest {
+                page_size: 1000,
+                page_token,
+            }))
+            .await
+            .map_err(err)?
+            .into_inner();
+        pending.extend(r.pending.iter().map(pending_json));
+        paired.extend(r.paired.iter().map(device_json));
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        page_token = r.next_page_token;
+    }
+    Ok(json!({"pending": pending, "paired": paired}))
 }
 
 /// Unknown request ids read as upstream's `unknown requestId`.

@@ -82,8 +82,13 @@ impl Dev {
 }
 
 pub async fn challenge(gw: &Gateway) -> (String, i64) {
+    challenge_as(gw, Token::none()).await
+}
+
+/// `DeviceService/Challenge` with `cred`'s metadata (e.g. a forwarded client address).
+pub async fn challenge_as(gw: &Gateway, cred: Token) -> (String, i64) {
     let c = gw
-        .devices_as(Token::none())
+        .devices_as(cred)
         .await
         .challenge(ChallengeRequest {})
         .await
@@ -100,12 +105,24 @@ pub async fn connect(
     token: &str,
     scopes: &[&str],
 ) -> Result<ConnectDeviceResponse, Status> {
-    let (nonce, ts) = challenge(gw).await;
     let cred = if token.is_empty() {
         Token::none()
     } else {
         Token::bearer(token)
     };
+    connect_as(gw, dev, cred, token, scopes).await
+}
+
+/// Challenge → ConnectDevice, both with `cred` (its credential and metadata), signing
+/// `token`.
+pub async fn connect_as(
+    gw: &Gateway,
+    dev: &Dev,
+    cred: Token,
+    token: &str,
+    scopes: &[&str],
+) -> Result<ConnectDeviceResponse, Status> {
+    let (nonce, ts) = challenge_as(gw, cred.clone()).await;
     gw.devices_as(cred)
         .await
         .connect_device(dev.request(scopes, token, &nonce, ts))

@@ -31,6 +31,8 @@ use super::{Gateway, PATIENCE, is_terminal};
 pub struct Token {
     header: &'static str,
     value: Option<MetadataValue<Ascii>>,
+    /// Further metadata on every call (e.g. `x-forwarded-for` through a trusted proxy).
+    extra: Vec<(&'static str, MetadataValue<Ascii>)>,
 }
 
 impl Token {
@@ -39,6 +41,7 @@ impl Token {
         Self {
             header: "authorization",
             value: Some(format!("Bearer {token}").parse().expect("ascii token")),
+            extra: Vec::new(),
         }
     }
     /// `x-openclaw-token: <token>`.
@@ -46,6 +49,7 @@ impl Token {
         Self {
             header: "x-openclaw-token",
             value: Some(token.parse().expect("ascii token")),
+            extra: Vec::new(),
         }
     }
     /// No credentials at all.
@@ -53,7 +57,14 @@ impl Token {
         Self {
             header: "authorization",
             value: None,
+            extra: Vec::new(),
         }
+    }
+    /// The same credential, plus the metadata `name: value` on every call.
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        self.extra
+            .push((name, value.parse().expect("ascii header value")));
+        self
     }
 }
 
@@ -61,6 +72,9 @@ impl Interceptor for Token {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         if let Some(v) = &self.value {
             req.metadata_mut().insert(self.header, v.clone());
+        }
+        for (k, v) in &self.extra {
+            req.metadata_mut().insert(*k, v.clone());
         }
         Ok(req)
     }

@@ -752,9 +752,15 @@ func (x *ConnectDeviceResponse) GetDeviceId() string {
 	return ""
 }
 
-// Request for `DeviceService/ListDevices`.
+// Request for `DeviceService/ListDevices`. Pages run over the pending requests (oldest
+// first), then the paired devices (by id).
 type ListDevicesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Maximum entries (pending requests and paired devices together) to return; 0 means 100,
+	// above 1000 is coerced to 1000, negative is INVALID_ARGUMENT.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -789,13 +795,29 @@ func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
 	return file_clawplane_v1_device_proto_rawDescGZIP(), []int{8}
 }
 
+func (x *ListDevicesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDevicesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // Response of `DeviceService/ListDevices`.
 type ListDevicesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Pending pairing requests, oldest first.
 	Pending []*PairingRequest `protobuf:"bytes,1,rep,name=pending,proto3" json:"pending,omitempty"`
-	// Paired devices.
-	Paired        []*Device `protobuf:"bytes,2,rep,name=paired,proto3" json:"paired,omitempty"`
+	// Paired devices, by id.
+	Paired []*Device `protobuf:"bytes,2,rep,name=paired,proto3" json:"paired,omitempty"`
+	// Token for the next page; empty at the end.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -842,6 +864,13 @@ func (x *ListDevicesResponse) GetPaired() []*Device {
 		return x.Paired
 	}
 	return nil
+}
+
+func (x *ListDevicesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // Request for `DeviceService/ApprovePairing`.
@@ -1644,11 +1673,15 @@ const file_clawplane_v1_device_proto_rawDesc = "" +
 	"\fdevice_token\x18\x01 \x01(\tR\vdeviceToken\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
 	"\x06scopes\x18\x03 \x03(\tR\x06scopes\x12\x1b\n" +
-	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\"\x14\n" +
-	"\x12ListDevicesRequest\"{\n" +
+	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\"P\n" +
+	"\x12ListDevicesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xa3\x01\n" +
 	"\x13ListDevicesResponse\x126\n" +
 	"\apending\x18\x01 \x03(\v2\x1c.clawplane.v1.PairingRequestR\apending\x12,\n" +
-	"\x06paired\x18\x02 \x03(\v2\x14.clawplane.v1.DeviceR\x06paired\"6\n" +
+	"\x06paired\x18\x02 \x03(\v2\x14.clawplane.v1.DeviceR\x06paired\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"6\n" +
 	"\x15ApprovePairingRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\"e\n" +

@@ -138,16 +138,22 @@ class ConnectDeviceResponse(_message.Message):
     def __init__(self, device_token: _Optional[str] = ..., role: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., device_id: _Optional[str] = ...) -> None: ...
 
 class ListDevicesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListDevicesResponse(_message.Message):
-    __slots__ = ("pending", "paired")
+    __slots__ = ("pending", "paired", "next_page_token")
     PENDING_FIELD_NUMBER: _ClassVar[int]
     PAIRED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     pending: _containers.RepeatedCompositeFieldContainer[PairingRequest]
     paired: _containers.RepeatedCompositeFieldContainer[Device]
-    def __init__(self, pending: _Optional[_Iterable[_Union[PairingRequest, _Mapping]]] = ..., paired: _Optional[_Iterable[_Union[Device, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, pending: _Optional[_Iterable[_Union[PairingRequest, _Mapping]]] = ..., paired: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ApprovePairingRequest(_message.Message):
     __slots__ = ("request_id",)
