@@ -128,6 +128,8 @@ pub struct Recorder {
     requests: Mutex<Vec<Recorded>>,
     injected: Mutex<VecDeque<(String, Canned)>>,
     default: Mutex<Option<Canned>>,
+    /// Path filters of requests to record and then never answer (see [`Recorder::hold_next`]).
+    held: Mutex<Vec<String>>,
     counter: AtomicU64,
     changed: tokio::sync::watch::Sender<u64>,
 }
@@ -138,6 +140,7 @@ impl Default for Recorder {
             requests: Mutex::default(),
             injected: Mutex::default(),
             default: Mutex::default(),
+            held: Mutex::default(),
             counter: AtomicU64::new(0),
             changed: tokio::sync::watch::Sender::new(0),
         }
@@ -199,6 +202,27 @@ impl Recorder {
     /// Answers the next request whose path contains `path_filter` ("" = any) with `c`.
     pub fn inject(&self, path_filter: &str, c: Canned) {
         lock(&self.injected).push_back((path_filter.into(), c));
+    }
+
+    /// Records the next request whose path contains `path_filter` ("" = any) and never
+    /// answers it: the caller is left waiting, as when the provider took a message and the
+    /// caller dies before hearing so.
+    pub fn hold_next(&self, path_filter: &str) {
+        lock(&self.held).push(path_filter.into());
+    }
+
+    fn take_hold(&self, path: &str) -> bool {
+        let mut held = lock(&self.held);
+        match held
+            .iter()
+            .position(|f| f.is_empty() || path.contains(f.as_str()))
+        {
+            Some(i) => {
+                held.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// What requests get when nothing is injected for them (fakes that use
@@ -289,6 +313,9 @@ where
             async move {
                 let idx = rec.record(&method, &uri, &headers, &body);
                 let req = lock(&rec.requests)[idx].clone();
+                if rec.take_hold(&req.path) {
+                    std::future::pending::<()>().await;
+                }
                 let resp = handler(state, rec.clone(), req).await;
                 rec.answered(idx, resp.status().as_u16());
                 resp

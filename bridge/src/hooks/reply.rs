@@ -50,6 +50,8 @@ fn delivery_status_name(s: DeliveryStatus) -> &'static str {
         DeliveryStatus::Skipped => "skipped",
         DeliveryStatus::NoRoute => "no_route",
         DeliveryStatus::Failed => "failed",
+        DeliveryStatus::Sending => "sending",
+        DeliveryStatus::Unknown => "unknown",
     }
 }
 
@@ -108,12 +110,18 @@ pub(crate) fn completion_json(run: &Run) -> Json {
         "state": state_name(run.state),
         "replyDisposition": disposition,
         "delivered": ds == DeliveryStatus::Delivered,
-        "deliveryAttempted": matches!(ds, DeliveryStatus::Delivered | DeliveryStatus::Failed),
+        "deliveryAttempted": matches!(
+            ds,
+            DeliveryStatus::Delivered | DeliveryStatus::Failed | DeliveryStatus::Unknown
+        ),
         "reply": run.reply_text,
         "delivery": delivery_json(d),
     });
     if ds == DeliveryStatus::Failed {
         c["deliveryError"] = "delivery-failed".into();
+    }
+    if ds == DeliveryStatus::Unknown {
+        c["deliveryError"] = "delivery-unknown".into();
     }
     let suppressed = match ds {
         DeliveryStatus::NotRequested => Some("not_requested"),

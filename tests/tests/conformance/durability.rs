@@ -178,3 +178,70 @@ async fn sigterm_drains_in_flight_run_then_exits_zero() {
     assert_eq!(run.attempt, 1, "no retry needed: {run:?}");
     assert_eq!(run.reply_text, "You said: /sleep 1500 d (turn 1)");
 }
+
+/// A reply is produced and sent at most once: the gateway is SIGKILLed after the channel
+/// received the reply but before it answered. After the restart the run is settled from its
+/// stored reply — SUCCEEDED, delivery UNKNOWN, attempt 1 — without running the model or
+/// sending again.
+#[tokio::test]
+async fn kill9_while_sending_a_reply_settles_delivery_unknown_and_sends_once() {
+    use crate::fakes::discord::FakeDiscord;
+    use clawplane_proto::v1::{AgentServiceRunRequest, DeliveryStatus};
+
+    let discord = FakeDiscord::start("bot").await;
+    discord.server.rec.hold_next("/messages");
+    let mut gw = Gateway::start_with(&format!(
+        "{{ channels: {{ discord: {{ token: 'bot', baseUrl: '{}' }} }} }}",
+        discord.base_url
+    ))
+    .await;
+    let run = gw
+        .agent_as(gw.auth())
+        .await
+        .run(AgentServiceRunRequest {
+            message: "deliver me once".into(),
+            session_key: "once".into(),
+            deliver: true,
+            channel: "discord".into(),
+            to: "channel:42".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("AgentService/Run")
+        .into_inner();
+    // The fake has the message and holds its answer: kill the gateway now.
+    discord
+        .server
+        .rec
+        .wait_until(PATIENCE, "the reply at Discord", |r| {
+            r.iter().any(|r| r.path.ends_with("/messages"))
+        })
+        .await;
+    gw.kill9().await;
+    gw.start_again().await;
+
+    let r = gw.wait_run(&run.run_id).await;
+    assert_eq!(r.state(), RunState::Succeeded, "{r:?}");
+    assert_eq!(r.attempt, 1, "not retried: {r:?}");
+    assert_eq!(r.reply_text, "You said: deliver me once (turn 1)");
+    let d = r.delivery.clone().expect("delivery");
+    assert_eq!(d.status(), DeliveryStatus::Unknown, "{d:?}");
+    assert_eq!(d.reason, "DELIVERY_UNKNOWN");
+    let h = gw.history("once").await;
+    let replies = h
+        .messages
+        .iter()
+        .filter(|m| m.role() == MessageRole::Assistant)
+        .count();
+    assert_eq!(replies, 1, "one reply in the transcript: {:?}", h.messages);
+    // A later run of the session goes out normally and is the only other send: the held
+    // reply was not sent again.
+    let next = gw.send("once", "and again").await;
+    let n = gw.wait_run(&next.run_id).await;
+    assert_eq!(n.reply_text, "You said: and again (turn 2)", "{n:?}");
+    assert_eq!(
+        discord.messages().len(),
+        1,
+        "only the held message reached Discord (the next run does not deliver)"
+    );
+}

@@ -20,6 +20,8 @@ pub(super) fn delivery_json(d: &Option<Delivery>) -> Json {
         DeliveryStatus::Skipped => "skipped",
         DeliveryStatus::NoRoute => "no_route",
         DeliveryStatus::Failed => "failed",
+        DeliveryStatus::Sending => "sending",
+        DeliveryStatus::Unknown => "unknown",
     };
     let mut m = Map::new();
     m.insert("status".into(), json!(status));

@@ -1,12 +1,13 @@
 //! Cancelling, waiting, reading and listing runs; crash recovery at start.
 
-use super::{Runs, is_terminal, run_event};
+use super::{Runs, execute::Outcome, is_terminal, run_event};
+use crate::models::ModelReply;
 use crate::{
     error::{Error, Result},
     store::Txn,
 };
 use clawplane_proto::now_ts;
-use clawplane_proto::v1::{Run, RunError, RunState, event::Payload};
+use clawplane_proto::v1::{DeliveryStatus, Run, RunError, RunState, event::Payload};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -139,14 +140,28 @@ impl Runs {
         self.scheduler.counts()
     }
 
-    /// At start: RUNNING runs become INTERRUPTED and are retried once; QUEUED runs resume
-    /// in acceptance order.
+    /// At start: a RUNNING run whose stored reply was being sent is settled as SUCCEEDED with
+    /// delivery UNKNOWN (the model is not run again, the reply not sent again); other
+    /// RUNNING runs become INTERRUPTED and are retried once; QUEUED runs resume in
+    /// acceptance order.
     pub async fn recover(self: &Arc<Self>) -> Result<()> {
-        let recovered = self
+        let (recovered, unsure) = self
             .store
             .write(|tx: &mut dyn Txn| {
                 let mut resume = Vec::new();
+                let mut unsure = Vec::new();
                 for mut stored in tx.active_runs()? {
+                    let sending = stored
+                        .run
+                        .delivery
+                        .as_ref()
+                        .is_some_and(|d| d.status == DeliveryStatus::Sending as i32);
+                    if stored.run.state == RunState::Running as i32 && sending {
+                        // The reply was stored and being sent: settle it, never regenerate
+                        // or resend it.
+                        unsure.push(stored.run);
+                        continue;
+                    }
                     if stored.run.state == RunState::Running as i32 {
                         stored.run.state = RunState::Interrupted as i32;
                         stored.run.error = Some(RunError {
@@ -174,9 +189,25 @@ impl Runs {
                     }
                     resume.push((stored.run.session_key.clone(), stored.run.run_id.clone()));
                 }
-                Ok(resume)
+                Ok((resume, unsure))
             })
             .await?;
+        for run in unsure {
+            tracing::warn!(run_id = %run.run_id, "the gateway stopped while sending this run's reply; its delivery is UNKNOWN");
+            let reply = ModelReply {
+                text: run.reply_text.clone(),
+                usage: run.usage.unwrap_or_default(),
+                model: run.model.clone(),
+            };
+            let mut d = run.delivery.clone().unwrap_or_default();
+            d.status = DeliveryStatus::Unknown as i32;
+            d.reason = "DELIVERY_UNKNOWN".into();
+            d.detail = format!(
+                "the gateway stopped while sending the reply to {}; {} may or may not have it, and it was not sent again",
+                d.channel, d.channel
+            );
+            self.finish(run, Outcome::Succeeded(reply), Some(d)).await?;
+        }
         if !recovered.is_empty() {
             tracing::info!(
                 runs = recovered.len(),

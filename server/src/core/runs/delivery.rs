@@ -48,7 +48,7 @@ pub(crate) fn no_route_cause(reason: &str) -> &'static str {
 }
 
 /// Replies that are deliberately not sent.
-fn silent_reply(text: &str) -> bool {
+pub(super) fn silent_reply(text: &str) -> bool {
     let t = text.trim();
     t.is_empty() || t == "HEARTBEAT_OK" || t == "NO_REPLY"
 }

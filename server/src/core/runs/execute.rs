@@ -4,7 +4,7 @@
 use super::{HISTORY_WINDOW, Runs, new_session, run_event, session_event};
 use crate::{
     error::Result,
-    models::ModelRequest,
+    models::{ModelReply, ModelRequest},
     store::{RecordsMut, Txn},
 };
 use clawplane_proto::now_ts;
@@ -138,11 +138,44 @@ impl Runs {
             .await;
         // Deliver before the terminal write, so a finished run always carries its outcome.
         let delivery = match &outcome {
-            Outcome::Succeeded(reply) => Some(self.deliver(&run, &reply.text).await),
+            Outcome::Succeeded(reply) => Some(self.send_reply(&run, reply).await?),
             _ => None,
         };
         drop(executing);
         self.finish(run, outcome, delivery).await
+    }
+
+    /// Sends a reply along the run's route. A reply that will be sent is first stored with
+    /// the run and its delivery marked SENDING, durably: a crash from here on settles the
+    /// run from the stored reply as delivery UNKNOWN at the next start (see `recover`), so a
+    /// reply is produced at most once and never sent twice.
+    async fn send_reply(&self, run: &Run, reply: &ModelReply) -> Result<Delivery> {
+        let pending = run
+            .delivery
+            .as_ref()
+            .is_some_and(|d| d.status == DeliveryStatus::Pending as i32);
+        if pending && !super::delivery::silent_reply(&reply.text) {
+            let (id, reply) = (run.run_id.clone(), reply.clone());
+            self.store
+                .write(move |tx: &mut dyn Txn| {
+                    let Some(mut stored) = tx.run(&id)? else {
+                        return Ok(());
+                    };
+                    let r = &mut stored.run;
+                    r.reply_text = reply.text;
+                    r.usage = Some(reply.usage);
+                    if !reply.model.is_empty() {
+                        r.model = reply.model;
+                    }
+                    if let Some(d) = r.delivery.as_mut() {
+                        d.status = DeliveryStatus::Sending as i32;
+                    }
+                    tx.put_run(&stored)?;
+                    tx.append_event(run_event(&stored.run)).map(|_| ())
+                })
+                .await?;
+        }
+        Ok(self.deliver(run, &reply.text).await)
     }
 
     async fn call_model(
@@ -246,7 +279,12 @@ impl Runs {
         }
     }
 
-    async fn finish(&self, run: Run, outcome: Outcome, delivery: Option<Delivery>) -> Result<()> {
+    pub(super) async fn finish(
+        &self,
+        run: Run,
+        outcome: Outcome,
+        delivery: Option<Delivery>,
+    ) -> Result<()> {
         let id = run.run_id.clone();
         self.store
             .write(move |tx: &mut dyn Txn| {
@@ -351,7 +389,7 @@ impl Runs {
 }
 
 /// How a run ended.
-enum Outcome {
+pub(super) enum Outcome {
     Succeeded(crate::models::ModelReply),
     Failed(&'static str, String),
     TimedOut(u32),

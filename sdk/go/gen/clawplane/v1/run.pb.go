@@ -188,6 +188,12 @@ const (
 	DeliveryStatus_DELIVERY_STATUS_NO_ROUTE DeliveryStatus = 5
 	// The channel refused or failed; `Delivery.detail` holds its answer.
 	DeliveryStatus_DELIVERY_STATUS_FAILED DeliveryStatus = 6
+	// The reply is stored and is being sent (a run in this state after a restart is settled
+	// as UNKNOWN, never sent or generated again).
+	DeliveryStatus_DELIVERY_STATUS_SENDING DeliveryStatus = 7
+	// The gateway stopped while sending: the channel may or may not have the message. The
+	// reply is in the run and the transcript; it was not sent again, so it is never doubled.
+	DeliveryStatus_DELIVERY_STATUS_UNKNOWN DeliveryStatus = 8
 )
 
 // Enum value maps for DeliveryStatus.
@@ -200,6 +206,8 @@ var (
 		4: "DELIVERY_STATUS_SKIPPED",
 		5: "DELIVERY_STATUS_NO_ROUTE",
 		6: "DELIVERY_STATUS_FAILED",
+		7: "DELIVERY_STATUS_SENDING",
+		8: "DELIVERY_STATUS_UNKNOWN",
 	}
 	DeliveryStatus_value = map[string]int32{
 		"DELIVERY_STATUS_UNSPECIFIED":   0,
@@ -209,6 +217,8 @@ var (
 		"DELIVERY_STATUS_SKIPPED":       4,
 		"DELIVERY_STATUS_NO_ROUTE":      5,
 		"DELIVERY_STATUS_FAILED":        6,
+		"DELIVERY_STATUS_SENDING":       7,
+		"DELIVERY_STATUS_UNKNOWN":       8,
 	}
 )
 
@@ -774,7 +784,7 @@ const file_clawplane_v1_run_proto_rawDesc = "" +
 	"\x10RUN_ORIGIN_AGENT\x10\x03\x12\x18\n" +
 	"\x14RUN_ORIGIN_HEARTBEAT\x10\x04\x12\x16\n" +
 	"\x12RUN_ORIGIN_WEBHOOK\x10\x05\x12\x16\n" +
-	"\x12RUN_ORIGIN_CHANNEL\x10\x06*\xe7\x01\n" +
+	"\x12RUN_ORIGIN_CHANNEL\x10\x06*\xa1\x02\n" +
 	"\x0eDeliveryStatus\x12\x1f\n" +
 	"\x1bDELIVERY_STATUS_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dDELIVERY_STATUS_NOT_REQUESTED\x10\x01\x12\x1b\n" +
@@ -782,7 +792,9 @@ const file_clawplane_v1_run_proto_rawDesc = "" +
 	"\x19DELIVERY_STATUS_DELIVERED\x10\x03\x12\x1b\n" +
 	"\x17DELIVERY_STATUS_SKIPPED\x10\x04\x12\x1c\n" +
 	"\x18DELIVERY_STATUS_NO_ROUTE\x10\x05\x12\x1a\n" +
-	"\x16DELIVERY_STATUS_FAILED\x10\x06B\xb1\x01\n" +
+	"\x16DELIVERY_STATUS_FAILED\x10\x06\x12\x1b\n" +
+	"\x17DELIVERY_STATUS_SENDING\x10\a\x12\x1b\n" +
+	"\x17DELIVERY_STATUS_UNKNOWN\x10\bB\xb1\x01\n" +
 	"\x10com.clawplane.v1B\bRunProtoP\x01ZBgithub.com/clawplane/clawplane/sdk/go/gen/clawplane/v1;clawplanev1\xa2\x02\x03CXX\xaa\x02\fClawplane.V1\xca\x02\fClawplane\\V1\xe2\x02\x18Clawplane\\V1\\GPBMetadata\xea\x02\rClawplane::V1b\x06proto3"
 
 var (

@@ -40,6 +40,8 @@ class DeliveryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DELIVERY_STATUS_SKIPPED: _ClassVar[DeliveryStatus]
     DELIVERY_STATUS_NO_ROUTE: _ClassVar[DeliveryStatus]
     DELIVERY_STATUS_FAILED: _ClassVar[DeliveryStatus]
+    DELIVERY_STATUS_SENDING: _ClassVar[DeliveryStatus]
+    DELIVERY_STATUS_UNKNOWN: _ClassVar[DeliveryStatus]
 RUN_STATE_UNSPECIFIED: RunState
 RUN_STATE_QUEUED: RunState
 RUN_STATE_RUNNING: RunState
@@ -62,6 +64,8 @@ DELIVERY_STATUS_DELIVERED: DeliveryStatus
 DELIVERY_STATUS_SKIPPED: DeliveryStatus
 DELIVERY_STATUS_NO_ROUTE: DeliveryStatus
 DELIVERY_STATUS_FAILED: DeliveryStatus
+DELIVERY_STATUS_SENDING: DeliveryStatus
+DELIVERY_STATUS_UNKNOWN: DeliveryStatus
 
 class Usage(_message.Message):
     __slots__ = ("input_tokens", "output_tokens", "total_tokens")
