@@ -48,9 +48,10 @@ pub struct Caller {
     pub principal: Principal,
     /// The credential the caller presented (to hand a device its own token back).
     pub presented: Option<String>,
+    /// The client address (`clawplane_util::net::client`).
     pub peer: Option<IpAddr>,
-    /// `Forwarded`, `X-Forwarded-*` or `X-Real-IP` were present.
-    pub forwarded: bool,
+    /// A loopback peer without proxy headers (`clawplane_util::net::Client::local`).
+    pub local: bool,
 }
 
 /// A successful connect.
@@ -82,8 +83,6 @@ fn ms_ts(ms: i64) -> Timestamp {
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
 }
-
-use clawplane_util::net::is_loopback;
 
 fn device_event(kind: &str, device_id: &str, request_id: &str) -> DeviceChange {
     DeviceChange {
@@ -275,7 +274,7 @@ impl Gateway {
             });
         }
 
-        let local = caller.peer.is_some_and(is_loopback) && !caller.forwarded;
+        let local = caller.local;
         let silent = match reason {
             None | Some("metadata-upgrade") => true,
             Some(_) => {

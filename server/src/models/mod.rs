@@ -153,7 +153,10 @@ impl Models {
     /// The registry, built from config on first use (the config never changes at runtime).
     fn registry(&self, cfg: &ModelsConfig) -> &Registry {
         self.registry.get_or_init(|| {
+            // Proxy variables are ignored (as for channels and egress): a provider is
+            // reached at its configured base URL and nowhere else.
             let client = reqwest::Client::builder()
+                .no_proxy()
                 .connect_timeout(Duration::from_secs(10))
                 .build()
                 .map_err(|e| tracing::error!(error = %e, "cannot build the HTTP client for models"))
