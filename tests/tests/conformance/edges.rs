@@ -14,6 +14,7 @@ use tokio::time::{Instant, timeout};
 
 use crate::fakes::receiver::Receiver;
 use crate::fakes::recorder::Canned;
+use crate::harness::ws::{Ws, operator};
 use crate::harness::*;
 use crate::http1::{self, Response};
 
@@ -418,4 +419,126 @@ async fn templates_never_see_credential_headers() {
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let msg = gw.wait_run(v["runId"].as_str().unwrap()).await.message;
     assert_eq!(msg, "secret=[] ev=[push]");
+}
+
+// ------------------------------------------------------------------ WebSocket pre-auth
+
+/// A raw WebSocket upgrade on TCP, so a test can send a frame header without its payload.
+async fn raw_ws(gw: &Gateway) -> TcpStream {
+    let mut s = TcpStream::connect(gw.addr).await.expect("connect");
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.expect("upgrade response");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "RFC 6455's example accept key: {head}"
+    );
+    s
+}
+
+/// Reads server frames (unmasked) until a close; returns its code, or `None` on EOF.
+async fn raw_close_code(s: &mut TcpStream) -> Option<u16> {
+    loop {
+        let mut h = [0u8; 2];
+        s.read_exact(&mut h).await.ok()?;
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut l = [0u8; 2];
+                s.read_exact(&mut l).await.ok()?;
+                u64::from(u16::from_be_bytes(l))
+            }
+            127 => {
+                let mut l = [0u8; 8];
+                s.read_exact(&mut l).await.ok()?;
+                u64::from_be_bytes(l)
+            }
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; len as usize];
+        s.read_exact(&mut payload).await.ok()?;
+        if h[0] & 0x0f == 0x8 {
+            return Some(u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_oversize_pre_auth_frame_is_refused_from_its_header() {
+    let gw = Gateway::start().await;
+    let mut s = raw_ws(&gw).await;
+    // A text frame announcing 20 MiB, of which only 1,000 bytes are ever sent: the gate
+    // refuses it from the header (1009), without waiting for (or buffering) the payload.
+    let mut f = vec![0x81, 0x80 | 127];
+    f.extend_from_slice(&(20u64 << 20).to_be_bytes());
+    f.extend_from_slice(&[7, 7, 7, 7]);
+    f.extend(std::iter::repeat_n(b'x' ^ 7, 1000));
+    s.write_all(&f).await.unwrap();
+    let started = Instant::now();
+    let code = timeout(PATIENCE, raw_close_code(&mut s))
+        .await
+        .expect("a close in time");
+    assert_eq!(code, Some(1009));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused at once, not at the 15 s handshake timeout"
+    );
+
+    // After `connect` the limit is `policy.maxPayload`: a 100 KiB frame is served.
+    let (mut ws, _) = operator(&gw).await;
+    let big = "y".repeat(100 * 1024);
+    let r = ws
+        .call(
+            "chat.send",
+            json!({"sessionKey": "big", "message": big, "idempotencyKey": "big-1"}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+}
+
+#[tokio::test]
+async fn every_dialect_has_a_pre_auth_deadline() {
+    let gw = Gateway::start_with("{ gateway: { ws: { handshakeTimeoutMs: 300 } } }").await;
+    // OpenClaw: no connect at all.
+    let mut silent = Ws::open(&gw).await;
+    let challenge = silent.frame().await;
+    assert_eq!(challenge["event"], "connect.challenge", "{challenge}");
+    let started = Instant::now();
+    let c = silent.closed().await;
+    assert_eq!((c.code, c.reason.as_str()), (1000, "handshake timeout"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Legacy without `?token=`: answered AUTH_REQUIRED, then closed at the deadline.
+    let mut legacy = Ws::open(&gw).await;
+    legacy.frame().await;
+    legacy
+        .send(json!({"type": "status", "id": "s1", "payload": {}}))
+        .await;
+    let r = legacy.frame().await;
+    assert_eq!(r["payload"]["code"], "AUTH_REQUIRED", "{r}");
+    let c = legacy.closed().await;
+    assert_eq!((c.code, c.reason.as_str()), (1000, "handshake timeout"));
+    // Authenticated sockets outlive the deadline: a legacy one with a valid `?token=` and
+    // an OpenClaw one after hello-ok are served after twice the deadline has passed.
+    let mut authed = Ws::open_path(&gw, &format!("/?token={}", gw.token)).await;
+    authed.frame().await;
+    let (mut op, _) = operator(&gw).await;
+    let until = Instant::now() + Duration::from_millis(700);
+    while Instant::now() < until {
+        authed
+            .send(json!({"type": "status", "id": "s2", "payload": {}}))
+            .await;
+        assert_eq!(authed.frame().await["type"], "status");
+        op.ok("health", json!({})).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
