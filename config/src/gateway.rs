@@ -105,7 +105,7 @@ pub struct WsLimitsConfig {
     /// (`policy.maxBufferedBytes`; OpenClaw: 50 MiB).
     pub max_buffered_bytes: usize,
     /// How long a socket may stay unauthenticated: an OpenClaw socket that has not
-    /// completed `connect`, or a legacy socket opened without `?token=`, is closed (1008
+    /// completed `connect`, or a legacy socket opened without `?token=`, is closed (1000
     /// `handshake timeout`) this long after it opened (OpenClaw: 15 s).
     pub handshake_timeout_ms: u64,
 }
