@@ -56,14 +56,7 @@ pub struct Caller {
 }
 
 /// The proxy headers a caller may send.
-pub const FORWARDING_HEADERS: [&str; 6] = [
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-real-ip",
-];
+pub use clawplane_util::net::PROXY_HEADERS as FORWARDING_HEADERS;
 
 /// The proxy headers of an HTTP request (repeated headers joined with `, `).
 pub fn forwarding_headers(headers: &http::HeaderMap) -> Vec<(http::HeaderName, http::HeaderValue)> {

@@ -52,23 +52,6 @@ fn peer(req: &Request<Body>) -> Option<SocketAddr> {
         .map(|c| c.0)
 }
 
-/// A tonic request with the caller's credential, address and `X-Forwarded-For`.
-fn forward<T>(caller: &Caller, headers: &HeaderMap, msg: T) -> tonic::Request<T> {
-    let mut req = caller.request(msg);
-    let xff = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !xff.is_empty()
-        && let Ok(v) = xff.parse()
-    {
-        req.metadata_mut().insert("x-forwarded-for", v);
-    }
-    req
-}
-
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
@@ -135,10 +118,7 @@ async fn sync_call(
         session_name,
         message,
     };
-    match svc
-        .call_webhook(forward(&caller, &parts.headers, msg))
-        .await
-    {
+    match svc.call_webhook(caller.request(msg)).await {
         Ok(r) => text(StatusCode::OK, r.into_inner().reply),
         Err(s) => sync_webhook_error(&s),
     }
@@ -175,10 +155,7 @@ async fn ingest(
         headers,
         body: bytes.to_vec(),
     };
-    match svc
-        .ingest_webhook(forward(&caller, &parts.headers, msg))
-        .await
-    {
+    match svc.ingest_webhook(caller.request(msg)).await {
         Ok(r) => {
             let r = r.into_inner();
             let mut body = json!({"ok": true, "runId": r.run_id, "sessionKey": r.session_key});

@@ -31,6 +31,9 @@ pub struct GatewayConfig {
     pub header_read_timeout_ms: u64,
     /// WebSocket limits (`gateway.ws.*`).
     pub ws: WsLimitsConfig,
+    /// Connection limits of the listener (`gateway.limits.*`): per-client connections,
+    /// idle connections, HTTP/2 keep-alive and sizes.
+    pub limits: ListenerLimitsConfig,
     /// TLS for every surface of the one port (`gateway.tls.*`).
     pub tls: TlsConfig,
     /// Allow binding a non-loopback address without TLS (tokens then cross the network in
@@ -101,12 +104,75 @@ pub struct WsLimitsConfig {
     /// Outbound bytes a socket may leave unread before it is closed as a slow consumer
     /// (`policy.maxBufferedBytes`; OpenClaw: 50 MiB).
     pub max_buffered_bytes: usize,
+    /// How long a socket may stay unauthenticated: an OpenClaw socket that has not
+    /// completed `connect`, or a legacy socket opened without `?token=`, is closed (1000
+    /// `handshake timeout`) this long after it opened (OpenClaw: 15 s).
+    pub handshake_timeout_ms: u64,
 }
 
 impl Default for WsLimitsConfig {
     fn default() -> Self {
         WsLimitsConfig {
             max_buffered_bytes: 52_428_800,
+            handshake_timeout_ms: 15_000,
+        }
+    }
+}
+
+/// `gateway.limits`: what one connection and one client may hold on the listener.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ListenerLimitsConfig {
+    /// Open TCP connections (every protocol, upgraded WebSockets included) from one client
+    /// address (an IPv4 address or an IPv6 /64) at most; past it a new connection from that
+    /// client is closed at once, unanswered. 0 = no cap.
+    pub max_connections_per_client: usize,
+    /// Loopback clients are not capped: 127/8 gives a local process millions of addresses,
+    /// so a per-address cap protects nothing there, and local tools open thousands of
+    /// sockets.
+    pub exempt_loopback: bool,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY
+    /// first). Open streams, long waits and WebSockets are requests in flight. 0 = never.
+    pub idle_timeout_ms: u64,
+    /// HTTP/2 (gRPC) connection limits (`gateway.limits.http2.*`).
+    pub http2: Http2LimitsConfig,
+}
+
+impl Default for ListenerLimitsConfig {
+    fn default() -> Self {
+        ListenerLimitsConfig {
+            max_connections_per_client: 256,
+            exempt_loopback: true,
+            idle_timeout_ms: 300_000,
+            http2: Http2LimitsConfig::default(),
+        }
+    }
+}
+
+/// `gateway.limits.http2`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Http2LimitsConfig {
+    /// The server pings every connection this often; 0 = no pings.
+    pub keep_alive_interval_ms: u64,
+    /// A ping not answered within this long closes the connection (a dead peer or a
+    /// half-open TCP connection).
+    pub keep_alive_timeout_ms: u64,
+    /// Streams (calls) open at once on one connection (`SETTINGS_MAX_CONCURRENT_STREAMS`);
+    /// more wait for a free stream on the client.
+    pub max_concurrent_streams: u32,
+    /// The largest request header block, in bytes (`SETTINGS_MAX_HEADER_LIST_SIZE`): gRPC
+    /// metadata included.
+    pub max_header_list_size: u32,
+}
+
+impl Default for Http2LimitsConfig {
+    fn default() -> Self {
+        Http2LimitsConfig {
+            keep_alive_interval_ms: 60_000,
+            keep_alive_timeout_ms: 20_000,
+            max_concurrent_streams: 1024,
+            max_header_list_size: 65_536,
         }
     }
 }
@@ -170,6 +236,7 @@ impl Default for GatewayConfig {
             header_read_timeout_ms: 30_000,
             max_tcp_connections: 50_000,
             ws: WsLimitsConfig::default(),
+            limits: ListenerLimitsConfig::default(),
             tls: TlsConfig::default(),
             allow_insecure_remote: false,
         }
@@ -245,6 +312,31 @@ impl GatewayConfig {
                     format!("{p:?} is not an IP address or CIDR"),
                 ));
             }
+        }
+        let h2 = &self.limits.http2;
+        if h2.keep_alive_interval_ms > 0 && h2.keep_alive_timeout_ms == 0 {
+            return Err(ConfigError::at(
+                "gateway.limits.http2.keepAliveTimeoutMs",
+                "must be above 0 while keepAliveIntervalMs is set (0 turns the pings off)",
+            ));
+        }
+        if h2.max_concurrent_streams == 0 {
+            return Err(ConfigError::at(
+                "gateway.limits.http2.maxConcurrentStreams",
+                "must be at least 1",
+            ));
+        }
+        if h2.max_header_list_size < 1024 {
+            return Err(ConfigError::at(
+                "gateway.limits.http2.maxHeaderListSize",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if self.ws.handshake_timeout_ms == 0 {
+            return Err(ConfigError::at(
+                "gateway.ws.handshakeTimeoutMs",
+                "must be above 0",
+            ));
         }
         Ok(())
     }

@@ -352,6 +352,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let limits = server::ConnLimits {
         max_connections: cfg.gateway.max_tcp_connections,
         header_read_timeout: Duration::from_millis(cfg.gateway.header_read_timeout_ms.max(100)),
+        listener: cfg.gateway.limits.clone(),
     };
     let server = tokio::spawn(server::serve(listener, config, limits, app, stop));
 

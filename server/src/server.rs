@@ -152,6 +152,7 @@ fn ws(api: &Api) -> Router {
         version: env!("CARGO_PKG_VERSION").into(),
         max_connections: api.gw.config.gateway.max_connections,
         max_buffered_bytes: api.gw.config.gateway.ws.max_buffered_bytes,
+        handshake_timeout: Duration::from_millis(api.gw.config.gateway.ws.handshake_timeout_ms),
         shutdown: api.gw.shutdown.clone(),
         ..Default::default()
     };
@@ -255,18 +256,162 @@ pub async fn drain(gw: &Arc<Gateway>, health: &HealthReporter, grace: Duration) 
 }
 
 /// Connection limits of the listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnLimits {
     /// `gateway.maxTcpConnections`.
     pub max_connections: usize,
     /// `gateway.headerReadTimeoutMs`.
     pub header_read_timeout: Duration,
+    /// `gateway.limits.*`.
+    pub listener: clawplane_config::gateway::ListenerLimitsConfig,
+}
+
+/// Open connections per client (IPv4 address or IPv6 /64). Bounded by construction: an
+/// entry exists only while it counts at least one open connection, and there are at most
+/// `gateway.maxTcpConnections` of those.
+#[derive(Default)]
+struct PerClient {
+    open: std::sync::Mutex<std::collections::HashMap<crate::auth::ClientKey, usize>>,
+}
+
+/// One connection's place in [`PerClient`], given back when the socket is dropped.
+struct ClientSlot {
+    table: Arc<PerClient>,
+    key: crate::auth::ClientKey,
+}
+
+impl PerClient {
+    /// Takes a slot for `ip`, or `None` when the client already holds `cap`.
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr, cap: usize) -> Option<ClientSlot> {
+        let key = crate::auth::ClientKey::of(ip);
+        let mut open = clawplane_util::sync::lock(&self.open);
+        let n = open.entry(key).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            table: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = clawplane_util::sync::lock(&self.table.open);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A socket that holds its connection permits for as long as it lives, so an upgraded
+/// WebSocket (which outlives the HTTP connection task) still counts against
+/// `gateway.maxTcpConnections` and the per-client cap.
+struct Held<I> {
+    io: I,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _slot: Option<ClientSlot>,
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Held<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Held<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended, for the idle timeout.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    since: std::sync::Mutex<tokio::time::Instant>,
+}
+
+/// Counts one request as in flight until its response body is dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(a: &Arc<Activity>) -> InFlight {
+        a.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlight(a.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *clawplane_util::sync::lock(&self.0.since) = tokio::time::Instant::now();
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl Activity {
+    /// Resolves once the connection has had no request in flight for `idle`.
+    async fn idle(&self, idle: Duration) {
+        loop {
+            let since = *clawplane_util::sync::lock(&self.since);
+            let busy = self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0;
+            let due = since + idle;
+            if !busy && tokio::time::Instant::now() >= due {
+                return;
+            }
+            let next = if busy {
+                tokio::time::Instant::now() + idle
+            } else {
+                due
+            };
+            tokio::time::sleep_until(next).await;
+        }
+    }
 }
 
 /// Serves `app` on `listener` (over TLS when `tls` is set) until `stop`, then shuts the
 /// connections down gracefully and returns once they have closed. One accept loop for both,
-/// so both get TCP_NODELAY, the request-head timeout (`gateway.headerReadTimeoutMs`, a
-/// slowloris guard), WebSocket upgrades (HTTP/1.1 and h2 CONNECT) and
+/// so both get TCP_NODELAY, the connection caps (`gateway.maxTcpConnections`,
+/// `gateway.limits.maxConnectionsPerClient`), the request-head timeout
+/// (`gateway.headerReadTimeoutMs`, a slowloris guard), the idle timeout and the HTTP/2
+/// limits (`gateway.limits.*`), WebSocket upgrades (HTTP/1.1 and h2 CONNECT) and
 /// `ConnectInfo<SocketAddr>` on every request.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -282,16 +427,26 @@ pub async fn serve(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let connections = tokio_util::task::TaskTracker::new();
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let per_client = Arc::new(PerClient::default());
+    let l = &limits.listener;
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
+    let ping = (l.http2.keep_alive_interval_ms > 0)
+        .then(|| Duration::from_millis(l.http2.keep_alive_interval_ms));
     builder
         .http2()
         .timer(TokioTimer::new())
-        .enable_connect_protocol();
+        .enable_connect_protocol()
+        .keep_alive_interval(ping)
+        .keep_alive_timeout(Duration::from_millis(l.http2.keep_alive_timeout_ms.max(1)))
+        .max_concurrent_streams(l.http2.max_concurrent_streams)
+        .max_header_list_size(l.http2.max_header_list_size);
     let builder = Arc::new(builder);
+    let idle = (l.idle_timeout_ms > 0).then(|| Duration::from_millis(l.idle_timeout_ms));
+    let (per_client_cap, exempt_loopback) = (l.max_connections_per_client, l.exempt_loopback);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -305,24 +460,41 @@ pub async fn serve(
                 }
             },
         };
-        // Past the cap the connection is closed unanswered (the client sees EOF and may retry).
+        // Past a cap the connection is closed unanswered (the client sees EOF and may retry).
         let Ok(permit) = open.clone().try_acquire_owned() else {
             tracing::debug!(%peer, limit = limits.max_connections, "connection refused: gateway.maxTcpConnections");
             continue;
         };
+        let capped =
+            per_client_cap > 0 && !(exempt_loopback && clawplane_util::net::is_loopback(peer.ip()));
+        let slot = if capped {
+            match per_client.take(peer.ip(), per_client_cap) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(%peer, limit = per_client_cap, "connection refused: gateway.limits.maxConnectionsPerClient");
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         // Small replies must not wait for Nagle's algorithm (40 ms tails otherwise).
         let _ = tcp.set_nodelay(true);
+        let tcp = Held {
+            io: tcp,
+            _permit: permit,
+            _slot: slot,
+        };
         let (acceptor, app, builder, stop) =
             (acceptor.clone(), app.clone(), builder.clone(), stop.clone());
         connections.spawn(async move {
-            let _permit = permit;
             let Some(acceptor) = acceptor else {
-                return serve_connection(tcp, peer, app, &builder, &stop).await;
+                return serve_connection(tcp, peer, app, &builder, idle, &stop).await;
             };
             let handshake =
                 tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
             match tokio::select! { _ = stop.cancelled() => return, r = handshake => r } {
-                Ok(Ok(tls)) => serve_connection(tls, peer, app, &builder, &stop).await,
+                Ok(Ok(tls)) => serve_connection(tls, peer, app, &builder, idle, &stop).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -333,27 +505,55 @@ pub async fn serve(
     connections.wait().await;
 }
 
-/// Serves one connection until it ends, or gracefully (in-flight requests finish, HTTP/2
-/// GOAWAY) once `stop` fires.
+/// Serves one connection until it ends, gracefully (in-flight requests finish, HTTP/2
+/// GOAWAY) once `stop` fires or it has been idle for `idle`.
 async fn serve_connection<I>(
     io: I,
     peer: std::net::SocketAddr,
     app: Router,
     builder: &hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    idle: Option<Duration>,
     stop: &tokio_util::sync::CancellationToken,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = Arc::new(Activity {
+        in_flight: std::sync::atomic::AtomicUsize::new(0),
+        since: std::sync::Mutex::new(tokio::time::Instant::now()),
+    });
+    let act = activity.clone();
     let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
-        tower::ServiceExt::oneshot(app.clone(), req)
+        // In flight until the response body is done with (streams and waits included).
+        let guard = InFlight::start(&act);
+        let call = tower::ServiceExt::oneshot(app.clone(), req);
+        async move {
+            let resp = call.await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|body| {
+                Body::new(http_body_util::BodyExt::map_frame(body, move |f| {
+                    let _ = &guard;
+                    f
+                }))
+            }))
+        }
     });
     let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), svc);
     let mut conn = std::pin::pin!(conn);
+    let idle_for = async {
+        match idle {
+            Some(d) => activity.idle(d).await,
+            None => std::future::pending().await,
+        }
+    };
     let r = tokio::select! {
         r = conn.as_mut() => r,
         _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        _ = idle_for => {
+            tracing::debug!(%peer, "closing an idle connection (gateway.limits.idleTimeoutMs)");
             conn.as_mut().graceful_shutdown();
             conn.await
         }

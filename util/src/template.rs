@@ -141,11 +141,44 @@ pub fn context(
 ) -> Value {
     let mut m = payload.as_object().cloned().unwrap_or_default();
     m.insert("payload".into(), payload.clone());
-    m.insert("headers".into(), Json::Object(headers.clone()));
+    m.insert("headers".into(), template_headers(headers));
     m.insert("query".into(), Json::Object(query.clone()));
     m.insert("path".into(), Json::String(path.into()));
     m.insert("now".into(), Json::String(now.into()));
     Value::from_serialize(Json::Object(m))
+}
+
+/// Request headers that carry credentials; templates never see them (a rendered message
+/// lands in transcripts, model prompts and deliveries): the gateway's own token headers
+/// (`Authorization`, `X-OpenClaw-Token`, `X-Webhook-Secret`, Telegram's secret token),
+/// provider signatures (`X-Hub-Signature*`, `Stripe-Signature`, `webhook-signature`,
+/// `X-Signature-*`), cookies, proxy credentials and API-key headers.
+pub fn is_credential_header(name: &str) -> bool {
+    const EXACT: [&str; 10] = [
+        "authorization",
+        "proxy-authorization",
+        "x-openclaw-token",
+        "x-webhook-secret",
+        "x-telegram-bot-api-secret-token",
+        "stripe-signature",
+        "webhook-signature",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+    ];
+    let n = name.trim().to_ascii_lowercase();
+    EXACT.contains(&n.as_str()) || n.starts_with("x-hub-signature") || n.starts_with("x-signature")
+}
+
+/// The headers a template may read: all but [`is_credential_header`].
+fn template_headers(headers: &Map<String, Json>) -> Json {
+    Json::Object(
+        headers
+            .iter()
+            .filter(|(k, _)| !is_credential_header(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }
 
 /// A set of named templates with the hook conventions, for other surfaces (the
@@ -182,7 +215,7 @@ impl Templates {
         let mut m = body.as_object().cloned().unwrap_or_default();
         m.insert("body".into(), body.clone());
         m.insert("payload".into(), body.clone());
-        m.insert("headers".into(), Json::Object(headers.clone()));
+        m.insert("headers".into(), template_headers(headers));
         m.insert("path".into(), Json::String(path.into()));
         m.insert("now".into(), Json::String(now.into()));
         let ctx = Value::from_serialize(Json::Object(m));
@@ -190,6 +223,44 @@ impl Templates {
             .get_template(name)
             .and_then(|t| t.render(ctx))
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod credential_header_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn templates_never_see_credential_headers() {
+        let mut headers = Map::new();
+        for (k, v) in [
+            ("authorization", "Bearer s3cret"),
+            ("x-openclaw-token", "s3cret"),
+            ("x-webhook-secret", "s3cret"),
+            ("x-hub-signature-256", "sha256=s3cret"),
+            ("x-hub-signature", "sha1=s3cret"),
+            ("stripe-signature", "t=1,v1=s3cret"),
+            ("webhook-signature", "v1,s3cret"),
+            ("x-signature-ed25519", "s3cret"),
+            ("cookie", "sid=s3cret"),
+            ("set-cookie", "sid=s3cret"),
+            ("x-telegram-bot-api-secret-token", "s3cret"),
+            ("x-event-type", "push"),
+        ] {
+            headers.insert(k.into(), json!(v));
+        }
+        let src = "{{ headers }}|{{ headers.authorization }}|{{ headers['x-hub-signature-256'] }}|{{ headers.x-event-type }}";
+        let mut t = Templates::default();
+        t.add("t", src).unwrap();
+        let out = t.render("t", &json!({}), &headers, "p", "now").unwrap();
+        assert!(!out.contains("s3cret"), "{out}");
+        assert!(out.ends_with("||push"), "{out}");
+        let mut env = environment();
+        env.add_template_owned("h", rewrite(src)).unwrap();
+        let ctx = context(&json!({}), &headers, &Map::new(), "p", "now");
+        let out = env.get_template("h").unwrap().render(ctx).unwrap();
+        assert!(!out.contains("s3cret") && out.ends_with("||push"), "{out}");
     }
 }
 

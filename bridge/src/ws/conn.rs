@@ -2,16 +2,16 @@
 //! authenticated request/event loop (OpenClaw) or the legacy loop, and the close.
 
 use super::{
-    MAX_PREAUTH_PAYLOAD, Shim,
+    MAX_PREAUTH_PAYLOAD, Shim, Socket,
     events::Translator,
     frames::{ErrorShape, event, now_ms, res_err},
+    gate::Lift,
     handshake::{self, Outcome, Session},
     incoming::{CLOSE_WAIT, Incoming, classify, linger},
     legacy, methods,
     outbox::Outbox,
 };
 use crate::{Caller, EventStream};
-use axum::extract::ws::WebSocket;
 use clawplane_proto::v1::{EventServiceWatchRequest, event_service_watch_response::Frame};
 use futures::{StreamExt as _, stream::SplitStream};
 use serde_json::{Value as Json, json};
@@ -25,7 +25,7 @@ const BUSY_GRACE: Duration = Duration::from_secs(2);
 /// A socket beyond `gateway.maxConnections`: it gets a challenge and a short grace for its
 /// first frame so the answer speaks its dialect (legacy: `GATEWAY_BUSY`; OpenClaw: a
 /// retryable `UNAVAILABLE`), then close 1013. A silent socket is closed 1013 after the grace.
-async fn busy(stream: &mut SplitStream<WebSocket>, out: &Outbox) {
+async fn busy(stream: &mut SplitStream<Socket>, out: &Outbox) {
     const MESSAGE: &str =
         "gateway busy: too many connections (gateway.maxConnections); retry later";
     out.text(handshake::challenge(
@@ -69,14 +69,16 @@ async fn busy(stream: &mut SplitStream<WebSocket>, out: &Outbox) {
 
 pub(super) async fn run(
     shim: Arc<Shim>,
-    socket: WebSocket,
+    socket: Socket,
+    lift: Lift,
     peer: Option<SocketAddr>,
     forwarding: Vec<(http::HeaderName, http::HeaderValue)>,
     query_token: Option<String>,
     over_capacity: bool,
 ) {
+    let opened = Instant::now();
     let (sink, mut stream) = socket.split();
-    let (out, mut writer) = Outbox::open(sink);
+    let (out, mut writer) = Outbox::open(sink, shim.cfg.max_buffered_bytes);
 
     if over_capacity {
         busy(&mut stream, &out).await;
@@ -90,29 +92,48 @@ pub(super) async fn run(
         peer,
         forwarding,
     };
-    let (session, pending) = match handshake::run(&shim, &mut stream, &out, &anonymous).await {
-        Outcome::Ready(session, pending) => (session, pending),
-        Outcome::Closed { linger: wait } => {
-            drop(out);
-            if wait {
+    let (session, pending) =
+        match handshake::run(&shim, &mut stream, &out, &anonymous, opened).await {
+            // Authenticated: from now on only `policy.maxPayload` bounds a frame.
+            Outcome::Ready(session, pending) => {
+                lift.lift();
+                (session, pending)
+            }
+            Outcome::Closed { linger: wait } => {
+                drop(out);
+                if wait {
+                    linger(&mut stream).await;
+                }
+                let _ = writer.await;
+                return;
+            }
+            Outcome::Legacy(first) => {
+                // A legacy `?token=` was checked at the upgrade; without one the socket stays
+                // pre-auth (64 KiB frames, the handshake deadline).
+                if query_token.is_some() {
+                    lift.lift();
+                }
+                legacy::run(
+                    &shim,
+                    &mut stream,
+                    &out,
+                    first,
+                    anonymous,
+                    query_token,
+                    opened,
+                )
+                .await;
+                if shim.cfg.shutdown.is_cancelled() {
+                    out.close(1012, "service restart");
+                } else {
+                    out.close(1000, "bye");
+                }
+                drop(out);
                 linger(&mut stream).await;
+                let _ = writer.await;
+                return;
             }
-            let _ = writer.await;
-            return;
-        }
-        Outcome::Legacy(first) => {
-            legacy::run(&shim, &mut stream, &out, first, anonymous, query_token).await;
-            if shim.cfg.shutdown.is_cancelled() {
-                out.close(1012, "service restart");
-            } else {
-                out.close(1000, "bye");
-            }
-            drop(out);
-            linger(&mut stream).await;
-            let _ = writer.await;
-            return;
-        }
-    };
+        };
 
     let closing = serve(&shim, &mut stream, &out, session, pending).await;
     linger(&mut stream).await;
@@ -155,7 +176,7 @@ async fn next_feed(
 /// per-connection seq, ticks, and the close paths.
 async fn serve(
     shim: &Shim,
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut SplitStream<Socket>,
     out: &Outbox,
     session: Session,
     pending: VecDeque<String>,

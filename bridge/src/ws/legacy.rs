@@ -5,9 +5,12 @@
 //! `AUTH_REQUIRED`, `AUTH_INVALID`, `RATE_LIMITED`, `SKILL_NOT_FOUND`, `GATEWAY_BUSY`.
 //! Every frame is translated into the same v1 RPCs.
 
-use super::{Shim, outbox::Outbox};
+use super::{
+    Shim, Socket,
+    incoming::{Incoming, classify},
+    outbox::Outbox,
+};
 use crate::{Caller, Services, status::legacy_error_code};
-use axum::extract::ws::{Message, WebSocket};
 use clawplane_proto::v1::{
     AgentServiceWaitRequest, ChatServiceSendRequest, GatewayServiceStatusRequest,
     GatewayServiceWakeRequest, RunState, WakeMode, WakeOutcome,
@@ -29,28 +32,50 @@ fn error(out: &Outbox, id: &Json, code: &str, message: &str) {
     reply(out, "error", id, json!({"code": code, "message": message}));
 }
 
-/// Serves the legacy dialect until the client leaves or the gateway stops.
+/// Serves the legacy dialect until the client leaves or the gateway stops. A socket
+/// without `?token=` is never authenticated: it is answered `AUTH_REQUIRED` and closed
+/// 1000 `handshake timeout` once `gateway.ws.handshakeTimeoutMs` has passed since it opened.
 pub(crate) async fn run(
     shim: &Shim,
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut SplitStream<Socket>,
     out: &Outbox,
     first: Json,
     origin: Caller,
     token: Option<String>,
+    opened: tokio::time::Instant,
 ) {
+    let authed = token.is_some();
     let caller = Caller { token, ..origin };
+    let deadline = async {
+        if authed {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep_until(opened + shim.cfg.handshake_timeout).await;
+    };
+    tokio::pin!(deadline);
     spawn(&shim.s, &caller, out, first);
     loop {
         tokio::select! {
             _ = shim.cfg.shutdown.cancelled() => return,
-            m = stream.next() => match m {
-                Some(Ok(Message::Text(t))) => {
-                    if t.len() > super::MAX_PAYLOAD { return; }
+            _ = &mut deadline => {
+                out.close(1000, "handshake timeout");
+                return;
+            }
+            m = stream.next() => match classify(m) {
+                Incoming::Text(t) => {
                     let v: Json = serde_json::from_str(&t).unwrap_or(Json::Null);
                     spawn(&shim.s, &caller, out, v);
                 }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return,
+                Incoming::Skip => {}
+                Incoming::TooBig => {
+                    if authed {
+                        out.close(1009, "payload too large (policy.maxPayload)");
+                    } else {
+                        out.close(1009, "preauth payload too large");
+                    }
+                    return;
+                }
+                Incoming::Gone => return,
             }
         }
     }

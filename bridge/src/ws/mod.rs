@@ -10,6 +10,7 @@
 mod conn;
 mod events;
 pub mod frames;
+mod gate;
 mod handshake;
 mod incoming;
 mod legacy;
@@ -20,11 +21,12 @@ use crate::Services;
 use axum::{
     Router,
     body::Body,
-    extract::{ConnectInfo, FromRequestParts, State, ws::WebSocketUpgrade},
+    extract::{ConnectInfo, State},
     http::{Request, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{MethodFilter, on},
 };
+use clawplane_proto::v1::GatewayServiceStatusRequest;
 use std::{
     net::SocketAddr,
     sync::{
@@ -34,6 +36,13 @@ use std::{
     time::Duration,
 };
 use tokio::sync::Notify;
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        handshake::derive_accept_key,
+        protocol::{Role, WebSocketConfig},
+    },
+};
 use tokio_util::sync::CancellationToken;
 
 /// Protocol versions this shim speaks; a connect range must contain one of them.
@@ -49,8 +58,12 @@ pub const MAX_PAYLOAD: usize = 26_214_400;
 pub const MAX_BUFFERED_BYTES: usize = 52_428_800;
 /// `policy.tickIntervalMs`.
 pub const TICK_INTERVAL: Duration = Duration::from_secs(30);
-/// Pre-auth handshake timeout.
+/// Pre-auth handshake timeout (`gateway.ws.handshakeTimeoutMs`).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One accepted socket: tungstenite over the upgraded connection, behind the pre-auth gate.
+pub(crate) type Socket =
+    WebSocketStream<gate::Gate<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// What the server tells the shim.
 #[derive(Clone)]
@@ -64,6 +77,7 @@ pub struct WsConfig {
     pub max_buffered_bytes: usize,
     /// Cancelled when the gateway stops: every socket gets `shutdown`, then close 1012.
     pub shutdown: CancellationToken,
+    /// `gateway.ws.handshakeTimeoutMs`: how long a socket may stay unauthenticated.
     pub handshake_timeout: Duration,
     pub tick_interval: Duration,
 }
@@ -126,9 +140,35 @@ pub fn ws_router(services: Services, cfg: WsConfig) -> Router {
         cfg,
         open: AtomicUsize::new(0),
     });
-    Router::new().route("/", get(upgrade)).with_state(shim)
+    Router::new()
+        .route(
+            "/",
+            on(MethodFilter::GET.or(MethodFilter::CONNECT), upgrade),
+        )
+        .with_state(shim)
 }
 
+/// A JSON refusal of the upgrade request.
+fn refuse(status: StatusCode, error: &str) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({"ok": false, "error": error})),
+    )
+        .into_response()
+}
+
+fn header_has(req: &http::request::Parts, name: &str, token: &str) -> bool {
+    req.headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// The upgrade, done here rather than by axum's `WebSocketUpgrade` so the socket's IO can
+/// carry the pre-auth gate ([`gate`]). HTTP/1.1 `GET` with `Upgrade: websocket` (101) and
+/// HTTP/2 extended `CONNECT` with `:protocol websocket` (200) are accepted; anything else
+/// at `/` gets 426. A legacy `?token=` is checked here: a wrong one is refused with 401
+/// (429 while the client is locked out) before any frame.
 async fn upgrade(State(shim): State<Arc<Shim>>, req: Request<Body>) -> Response {
     let (mut parts, _) = req.into_parts();
     let peer = parts
@@ -143,30 +183,85 @@ async fn upgrade(State(shim): State<Arc<Shim>>, req: Request<Body>) -> Response 
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v)
     });
-    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(ws) => ws,
-        Err(_) => {
-            return (
-                StatusCode::UPGRADE_REQUIRED,
-                [("upgrade", "websocket")],
-                axum::Json(serde_json::json!({
-                    "ok": false,
-                    "error": "this is the OpenClaw WebSocket endpoint: connect with a WebSocket client (ws://host:port/)",
-                })),
-            )
-                .into_response();
-        }
+    let h2 = parts.method == http::Method::CONNECT
+        && parts
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    let h1 = parts.method == http::Method::GET
+        && header_has(&parts, "connection", "upgrade")
+        && header_has(&parts, "upgrade", "websocket");
+    let version_ok = parts
+        .headers
+        .get("sec-websocket-version")
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let key = parts.headers.get("sec-websocket-key").cloned();
+    let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let (Some(on_upgrade), true, true) =
+        (on_upgrade, h1 || h2, version_ok && (h2 || key.is_some()))
+    else {
+        let mut r = refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "this is the OpenClaw WebSocket endpoint: connect with a WebSocket client (ws://host:port/)",
+        );
+        r.headers_mut()
+            .insert("upgrade", http::HeaderValue::from_static("websocket"));
+        return r;
     };
+    if let Some(token) = &query_token {
+        let caller = crate::Caller {
+            token: Some(token.clone()),
+            peer,
+            forwarding: forwarding.clone(),
+        };
+        if let Err(s) = shim
+            .s
+            .gateway
+            .status(caller.request(GatewayServiceStatusRequest {}))
+            .await
+        {
+            let status = match s.code() {
+                tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                    StatusCode::UNAUTHORIZED
+                }
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            return refuse(status, &format!("?token= refused: {}", s.message()));
+        }
+    }
     shim.open.fetch_add(1, Ordering::AcqRel);
     OPEN.fetch_add(1, Ordering::AcqRel);
     let guard = OpenGuard(shim.clone());
     let over = shim.open.load(Ordering::Acquire) > shim.cfg.max_connections;
-    ws.max_message_size(MAX_PAYLOAD)
-        .max_frame_size(MAX_PAYLOAD)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| async move {
-            conn::run(shim, socket, peer, forwarding, query_token, over).await;
-            drop(guard);
-        })
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let (io, lift) =
+            gate::Gate::new(hyper_util::rt::TokioIo::new(upgraded), MAX_PREAUTH_PAYLOAD);
+        let mut config = WebSocketConfig::default();
+        config.max_message_size = Some(MAX_PAYLOAD);
+        config.max_frame_size = Some(MAX_PAYLOAD);
+        config.read_buffer_size = 4 * 1024;
+        config.write_buffer_size = 0;
+        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        conn::run(shim, socket, lift, peer, forwarding, query_token, over).await;
+        drop(guard);
+    });
+    if h2 {
+        return Response::new(Body::empty());
+    }
+    let accept = key
+        .map(|k| derive_accept_key(k.as_bytes()))
+        .unwrap_or_default();
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert("connection", http::HeaderValue::from_static("upgrade"));
+    h.insert("upgrade", http::HeaderValue::from_static("websocket"));
+    if let Ok(v) = http::HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    r
 }

@@ -1,15 +1,20 @@
-//! The write half of one socket: an unbounded queue with byte accounting in front of a
-//! writer task, so method tasks and the event loop never wait on a slow client; the loop
-//! closes a client whose unread bytes pass `policy.maxBufferedBytes` (the slow-consumer
-//! policy) instead of buffering without end.
+//! The write half of one socket: a queue with byte accounting in front of a writer task, so
+//! method tasks and the event loop never wait on a slow client. It is the only writer of
+//! the socket, and it is bounded: any frame (a reply, an event, a legacy answer) that takes
+//! the unread bytes past `policy.maxBufferedBytes` closes the client as a slow consumer
+//! instead of buffering without end.
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use super::Socket;
 use futures::{SinkExt as _, stream::SplitSink};
 use std::sync::{
     Arc,
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_tungstenite::tungstenite::{
+    Message, Utf8Bytes,
+    protocol::{CloseFrame, frame::coding::CloseCode},
+};
 
 /// The queue in front of the socket's writer (cheap to clone: every method task holds one).
 #[derive(Clone)]
@@ -17,6 +22,7 @@ pub(crate) struct Outbox {
     tx: mpsc::UnboundedSender<Out>,
     buffered: Arc<AtomicUsize>,
     slow: Arc<AtomicBool>,
+    max_buffered: usize,
 }
 
 /// A queued frame and, for a pushed event, its per-connection seq.
@@ -28,12 +34,18 @@ struct Out {
 impl Outbox {
     /// The outbox of `sink` and its writer task (it ends after a close frame, or once every
     /// clone of the outbox is dropped and the queue is written).
-    pub fn open(sink: SplitSink<WebSocket, Message>) -> (Outbox, JoinHandle<()>) {
+    pub fn open(sink: SplitSink<Socket, Message>, max_buffered: usize) -> (Outbox, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let buffered = Arc::new(AtomicUsize::new(0));
         let slow = Arc::new(AtomicBool::new(false));
         let writer = tokio::spawn(writer(sink, rx, buffered.clone(), slow.clone()));
-        (Outbox { tx, buffered, slow }, writer)
+        let out = Outbox {
+            tx,
+            buffered,
+            slow,
+            max_buffered,
+        };
+        (out, writer)
     }
 
     /// Queues a text frame; returns the bytes now waiting to be written.
@@ -55,6 +67,8 @@ impl Outbox {
         };
         if self.tx.send(m).is_err() {
             self.buffered.fetch_sub(n, Ordering::AcqRel);
+        } else if now > self.max_buffered {
+            self.close_slow();
         }
         now
     }
@@ -88,13 +102,13 @@ fn close_frame(code: u16, reason: &str) -> Message {
         r.pop();
     }
     Message::Close(Some(CloseFrame {
-        code,
+        code: CloseCode::from(code),
         reason: Utf8Bytes::from(r),
     }))
 }
 
 async fn writer(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: SplitSink<Socket, Message>,
     mut rx: mpsc::UnboundedReceiver<Out>,
     buffered: Arc<AtomicUsize>,
     slow: Arc<AtomicBool>,

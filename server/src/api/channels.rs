@@ -65,7 +65,7 @@ impl channel_service_server::ChannelService for Api {
         req: Request<IngestChannelWebhookRequest>,
     ) -> Result<Response<IngestChannelWebhookResponse>, Status> {
         self.authorize(&req, Rpc::ChannelIngestChannelWebhook)?;
-        let remote = super::peer_of(&req).map(|a| a.ip());
+        let remote = self.client_ip(&req);
         Ok(Response::new(
             self.gw.inbound.ingest(req.into_inner(), remote).await?,
         ))

@@ -1,8 +1,8 @@
 //! DeviceService: challenges, device connect (proof, pairing, tokens), and the pairing and
 //! token administration RPCs. Logic lives in `core::devices`.
 
+use super::Api;
 use super::Rpc;
-use super::{Api, peer_of};
 use crate::{
     auth,
     core::devices::{Caller, ConnectInput},
@@ -10,16 +10,6 @@ use crate::{
 };
 use clawplane_proto::{device_auth::DeviceProof, v1::*};
 use tonic::{Request, Response, Status};
-
-/// Headers that mark a proxied request (no silent local pairing through a proxy).
-const FORWARDING_HEADERS: [&str; 6] = [
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-real-ip",
-];
 
 #[tonic::async_trait]
 impl device_service_server::DeviceService for Api {
@@ -40,9 +30,8 @@ impl device_service_server::DeviceService for Api {
         let md = req.metadata();
         let header = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
         let presented = auth::bearer(header("authorization"), header("x-openclaw-token"));
-        let forwarded = FORWARDING_HEADERS.iter().any(|h| md.contains_key(*h));
-        let peer = peer_of(&req).map(|a| a.ip());
-        let client = self.client_ip(&req);
+        let who = self.client(&req);
+        let peer = who.ip;
         let r = req.into_inner();
         let Some(d) = r.device else {
             return Err(Error::field(
@@ -76,9 +65,8 @@ impl device_service_server::DeviceService for Api {
                 Caller {
                     principal,
                     presented,
-                    peer,
-                    client,
-                    forwarded,
+                    client: who.ip,
+                    local: who.local,
                 },
             )
             .await

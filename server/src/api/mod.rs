@@ -109,17 +109,24 @@ impl Api {
 }
 
 impl Api {
-    /// The client address: the peer, or — when the peer is one of `gateway.trustedProxies`
-    /// — the address its `X-Forwarded-For` / `Forwarded: for=` names.
-    pub fn client_ip<T>(&self, req: &Request<T>) -> Option<std::net::IpAddr> {
-        let md = req.metadata();
-        let header = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
-        clawplane_util::net::client_address_from(
+    /// Who is calling ([`clawplane_util::net::client`]): the client address (the peer, or
+    /// behind `gateway.trustedProxies` the rightmost untrusted forwarded hop) and whether
+    /// the caller is local (a loopback peer without any proxy header).
+    pub fn client<T>(&self, req: &Request<T>) -> clawplane_util::net::Client {
+        let headers = req.metadata().iter().filter_map(|kv| match kv {
+            tonic::metadata::KeyAndValueRef::Ascii(k, v) => Some((k.as_str(), v.to_str().ok()?)),
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        });
+        clawplane_util::net::client(
             peer_of(req).map(|a| a.ip()),
-            header("x-forwarded-for"),
-            header("forwarded"),
+            headers,
             &self.gw.config.gateway.trusted_proxies,
         )
+    }
+
+    /// The client address of [`Api::client`].
+    pub fn client_ip<T>(&self, req: &Request<T>) -> Option<std::net::IpAddr> {
+        self.client(req).ip
     }
 }
 

@@ -108,13 +108,14 @@ impl WebhookService for Api {
         &self,
         req: Request<CallWebhookRequest>,
     ) -> Result<Response<CallWebhookResponse>, Status> {
-        let (client, presented) = (self.client_ip(&req), Self::presented(&req));
+        let (who, presented) = (self.client(&req), Self::presented(&req));
         let r = req.into_inner();
         let call = SyncCall {
             instance_id: r.instance_id,
             session_name: r.session_name,
             message: r.message,
-            client,
+            client: who.ip,
+            local: who.local,
             presented,
         };
         let reply = self.gw.sync_webhooks.call(call, &self.auth).await?;

@@ -269,7 +269,10 @@ pub struct Channels {
 impl Channels {
     /// Builds the clients; errors name the config key.
     pub fn new(cfg: &ChannelsConfig, store: crate::store::Store) -> Result<Channels, String> {
+        // Proxy variables (HTTP_PROXY, ALL_PROXY, …) are ignored: sends go where the
+        // config says, never through whatever the process environment names.
         let http = reqwest::Client::builder()
+            .no_proxy()
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("channels: cannot build the HTTP client: {e}"))?;

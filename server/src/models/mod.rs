@@ -159,7 +159,10 @@ impl Models {
     fn registry(&self) -> &Registry {
         let cfg = &self.models;
         self.registry.get_or_init(|| {
+            // Proxy variables are ignored (as for channels and egress): a provider is
+            // reached at its configured base URL and nowhere else.
             let client = reqwest::Client::builder()
+                .no_proxy()
                 .connect_timeout(Duration::from_secs(10))
                 .build()
                 .map_err(|e| tracing::error!(error = %e, "cannot build the HTTP client for models"))

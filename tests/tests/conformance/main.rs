@@ -15,6 +15,7 @@ mod config;
 mod crash;
 mod devices;
 mod durability;
+mod edges;
 mod egress;
 mod errors;
 mod events;

@@ -413,17 +413,18 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     let gw = Gateway::start().await;
     let id = gw.status().await.instance_id;
     let private = add_key(&gw, "local", true).await.secret;
+    let public = add_key(&gw, "pub", false).await.secret;
     let body = json!({"session_name": "p", "message": "hi"}).to_string();
-    let r = call_at(
-        loopback(&gw),
-        &id,
-        Some(&private),
-        &[("X-Forwarded-For", "203.0.113.7")],
-        &body,
-    )
-    .await;
+    let xff = [("X-Forwarded-For", "203.0.113.7")];
+    // The header does not choose the address: the log shows the peer...
+    let r = call_at(loopback(&gw), &id, Some(&public), &xff, &body).await;
     assert_eq!(r.status, 200);
     assert_eq!(calls(&gw).await[0].source_ip, "127.0.0.1");
+    // ...yet a proxied request is never local, so the private key is refused.
+    assert_fail(
+        &call_at(loopback(&gw), &id, Some(&private), &xff, &body).await,
+        401,
+    );
 }
 
 #[tokio::test]

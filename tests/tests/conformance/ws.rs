@@ -646,12 +646,14 @@ async fn legacy_chat_client_gets_its_reply() {
         .await;
     let r = ws.frame().await;
     assert_eq!(r["payload"]["code"], "AUTH_REQUIRED", "{r}");
-    let mut ws = Ws::open_path(&gw, "/?token=wrong").await;
-    ws.frame().await;
-    ws.send(json!({"type": "chat", "id": "m3", "payload": {"message": "x"}}))
-        .await;
-    let r = ws.frame().await;
-    assert_eq!(r["payload"]["code"], "AUTH_INVALID", "{r}");
+    // A wrong `?token=` is refused at the upgrade, before any frame: 401 with a JSON body.
+    let (status, body) = Ws::refused(&gw, "/?token=wrong").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["ok"], false, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1345,32 +1347,22 @@ async fn legacy_repeated_auth_failures_are_rate_limited() {
         "{ gateway: { auth: { rateLimit: { maxAttempts: 3, windowMs: 60000, lockoutMs: 60000 } } } }",
     )
     .await;
-    let mut ws = Ws::open_path(&gw, "/?token=wrong").await;
-    ws.frame().await; // challenge
+    // Each wrong `?token=` is refused at the upgrade (401); past maxAttempts, 429.
     let mut codes = Vec::new();
-    for i in 0..6 {
-        ws.send(json!({"type": "status", "id": format!("s{i}"), "payload": {}}))
-            .await;
-        let r = ws.frame().await;
-        assert_eq!(r["type"], "error", "{r}");
-        assert_eq!(r["id"], format!("s{i}"));
-        codes.push(r["payload"]["code"].as_str().unwrap().to_string());
+    for _ in 0..6 {
+        codes.push(Ws::refused(&gw, "/?token=wrong").await.0);
     }
-    assert_eq!(codes[0], "AUTH_INVALID", "{codes:?}");
-    assert_eq!(codes.last().unwrap(), "RATE_LIMITED", "{codes:?}");
-    let first_limited = codes.iter().position(|c| c == "RATE_LIMITED").unwrap();
+    assert_eq!(codes[0], 401, "{codes:?}");
+    assert_eq!(*codes.last().unwrap(), 429, "{codes:?}");
+    let first_limited = codes.iter().position(|c| *c == 429).unwrap();
     assert!(
-        codes[first_limited..].iter().all(|c| c == "RATE_LIMITED"),
+        codes[first_limited..].iter().all(|c| *c == 429),
         "{codes:?}"
     );
 
     // While locked out, even the right token from this address is refused as rate limited.
-    let mut ws = Ws::open_path(&gw, &format!("/?token={}", gw.token)).await;
-    ws.frame().await;
-    ws.send(json!({"type": "chat", "id": "m", "payload": {"message": "hi"}}))
-        .await;
-    let r = ws.frame().await;
-    assert_eq!(r["payload"]["code"], "RATE_LIMITED", "{r}");
+    let (status, body) = Ws::refused(&gw, &format!("/?token={}", gw.token)).await;
+    assert_eq!(status, 429, "{body}");
 }
 
 #[tokio::test]

@@ -9,14 +9,13 @@ mod refusal;
 pub(crate) use params::ConnectParams;
 
 use super::{
-    MAX_PENDING_HANDSHAKE_FRAMES, MAX_PREAUTH_PAYLOAD, PROTOCOLS, Shim, events,
+    MAX_PENDING_HANDSHAKE_FRAMES, MAX_PREAUTH_PAYLOAD, PROTOCOLS, Shim, Socket, events,
     frames::{ErrorShape, closed_request, event, now_ms, res_err, res_ok},
     incoming::{Incoming, classify},
     legacy, methods,
     outbox::Outbox,
 };
 use crate::Caller;
-use axum::extract::ws::WebSocket;
 use clawplane_proto::v1::{
     ChallengeRequest, ConnectDeviceRequest, ConnectDeviceResponse, GatewayServiceStatusRequest,
     GatewayServiceStatusResponse,
@@ -59,9 +58,10 @@ pub(super) fn challenge(nonce: &str, ts: u64) -> String {
 /// headers, no credential yet).
 pub(super) async fn run(
     shim: &Shim,
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut SplitStream<Socket>,
     out: &Outbox,
     anonymous: &Caller,
+    opened: Instant,
 ) -> Outcome {
     let closed = |code: u16, reason: &str| {
         out.close(code, reason);
@@ -89,7 +89,7 @@ pub(super) async fn run(
         Err(s) => (uuid::Uuid::new_v4().to_string(), now_ms(), Some(s)),
     };
     out.text(challenge(&nonce, ts));
-    let deadline = Instant::now() + shim.cfg.handshake_timeout;
+    let deadline = opened + shim.cfg.handshake_timeout;
 
     // The first frame chooses the dialect.
     let first = loop {

@@ -10,7 +10,6 @@ use clawplane_proto::{
     device_auth::{self, DeviceProof, SignedFields},
     v1::PairingRequest,
 };
-use clawplane_util::net::is_loopback;
 use std::net::IpAddr;
 
 const ROLES: [&str; 3] = ["operator", "node", "worker"];
@@ -36,13 +35,11 @@ pub struct Caller {
     pub principal: Principal,
     /// The credential the caller presented (to hand a device its own token back).
     pub presented: Option<String>,
-    /// The socket's peer (locality is decided on it).
-    pub peer: Option<IpAddr>,
-    /// The client address: the peer, or the forwarded client behind a trusted proxy (the
-    /// pending-request limit per address counts it).
+    /// The client address (`clawplane_util::net::client`): the peer, or the forwarded client
+    /// behind a trusted proxy (the pending-request limit per address counts it).
     pub client: Option<IpAddr>,
-    /// `Forwarded`, `X-Forwarded-*` or `X-Real-IP` were present.
-    pub forwarded: bool,
+    /// A loopback peer without proxy headers (`clawplane_util::net::Client::local`).
+    pub local: bool,
 }
 
 /// A successful connect.
@@ -131,7 +128,7 @@ impl Devices {
             });
         }
 
-        let local = caller.peer.is_some_and(is_loopback) && !caller.forwarded;
+        let local = caller.local;
         let silent = match reason {
             None | Some("metadata-upgrade") => true,
             Some(_) => self.cfg.auto_approve_local && local && caller.principal.is_gateway_token(),
@@ -186,11 +183,7 @@ impl Devices {
             client_mode: input.client_mode.clone(),
             role,
             scopes: requested,
-            remote_ip: caller
-                .client
-                .or(caller.peer)
-                .map(|p| p.to_string())
-                .unwrap_or_default(),
+            remote_ip: caller.client.map(|p| p.to_string()).unwrap_or_default(),
             reason: reason.into(),
             create_time: Some(ms_ts(now)),
             expire_time: Some(ms_ts(now + self.pending_ttl())),

@@ -128,7 +128,10 @@ async fn attempt(cfg: &EgressConfig, def: &EndpointDef, msg: &MsgRec) -> Outcome
         Err(e) => return fail(e),
     };
     let timeout = Duration::from_secs_f64(cfg.timeout_seconds);
+    // No proxy from the environment: a proxy would resolve the host itself and reach
+    // whatever it resolves to, past the address check above.
     let mut builder = reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .user_agent(concat!("clawplane-webhooks/", env!("CARGO_PKG_VERSION")));

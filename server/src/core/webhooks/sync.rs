@@ -12,7 +12,6 @@ use base64::Engine as _;
 use clawplane_proto::now_ts;
 use clawplane_proto::v1::{RunOrigin, RunState, WebhookCall, WebhookKey};
 use clawplane_util::crypto::{ct_eq, sha256};
-use clawplane_util::net::is_loopback;
 use std::{
     net::IpAddr,
     sync::Arc,
@@ -90,9 +89,11 @@ pub struct SyncCall {
     pub instance_id: String,
     pub session_name: String,
     pub message: String,
-    /// The caller's address (after trusted proxies): loopback callers may use private
-    /// keys, and failures count against it.
+    /// The caller's address (after trusted proxies; `clawplane_util::net::client`):
+    /// failures count against it and the calls log shows it.
     pub client: Option<IpAddr>,
+    /// A local caller (loopback peer, no proxy headers) may use private keys.
+    pub local: bool,
     /// The webhook key the caller presented.
     pub presented: Option<String>,
 }
@@ -254,7 +255,7 @@ impl SyncWebhooks {
         if c.instance_id.trim() != self.instance_id {
             return Err(Error::WebhookNotFound);
         }
-        let private = c.client.is_some_and(is_loopback);
+        let private = c.local;
         let mut call = WebhookCall {
             call_time: Some(now_ts()),
             visibility: if private { "private" } else { "public" }.into(),

@@ -53,6 +53,29 @@ impl Ws {
         Ws { s, events: vec![] }
     }
 
+    /// Opens `path` expecting the upgrade to be refused; returns the HTTP status and the
+    /// JSON body.
+    pub async fn refused(gw: &Gateway, path: &str) -> (u16, Json) {
+        let url = format!("ws://{}{}", gw.addr, path);
+        let r = tokio::time::timeout(PATIENCE, connect_async(url.as_str()))
+            .await
+            .unwrap_or_else(|_| panic!("ws connect {url} timed out"));
+        match r {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let body = resp.body().clone().unwrap_or_default();
+                let v = serde_json::from_slice(&body).unwrap_or_else(|e| {
+                    panic!(
+                        "refusal body is not JSON ({e}): {:?}",
+                        String::from_utf8_lossy(&body)
+                    )
+                });
+                (resp.status().as_u16(), v)
+            }
+            Err(e) => panic!("ws connect {url}: {e}, not an HTTP refusal"),
+            Ok(_) => panic!("ws connect {url} was accepted"),
+        }
+    }
+
     pub async fn send(&mut self, v: Json) {
         self.s
             .send(Message::Text(v.to_string().into()))
