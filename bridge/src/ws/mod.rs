@@ -26,7 +26,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{MethodFilter, on},
 };
-use clawplane_proto::v1::GatewayServiceStatusRequest;
+use clawplane_proto::v1::GetCallerRequest;
 use std::{
     net::SocketAddr,
     sync::{
@@ -209,6 +209,7 @@ async fn upgrade(State(shim): State<Arc<Shim>>, req: Request<Body>) -> Response 
         return r;
     };
     if let Some(token) = &query_token {
+        // Any valid credential passes (GetCaller); what it may do is decided per frame.
         let caller = crate::Caller {
             token: Some(token.clone()),
             peer,
@@ -217,7 +218,7 @@ async fn upgrade(State(shim): State<Arc<Shim>>, req: Request<Body>) -> Response 
         if let Err(s) = shim
             .s
             .gateway
-            .status(caller.request(GatewayServiceStatusRequest {}))
+            .get_caller(caller.request(GetCallerRequest {}))
             .await
         {
             let status = match s.code() {

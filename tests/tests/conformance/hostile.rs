@@ -781,3 +781,100 @@ async fn bad_websocket_frames_and_handshakes_close_with_the_documented_codes() {
     still_serving(&gw).await;
     assert_eq!(written(&gw).await, before, "bad frames wrote something");
 }
+
+/// Hundreds of pre-auth misbehaviours at once: WebSockets that never authenticate (closed at
+/// the handshake deadline), WebSockets announcing a 1 MiB frame (closed 1009 from the frame
+/// header), a flood of device challenges (capped per address), and HTTP heads trickled a
+/// byte at a time. Meanwhile a normal client is served, the RSS stays bounded, and nothing is
+/// written.
+#[tokio::test]
+async fn a_crowd_of_pre_auth_misbehaviours_at_once_stays_bounded() {
+    let gw = Gateway::start_with("{ gateway: { ws: { handshakeTimeoutMs: 3000 } } }").await;
+    let before = written(&gw).await;
+    let rss_before = rss_kib(&gw);
+
+    let mut silent = Vec::new();
+    for _ in 0..150 {
+        silent.push(ws_open(&gw).await);
+    }
+    let mut oversize = Vec::new();
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(gw.addr).await.expect("tcp connect");
+        s.write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .expect("upgrade request");
+        // A masked text frame header announcing 1 MiB (64-bit length), and a little payload.
+        let mut frame = vec![0x81u8, 0x80 | 127];
+        frame.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        frame.extend_from_slice(&[1, 2, 3, 4]);
+        frame.extend_from_slice(&[b'x'; 512]);
+        s.write_all(&frame).await.expect("frame header");
+        oversize.push(s);
+    }
+    let mut trickled = Vec::new();
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(gw.addr).await.expect("tcp connect");
+        s.write_all(b"POST /hooks/agent HTTP/1.1\r\nHo")
+            .await
+            .expect("partial head");
+        trickled.push(s);
+    }
+    let mut refused_challenges = 0;
+    let mut devices = gw.devices_as(Token::none()).await;
+    for _ in 0..400 {
+        match devices
+            .challenge(clawplane_proto::v1::ChallengeRequest {})
+            .await
+        {
+            Ok(_) => {}
+            Err(s) => {
+                assert_error(&s, tonic::Code::ResourceExhausted, "CHALLENGES_EXHAUSTED");
+                refused_challenges += 1;
+            }
+        }
+    }
+    assert!(refused_challenges > 0, "the challenge flood met its cap");
+
+    // A normal client: gRPC, HTTP and a WebSocket that authenticates with the token.
+    still_serving(&gw).await;
+    assert!(gw.status().await.uptime_ms > 0);
+    let (_ws, hello) = crate::harness::ws::operator(&gw).await;
+    assert!(
+        hello.is_object(),
+        "a token client connects amid the crowd: {hello}"
+    );
+
+    let rss_with = rss_kib(&gw);
+    eprintln!("pre-auth crowd: RSS {rss_before} KiB -> {rss_with} KiB");
+    assert!(
+        rss_with < rss_before + 128 * 1024,
+        "pre-auth crowd: RSS {rss_before} KiB -> {rss_with} KiB"
+    );
+
+    // The oversize frames were refused from their header: 1009 on each socket.
+    for mut s in oversize {
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(BOUND, s.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.starts_with("HTTP/1.1 101"), "upgraded: {text:?}");
+        let close = buf.windows(2).rposition(|w| w == [0x03, 0xf1]).is_some();
+        assert!(
+            close,
+            "closed 1009 (0x03f1): {:?}",
+            &buf[buf.len().saturating_sub(32)..]
+        );
+    }
+    // The silent sockets are closed at the handshake deadline.
+    for mut s in silent {
+        let (code, _) = ws_close_code(&mut s).await;
+        assert_eq!(code, 1000, "closed at the handshake deadline");
+    }
+    drop(trickled);
+    still_serving(&gw).await;
+    let after = written(&gw).await;
+    assert_eq!(after.runs, before.runs);
+    assert_eq!(after.webhook_calls, before.webhook_calls);
+}
