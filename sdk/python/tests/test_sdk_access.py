@@ -4,6 +4,8 @@ devices_approve approves; the device token then carries exactly its scopes."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import asyncio
 import base64
 import hashlib
@@ -35,8 +37,15 @@ def test_hooks_token_is_refused_with_missing_scope(gateway: Gateway) -> None:
         assert "scope" in (e.hint() or "")
         # AgentService/Run and Wait are hook operations: allowed (no head seq: Status needs
         # operator.read, so the handle falls back to reading the run).
-        run = hooks.agent_run("hook run", session_key="hooks-py").wait(30)
+        run = hooks.agent_run("hook run").wait(30)
         assert run.state == run_pb2.RUN_STATE_SUCCEEDED
+        assert run.session_key.startswith("agent:main:hook:"), run.session_key
+        # The core holds the hooks token to hooks.*: no request session keys by default.
+        with pytest.raises(ClawplaneError) as ei:
+            hooks.agent_run("inject", session_key="agent:main:main")
+        assert ei.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert ei.value.reason == "HOOK_SESSION_KEY_NOT_ALLOWED"
+        assert ei.value.metadata.get("configKey") == "hooks.allowRequestSessionKey"
 
     async def body() -> None:
         async with await clawplane.connect_async(gateway.url, HOOKS_TOKEN) as ah:
@@ -62,8 +71,11 @@ class Device:
         self.public_key = _b64url(raw)
         self.device_id = hashlib.sha256(raw).hexdigest()
 
-    def connect(self, client: clawplane.Client, scopes: list[str]) -> device_pb2.ConnectDeviceResponse:
-        """Challenge -> ConnectDevice without any credential (so no auto-approval)."""
+    def connect(
+        self, client: clawplane.Client, scopes: list[str], token: Optional[str] = None
+    ) -> device_pb2.ConnectDeviceResponse:
+        """Challenge -> ConnectDevice, presenting `token` (filing a pairing request needs the
+        gateway token; a paired device connects with its proof alone)."""
         stubs = client.stubs
         ch = stubs.devices.Challenge(device_pb2.ChallengeRequest(), timeout=10)
         signed_at = ch.ts
@@ -80,15 +92,27 @@ class Device:
             platform="linux", display_name="python sdk test",
         )
         try:
-            return stubs.devices.ConnectDevice(req, timeout=10)  # type: ignore[no-any-return]
+            md = [("authorization", f"Bearer {token}")] if token else None
+            return stubs.devices.ConnectDevice(req, timeout=10, metadata=md)  # type: ignore[no-any-return]
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
 
-def test_devices_list_and_approve_a_pairing_request(client: clawplane.Client, gateway: Gateway) -> None:
+def test_devices_list_and_approve_a_pairing_request() -> None:
+    # No silent local approval here, so the gateway token files a request to approve.
+    gateway = Gateway({"gateway": {"nodes": {"pairing": {"autoApproveLocal": False}}}})
+    client = clawplane.connect(gateway.url, gateway.token)
+    try:
+        _pair_and_approve(client, gateway)
+    finally:
+        client.close()
+        gateway.close()
+
+
+def _pair_and_approve(client: clawplane.Client, gateway: Gateway) -> None:
     dev = Device()
     with pytest.raises(ClawplaneError) as ei:
-        dev.connect(client, ["operator.read"])
+        dev.connect(client, ["operator.read"], gateway.token)
     e = ei.value
     assert e.code == grpc.StatusCode.FAILED_PRECONDITION
     assert e.reason == "PAIRING_REQUIRED"

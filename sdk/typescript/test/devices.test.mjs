@@ -83,7 +83,8 @@ test("pairing: PAIRING_REQUIRED → devices.list → devices.approve → device 
   const dev = newDevice();
   const head = (await operator.status()).lastEventSeq;
 
-  const err = await connectDevice(anonymous, dev, ["operator.read"]).then(
+  // Filing a pairing request needs a shared credential (the gateway token here).
+  const err = await connectDevice(operator, dev, ["operator.read"]).then(
     () => assert.fail("pairing should be required"),
     (e) => e,
   );
