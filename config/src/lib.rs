@@ -14,6 +14,7 @@ pub mod hooks;
 mod load;
 pub mod models;
 pub mod reference;
+pub mod retention;
 pub mod session;
 pub mod webhooks;
 
@@ -22,6 +23,7 @@ pub use events::EventsConfig;
 pub use gateway::*;
 pub use hooks::{HookMapping, HookMatch, HooksConfig};
 pub use load::{Loaded, load, load_value};
+pub use retention::RetentionConfig;
 pub use session::SessionConfig;
 pub use webhooks::{IncomingAuth, IncomingConfig, IncomingEndpoint, WebhooksConfig};
 
@@ -42,6 +44,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// The durable event feed.
     pub events: EventsConfig,
+    /// How long finished runs, idempotency answers and sent-message records are kept.
+    pub retention: RetentionConfig,
     /// OpenClaw HTTP hooks (`/hooks/wake`, `/hooks/agent`, mappings).
     pub hooks: HooksConfig,
     /// Templated ingress (`webhooks.incoming`) and egress (`webhooks.outgoing`, `.egress`).
@@ -94,6 +98,7 @@ impl Config {
         self.agents.validate()?;
         self.session.validate()?;
         self.events.validate()?;
+        self.retention.validate()?;
         self.hooks.validate().map_err(ConfigError::Invalid)?;
         self.channels
             .validate_inbound()

@@ -320,7 +320,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )),
             ..Default::default()
         };
-        store.write_detached(move |tx: &mut dyn store::Txn| tx.append_event(ev).map(|_| ()));
+        store.spawn_write_detached(move |tx: &mut dyn store::Txn| tx.append_event(ev).map(|_| ()));
     });
     let api = api::Api {
         gw: gw.clone(),
@@ -356,7 +356,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let server = tokio::spawn(server::serve(listener, config, limits, app, stop));
 
-    signals.next().await;
+    // A store whose writer died (a panic) cannot acknowledge anything: stop loudly and
+    // non-zero, so a supervisor restarts the gateway (crash recovery resumes its runs)
+    // rather than leaving it serving errors. Acknowledged work is already durable.
+    let failed_store = gw.store.clone();
+    tokio::select! {
+        _ = signals.next() => {}
+        failure = failed_store.failed() => {
+            tracing::error!(%failure, "the store failed; stopping the gateway");
+            gw.shutdown.cancel();
+            let _ = tokio::time::timeout(Duration::from_millis(500), server).await;
+            anyhow::bail!("the store failed: {failure}");
+        }
+    }
     tracing::info!("shutting down: draining runs (a second signal exits at once)");
     tokio::spawn(async move {
         signals.next().await;

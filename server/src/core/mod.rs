@@ -116,6 +116,11 @@ impl Gateway {
         });
         gw.runs.recover().await?;
         gw.egress.start().await?;
+        crate::store::spawn_pruner(
+            gw.store.clone(),
+            runs::retention(&gw.config.retention),
+            gw.shutdown.clone(),
+        );
         Ok(gw)
     }
 }

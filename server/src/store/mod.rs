@@ -6,7 +6,15 @@
 //! transaction and commits them together (group commit): one fsync acknowledges a whole
 //! batch. Events appended in a write get their `seq` inside that transaction and are
 //! published to live subscribers only after the commit is durable.
+//!
+//! The job queue is a bounded tokio channel: async callers await room in it (backpressure
+//! without blocking a runtime worker), the writer thread takes jobs with `blocking_recv`.
+//! If a write closure (or a commit hook) panics, the writer stops for good: the batch it
+//! was building is rolled back, every pending and later write fails with a Storage error,
+//! and [`Store::failed`] resolves so the process can stop loudly instead of serving with a
+//! store that can no longer write.
 
+mod prune;
 mod records;
 mod redb;
 
@@ -15,11 +23,13 @@ use clawplane_proto::v1::{
     Device, Event, Message, PairingRequest, Run, Session, WebhookCall, WebhookKey,
 };
 use std::sync::{
-    Arc,
+    Arc, OnceLock,
     atomic::{AtomicU64, Ordering},
 };
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
+pub use self::prune::{Pruned, Retention, spawn_pruner};
 pub use self::records::{Encoded, Record, Records, RecordsMut};
 pub use self::redb::open;
 
@@ -117,8 +127,9 @@ pub trait Txn: Reader {
     /// Appends an event; `seq` and `time` are assigned here. Returns the seq.
     fn append_event(&mut self, event: Event) -> Result<u64>;
     fn put_setting(&mut self, key: &str, value: &str) -> Result<()>;
-    /// Stores a keyed record (features use [`RecordsMut::put`]).
-    fn raw_put(&mut self, kind: &str, key: &str, value: &Encoded) -> Result<()>;
+    /// Stores a keyed record (features use [`RecordsMut::put`]); `timed` also notes when,
+    /// so retention can prune the kind by age.
+    fn raw_put(&mut self, kind: &str, key: &str, value: &Encoded, timed: bool) -> Result<()>;
     /// Deletes a keyed record; true when it existed (features use [`RecordsMut::delete`]).
     fn raw_delete(&mut self, kind: &str, key: &str) -> Result<bool>;
     /// Inserts or replaces a webhook API key (by `key.key_id`).
@@ -141,10 +152,86 @@ pub trait Txn: Reader {
     fn delete_device_token(&mut self, digest: &[u8; 32]) -> Result<()>;
     /// Deletes every token of a device role (`None`: every role); returns how many.
     fn delete_device_tokens(&mut self, device_id: &str, role: Option<&str>) -> Result<usize>;
+    /// Deletes at most `limit` terminal runs that ended before `cutoff_ms`, with their
+    /// idempotency records, visiting runs in acceptance order after `after` (0: from the
+    /// oldest). Queued and running runs are never deleted. Returns how many were deleted
+    /// and where the next batch resumes (`None`: the pass reached runs too new to expire).
+    fn prune_runs(
+        &mut self,
+        cutoff_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<(usize, Option<u64>)>;
+    /// Deletes at most `limit` timed records of `kind` last written before `cutoff_ms`;
+    /// returns how many.
+    fn prune_records(&mut self, kind: &str, cutoff_ms: i64, limit: usize) -> Result<usize>;
+    /// Notes a write time (`now_ms`) for up to `limit` records of `kind` that have none
+    /// (written before the kind was timed), resuming after `after`; returns the last key
+    /// visited, `None` when the kind is done.
+    fn backfill_record_times(
+        &mut self,
+        kind: &str,
+        after: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Option<String>>;
 }
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 type Job = Box<dyn FnOnce(&mut dyn Txn) -> Completion + Send>;
+
+/// Jobs queued for the writer; bounded so a stalled disk pushes back on callers (they
+/// await room) instead of growing memory.
+const QUEUE: usize = 16 * 1024;
+
+/// Whether the writer is alive; set once when it stops after a panic.
+#[derive(Default)]
+pub(crate) struct Health {
+    failure: OnceLock<String>,
+    failed: CancellationToken,
+}
+
+impl Health {
+    /// Records the writer's failure (first one wins) and wakes [`Store::failed`].
+    fn fail(&self, message: String) {
+        let _ = self.failure.set(message);
+        self.failed.cancel();
+    }
+
+    /// The error every write gets once the writer has stopped.
+    fn error(&self) -> Error {
+        match self.failure.get() {
+            Some(m) => Error::Storage(format!("the store writer stopped after a panic: {m}")),
+            None if std::thread::panicking() => Error::Storage(
+                "the store writer panicked during this write; the store has stopped".into(),
+            ),
+            None => Error::Storage("the store writer has stopped".into()),
+        }
+    }
+}
+
+/// A write's answer. Dropped unanswered (its job was dropped by a stopping writer, or
+/// unwound by a panic) it answers the writer's failure, so no caller waits forever.
+struct Reply<R> {
+    tx: Option<oneshot::Sender<Result<R>>>,
+    health: Arc<Health>,
+}
+
+impl<R> Reply<R> {
+    fn send(mut self, out: Result<R>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(out);
+        }
+    }
+}
+
+impl<R> Drop for Reply<R> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Err(self.health.error()));
+        }
+    }
+}
 
 /// Live feed shared by the writer and the watchers.
 pub struct Feed {
@@ -160,9 +247,10 @@ pub struct Feed {
 /// Handle to the store: cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    jobs: std::sync::mpsc::SyncSender<Job>,
+    jobs: mpsc::Sender<Job>,
     backend: Arc<dyn Backend>,
     pub feed: Arc<Feed>,
+    health: Arc<Health>,
 }
 
 /// What a storage engine provides to [`Store`].
@@ -191,6 +279,10 @@ impl Store {
         H: FnOnce(&R) + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let reply = Reply {
+            tx: Some(tx),
+            health: self.health.clone(),
+        };
         let job: Job = Box::new(move |txn| {
             let out = f(txn);
             Box::new(move |committed: Result<()>| {
@@ -198,33 +290,61 @@ impl Store {
                 if let Ok(r) = &out {
                     on_commit(r);
                 }
-                let _ = tx.send(out);
+                reply.send(out);
             })
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| Error::Storage("the store writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| Error::Storage("the store writer dropped a write".into()))?
+        self.jobs.send(job).await.map_err(|_| self.health.error())?;
+        rx.await.map_err(|_| self.health.error())?
     }
 
-    /// Queues `f` for the next group commit without waiting for it (streamed deltas:
-    /// ordered by the FIFO writer, but nobody needs their acknowledgement).
-    pub fn write_detached<F>(&self, f: F)
+    /// Queues `f` for the next group commit without waiting for the commit (streamed
+    /// deltas: nobody needs their acknowledgement). It awaits only room in the queue, so a
+    /// full queue slows the caller (the delta pump) instead of blocking a runtime worker
+    /// or dropping the write; jobs are FIFO, so writes queued after it (the run's
+    /// terminal event) commit after it.
+    pub async fn write_detached<F>(&self, f: F)
     where
         F: FnOnce(&mut dyn Txn) -> Result<()> + Send + 'static,
     {
-        let job: Job = Box::new(move |txn| {
-            let out = f(txn);
-            Box::new(move |committed: Result<()>| {
-                if let Err(e) = committed.and(out) {
-                    tracing::warn!(error = %e, "detached write failed");
-                }
-            })
-        });
-        if self.jobs.send(job).is_err() {
-            tracing::warn!("the store writer has stopped; a detached write was dropped");
+        if self.jobs.send(detached(f)).await.is_err() {
+            tracing::warn!(error = %self.health.error(), "a detached write was dropped");
         }
+    }
+
+    /// [`Store::write_detached`] for synchronous code (callbacks): queued at once when
+    /// there is room, else from a spawned task, so its order relative to later writes is
+    /// not kept. For independent appends only (security alerts).
+    pub fn spawn_write_detached<F>(&self, f: F)
+    where
+        F: FnOnce(&mut dyn Txn) -> Result<()> + Send + 'static,
+    {
+        match self.jobs.try_send(detached(f)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                let (jobs, health) = (self.jobs.clone(), self.health.clone());
+                let send = async move {
+                    if jobs.send(job).await.is_err() {
+                        tracing::warn!(error = %health.error(), "a detached write was dropped");
+                    }
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => drop(rt.spawn(send)),
+                    Err(_) => tracing::warn!(
+                        "store queue full outside a runtime; a detached write was dropped"
+                    ),
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!(error = %self.health.error(), "a detached write was dropped");
+            }
+        }
+    }
+
+    /// Resolves when the writer has stopped after a panic, with what it panicked with.
+    /// The gateway stops on it: a store that cannot write must not keep serving.
+    pub async fn failed(&self) -> String {
+        self.health.failed.cancelled().await;
+        self.health.failure.get().cloned().unwrap_or_default()
     }
 
     /// Runs `f` against a read snapshot.
@@ -248,3 +368,20 @@ impl Store {
         self.feed.oldest.load(Ordering::Acquire)
     }
 }
+
+fn detached<F>(f: F) -> Job
+where
+    F: FnOnce(&mut dyn Txn) -> Result<()> + Send + 'static,
+{
+    Box::new(move |txn| {
+        let out = f(txn);
+        Box::new(move |committed: Result<()>| {
+            if let Err(e) = committed.and(out) {
+                tracing::warn!(error = %e, "detached write failed");
+            }
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -15,6 +15,9 @@ pub trait Record: Serialize + DeserializeOwned {
     const KIND: &'static str;
     /// The record's key within its kind; scans visit keys in byte order.
     fn key(&self) -> String;
+    /// True when retention prunes this kind by age: the store then notes when each record
+    /// was last written (`retention.*` names the age).
+    const TIMED: bool = false;
 }
 
 /// A record's stored bytes. Only the store makes and reads them, so the typed methods
@@ -79,7 +82,7 @@ pub trait RecordsMut: Txn {
     /// Inserts or replaces `rec` under its key.
     fn put<R: Record>(&mut self, rec: &R) -> Result<()> {
         let bytes = encode(rec)?;
-        self.raw_put(R::KIND, &rec.key(), &bytes)
+        self.raw_put(R::KIND, &rec.key(), &bytes, R::TIMED)
     }
 
     /// Deletes the record of `R` under `key`; true when it existed.

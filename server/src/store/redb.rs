@@ -1,22 +1,25 @@
 //! The redb backend: table layout, the group-commit writer thread, read snapshots.
 
 use super::{
-    Backend, Completion, Encoded, Feed, IdemRecord, Job, Reader, Store, StoredDeviceToken,
-    StoredRun, StoredWebhookKey, Txn,
+    Backend, Completion, Encoded, Feed, Health, IdemRecord, Job, QUEUE, Reader, Store,
+    StoredDeviceToken, StoredRun, StoredWebhookKey, Txn,
 };
 use crate::error::{Error, Result};
 use clawplane_proto::v1::{
     Device, Event, Message, PairingRequest, Run, RunState, Session, WebhookCall,
 };
+use clawplane_util::time::now_ms;
 use prost::Message as _;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 use std::{
+    collections::VecDeque,
+    panic::{AssertUnwindSafe, catch_unwind},
     path::Path,
     sync::{Arc, atomic::Ordering},
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// run id -> order (8 bytes BE) ++ Run
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
@@ -53,6 +56,10 @@ const DEVICE_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("devic
 /// (kind, key) -> encoded record: the typed records of `records.rs` (egress outbox,
 /// channel send answers, sent-message receipts)
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
+/// (kind, key) -> last write (ms since the epoch), for timed record kinds
+const RECORD_TIMES: TableDefinition<(&str, &str), u64> = TableDefinition::new("record_times");
+/// (kind, last write ms, key): timed records oldest first, for retention
+const RECORD_AGES: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("record_ages");
 
 const META_RUN_ORDER: &str = "next_run_order";
 const META_LAST_SEQ: &str = "last_seq";
@@ -116,6 +123,8 @@ pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
             txn.open_table(WEBHOOK_CALLS).map_err(se)?;
             txn.open_table(DEVICE_TOKENS).map_err(se)?;
             txn.open_table(RECORDS).map_err(se)?;
+            txn.open_table(RECORD_TIMES).map_err(se)?;
+            txn.open_table(RECORD_AGES).map_err(se)?;
             let head = meta
                 .get(META_LAST_SEQ)
                 .map_err(se)?
@@ -144,43 +153,73 @@ pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
         sessions: sessions.into(),
         live,
     });
-    // Bounded so a stalled disk pushes back on callers instead of growing memory.
-    let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(16 * 1024);
+    let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
+    let health = Arc::new(Health::default());
     let writer_db = db.clone();
     let writer_feed = feed.clone();
+    let writer_health = health.clone();
     std::thread::Builder::new()
         .name("clawplane-store-writer".into())
-        .spawn(move || writer(writer_db, writer_feed, rx, retention))
+        .spawn(move || writer(writer_db, writer_feed, rx, retention, writer_health))
         .map_err(se)?;
     Ok(Store {
         jobs,
         backend: Arc::new(RedbBackend { db }),
         feed,
+        health,
     })
 }
 
+/// What a panic carried, for the log and the callers' error.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".into())
+}
+
 /// The group-commit loop: everything queued while the previous commit was syncing shares
-/// the next transaction.
-fn writer(db: Arc<Database>, feed: Arc<Feed>, rx: std::sync::mpsc::Receiver<Job>, retention: u64) {
+/// the next transaction. A panic in a write closure or a commit hook stops it for good
+/// (see [`stop_after_panic`]).
+fn writer(
+    db: Arc<Database>,
+    feed: Arc<Feed>,
+    mut rx: mpsc::Receiver<Job>,
+    retention: u64,
+    health: Arc<Health>,
+) {
     const MAX_BATCH: usize = 4096;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = VecDeque::from([first]);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => batch.push_back(job),
                 Err(_) => break,
             }
         }
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
         let mut published: Vec<Arc<Event>> = Vec::new();
-        let result = commit_batch(
-            &db,
-            &feed,
-            batch,
-            retention,
-            &mut completions,
-            &mut published,
-        );
+        // The jobs not yet run stay in `batch` if one panics, so they are failed with the
+        // recorded failure rather than dropped mid-unwind.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            commit_batch(
+                &db,
+                &feed,
+                &mut batch,
+                retention,
+                &mut completions,
+                &mut published,
+            )
+        }));
+        let result = match result {
+            Ok(r) => r,
+            Err(panic) => {
+                // Nothing of this batch was committed: the transaction unwound unfinished.
+                let failure = format!("a write transaction panicked: {}", panic_message(&*panic));
+                return stop_after_panic(&health, failure, rx, batch, completions);
+            }
+        };
         match &result {
             Ok((head, oldest, sessions)) => {
                 feed.head.store(*head, Ordering::Release);
@@ -193,16 +232,49 @@ fn writer(db: Arc<Database>, feed: Arc<Feed>, rx: std::sync::mpsc::Receiver<Job>
             Err(e) => tracing::error!(error = %e, "group commit failed"),
         }
         let outcome = result.map(|_| ());
-        for done in completions {
-            done(outcome.as_ref().map(|_| ()).map_err(se));
+        let mut completions = completions.into_iter();
+        let hooks = catch_unwind(AssertUnwindSafe(|| {
+            for done in completions.by_ref() {
+                done(outcome.as_ref().map(|_| ()).map_err(se));
+            }
+        }));
+        if let Err(panic) = hooks {
+            // The batch is durable; callers whose hook had not run yet get an error for
+            // committed work (a retry finds it through its idempotency key).
+            let failure = format!("a commit hook panicked: {}", panic_message(&*panic));
+            return stop_after_panic(&health, failure, rx, VecDeque::new(), completions.collect());
         }
     }
+}
+
+/// The writer's end after a panic: logs it, records it (so every caller — pending, queued
+/// or later — gets a Storage error naming it), and wakes [`Store::failed`], on which the
+/// gateway stops. It does not carry on: a panic is a bug, and the in-memory state that
+/// commit hooks keep (session queues) may no longer follow the store.
+fn stop_after_panic(
+    health: &Health,
+    failure: String,
+    mut rx: mpsc::Receiver<Job>,
+    unrun: VecDeque<Job>,
+    uncompleted: Vec<Completion>,
+) {
+    tracing::error!(
+        failure = %failure,
+        "the store writer stopped: every pending and later write fails; the gateway stops"
+    );
+    health.fail(failure);
+    rx.close();
+    for done in uncompleted {
+        done(Err(health.error()));
+    }
+    drop(unrun);
+    while rx.try_recv().is_ok() {}
 }
 
 fn commit_batch(
     db: &Database,
     feed: &Feed,
-    batch: Vec<Job>,
+    batch: &mut VecDeque<Job>,
     retention: u64,
     completions: &mut Vec<Completion>,
     published: &mut Vec<Arc<Event>>,
@@ -211,7 +283,7 @@ fn commit_batch(
     txn.set_durability(Durability::Immediate).map_err(se)?;
     let (head, oldest, sessions) = {
         let mut w = WTxn::open(&txn, feed.head.load(Ordering::Acquire))?;
-        for job in batch {
+        while let Some(job) = batch.pop_front() {
             completions.push(job(&mut w));
         }
         let head = w.last_seq;
@@ -255,6 +327,8 @@ struct WTxn<'t> {
     pairing_requests: redb::Table<'t, &'static str, &'static [u8]>,
     device_tokens: redb::Table<'t, &'static [u8], &'static [u8]>,
     records: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    record_times: redb::Table<'t, (&'static str, &'static str), u64>,
+    record_ages: redb::Table<'t, (&'static str, u64, &'static str), ()>,
     last_seq: u64,
     new_events: Vec<Arc<Event>>,
 }
@@ -330,6 +404,8 @@ impl<'t> WTxn<'t> {
             pairing_requests: txn.open_table(PAIRING_REQUESTS).map_err(se)?,
             device_tokens: txn.open_table(DEVICE_TOKENS).map_err(se)?,
             records: txn.open_table(RECORDS).map_err(se)?,
+            record_times: txn.open_table(RECORD_TIMES).map_err(se)?,
+            record_ages: txn.open_table(RECORD_AGES).map_err(se)?,
             last_seq,
             new_events: Vec::new(),
         })
@@ -638,6 +714,41 @@ macro_rules! impl_reader {
 impl_reader!(WTxn<'_>);
 impl_reader!(RSnap);
 
+/// Milliseconds since the epoch of a timestamp (0 when unset).
+fn ts_ms(t: &Option<clawplane_proto::pbjson_types::Timestamp>) -> i64 {
+    t.as_ref()
+        .map(|t| t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000))
+        .unwrap_or(0)
+}
+
+impl WTxn<'_> {
+    /// Notes a timed record's write time, replacing its previous one.
+    fn note_time(&mut self, kind: &str, key: &str, ms: u64) -> Result<()> {
+        let previous = self
+            .record_times
+            .insert((kind, key), ms)
+            .map_err(se)?
+            .map(|v| v.value());
+        if let Some(old) = previous {
+            self.record_ages.remove((kind, old, key)).map_err(se)?;
+        }
+        self.record_ages.insert((kind, ms, key), ()).map_err(se)?;
+        Ok(())
+    }
+
+    fn forget_time(&mut self, kind: &str, key: &str) -> Result<()> {
+        let previous = self
+            .record_times
+            .remove((kind, key))
+            .map_err(se)?
+            .map(|v| v.value());
+        if let Some(old) = previous {
+            self.record_ages.remove((kind, old, key)).map_err(se)?;
+        }
+        Ok(())
+    }
+}
+
 impl Txn for WTxn<'_> {
     fn next_run_order(&mut self) -> Result<u64> {
         let next = self
@@ -736,15 +847,128 @@ impl Txn for WTxn<'_> {
         Ok(self.last_seq)
     }
 
-    fn raw_put(&mut self, kind: &str, key: &str, value: &Encoded) -> Result<()> {
+    fn raw_put(&mut self, kind: &str, key: &str, value: &Encoded, timed: bool) -> Result<()> {
         self.records
             .insert((kind, key), value.0.as_slice())
             .map_err(se)?;
+        if timed {
+            self.note_time(kind, key, u64::try_from(now_ms()).unwrap_or_default())?;
+        }
         Ok(())
     }
 
     fn raw_delete(&mut self, kind: &str, key: &str) -> Result<bool> {
-        Ok(self.records.remove((kind, key)).map_err(se)?.is_some())
+        let existed = self.records.remove((kind, key)).map_err(se)?.is_some();
+        self.forget_time(kind, key)?;
+        Ok(existed)
+    }
+
+    fn prune_runs(
+        &mut self,
+        cutoff_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<(usize, Option<u64>)> {
+        // Visits are bounded too, so old runs that must stay (still running) cannot make
+        // one batch scan the whole table.
+        let max_visits = limit.saturating_mul(4).max(1);
+        let mut doomed = Vec::new();
+        let mut visited = 0;
+        let mut resume = None;
+        for item in self
+            .run_order
+            .range(after.saturating_add(1)..)
+            .map_err(se)?
+        {
+            let (order, id) = item.map_err(se)?;
+            let order = order.value();
+            if let Some(stored) = self.run(id.value())? {
+                let run = &stored.run;
+                if ts_ms(&run.create_time) >= cutoff_ms {
+                    break; // accepted after the cutoff: it cannot have ended before it
+                }
+                let ended = ts_ms(&run.end_time).max(ts_ms(&run.create_time));
+                if !is_active(run.state) && ended < cutoff_ms {
+                    doomed.push(stored);
+                }
+            } else {
+                doomed.push(StoredRun {
+                    order,
+                    run: Run {
+                        run_id: id.value().to_string(),
+                        ..Default::default()
+                    },
+                });
+            }
+            visited += 1;
+            if doomed.len() >= limit || visited >= max_visits {
+                resume = Some(order);
+                break;
+            }
+        }
+        for r in &doomed {
+            let id = r.run.run_id.as_str();
+            self.runs.remove(id).map_err(se)?;
+            self.run_order.remove(r.order).map_err(se)?;
+            self.session_runs
+                .remove((r.run.session_key.as_str(), r.order))
+                .map_err(se)?;
+            // A caller-chosen key is the run's id: it goes with the run, and only then can
+            // it be used again.
+            if self.idempotency(id)?.is_some_and(|rec| rec.run_id == id) {
+                self.idem.remove(id).map_err(se)?;
+            }
+        }
+        Ok((doomed.len(), resume))
+    }
+
+    fn prune_records(&mut self, kind: &str, cutoff_ms: i64, limit: usize) -> Result<usize> {
+        let cutoff = u64::try_from(cutoff_ms).unwrap_or_default();
+        let mut doomed = Vec::new();
+        for item in self
+            .record_ages
+            .range((kind, 0u64, "")..(kind, cutoff, ""))
+            .map_err(se)?
+        {
+            if doomed.len() >= limit {
+                break;
+            }
+            let (k, _) = item.map_err(se)?;
+            let (_, ms, key) = k.value();
+            doomed.push((ms, key.to_string()));
+        }
+        for (ms, key) in &doomed {
+            self.records.remove((kind, key.as_str())).map_err(se)?;
+            self.record_times.remove((kind, key.as_str())).map_err(se)?;
+            self.record_ages
+                .remove((kind, *ms, key.as_str()))
+                .map_err(se)?;
+        }
+        Ok(doomed.len())
+    }
+
+    fn backfill_record_times(
+        &mut self,
+        kind: &str,
+        after: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Option<String>> {
+        let page = self.raw_scan(kind, after, limit)?;
+        let now = u64::try_from(now_ms).unwrap_or_default();
+        for (key, _) in &page {
+            if self
+                .record_times
+                .get((kind, key.as_str()))
+                .map_err(se)?
+                .is_none()
+            {
+                self.note_time(kind, key, now)?;
+            }
+        }
+        Ok((page.len() >= limit)
+            .then(|| page.last().map(|(k, _)| k.clone()))
+            .flatten())
     }
 
     fn put_setting(&mut self, key: &str, value: &str) -> Result<()> {

@@ -24,6 +24,7 @@ impl SentMessage {
 
 impl crate::store::Record for SentMessage {
     const KIND: &'static str = "channel.sent";
+    const TIMED: bool = true; // pruned by `retention.sentMessages`
     fn key(&self) -> String {
         Self::key_of(&self.channel, &self.message_id)
     }

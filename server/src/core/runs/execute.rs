@@ -12,7 +12,7 @@ use clawplane_proto::v1::{
     Delivery, DeliveryStatus, Event, EventKind, Message, MessageRole, ModelDelta, Run, RunError,
     RunOrigin, RunState, SessionChangeType, event::Payload,
 };
-use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
+use std::{sync::Arc, time::Duration};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -29,27 +29,70 @@ impl Runs {
 
     /// Runs a session's queue to empty, one run at a time.
     async fn drive(self: Arc<Self>, session_key: String) {
-        loop {
-            if self.draining.load(Ordering::Acquire) {
-                // Shutting down: queued runs stay QUEUED and resume on the next start.
-                return;
+        let runs = self.clone();
+        self.scheduler
+            .drive(&session_key, &self.draining, move |run_id| {
+                let runs = runs.clone();
+                async move { runs.run_one(run_id).await }
+            })
+            .await;
+    }
+
+    /// Executes a run; when execution fails (a store error) or panics, the run is failed
+    /// with EXECUTION_FAILED rather than left RUNNING (and its waiters waiting) until the
+    /// next start.
+    async fn run_one(self: Arc<Self>, run_id: String) {
+        use futures::FutureExt as _;
+        let why = match std::panic::AssertUnwindSafe(self.execute(&run_id))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => {
+                tracing::error!(run_id = %run_id, error = %e, "run execution failed");
+                e.to_string()
             }
-            let Some(next) = self.scheduler.pop(&session_key) else {
-                return;
-            };
-            // Still queued while it waits for an executor slot.
-            let Some(permit) = self.scheduler.slot().await else {
-                return;
-            };
-            if self.draining.load(Ordering::Acquire) {
-                return; // still QUEUED in the store: resumes on the next start
+            Err(panic) => {
+                let what = super::scheduler::panic_message(&*panic);
+                tracing::error!(run_id = %run_id, panic = %what, "run execution panicked");
+                format!("execution panicked: {what}")
             }
-            self.scheduler.dequeued();
-            if let Err(e) = self.execute(&next).await {
-                tracing::error!(run_id = %next, error = %e, "run execution failed");
-            }
-            drop(permit);
+        };
+        if let Err(e) = self.abandon(&run_id, why).await {
+            tracing::error!(run_id = %run_id, error = %e, "cannot mark the failed run FAILED");
         }
+    }
+
+    /// Fails a run whose execution broke off, unless it already ended.
+    async fn abandon(&self, run_id: &str, why: String) -> Result<()> {
+        let id = run_id.to_string();
+        let heartbeat_of = self
+            .store
+            .write(move |tx: &mut dyn Txn| {
+                let Some(mut stored) = tx.run(&id)? else {
+                    return Ok(None);
+                };
+                if super::is_terminal(stored.run.state) {
+                    return Ok(None);
+                }
+                let r = &mut stored.run;
+                r.state = RunState::Failed as i32;
+                r.error = Some(RunError {
+                    reason: "EXECUTION_FAILED".into(),
+                    message: format!("the gateway could not finish the run: {why}"),
+                });
+                r.end_time = Some(now_ts());
+                super::delivery::settle_unsent(r);
+                tx.put_run(&stored)?;
+                tx.append_event(run_event(&stored.run))?;
+                let heartbeat = stored.run.origin == RunOrigin::Heartbeat as i32;
+                Ok(heartbeat.then_some(stored.run.session_key))
+            })
+            .await?;
+        if let Some(key) = heartbeat_of {
+            self.scheduler.release_heartbeat(&key);
+        }
+        Ok(())
     }
 
     /// Executes one run: RUNNING, model, terminal state, transcript, delivery outcome.
@@ -253,7 +296,8 @@ impl Runs {
         let store = self.store.clone();
         let (key, id) = (run.session_key.clone(), run.run_id.clone());
         // Deltas become events in arrival order; the writer is FIFO so they stay ordered
-        // before the terminal RUN event.
+        // before the terminal RUN event. A full store queue makes the pump wait (deltas
+        // then buffer in the model's channel, bounded by the reply and the time limit).
         let pump = async move {
             let mut index = 0u32;
             while let Some(text) = rx.recv().await {
@@ -265,7 +309,9 @@ impl Runs {
                     payload: Some(Payload::Delta(ModelDelta { text, index })),
                     ..Default::default()
                 };
-                store.write_detached(move |tx: &mut dyn Txn| tx.append_event(ev).map(|_| ()));
+                store
+                    .write_detached(move |tx: &mut dyn Txn| tx.append_event(ev).map(|_| ()))
+                    .await;
             }
         };
         let work = async { tokio::join!(fut, pump).0 };

@@ -100,6 +100,25 @@ impl Runs {
     }
 }
 
+/// What retention prunes: finished runs (their idempotency keys go with them) and the
+/// timed records runs own — sent-message receipts and SendMessage answers.
+pub fn retention(r: &crate::config::RetentionConfig) -> crate::store::Retention {
+    use crate::store::Record;
+    let records = [
+        (delivery::SentMessage::KIND, r.sent_messages_age()),
+        (send::SEND_RECORD_KIND, r.idempotency_age()),
+    ];
+    crate::store::Retention {
+        runs: r.runs_age(),
+        records: records
+            .into_iter()
+            .filter_map(|(kind, age)| Some((kind, age?)))
+            .collect(),
+        every: r.prune_every(),
+        batch: r.prune_batch,
+    }
+}
+
 /// Largest accepted user message.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Transcript messages handed to the model as context (the most recent ones).

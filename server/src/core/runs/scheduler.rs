@@ -4,10 +4,13 @@
 //! ids and session keys only; what a run does is `runs.rs`.
 
 use clawplane_util::sync::lock;
+use futures::FutureExt as _;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{
     Arc, Mutex,
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -80,6 +83,58 @@ impl Scheduler {
         next
     }
 
+    /// A session's driver: pops its runs one at a time, waits for an executor slot, and
+    /// hands each to `exec`. A panic in `exec` is logged and the driver carries on with the
+    /// next run; if the driver itself ends early (draining, a panic outside `exec`), the
+    /// session is released, so the next accepted run starts a new driver that drains the
+    /// rest. Either way the session is never left marked busy with nobody driving it.
+    pub async fn drive<F, Fut>(&self, session_key: &str, draining: &AtomicBool, mut exec: F)
+    where
+        F: FnMut(String) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut guard = DriverGuard {
+            scheduler: self,
+            session_key,
+            armed: true,
+        };
+        loop {
+            if draining.load(Ordering::Acquire) {
+                // Shutting down: queued runs stay QUEUED and resume on the next start.
+                return;
+            }
+            let Some(next) = self.pop(session_key) else {
+                guard.armed = false; // `pop` removed the queue: a new push starts a driver
+                return;
+            };
+            // Still queued while it waits for an executor slot.
+            let Some(permit) = self.slot().await else {
+                self.requeue_front(session_key, next);
+                return;
+            };
+            if draining.load(Ordering::Acquire) {
+                // Still QUEUED in the store: resumes on the next start.
+                self.requeue_front(session_key, next);
+                return;
+            }
+            self.dequeued();
+            let run_id = next.clone();
+            if let Err(panic) = AssertUnwindSafe(exec(next)).catch_unwind().await {
+                tracing::error!(run_id = %run_id, panic = %panic_message(&*panic), "run driver caught a panic");
+            }
+            drop(permit);
+        }
+    }
+
+    /// Puts a popped run back at the head of its queue (the driver stops before it).
+    fn requeue_front(&self, session_key: &str, run_id: String) {
+        lock(&self.queues)
+            .entry(session_key.to_string())
+            .or_default()
+            .queue
+            .push_front(run_id);
+    }
+
     /// An executor slot; the run still counts as queued while it waits for one.
     pub async fn slot(&self) -> Option<OwnedSemaphorePermit> {
         self.slots.clone().acquire_owned().await.ok()
@@ -131,6 +186,34 @@ impl Scheduler {
     }
 }
 
+/// Releases a session whose driver ends before its queue is empty (see
+/// [`Scheduler::drive`]). While armed, the session's queue entry and its `driving` flag
+/// belong to this driver, so clearing the flag cannot race another driver.
+struct DriverGuard<'a> {
+    scheduler: &'a Scheduler,
+    session_key: &'a str,
+    armed: bool,
+}
+
+impl Drop for DriverGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed
+            && let Some(q) = lock(&self.scheduler.queues).get_mut(self.session_key)
+        {
+            q.driving = false;
+        }
+    }
+}
+
+/// What a panic carried, for the log.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".into())
+}
+
 /// Removes a run's cancellation handle however execution ends.
 pub struct RunningGuard<'a> {
     scheduler: &'a Scheduler,
@@ -180,5 +263,45 @@ mod tests {
         assert!(s.claim_heartbeat("a") && !s.claim_heartbeat("a"));
         s.release_heartbeat("a");
         assert!(s.claim_heartbeat("a"));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_run_does_not_stop_its_session() {
+        let s = Scheduler::new(1);
+        let draining = AtomicBool::new(false);
+        assert!(s.push("a", "1") && !s.push("a", "2"));
+        let ran = Mutex::new(Vec::new());
+        s.drive("a", &draining, |id| {
+            let ran = &ran;
+            async move {
+                if id == "1" {
+                    panic!("a bug while executing run 1");
+                }
+                lock(ran).push(id);
+            }
+        })
+        .await;
+        assert_eq!(*lock(&ran), ["2"], "the next run in the session still ran");
+        assert_eq!(s.counts(), (0, 0));
+        assert!(s.push("a", "3"), "the emptied session gets a new driver");
+    }
+
+    #[tokio::test]
+    async fn a_driver_that_stops_early_releases_its_session() {
+        let s = Scheduler::new(1);
+        let draining = AtomicBool::new(true);
+        assert!(s.push("a", "1"));
+        s.drive("a", &draining, |_| async { unreachable!("draining") })
+            .await;
+        assert_eq!(s.queued_in("a"), 1, "the run stays queued");
+        assert!(s.push("a", "2"), "the released session gets a new driver");
+        draining.store(false, Ordering::Release);
+        let ran = Mutex::new(Vec::new());
+        s.drive("a", &draining, |id| {
+            let ran = &ran;
+            async move { lock(ran).push(id) }
+        })
+        .await;
+        assert_eq!(*lock(&ran), ["1", "2"], "in acceptance order");
     }
 }

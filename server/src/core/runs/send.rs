@@ -21,8 +21,12 @@ struct SendRecord {
     response: SendMessageResponse,
 }
 
+/// Retention prunes SendMessage answers by `retention.idempotency`.
+pub(crate) const SEND_RECORD_KIND: &str = SendRecord::KIND;
+
 impl Record for SendRecord {
     const KIND: &'static str = "channel.send";
+    const TIMED: bool = true;
     fn key(&self) -> String {
         self.idempotency_key.clone()
     }

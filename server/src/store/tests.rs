@@ -1,0 +1,341 @@
+//! The writer queue, the writer's failure, and retention.
+
+use super::*;
+use clawplane_proto::v1::{EventKind, RunState};
+use clawplane_util::time::now_ms;
+use futures::FutureExt as _;
+use std::time::Duration;
+
+fn temp_store() -> Store {
+    let dir = std::env::temp_dir().join(format!("clawplane-store-{}", uuid::Uuid::new_v4()));
+    open(&dir, 0, 16).unwrap()
+}
+
+/// Holds the writer inside a transaction until the returned sender is dropped or sent to.
+async fn hold_writer(
+    store: &Store,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    tokio::task::JoinHandle<Result<()>>,
+) {
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    let s = store.clone();
+    let held = tokio::spawn(async move {
+        s.write(move |_| {
+            let _ = entered_tx.send(());
+            let _ = gate_rx.recv();
+            Ok(())
+        })
+        .await
+    });
+    tokio::task::spawn_blocking(move || entered_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    (gate_tx, held)
+}
+
+fn note(text: &str) -> Event {
+    Event {
+        kind: EventKind::Security as i32,
+        session_key: text.to_string(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_full_queue_makes_async_writers_wait_without_blocking_and_keeps_fifo() {
+    let store = temp_store();
+    let (gate, held) = hold_writer(&store).await;
+    // Fill the queue while the writer is busy: each enqueue completes at once.
+    for i in 0..QUEUE {
+        let ev = note(&i.to_string());
+        // Unconstrained: tokio's cooperative budget would otherwise yield after 128 sends.
+        let queued = tokio::task::unconstrained(
+            store.write_detached(move |t: &mut dyn Txn| t.append_event(ev).map(|_| ())),
+        )
+        .now_or_never();
+        assert!(
+            queued.is_some(),
+            "enqueue {i} of {QUEUE} waited with room left"
+        );
+    }
+    // Full: the next one is pending (a blocking send would hang this runtime thread).
+    let last = note("last");
+    let mut pending = Box::pin(tokio::task::unconstrained(
+        store.write_detached(move |t: &mut dyn Txn| t.append_event(last).map(|_| ())),
+    ));
+    assert!(
+        (&mut pending).now_or_never().is_none(),
+        "a full queue must make the caller wait"
+    );
+    gate.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), pending)
+        .await
+        .expect("the waiting write proceeds once the writer drains");
+    let seq = store
+        .write(|t| t.append_event(note("acked")))
+        .await
+        .unwrap();
+    let events = store.read(|r| r.events_after(0, QUEUE + 10)).unwrap();
+    let order: Vec<_> = events.iter().map(|e| e.session_key.clone()).collect();
+    let expect: Vec<_> = (0..QUEUE)
+        .map(|i| i.to_string())
+        .chain(["last".to_string(), "acked".to_string()])
+        .collect();
+    assert_eq!(order, expect, "writes commit in the order they were queued");
+    assert_eq!(seq, QUEUE as u64 + 2);
+}
+
+#[tokio::test]
+async fn a_panicking_write_fails_its_batch_and_every_later_write_and_is_reported() {
+    let store = temp_store();
+    let (gate, held) = hold_writer(&store).await;
+    // Queued behind the held transaction, so the three share the next batch.
+    let s = store.clone();
+    let before = tokio::spawn(async move { s.write(|t| t.put_setting("before", "1")).await });
+    let s = store.clone();
+    let panics = tokio::spawn(async move {
+        s.write(|_| -> Result<()> { panic!("a bug in a transaction closure") })
+            .await
+    });
+    let s = store.clone();
+    let after = tokio::spawn(async move { s.write(|t| t.put_setting("after", "1")).await });
+    while store.jobs.capacity() > QUEUE - 3 {
+        tokio::task::yield_now().await;
+    }
+    gate.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    let within = Duration::from_secs(30);
+    let failure = tokio::time::timeout(within, store.failed())
+        .await
+        .expect("the failure is reported");
+    assert!(
+        failure.contains("a bug in a transaction closure"),
+        "{failure}"
+    );
+    for (what, task) in [("before", before), ("panicking", panics), ("after", after)] {
+        let err = tokio::time::timeout(within, task)
+            .await
+            .unwrap_or_else(|_| panic!("the {what} write hangs"))
+            .unwrap()
+            .expect_err(what);
+        assert!(
+            matches!(&err, Error::Storage(m) if m.contains("panick")),
+            "{what}: {err}"
+        );
+    }
+    // Nothing of the panicking batch was committed.
+    assert_eq!(store.read(|r| r.setting("before")).unwrap(), None);
+    let later = store
+        .write(|t| t.put_setting("later", "1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&later, Error::Storage(m) if m.contains("a bug in a transaction closure")),
+        "{later}"
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_commit_hook_stops_the_writer_after_the_commit() {
+    let store = temp_store();
+    let err = store
+        .write_then(|t| t.put_setting("k", "v"), |_| panic!("hook bug"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Storage(m) if m.contains("panick")),
+        "{err}"
+    );
+    assert!(store.failed().await.contains("hook bug"));
+    // The batch was durable before the hook ran.
+    assert_eq!(
+        store.read(|r| r.setting("k")).unwrap().as_deref(),
+        Some("v")
+    );
+    assert!(store.write(|t| t.put_setting("k", "w")).await.is_err());
+}
+
+fn ts(ms: i64) -> Option<clawplane_proto::pbjson_types::Timestamp> {
+    Some(clawplane_proto::pbjson_types::Timestamp {
+        seconds: ms / 1000,
+        nanos: 0,
+    })
+}
+
+async fn put_run(store: &Store, id: &str, state: RunState, created: i64, ended: Option<i64>) {
+    let run = Run {
+        run_id: id.into(),
+        session_key: "agent:main:main".into(),
+        state: state as i32,
+        idempotency_key: id.into(),
+        create_time: ts(created),
+        end_time: ended.and_then(ts),
+        ..Default::default()
+    };
+    let id = id.to_string();
+    store
+        .write(move |t| {
+            let order = t.next_run_order()?;
+            t.put_run(&StoredRun { order, run })?;
+            t.put_idempotency(
+                &id,
+                &IdemRecord {
+                    fingerprint: [7; 32],
+                    run_id: id.clone(),
+                },
+            )
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pruning_deletes_only_old_finished_runs_with_their_keys_in_bounded_batches() {
+    let store = temp_store();
+    let hour = 3_600_000;
+    let old = now_ms() - 3 * hour;
+    put_run(&store, "old-running", RunState::Running, old, None).await;
+    for i in 0..5 {
+        put_run(
+            &store,
+            &format!("old-{i}"),
+            RunState::Succeeded,
+            old,
+            Some(old),
+        )
+        .await;
+    }
+    put_run(&store, "old-queued", RunState::Queued, old, None).await;
+    put_run(&store, "long-run", RunState::Failed, old, Some(now_ms())).await;
+    put_run(&store, "new", RunState::Cancelled, now_ms(), Some(now_ms())).await;
+
+    // One bounded batch: two deletions, and where to resume.
+    let cutoff = now_ms() - hour;
+    let (n, resume) = store
+        .write(move |t| t.prune_runs(cutoff, 0, 2))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(resume.is_some());
+
+    let retention = Retention {
+        runs: Some(Duration::from_millis(hour as u64)),
+        records: Vec::new(),
+        every: Duration::from_secs(60),
+        batch: 1,
+    };
+    let pruned = store.prune(&retention).await.unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            runs: 3,
+            records: 0
+        }
+    );
+    store
+        .read(|r| {
+            for i in 0..5 {
+                let id = format!("old-{i}");
+                assert!(r.run(&id)?.is_none(), "{id} pruned");
+                assert!(r.idempotency(&id)?.is_none(), "{id}'s key is free again");
+            }
+            let left: Vec<_> = r
+                .runs_desc(Some("agent:main:main"), u64::MAX, 100, &mut |_| true)?
+                .into_iter()
+                .map(|s| s.run.run_id)
+                .collect();
+            assert_eq!(left, ["new", "long-run", "old-queued", "old-running"]);
+            let all = r.runs_desc(None, u64::MAX, 100, &mut |_| true)?;
+            assert_eq!(all.len(), 4);
+            let active: Vec<_> = r.active_runs()?.into_iter().map(|s| s.run.run_id).collect();
+            assert_eq!(active, ["old-running", "old-queued"]);
+            assert!(r.idempotency("long-run")?.is_some());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.prune(&retention).await.unwrap(), Pruned::default());
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Receipt(String);
+impl Record for Receipt {
+    const KIND: &'static str = "test.receipt";
+    const TIMED: bool = true;
+    fn key(&self) -> String {
+        self.0.clone()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept(String);
+impl Record for Kept {
+    const KIND: &'static str = "test.kept";
+    fn key(&self) -> String {
+        self.0.clone()
+    }
+}
+
+#[tokio::test]
+async fn timed_records_expire_by_their_last_write_and_older_rows_are_backfilled() {
+    let store = temp_store();
+    store
+        .write(|t| {
+            t.put(&Receipt("a".into()))?;
+            t.put(&Kept("a".into()))?;
+            // A row written before its kind was timed: it has no write time yet.
+            t.raw_put(
+                Receipt::KIND,
+                "legacy",
+                &Encoded(b"\"legacy\"".to_vec()),
+                false,
+            )
+        })
+        .await
+        .unwrap();
+    // A cutoff before the writes deletes nothing.
+    let past = now_ms() - 60_000;
+    let n = store
+        .write(move |t| t.prune_records(Receipt::KIND, past, 10))
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    // A pass with a long age backfills the legacy row and deletes nothing.
+    let retention = Retention {
+        runs: None,
+        records: vec![(Receipt::KIND, Duration::from_secs(3600))],
+        every: Duration::from_secs(60),
+        batch: 1,
+    };
+    assert_eq!(store.prune(&retention).await.unwrap(), Pruned::default());
+    // A cutoff in the future expires every timed row, the backfilled one included; the
+    // untimed kind is untouched, and deleting a record forgets its time.
+    let future = now_ms() + 60_000;
+    let n = store
+        .write(move |t| t.prune_records(Receipt::KIND, future, 10))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    store
+        .read(|r| {
+            assert!(!r.contains::<Receipt>("a")? && !r.contains::<Receipt>("legacy")?);
+            assert!(r.contains::<Kept>("a")?);
+            Ok(())
+        })
+        .unwrap();
+    store
+        .write(|t| {
+            t.put(&Receipt("b".into()))?;
+            t.delete::<Receipt>("b").map(|_| ())
+        })
+        .await
+        .unwrap();
+    let n = store
+        .write(move |t| t.prune_records(Receipt::KIND, future, 10))
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
