@@ -406,7 +406,8 @@ pub enum Realm {
     Token,
     /// Synchronous webhook API keys.
     WebhookKey,
-    /// Ingress secrets and signatures, channel webhook signatures.
+    /// Ingress secrets and signatures, channel webhook signatures and secret tokens, the
+    /// WhatsApp verify token.
     Signature,
     /// Device identity proofs.
     DeviceProof,
@@ -417,7 +418,7 @@ impl Realm {
     fn of(err: &Error) -> Realm {
         match err {
             Error::WebhookKeyInvalid => Realm::WebhookKey,
-            Error::SignatureInvalid(_) => Realm::Signature,
+            Error::SignatureInvalid(_) | Error::VerifyTokenMismatch(_) => Realm::Signature,
             Error::DeviceProof(_) => Realm::DeviceProof,
             _ => Realm::Token,
         }
