@@ -6,13 +6,14 @@
 //!   signature.
 //! - Telegram Bot API: `POST <path>` with `X-Telegram-Bot-Api-Secret-Token`.
 //!
-//! Errors answer `{ok:false, error}` with the status's HTTP code.
+//! Errors answer `{ok:false, error}` with the status's HTTP code; 429 (the caller's address
+//! is locked out or over its request budget) carries `Retry-After`.
 
 use crate::{
     Caller,
     body::read_body,
     respond::{fail, json, text},
-    status::plain_error,
+    status::webhook_error,
 };
 use axum::{
     Router,
@@ -99,6 +100,6 @@ async fn inbound(
                        "receipts": r.receipts, "ignored": r.ignored}),
             )
         }
-        Err(s) => plain_error(&s),
+        Err(s) => webhook_error(&s),
     }
 }

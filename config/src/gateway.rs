@@ -261,8 +261,14 @@ pub struct RateLimitConfig {
     /// Client addresses (IPv6: /64 prefixes) whose failures and lockouts are tracked; past
     /// it the least recently seen are forgotten first.
     pub max_tracked_clients: usize,
-    /// Requests per credential (the gateway token, the hooks token, each device role).
+    /// Requests per credential (the gateway token, the hooks token, each device role, each
+    /// webhook API key).
     pub per_credential: RequestRate,
+    /// Requests per client address (IPv6: /64) of callers without a gateway credential:
+    /// anonymous public calls (device challenges, channel webhooks) and the calls that bring
+    /// their own key (`/webhooks/<id>`, `/webhook/<path>`), counted before the key is checked.
+    /// At most `maxTrackedClients` addresses are tracked.
+    pub per_address: RequestRate,
     /// Requests across all callers.
     pub global: RequestRate,
 }
@@ -275,6 +281,7 @@ impl Default for RateLimitConfig {
             lockout_ms: 60_000,
             max_tracked_clients: 100_000,
             per_credential: RequestRate::default(),
+            per_address: RequestRate::default(),
             global: RequestRate::default(),
         }
     }
@@ -284,7 +291,9 @@ impl Default for RateLimitConfig {
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct RequestRate {
+    /// Sustained requests per second; 0 = unlimited.
     pub requests_per_second: f64,
+    /// Requests at once (the bucket's size; at least 1).
     pub burst: u32,
 }
 

@@ -406,7 +406,8 @@ pub enum Realm {
     Token,
     /// Synchronous webhook API keys.
     WebhookKey,
-    /// Ingress secrets and signatures, channel webhook signatures.
+    /// Ingress secrets and signatures, channel webhook signatures and secret tokens, the
+    /// WhatsApp verify token.
     Signature,
     /// Device identity proofs.
     DeviceProof,
@@ -417,7 +418,7 @@ impl Realm {
     fn of(err: &Error) -> Realm {
         match err {
             Error::WebhookKeyInvalid => Realm::WebhookKey,
-            Error::SignatureInvalid(_) => Realm::Signature,
+            Error::SignatureInvalid(_) | Error::VerifyTokenMismatch(_) => Realm::Signature,
             Error::DeviceProof(_) => Realm::DeviceProof,
             _ => Realm::Token,
         }
@@ -465,6 +466,9 @@ pub struct Auth {
     lockouts: Mutex<Lockouts>,
     /// Request buckets per credential (`gateway.auth.rateLimit.perCredential`).
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// Request buckets per client address of anonymous and own-key callers
+    /// (`gateway.auth.rateLimit.perAddress`), bounded by `maxTrackedClients`.
+    address_buckets: Mutex<lru::LruCache<ClientKey, Bucket>>,
     /// The gateway-wide bucket (`gateway.auth.rateLimit.global`).
     global: Mutex<Bucket>,
     /// Told when an address gets locked out (the gateway records a SECURITY event).
@@ -533,37 +537,82 @@ impl Auth {
             source,
             lockouts: Mutex::new(Lockouts::new(limits.max_tracked_clients)),
             buckets: Mutex::default(),
+            address_buckets: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(limits.max_tracked_clients.max(1))
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
             global: Mutex::new(Bucket::full(limits.global)),
             on_lockout: std::sync::OnceLock::new(),
             limits,
         }
     }
 
-    /// Spends one request of the caller's credential bucket and of the global bucket;
-    /// RESOURCE_EXHAUSTED `RATE_LIMITED` with the wait when either is empty.
-    pub fn admit(&self, p: &Principal) -> Result<(), Error> {
-        let now = Instant::now();
-        let rate = self.limits.per_credential;
-        if let Some(key) = p
-            .credential_key()
-            .filter(|_| rate.requests_per_second > 0.0)
-        {
-            let mut map = super::core::lock(&self.buckets);
-            if map.len() > 10_000 {
-                map.retain(|_, b| b.tokens < f64::from(rate.burst.max(1)));
-            }
-            let b = map.entry(key).or_insert_with(|| Bucket::full(rate));
-            if let Err(wait) = b.take(rate, now) {
-                return Err(Error::RequestRateLimited {
-                    scope: "credential",
-                    key: "perCredential",
-                    retry_after: wait,
-                });
-            }
+    /// Spends one request of the caller's bucket — its credential's, or for an anonymous
+    /// caller its client address's — and of the global bucket; RESOURCE_EXHAUSTED
+    /// `RATE_LIMITED` with the wait when either is empty.
+    pub fn admit(&self, p: &Principal, peer: Option<IpAddr>) -> Result<(), Error> {
+        match p.credential_key() {
+            Some(key) => self.spend_credential(key)?,
+            None => self.spend_address(peer)?,
         }
+        self.spend_global()
+    }
+
+    /// For calls that bring their own key (sync webhooks, ingress): spends one request of
+    /// the client address's bucket and of the global bucket, before the key is checked, so
+    /// a flood of guesses is throttled like any other traffic.
+    pub fn admit_client(&self, peer: Option<IpAddr>) -> Result<(), Error> {
+        self.spend_address(peer)?;
+        self.spend_global()
+    }
+
+    /// Spends one request of a credential checked elsewhere (`webhook-key:<id>`) once it
+    /// verified.
+    pub fn admit_credential(&self, key: String) -> Result<(), Error> {
+        self.spend_credential(key)
+    }
+
+    fn spend_credential(&self, key: String) -> Result<(), Error> {
+        let rate = self.limits.per_credential;
+        if rate.requests_per_second <= 0.0 {
+            return Ok(());
+        }
+        let mut map = super::core::lock(&self.buckets);
+        if map.len() > 10_000 {
+            map.retain(|_, b| b.tokens < f64::from(rate.burst.max(1)));
+        }
+        let b = map.entry(key).or_insert_with(|| Bucket::full(rate));
+        b.take(rate, Instant::now())
+            .map_err(|wait| Error::RequestRateLimited {
+                scope: "credential",
+                key: "perCredential",
+                retry_after: wait,
+            })
+    }
+
+    /// The client address's bucket; a caller without a known address (an in-process call)
+    /// meets only the global bucket.
+    fn spend_address(&self, peer: Option<IpAddr>) -> Result<(), Error> {
+        let rate = self.limits.per_address;
+        let Some(ip) = peer.filter(|_| rate.requests_per_second > 0.0) else {
+            return Ok(());
+        };
+        // An LRU: a flood of addresses evicts the least recently seen instead of growing
+        // the table (an evicted address starts again with a full bucket).
+        let mut map = super::core::lock(&self.address_buckets);
+        map.get_or_insert_mut(ClientKey::of(ip), || Bucket::full(rate))
+            .take(rate, Instant::now())
+            .map_err(|wait| Error::RequestRateLimited {
+                scope: "address",
+                key: "perAddress",
+                retry_after: wait,
+            })
+    }
+
+    fn spend_global(&self) -> Result<(), Error> {
         let rate = self.limits.global;
         if rate.requests_per_second > 0.0
-            && let Err(wait) = super::core::lock(&self.global).take(rate, now)
+            && let Err(wait) = super::core::lock(&self.global).take(rate, Instant::now())
         {
             return Err(Error::RequestRateLimited {
                 scope: "global",
@@ -793,6 +842,45 @@ mod tests {
             "the key success reset the key count"
         );
         assert!(b.authenticate(Some("the-token"), peer, None).is_ok());
+    }
+
+    #[test]
+    fn anonymous_callers_spend_a_bucket_per_address() {
+        let a = Auth::new(
+            "the-token",
+            TokenSource::Config,
+            RateLimitConfig {
+                per_address: crate::config::RequestRate {
+                    requests_per_second: 0.001,
+                    burst: 2,
+                },
+                max_tracked_clients: 8,
+                ..RateLimitConfig::default()
+            },
+        );
+        let anon = Principal::anonymous();
+        for _ in 0..2 {
+            assert!(a.admit(&anon, ip("2001:db8:1:2::1")).is_ok());
+        }
+        // The same /64 shares the bucket; another address has its own.
+        assert!(matches!(
+            a.admit(&anon, ip("2001:db8:1:2::9")),
+            Err(Error::RequestRateLimited {
+                scope: "address",
+                ..
+            })
+        ));
+        assert!(a.admit_client(ip("2001:db8:1:3::1")).is_ok());
+        // A credential is not charged per address.
+        assert!(
+            a.admit(&Principal::operator(), ip("2001:db8:1:2::1"))
+                .is_ok()
+        );
+        for i in 0..1000u32 {
+            let peer = Some(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+            let _ = a.admit(&anon, peer);
+        }
+        assert!(super::super::core::lock(&a.address_buckets).len() <= 8);
     }
 
     #[test]

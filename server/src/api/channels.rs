@@ -64,10 +64,18 @@ impl channel_service_server::ChannelService for Api {
         &self,
         req: Request<IngestChannelWebhookRequest>,
     ) -> Result<Response<IngestChannelWebhookResponse>, Status> {
-        self.authorize(&req, Rpc::ChannelIngestChannelWebhook)?;
+        // The provider's signature is a credential: a locked-out address is refused even
+        // with a valid one, and each bad one counts toward the lockout of the client address
+        // (the forwarded client behind a trusted proxy).
         let remote = self.client_ip(&req);
-        Ok(Response::new(
-            self.gw.inbound.ingest(req.into_inner(), remote).await?,
-        ))
+        self.auth.gate(remote)?;
+        self.authorize(&req, Rpc::ChannelIngestChannelWebhook)?;
+        match self.gw.inbound.ingest(req.into_inner(), remote).await {
+            Ok(out) => Ok(Response::new(out)),
+            Err(e @ (Error::SignatureInvalid(_) | Error::VerifyTokenMismatch(_))) => {
+                Err(self.auth.failed(remote, e).into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

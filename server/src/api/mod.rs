@@ -92,19 +92,29 @@ impl Api {
         let md = req.metadata();
         let header = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
         let token = auth::bearer(header("authorization"), header("x-openclaw-token"));
+        // Failures and anonymous requests count per client address: the peer, or the
+        // forwarded client when the peer is a trusted proxy (a spoofed header from anyone
+        // else is ignored).
+        let peer = self.client_ip(req);
         if token.is_none() && need == Scope::Public {
             let anonymous = Principal::anonymous();
-            self.auth.admit(&anonymous)?;
+            self.auth.admit(&anonymous, peer)?;
             return Ok(anonymous);
         }
-        // Failures count per client address: the peer, or the forwarded client when the
-        // peer is a trusted proxy (a spoofed header from anyone else is ignored).
-        let peer = self.client_ip(req);
         let principal =
             self.auth
                 .check(token.as_deref(), peer, need, Some(self.gw.devices.index()))?;
-        self.auth.admit(&principal)?;
+        self.auth.admit(&principal, peer)?;
         Ok(principal)
+    }
+
+    /// The admission of the calls that bring their own key ([`Scope::OwnCredential`]: sync
+    /// webhooks, ingress): one request of the client address's bucket and of the global
+    /// bucket, spent before the key is checked. Returns the client address.
+    pub fn admit_own_key<T>(&self, req: &Request<T>) -> Result<Option<std::net::IpAddr>, Status> {
+        let client = self.client_ip(req);
+        self.auth.admit_client(client)?;
+        Ok(client)
     }
 }
 
@@ -224,7 +234,8 @@ mod tests {
             }
         }
         // These two authenticate with the endpoint's own key inside the core (the key is
-        // the path's credential), after `Auth::gate` for the lockout.
+        // the path's credential), after `Api::admit_own_key` (request buckets) and
+        // `Auth::gate` (the lockout).
         let own_gate = [Rpc::WebhookCallWebhook, Rpc::WebhookIngestWebhook];
         for r in Rpc::ALL {
             let name = format!("{r:?}");

@@ -5,7 +5,8 @@
 
 use super::runs::{NewRun, Runs, delivery::SentMessage};
 use crate::{
-    config::channels::ChannelsConfig,
+    auth::ClientKey,
+    config::{RateLimitConfig, channels::ChannelsConfig},
     error::{Error, Result},
     store::{Records, Store, Txn},
 };
@@ -16,7 +17,11 @@ use clawplane_proto::v1::{
 use hmac::{Hmac, Mac};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 use subtle::ConstantTimeEq;
 
 /// One message taken from a provider payload.
@@ -52,19 +57,88 @@ fn receipt_rank(status: &str) -> u8 {
 }
 
 /// The inbound channels service: the channels' webhook secrets (`channels.*`), the store
-/// for receipts and security events, and the runs that messages become.
+/// for receipts and security events, the runs that messages become, and the limiter of
+/// its BAD_SIGNATURE alerts.
 pub struct InboundChannels {
     cfg: ChannelsConfig,
     store: Store,
     runs: Arc<Runs>,
+    alerts: Mutex<AlertLimiter>,
+}
+
+/// At most one BAD_SIGNATURE alert per client address (IPv6: /64) and channel per window
+/// (`gateway.auth.rateLimit.windowMs`): a flood of bad signatures appends one event, and
+/// the next one after the window says how many were suppressed. An LRU of
+/// `maxTrackedClients` entries, so a flood of addresses cannot grow it.
+struct AlertLimiter {
+    window: Duration,
+    seen: lru::LruCache<(Option<ClientKey>, &'static str), AlertWindow>,
+}
+
+struct AlertWindow {
+    start: Instant,
+    suppressed: u64,
+}
+
+impl AlertLimiter {
+    fn new(limits: &RateLimitConfig) -> AlertLimiter {
+        AlertLimiter {
+            window: Duration::from_millis(limits.window_ms),
+            seen: lru::LruCache::new(
+                std::num::NonZeroUsize::new(limits.max_tracked_clients.max(1))
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
+        }
+    }
+
+    /// `Some(n)` when an alert is due (n refusals were suppressed since the last one),
+    /// `None` when this one is suppressed.
+    fn admit(
+        &mut self,
+        remote: Option<IpAddr>,
+        channel: &'static str,
+        now: Instant,
+    ) -> Option<u64> {
+        let key = (remote.map(ClientKey::of), channel);
+        match self.seen.get_mut(&key) {
+            Some(w) if now.saturating_duration_since(w.start) < self.window => {
+                w.suppressed += 1;
+                None
+            }
+            Some(w) => {
+                let n = w.suppressed;
+                *w = AlertWindow {
+                    start: now,
+                    suppressed: 0,
+                };
+                Some(n)
+            }
+            None => {
+                self.seen.put(
+                    key,
+                    AlertWindow {
+                        start: now,
+                        suppressed: 0,
+                    },
+                );
+                Some(0)
+            }
+        }
+    }
 }
 
 impl InboundChannels {
-    pub fn new(cfg: &ChannelsConfig, store: Store, runs: Arc<Runs>) -> InboundChannels {
+    pub fn new(
+        cfg: &ChannelsConfig,
+        limits: &RateLimitConfig,
+        store: Store,
+        runs: Arc<Runs>,
+    ) -> InboundChannels {
         InboundChannels {
             cfg: cfg.clone(),
             store,
             runs,
+            alerts: Mutex::new(AlertLimiter::new(limits)),
         }
     }
 
@@ -179,26 +253,40 @@ impl InboundChannels {
         })
     }
 
-    /// Records a failed verification as a security alert and returns the error to answer.
-    async fn bad_signature(&self, surface: &str, why: String, remote: Option<IpAddr>) -> Error {
-        tracing::warn!(channel = surface, remote = ?remote, "inbound webhook refused: {why}");
+    /// Records a failed verification as a security alert (rate limited per address and
+    /// channel; appended without waiting for the writer, so a flood never holds requests on
+    /// the store) and returns the error to answer.
+    async fn bad_signature(
+        &self,
+        surface: &'static str,
+        why: String,
+        remote: Option<IpAddr>,
+    ) -> Error {
+        let due = super::lock(&self.alerts).admit(remote, surface, Instant::now());
+        let Some(suppressed) = due else {
+            tracing::debug!(channel = surface, remote = ?remote, "inbound webhook refused (alert suppressed): {why}");
+            return Error::SignatureInvalid(why);
+        };
+        tracing::warn!(channel = surface, remote = ?remote, suppressed, "inbound webhook refused: {why}");
+        let detail = if suppressed == 0 {
+            why.clone()
+        } else {
+            format!("{why} ({suppressed} more refused from this address since the last alert)")
+        };
         let ev = Event {
             kind: EventKind::Security as i32,
             payload: Some(Payload::Security(SecurityAlert {
                 reason: "BAD_SIGNATURE".into(),
-                detail: why.clone(),
+                detail,
                 remote_addr: remote.map(|a| a.to_string()).unwrap_or_default(),
                 surface: surface.into(),
             })),
             ..Default::default()
         };
-        if let Err(e) = self
-            .store
-            .write(move |tx: &mut dyn Txn| tx.append_event(ev).map(|_| ()))
-            .await
-        {
-            tracing::error!(error = %e, "could not record a security alert");
-        }
+        // Queued, not committed, before the answer: the refusal never waits on the writer.
+        self.store
+            .write_detached(move |tx: &mut dyn Txn| tx.append_event(ev).map(|_| ()))
+            .await;
         Error::SignatureInvalid(why)
     }
 
@@ -464,6 +552,37 @@ mod tests {
         assert!(verify_hub_signature(Some("other"), good, body).is_err());
         assert!(verify_hub_signature(None, good, body).is_err());
         assert!(verify_hub_signature(Some("x"), "md5=00", body).is_err());
+    }
+
+    #[test]
+    fn alerts_are_limited_per_address_and_channel_and_count_what_they_suppress() {
+        let mut l = AlertLimiter::new(&RateLimitConfig {
+            window_ms: 1000,
+            max_tracked_clients: 4,
+            ..RateLimitConfig::default()
+        });
+        let (a, b) = (
+            Some("192.0.2.1".parse().unwrap()),
+            Some("192.0.2.2".parse().unwrap()),
+        );
+        let t0 = Instant::now();
+        assert_eq!(l.admit(a, "whatsapp", t0), Some(0));
+        for i in 1..=5 {
+            assert_eq!(l.admit(a, "whatsapp", t0 + Duration::from_millis(i)), None);
+        }
+        // Another address, another channel: their own windows.
+        assert_eq!(l.admit(b, "whatsapp", t0), Some(0));
+        assert_eq!(l.admit(a, "telegram", t0), Some(0));
+        // After the window the next alert carries the suppressed count.
+        let later = t0 + Duration::from_millis(1000);
+        assert_eq!(l.admit(a, "whatsapp", later), Some(5));
+        assert_eq!(l.admit(a, "whatsapp", later), None);
+        // Bounded: a flood of addresses keeps at most max_tracked_clients entries.
+        for i in 0..100u32 {
+            let ip = Some(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+            l.admit(ip, "telegram", t0);
+        }
+        assert!(l.seen.len() <= 4);
     }
 
     #[test]

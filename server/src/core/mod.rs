@@ -83,7 +83,12 @@ impl Gateway {
         ));
         let ingress = webhooks::Ingress::new(&config.webhooks.incoming, runs.clone())
             .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
-        let inbound = inbound::InboundChannels::new(&config.channels, store.clone(), runs.clone());
+        let inbound = inbound::InboundChannels::new(
+            &config.channels,
+            &config.gateway.auth.rate_limit,
+            store.clone(),
+            runs.clone(),
+        );
         let sync_webhooks = webhooks::SyncWebhooks::new(store.clone(), runs.clone(), &instance_id);
         let egress = egress::Egress::new(
             &config.webhooks,

@@ -306,3 +306,168 @@ async fn telegram_update_is_verified_deduped_and_answered_in_the_chat() {
     assert_eq!(sent.len(), 2, "answered once, then the marker: {sent:#?}");
     assert_eq!(sent[1].body["text"], marker_run.reply_text.as_str());
 }
+
+// ------------------------------------------------- hostile senders (issue 13)
+
+const ATTACKER: &str = "203.0.113.5";
+const NEIGHBOUR: &str = "198.51.100.7";
+
+/// Both channels, the loopback peer a trusted proxy (so `X-Forwarded-For` names the client).
+async fn channels_behind_proxy(
+    wa: &whatsapp::FakeWhatsApp,
+    tg: &telegram::FakeTelegram,
+    max_attempts: u32,
+) -> Gateway {
+    Gateway::start_with(&format!(
+        "{{ gateway: {{ trustedProxies: ['127.0.0.1'], auth: {{ rateLimit: {{ maxAttempts: {max_attempts} }} }} }},
+           channels: {{ whatsapp: {{ accessToken: '{WA_TOKEN}', phoneNumberId: '{PNID}', baseUrl: '{}', appSecret: '{APP_SECRET}', verifyToken: '{VERIFY}' }},
+                        telegram: {{ botToken: '{TG_TOKEN}', baseUrl: '{}', webhookSecret: '{TG_SECRET}' }} }} }}",
+        wa.base_url, tg.base_url
+    ))
+    .await
+}
+
+async fn whatsapp_from(gw: &Gateway, client: &str, body: &str, signature: &str) -> http1::Response {
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Hub-Signature-256", signature),
+        ("X-Forwarded-For", client),
+    ];
+    http1::request(loopback(gw), "POST", WA_PATH, &headers, body.as_bytes()).await
+}
+
+async fn telegram_from(gw: &Gateway, client: &str, body: &str, secret: &str) -> http1::Response {
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Telegram-Bot-Api-Secret-Token", secret),
+        ("X-Forwarded-For", client),
+    ];
+    http1::request(loopback(gw), "POST", TG_PATH, &headers, body.as_bytes()).await
+}
+
+#[track_caller]
+fn assert_locked_out(r: &http1::Response) {
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    let secs: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(secs >= 1, "{secs}");
+    assert_eq!(body_json(r)["ok"], false);
+}
+
+/// A provider signature is a credential: bad signatures (WhatsApp) and secret tokens
+/// (Telegram) count toward the client address's lockout; once locked out the address is
+/// refused 429 with Retry-After even with a correct signature, on every channel; another
+/// address is unaffected.
+#[tokio::test]
+async fn bad_signatures_lock_out_the_sending_address() {
+    let wa = whatsapp::FakeWhatsApp::start(WA_TOKEN, PNID).await;
+    let tg = telegram::FakeTelegram::start(TG_TOKEN).await;
+    let gw = channels_behind_proxy(&wa, &tg, 3).await;
+    let body = whatsapp::inbound_text_payload(PNID, "222", "wamid.lock-1", "hello");
+    let good = whatsapp::sign(APP_SECRET, &body);
+    let forged = whatsapp::sign("guess", &body);
+    for i in 1..=3 {
+        let r = whatsapp_from(&gw, ATTACKER, &body, &forged).await;
+        assert_eq!(r.status, 401, "bad signature {i} is refused as such");
+    }
+    assert_locked_out(&whatsapp_from(&gw, ATTACKER, &body, &forged).await);
+    // Locked out: the right signature does not help, nor does another channel.
+    assert_locked_out(&whatsapp_from(&gw, ATTACKER, &body, &good).await);
+    let update = telegram::text_update(7001, 42, 42, "hi");
+    assert_locked_out(&telegram_from(&gw, ATTACKER, &update, TG_SECRET).await);
+    assert!(gw.list_runs("").await.is_empty(), "nothing ran");
+
+    // Another address: its message runs.
+    let r = whatsapp_from(&gw, NEIGHBOUR, &body, &good).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(run_ids(&body_json(&r)).len(), 1);
+
+    // Telegram secret tokens and the WhatsApp verify token count the same way.
+    let third = "192.0.2.9";
+    for _ in 0..2 {
+        let r = http1::request(
+            loopback(&gw),
+            "GET",
+            &format!("{WA_PATH}?hub.mode=subscribe&hub.challenge=1&hub.verify_token=guess"),
+            &[("X-Forwarded-For", third)],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 403);
+    }
+    assert_eq!(
+        telegram_from(&gw, third, &update, "guess").await.status,
+        401
+    );
+    assert_locked_out(&telegram_from(&gw, third, &update, "guess").await);
+    assert_locked_out(&telegram_from(&gw, third, &update, TG_SECRET).await);
+
+    // The lockout covers every credential from the address (the gateway token too).
+    let token = gw.token.clone();
+    let mut locked = gw
+        .gateway_as(Token::bearer(&token).with_header("x-forwarded-for", ATTACKER))
+        .await;
+    let s = locked
+        .status(clawplane_proto::v1::GatewayServiceStatusRequest {})
+        .await
+        .expect_err("locked out");
+    assert_error(&s, tonic::Code::ResourceExhausted, "AUTH_RATE_LIMITED");
+}
+
+/// A flood of bad signatures appends one BAD_SIGNATURE alert per address and channel per
+/// window (`gateway.auth.rateLimit.windowMs`), not one each; every request is still
+/// answered 401.
+#[tokio::test]
+async fn a_flood_of_bad_signatures_appends_one_alert_per_address() {
+    let wa = whatsapp::FakeWhatsApp::start(WA_TOKEN, PNID).await;
+    let tg = telegram::FakeTelegram::start(TG_TOKEN).await;
+    let gw = channels_behind_proxy(&wa, &tg, 1000).await;
+    let body = whatsapp::inbound_text_payload(PNID, "333", "wamid.flood-1", "hello");
+    let forged = whatsapp::sign("guess", &body);
+    for _ in 0..25 {
+        assert_eq!(
+            whatsapp_from(&gw, ATTACKER, &body, &forged).await.status,
+            401
+        );
+    }
+    let update = telegram::text_update(7002, 43, 43, "hi");
+    for _ in 0..10 {
+        assert_eq!(
+            telegram_from(&gw, ATTACKER, &update, "guess").await.status,
+            401
+        );
+        assert_eq!(
+            telegram_from(&gw, NEIGHBOUR, &update, "guess").await.status,
+            401
+        );
+    }
+    // A good message after the flood: the store writes in order, so once its run is
+    // committed every alert the flood appended is in the log.
+    let r = whatsapp_from(&gw, NEIGHBOUR, &body, &whatsapp::sign(APP_SECRET, &body)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    gw.wait_run(&run_ids(&body_json(&r)).remove(0)).await;
+
+    let events = gw.events_until(gw.status().await.last_event_seq).await;
+    let mut alerts: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::Security(a)) if a.reason == "BAD_SIGNATURE" => {
+                Some((a.surface.clone(), a.remote_addr.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    alerts.sort();
+    assert_eq!(
+        alerts,
+        vec![
+            ("telegram".to_string(), NEIGHBOUR.to_string()),
+            ("telegram".to_string(), ATTACKER.to_string()),
+            ("whatsapp".to_string(), ATTACKER.to_string()),
+        ],
+        "one alert per address and channel"
+    );
+}

@@ -1,12 +1,15 @@
 //! Limits that protect the gateway: concurrent runs, queue depth (RESOURCE_EXHAUSTED
 //! `QUEUE_FULL`), and request rate limits per credential and gateway-wide (RESOURCE_EXHAUSTED
-//! `RATE_LIMITED` with RetryInfo; 429 + Retry-After on the hooks), and the TCP connection cap.
+//! `RATE_LIMITED` with RetryInfo; 429 + Retry-After on the hooks), per client address for
+//! anonymous and own-key calls (device challenges, `/webhook/<path>`, `/webhooks/<id>`), and
+//! the TCP connection cap.
 //! The WebSocket connection cap is in ws.rs (`max_connections_closes_the_extra_socket_with_1013`).
 
 use std::time::Duration;
 
 use clawplane_proto::v1::{
-    ChatServiceSendRequest, GatewayServiceStatusRequest, GetRunRequest, RunState,
+    ChallengeRequest, ChatServiceSendRequest, CreateWebhookKeyRequest, GatewayServiceStatusRequest,
+    GetRunRequest, RunState,
 };
 use tonic::Code;
 
@@ -182,6 +185,193 @@ async fn the_global_budget_covers_every_caller() {
         .expect_err("the shared budget is spent");
     let md = assert_error(&err, Code::ResourceExhausted, "RATE_LIMITED");
     assert_eq!(md["scope"], "global");
+}
+
+/// A 429 with `Retry-After` (whole seconds).
+#[track_caller]
+fn retry_after_secs(r: &http1::Response) -> u64 {
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    r.header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("Retry-After in seconds")
+}
+
+/// Anonymous calls and the calls that bring their own key (`/webhook/<path>`,
+/// `/webhooks/<id>`) spend a bucket per client address (`perAddress`), counted before the
+/// key is checked; past it RESOURCE_EXHAUSTED `RATE_LIMITED` (scope address) or 429 with
+/// Retry-After, and after that wait the address is served again. Other addresses and the
+/// gateway token are not charged.
+#[tokio::test]
+async fn anonymous_and_own_key_calls_have_a_budget_per_client_address() {
+    let gw = Gateway::start_with(
+        "{ gateway: { trustedProxies: ['127.0.0.1'],
+                      auth: { rateLimit: { perAddress: { requestsPerSecond: 1, burst: 3 } } } },
+           webhooks: { incoming: { enabled: true, secret: 'plain-secret-123',
+                                   endpoints: [ { path: 'plain', message: 'got {{body.n}}' } ] } } }",
+    )
+    .await;
+    let port = gw.addr.port();
+    let addr = std::net::SocketAddr::new([127, 0, 0, 1].into(), port);
+
+    // Anonymous gRPC (DeviceService/Challenge).
+    let from = |ip: &str| Token::none().with_header("x-forwarded-for", ip);
+    let mut anon = gw.devices_as(from("203.0.113.20")).await;
+    for i in 0..3 {
+        anon.challenge(ChallengeRequest {})
+            .await
+            .unwrap_or_else(|e| panic!("challenge {i} within the burst: {e:?}"));
+    }
+    let err = anon
+        .challenge(ChallengeRequest {})
+        .await
+        .expect_err("over the address's burst");
+    let md = assert_error(&err, Code::ResourceExhausted, "RATE_LIMITED");
+    assert_eq!(md["scope"], "address");
+    assert!(
+        tonic_types::StatusExt::get_error_details(&err)
+            .retry_info()
+            .and_then(|r| r.retry_delay)
+            .is_some_and(|d| !d.is_zero()),
+        "RetryInfo: {err:?}"
+    );
+    // Another address has its own bucket; a credential is not charged per address.
+    gw.devices_as(from("203.0.113.21"))
+        .await
+        .challenge(ChallengeRequest {})
+        .await
+        .expect("another address");
+    gw.status().await;
+
+    // Ingress: the right secret from one address, past the burst: 429, then served again.
+    let ingest = |client: &'static str, n: u32| async move {
+        let body = format!("{{\"n\":{n}}}");
+        http1::request(
+            addr,
+            "POST",
+            "/webhook/plain",
+            &[
+                ("X-Webhook-Secret", "plain-secret-123"),
+                ("X-Forwarded-For", client),
+            ],
+            body.as_bytes(),
+        )
+        .await
+    };
+    for n in 0..3 {
+        let r = ingest("198.51.100.30", n).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let wait = retry_after_secs(&ingest("198.51.100.30", 3).await);
+    assert!((1..=2).contains(&wait), "{wait}");
+    assert_eq!(
+        ingest("198.51.100.31", 4).await.status,
+        200,
+        "another address"
+    );
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(ingest("198.51.100.30", 5).await.status, 200, "recovered");
+
+    // Sync webhooks: admission comes before the key, so wrong keys spend the budget too
+    // and the right key past it is refused.
+    let key = webhook_key(&gw, "ci", false).await;
+    let instance = gw.status().await.instance_id;
+    let call = |client: &'static str, key: String| {
+        let instance = instance.clone();
+        async move {
+            let auth = format!("Bearer {key}");
+            http1::request(
+                addr,
+                "POST",
+                &format!("/webhooks/{instance}"),
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Authorization", auth.as_str()),
+                    ("X-Forwarded-For", client),
+                ],
+                br#"{"session_name":"s","message":"hi"}"#,
+            )
+            .await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(call("198.51.100.40", "wrong".into()).await.status, 401);
+    }
+    let wait = retry_after_secs(&call("198.51.100.40", key.clone()).await);
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let r = call("198.51.100.40", key).await;
+    assert_eq!(
+        r.status,
+        200,
+        "recovered: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+async fn webhook_key(gw: &Gateway, label: &str, private: bool) -> String {
+    gw.webhooks()
+        .await
+        .create_webhook_key(CreateWebhookKeyRequest {
+            label: label.into(),
+            private,
+        })
+        .await
+        .expect("CreateWebhookKey")
+        .into_inner()
+        .secret
+}
+
+/// A verified webhook API key is a credential with its own `perCredential` bucket: one key
+/// past its burst gets 429 with Retry-After, another key is still served.
+#[tokio::test]
+async fn each_webhook_key_has_its_own_request_budget() {
+    let gw = Gateway::start_with(
+        "{ gateway: { auth: { rateLimit: { perCredential: { requestsPerSecond: 0.01, burst: 6 } } } } }",
+    )
+    .await;
+    let addr = std::net::SocketAddr::new([127, 0, 0, 1].into(), gw.addr.port());
+    let (a, b) = (
+        webhook_key(&gw, "a", true).await,
+        webhook_key(&gw, "b", true).await,
+    );
+    let instance = gw
+        .webhooks()
+        .await
+        .list_webhook_keys(clawplane_proto::v1::ListWebhookKeysRequest {})
+        .await
+        .expect("ListWebhookKeys")
+        .into_inner()
+        .instance_id;
+    let call = |key: String| {
+        let path = format!("/webhooks/{instance}");
+        async move {
+            let auth = format!("Bearer {key}");
+            http1::request(
+                addr,
+                "POST",
+                &path,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Authorization", auth.as_str()),
+                ],
+                br#"{"session_name":"s","message":"hi"}"#,
+            )
+            .await
+        }
+    };
+    let mut refused = None;
+    for _ in 0..8 {
+        let r = call(a.clone()).await;
+        if r.status == 429 {
+            refused = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let r = refused.expect("key a ran out of its burst");
+    assert!(r.header("retry-after").is_some(), "Retry-After");
+    let r = call(b).await;
+    assert_eq!(r.status, 200, "key b: {}", String::from_utf8_lossy(&r.body));
 }
 
 #[tokio::test]

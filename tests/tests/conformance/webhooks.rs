@@ -664,6 +664,92 @@ async fn ingress_github_signature_vector_and_replay() {
     assert_eq!(all_runs(&gw).await, before, "a replay starts nothing");
 }
 
+/// GitHub signs only the body; `X-GitHub-Delivery` is not signed. A captured delivery
+/// replayed under a new delivery id (or none) is the same delivery: it answers the original
+/// run and starts nothing. GitHub's own redelivery (same id, same signature) does too, and
+/// a new event is a new run.
+#[tokio::test]
+async fn ingress_github_replay_under_a_new_delivery_id_is_a_duplicate() {
+    let gw = ingress_gateway().await;
+    let body = br#"{"action":"closed","number":7}"#;
+    let sig = format!("sha256={}", hex(&hmac(GH_SECRET.as_bytes(), body)));
+    let with_id = |id: &'static str| {
+        vec![
+            ("X-Hub-Signature-256", sig.clone()),
+            ("X-GitHub-Event", "issues".to_string()),
+            ("X-GitHub-Delivery", id.to_string()),
+        ]
+    };
+    let send = |h: Vec<(&'static str, String)>| {
+        let gw = &gw;
+        async move {
+            let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            body_json(&ingest(gw, "gh", &h, body).await)
+        }
+    };
+    let first = send(with_id("6f3b1a40-0001-11ef-8000-000000000001")).await;
+    assert_eq!(first["ok"], true, "{first}");
+    assert_ne!(first["duplicate"], true);
+    let before = all_runs(&gw).await;
+    for (what, h) in [
+        (
+            "GitHub's redelivery",
+            with_id("6f3b1a40-0001-11ef-8000-000000000001"),
+        ),
+        (
+            "a replay under a new id",
+            with_id("6f3b1a40-0002-11ef-8000-000000000002"),
+        ),
+        ("a replay without an id", with_id("")[..2].to_vec()),
+        (
+            "a replay with the hex in upper case",
+            vec![
+                (
+                    "X-Hub-Signature-256",
+                    format!(
+                        "sha256={}",
+                        hex(&hmac(GH_SECRET.as_bytes(), body)).to_uppercase()
+                    ),
+                ),
+                ("X-GitHub-Event", "issues".to_string()),
+                (
+                    "X-GitHub-Delivery",
+                    "6f3b1a40-0003-11ef-8000-000000000003".to_string(),
+                ),
+            ],
+        ),
+    ] {
+        let r = send(h).await;
+        assert_eq!(r["duplicate"], true, "{what}: {r}");
+        assert_eq!(r["runId"], first["runId"], "{what}");
+    }
+    assert_eq!(all_runs(&gw).await, before, "replays start nothing");
+
+    // A new event (another body, signed) is a new run, whatever delivery id it carries.
+    let next = br#"{"action":"reopened","number":7}"#;
+    let sig2 = format!("sha256={}", hex(&hmac(GH_SECRET.as_bytes(), next)));
+    let r = body_json(
+        &ingest(
+            &gw,
+            "gh",
+            &[
+                ("X-Hub-Signature-256", sig2.as_str()),
+                ("X-GitHub-Event", "issues"),
+                ("X-GitHub-Delivery", "6f3b1a40-0002-11ef-8000-000000000002"),
+            ],
+            next,
+        )
+        .await,
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_ne!(r["duplicate"], true, "{r}");
+    assert_ne!(r["runId"], first["runId"]);
+    assert_eq!(
+        reply_of(&gw, r["runId"].as_str().unwrap()).await,
+        "You said: issues reopened (turn 1)"
+    );
+}
+
 #[tokio::test]
 async fn ingress_stripe_and_standard_webhooks_signatures_and_replay() {
     let gw = ingress_gateway().await;

@@ -1,6 +1,7 @@
 //! Webhook ingress (`/webhook/<path>`): the compiled `webhooks.incoming` endpoints, each
 //! verified on the raw body by its secret or signature scheme (`X-Webhook-Secret`, GitHub,
-//! Stripe, Standard Webhooks) before its templates render the run; a delivery id makes the
+//! Stripe, Standard Webhooks) before its templates render the run; what the signature
+//! covers (a signed delivery id, Stripe's `t` and signature, GitHub's body MAC) makes the
 //! run's idempotency key, so a replayed delivery answers the original run.
 
 use crate::{
@@ -215,7 +216,12 @@ fn verify(ep: &Endpoint, headers: &HashMap<String, String>, body: &[u8]) -> Resu
             if !ct_eq(&mac, &sig) {
                 return Err(sig_err("X-Hub-Signature-256 does not match the body"));
             }
-            Ok(h("x-github-delivery").map(|d| format!("github:{d}")))
+            // GitHub signs only the body and sends no timestamp, so `X-GitHub-Delivery` is
+            // unsigned: a captured delivery replayed under a new id would run again. Dedupe
+            // on what the signature covers (the computed MAC, canonical whatever the hex
+            // case): a replay is the same delivery, and GitHub's "redeliver" (same id, same
+            // body) still answers the original run.
+            Ok(Some(format!("github:sha256:{}", hex(mac))))
         }
         Scheme::Stripe => {
             let got =

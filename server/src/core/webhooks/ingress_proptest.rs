@@ -151,6 +151,33 @@ proptest! {
     }
 
     #[test]
+    fn github_dedupes_on_the_signed_body_not_the_delivery_id(
+        secret in "[!-~]{8,40}",
+        body in prop::collection::vec(any::<u8>(), 0..256),
+        other in prop::collection::vec(any::<u8>(), 0..256),
+        ids in ("[a-f0-9-]{1,36}", "[a-f0-9-]{1,36}"),
+    ) {
+        let ep = endpoint(Scheme::Github, secret.as_bytes());
+        let mut h = signed(Scheme::Github, secret.as_bytes(), &body, "");
+        h.insert("x-github-delivery".into(), ids.0.clone());
+        let original = verify(&ep, &h, &body).unwrap();
+        // A replay under another (unsigned) delivery id, or none, or in upper-case hex, is
+        // the same delivery.
+        h.insert("x-github-delivery".into(), ids.1.clone());
+        prop_assert_eq!(&verify(&ep, &h, &body).unwrap(), &original);
+        h.remove("x-github-delivery");
+        prop_assert_eq!(&verify(&ep, &h, &body).unwrap(), &original);
+        let upper = h["x-hub-signature-256"].to_ascii_uppercase().replacen("SHA256=", "sha256=", 1);
+        h.insert("x-hub-signature-256".into(), upper);
+        prop_assert_eq!(&verify(&ep, &h, &body).unwrap(), &original);
+        // Another body is another delivery.
+        if other != body {
+            let h2 = signed(Scheme::Github, secret.as_bytes(), &other, "");
+            prop_assert_ne!(verify(&ep, &h2, &other).unwrap(), original);
+        }
+    }
+
+    #[test]
     fn timestamps_outside_the_window_are_refused(
         secret in "[!-~]{8,40}", body in prop::collection::vec(any::<u8>(), 0..64), skew in 301i64..1_000_000_000, sign in any::<bool>(),
     ) {

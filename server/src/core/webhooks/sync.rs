@@ -270,7 +270,11 @@ impl SyncWebhooks {
             match self.match_webhook_key(c.presented.as_deref(), private) {
                 Err(e @ Error::WebhookKeyInvalid) => return Err(auth.failed(c.client, e)),
                 Err(e) => return Err(e),
-                Ok(_) => auth.succeeded(c.client, crate::auth::Realm::WebhookKey),
+                Ok(key) => {
+                    auth.succeeded(c.client, crate::auth::Realm::WebhookKey);
+                    // Each key is a credential with its own request bucket.
+                    auth.admit_credential(format!("webhook-key:{}", key.key_id))?;
+                }
             }
             self.webhook_turn(c.session_name.trim(), c.message, &mut call.run_id)
                 .await
