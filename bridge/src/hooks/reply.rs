@@ -41,7 +41,8 @@ fn delivery_status(d: &Delivery) -> DeliveryStatus {
     DeliveryStatus::try_from(d.status).unwrap_or(DeliveryStatus::Unspecified)
 }
 
-fn delivery_status_name(s: DeliveryStatus) -> &'static str {
+/// The wire name of a delivery status (the hooks' JSON and the WebSocket shim's).
+pub(crate) fn delivery_status_name(s: DeliveryStatus) -> &'static str {
     match s {
         DeliveryStatus::Unspecified => "unspecified",
         DeliveryStatus::NotRequested => "not_requested",

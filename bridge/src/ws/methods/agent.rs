@@ -14,14 +14,8 @@ pub(super) fn delivery_json(d: &Option<Delivery>) -> Json {
         return json!({"status": "not_requested"});
     };
     let status = match d.status() {
-        DeliveryStatus::Unspecified | DeliveryStatus::NotRequested => "not_requested",
-        DeliveryStatus::Pending => "pending",
-        DeliveryStatus::Delivered => "delivered",
-        DeliveryStatus::Skipped => "skipped",
-        DeliveryStatus::NoRoute => "no_route",
-        DeliveryStatus::Failed => "failed",
-        DeliveryStatus::Sending => "sending",
-        DeliveryStatus::Unknown => "unknown",
+        DeliveryStatus::Unspecified => "not_requested",
+        s => crate::hooks::reply::delivery_status_name(s),
     };
     let mut m = Map::new();
     m.insert("status".into(), json!(status));
