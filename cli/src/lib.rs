@@ -276,7 +276,7 @@ pub struct AgentArgs {
     /// Time limit of the run in seconds [default: the gateway's].
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u32>,
-    /// Retry-safety key; it becomes the run id. Repeating it returns the same run.
+    /// Retry-safety key (this credential's). Repeating it returns the same run.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
     /// Print the final run as canonical proto3 JSON instead of streaming the reply.
@@ -317,7 +317,7 @@ pub enum SessionsCommand {
         /// Time limit of the run in seconds [default: the gateway's].
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u32>,
-        /// Retry-safety key; it becomes the run id.
+        /// Retry-safety key (this credential's); repeating it returns the same run.
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
         /// Print the final run as canonical proto3 JSON.

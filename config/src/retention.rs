@@ -9,9 +9,9 @@ use std::time::Duration;
 #[serde(default, rename_all = "camelCase")]
 pub struct RetentionConfig {
     /// Finished runs (succeeded, failed, cancelled, timed out) are deleted this long after
-    /// they ended, with their idempotency key (a caller-chosen key is the run's id, so it
-    /// is reserved exactly as long as the run and can be used again afterwards; replay
-    /// dedupe of ingress and inbound channel messages uses the same keys). Queued and
+    /// they ended, with their idempotency key (a key is reserved, for the caller that chose
+    /// it, exactly as long as its run and can be used again afterwards; replay dedupe of
+    /// ingress and inbound channel messages uses the same keys). Queued and
     /// running runs are never deleted. A duration such as `30d`, `12h`, `90s`; `0s` keeps
     /// runs forever.
     pub runs: String,

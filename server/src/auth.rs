@@ -118,6 +118,12 @@ impl Principal {
         matches!(self.kind, Kind::Hooks)
     }
 
+    /// Whose idempotency keys a caller's keys are: one namespace per credential, so a key
+    /// one caller chose cannot answer (or pre-empt) another caller's request.
+    pub fn key_scope(&self) -> String {
+        self.credential_key().unwrap_or_else(|| "anonymous".into())
+    }
+
     /// The credential a request bucket belongs to; none for anonymous callers.
     fn credential_key(&self) -> Option<String> {
         match &self.kind {

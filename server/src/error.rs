@@ -29,6 +29,10 @@ pub enum Error {
     #[error("run not found: {0}. List runs with `clawplane runs list` or AgentService/ListRuns")]
     RunNotFound(String),
     #[error(
+        "no run of this caller has idempotency key {0:?} (keys belong to the credential that presented them); look runs up by runId"
+    )]
+    KeyNotFound(String),
+    #[error(
         "idempotency key {key:?} was already used for different input (run {run_id}); use a new key for a new request"
     )]
     IdempotencyConflict { key: String, run_id: String },
@@ -183,7 +187,9 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::InvalidFields(_) => Code::InvalidArgument,
-            Error::SessionNotFound(_) | Error::RunNotFound(_) => Code::NotFound,
+            Error::SessionNotFound(_) | Error::RunNotFound(_) | Error::KeyNotFound(_) => {
+                Code::NotFound
+            }
             Error::IdempotencyConflict { .. } => Code::AlreadyExists,
             Error::SessionBusy(_) => Code::FailedPrecondition,
             Error::TokenMissing(_) | Error::TokenInvalid(_) => Code::Unauthenticated,
@@ -228,7 +234,7 @@ impl Error {
         match self {
             Error::InvalidFields(_) => "INVALID_FIELD",
             Error::SessionNotFound(_) => "SESSION_NOT_FOUND",
-            Error::RunNotFound(_) => "RUN_NOT_FOUND",
+            Error::RunNotFound(_) | Error::KeyNotFound(_) => "RUN_NOT_FOUND",
             Error::IdempotencyConflict { .. } => "IDEMPOTENCY_KEY_CONFLICT",
             Error::SessionBusy(_) => "SESSION_BUSY",
             Error::TokenMissing(_) => "TOKEN_MISSING",
@@ -270,6 +276,7 @@ impl Error {
         match self {
             Error::SessionNotFound(k) | Error::SessionBusy(k) => vec![kv("sessionKey", k.clone())],
             Error::RunNotFound(r) => vec![kv("runId", r.clone())],
+            Error::KeyNotFound(k) => vec![kv("idempotencyKey", k.clone())],
             Error::IdempotencyConflict { key, run_id } => {
                 vec![
                     kv("idempotencyKey", key.clone()),

@@ -217,6 +217,7 @@ impl Hooks {
                 .wait(caller.request(AgentServiceWaitRequest {
                     run_id: run_id.to_string(),
                     timeout_ms: 30_000,
+                    ..Default::default()
                 }))
                 .await
                 .map_err(|s| hooks_error(&s))?

@@ -22,6 +22,7 @@ impl Hooks {
             .agent
             .get_run(caller.request(GetRunRequest {
                 run_id: run_id.to_string(),
+                ..Default::default()
             }))
             .await
             .map_err(|s| hooks_error(&s))?

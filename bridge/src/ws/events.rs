@@ -2,7 +2,7 @@
 //! assistant stream with a per-run seq), `chat` (delta with v4 `deltaText`, final, error,
 //! aborted), `device.pair.requested|resolved`, `sessions.changed`.
 
-use super::frames::{now_ms, ts_ms};
+use super::frames::{now_ms, ts_ms, wire_run_id};
 use clawplane_proto::v1::{Event, RunState, SessionChangeType, event::Payload};
 use serde_json::{Value as Json, json};
 use std::collections::HashMap;
@@ -26,6 +26,8 @@ struct RunTrack {
     chat_seq: u64,
     text: String,
     agent_id: String,
+    /// The run's wire `runId` ([`wire_run_id`]), learned from its first RUN event.
+    wire_id: String,
 }
 
 /// Translates the feed for one socket (it keeps the per-run seqs and cumulative text).
@@ -40,6 +42,15 @@ fn agent_of(session_key: &str) -> String {
         .and_then(|r| r.split(':').next())
         .unwrap_or("main")
         .to_string()
+}
+
+/// The `runId` a run's events carry: what its RUN events named, else the feed's id.
+fn wire<'a>(t: &'a RunTrack, ev: &'a Event) -> &'a str {
+    if t.wire_id.is_empty() {
+        &ev.run_id
+    } else {
+        &t.wire_id
+    }
 }
 
 fn assistant(text: &str, ts: u64) -> Json {
@@ -84,7 +95,7 @@ impl Translator {
         (
             "agent",
             json!({
-                "runId": ev.run_id,
+                "runId": wire(t, ev),
                 "seq": t.agent_seq,
                 "stream": stream,
                 "ts": ts,
@@ -99,7 +110,7 @@ impl Translator {
         let t = self.track(&ev.run_id, &ev.session_key);
         t.chat_seq += 1;
         let mut v = json!({
-            "runId": ev.run_id,
+            "runId": wire(t, ev),
             "sessionKey": ev.session_key,
             "agentId": t.agent_id,
             "seq": t.chat_seq,
@@ -116,9 +127,11 @@ impl Translator {
         let ts = ts_ms(&ev.time).unwrap_or_else(now_ms);
         match &ev.payload {
             Some(Payload::Run(run)) => {
+                let t = self.track(&ev.run_id, &ev.session_key);
                 if !run.agent_id.is_empty() {
-                    self.track(&ev.run_id, &ev.session_key).agent_id = run.agent_id.clone();
+                    t.agent_id = run.agent_id.clone();
                 }
+                t.wire_id = wire_run_id(run).to_string();
                 let out = match run.state() {
                     RunState::Running => {
                         self.track(&ev.run_id, &ev.session_key).text.clear();

@@ -94,6 +94,21 @@ pub fn event(name: &str, payload: Json, seq: Option<u64>) -> String {
 }
 
 /// Milliseconds since the epoch, now.
+/// The `runId` OpenClaw clients know a run by: the idempotency key they chose for `agent`,
+/// `chat.send` and `sessions.send` (OpenClaw's run id is that key), else the server's id.
+pub fn wire_run_id(run: &clawplane_proto::v1::Run) -> &str {
+    use clawplane_proto::v1::RunOrigin;
+    let keyed = matches!(
+        run.origin(),
+        RunOrigin::Agent | RunOrigin::Chat | RunOrigin::Session
+    );
+    if keyed && !run.idempotency_key.is_empty() {
+        &run.idempotency_key
+    } else {
+        &run.run_id
+    }
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -139,6 +139,7 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
                     .wait(caller.request(AgentServiceWaitRequest {
                         run_id: sent.run_id.clone(),
                         timeout_ms: 60_000,
+                        ..Default::default()
                     }))
                     .await
                 {
@@ -167,7 +168,7 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
                 &id,
                 json!({
                     "text": run.reply_text,
-                    "runId": run.run_id,
+                    "runId": super::frames::wire_run_id(&run),
                     "sessionKey": run.session_key,
                     "agentId": run.agent_id,
                 }),

@@ -79,13 +79,14 @@ def test_chat_send_and_wait_sync(client: clawplane.Client) -> None:
     assert h.session_key == f"agent:main:{key}"
     assert not h.duplicate
     assert h.state == run_pb2.RUN_STATE_QUEUED
-    # The SDK generated the idempotency key (a UUID), which became the run id.
-    assert uuid.UUID(h.run_id)
+    # The server names the run (a UUID v7); the SDK generated the idempotency key (v4).
+    assert uuid.UUID(h.run_id).version == 7
     run = h.wait(30)
     assert run.state == run_pb2.RUN_STATE_SUCCEEDED
     assert run.reply_text == "You said: hello sync (turn 1)"
     assert run.origin == run_pb2.RUN_ORIGIN_CHAT
-    assert run.idempotency_key == h.run_id
+    assert uuid.UUID(run.idempotency_key).version == 4
+    assert run.idempotency_key != h.run_id
     assert h.final is not None and h.final.run_id == h.run_id
     run2 = client.chat_send(key, "again").wait(30)
     assert run2.reply_text == "You said: again (turn 2)"
@@ -240,10 +241,10 @@ def test_idempotency_key_duplicate_and_conflict(client: clawplane.Client, gatewa
     key = f"py-idem-{uuid.uuid4().hex}"
     session = _session()
     first = client.agent_run("same message", session_key=session, idempotency_key=key)
-    assert first.run_id == key
+    assert first.run_id != key, "the run id is the server's"
     assert not first.duplicate
     again = client.agent_run("same message", session_key=session, idempotency_key=key)
-    assert again.run_id == key
+    assert again.run_id == first.run_id
     assert again.duplicate
     assert again.wait(30).state == run_pb2.RUN_STATE_SUCCEEDED
     # A duplicate handle streams the finished run's reply.
@@ -255,7 +256,7 @@ def test_idempotency_key_duplicate_and_conflict(client: clawplane.Client, gatewa
     assert e.code == grpc.StatusCode.ALREADY_EXISTS
     assert e.reason == "IDEMPOTENCY_KEY_CONFLICT"
     assert e.domain == "clawplane.dev"
-    assert e.metadata.get("runId") == key
+    assert e.metadata.get("runId") == first.run_id
     assert e.metadata.get("idempotencyKey") == key
     assert e.status is not None and e.status.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
     assert "idempotency key" in (e.hint() or "")

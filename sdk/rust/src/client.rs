@@ -621,11 +621,26 @@ impl Client {
 
     /// `AgentService/GetRun`.
     pub async fn get_run(&self, run_id: &str) -> Result<pb::Run, Error> {
+        self.get_run_by(pb::GetRunRequest {
+            run_id: run_id.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// `AgentService/GetRun` by the idempotency key this client's credential started the run
+    /// with (keys are per credential; the run id is the server's).
+    pub async fn get_run_by_key(&self, idempotency_key: &str) -> Result<pb::Run, Error> {
+        self.get_run_by(pb::GetRunRequest {
+            idempotency_key: idempotency_key.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn get_run_by(&self, req: pb::GetRunRequest) -> Result<pb::Run, Error> {
         self.bounded(async move {
             let c = self.agent();
-            let req = pb::GetRunRequest {
-                run_id: run_id.to_string(),
-            };
             let (resp, _) = self
                 .retry(|| {
                     let mut c = c.clone();
@@ -658,6 +673,7 @@ impl Client {
                 let mut req = tonic::Request::new(pb::AgentServiceWaitRequest {
                     run_id: run_id.to_string(),
                     timeout_ms: ms,
+                    ..Default::default()
                 });
                 // Leave the server room to answer done=false before the transport gives up.
                 req.set_timeout(chunk + Duration::from_secs(10));

@@ -14,6 +14,8 @@ import {
 import { Gateway } from "./gateway.mjs";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+// The server's run ids: time-ordered UUIDs (version 7).
+const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 /** Runs `fn`, expecting it to reject with a ClawplaneError; returns the error. */
 async function rejects(fn) {
@@ -77,14 +79,15 @@ describe("clawplane SDK (gRPC)", () => {
 
   test("chat.send + wait", async () => {
     const run = await client.chat.send({ sessionKey: "chat-wait", message: "hello chat" });
-    assert.match(run.runId, UUID, "an idempotency key (UUID) is generated");
+    assert.match(run.runId, RUN_ID, "the server names the run");
     assert.equal(run.sessionKey, "agent:main:chat-wait");
     assert.equal(run.duplicate, false);
     const done = await run.wait({ timeoutMs: 20_000 });
     assert.equal(done.state, RunState.SUCCEEDED);
     assert.ok(isTerminal(done));
     assert.equal(done.replyText, "You said: hello chat (turn 1)");
-    assert.equal(done.idempotencyKey, run.runId);
+    assert.match(done.idempotencyKey, UUID, "an idempotency key (UUID) is generated");
+    assert.notEqual(done.idempotencyKey, run.runId);
   });
 
   test("sessions.send into an existing session; unknown session is NOT_FOUND", async () => {
@@ -105,7 +108,7 @@ describe("clawplane SDK (gRPC)", () => {
 
   test("agent run streams one word per delta and ends at the terminal run", async () => {
     const run = await client.agent.run({ message: "/sleep 200 stream me please" });
-    assert.match(run.runId, UUID);
+    assert.match(run.runId, RUN_ID);
     const updates = [];
     for await (const u of run.updates()) updates.push(u);
     const deltas = updates.filter((u) => u.type === "delta").map((u) => u.text);
@@ -163,10 +166,10 @@ describe("clawplane SDK (gRPC)", () => {
   test("idempotency: same key + same input is a duplicate; different input is ALREADY_EXISTS", async () => {
     const key = `ts-key-${Date.now()}`;
     const a = await client.chat.send({ sessionKey: "idem", message: "same", idempotencyKey: key });
-    assert.equal(a.runId, key);
+    assert.match(a.runId, RUN_ID);
     assert.equal(a.duplicate, false);
     const b = await client.chat.send({ sessionKey: "idem", message: "same", idempotencyKey: key });
-    assert.equal(b.runId, key);
+    assert.equal(b.runId, a.runId);
     assert.equal(b.duplicate, true);
     const reply = (await collect(b)).join("");
     assert.equal(reply, "You said: same (turn 1)");
@@ -178,7 +181,7 @@ describe("clawplane SDK (gRPC)", () => {
     assert.equal(err.reason, "IDEMPOTENCY_KEY_CONFLICT");
     assert.equal(err.domain, "clawplane.dev");
     assert.equal(err.metadata.idempotencyKey, key);
-    assert.equal(err.metadata.runId, key);
+    assert.equal(err.metadata.runId, a.runId);
     assert.match(err.message, /IDEMPOTENCY_KEY_CONFLICT/);
 
     // agent.run too.
@@ -299,13 +302,13 @@ describe("clawplane SDK (gRPC-Web transport)", () => {
     assert.equal(done.state, RunState.SUCCEEDED);
 
     const key = "web-key";
-    await web.chat.send({ sessionKey: "w", message: "a", idempotencyKey: key });
+    const first = await web.chat.send({ sessionKey: "w", message: "a", idempotencyKey: key });
     const err = await rejects(() =>
       web.chat.send({ sessionKey: "w", message: "b", idempotencyKey: key }),
     );
     assert.equal(err.code, "ALREADY_EXISTS");
     assert.equal(err.reason, "IDEMPOTENCY_KEY_CONFLICT");
-    assert.equal(err.metadata.runId, key);
+    assert.equal(err.metadata.runId, first.runId);
   });
 
   test("the browser entry point (web.js) works the same", async () => {

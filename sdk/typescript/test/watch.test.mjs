@@ -29,6 +29,9 @@ async function until(it, pred, timeoutMs = 20_000) {
 
 const terminalOf = (runId) => (e) =>
   e.payload.case === "run" && e.runId === runId && isTerminal(e.payload.value);
+/** The terminal RUN event of the run started with idempotency key `key`. */
+const terminalOfKey = (key) => (e) =>
+  e.payload.case === "run" && e.payload.value.idempotencyKey === key && isTerminal(e.payload.value);
 
 test("watchEvents resumes after the gateway restarts, without duplicates or gaps", async () => {
   const gw = await Gateway.start();
@@ -49,7 +52,7 @@ test("watchEvents resumes after the gateway restarts, without duplicates or gaps
     const port = gw.port;
 
     // The next pull is pending while the gateway goes away and comes back.
-    const pending = until(it, terminalOf("after-restart-run"), 30_000);
+    const pending = until(it, terminalOfKey("after-restart-run"), 30_000);
     await gw.stop();
     await new Promise((r) => setTimeout(r, 300));
     await gw.startAgain();

@@ -1,6 +1,7 @@
 use super::Rpc;
 use super::{Api, deadline};
 use crate::{
+    auth::Principal,
     core::runs::{NewRun, sessions::page_size},
     error::Error,
 };
@@ -20,6 +21,22 @@ fn run_id(id: &str) -> Result<&str, Status> {
     Ok(id.strip_prefix("runs/").unwrap_or(id))
 }
 
+impl Api {
+    /// The run a lookup names: `runId`, or the caller's own `idempotencyKey`.
+    fn lookup(&self, caller: &Principal, id: &str, key: &str) -> Result<String, Status> {
+        let key = key.trim();
+        match (id.trim().is_empty(), key.is_empty()) {
+            (_, true) => Ok(run_id(id)?.to_string()),
+            (true, false) => Ok(self.gw.runs.run_id_for_key(&caller.key_scope(), key)?),
+            (false, false) => Err(Error::field(
+                "idempotencyKey",
+                "name the run by runId or by idempotencyKey, not both",
+            )
+            .into()),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl AgentService for Api {
     async fn run(
@@ -29,6 +46,7 @@ impl AgentService for Api {
         let caller = self.authorize(&req, Rpc::AgentRun)?;
         let mut run: NewRun = req.into_inner().into();
         run.via_hooks = caller.is_hooks();
+        run.key_scope = caller.key_scope();
         let a = self.gw.runs.accept(run).await?;
         let delivery = self.gw.runs.planned_delivery(&a.run);
         Ok(Response::new(AgentServiceRunResponse {
@@ -46,12 +64,12 @@ impl AgentService for Api {
         &self,
         req: Request<AgentServiceWaitRequest>,
     ) -> Result<Response<AgentServiceWaitResponse>, Status> {
-        self.authorize(&req, Rpc::AgentWait)?;
+        let caller = self.authorize(&req, Rpc::AgentWait)?;
         // Answer a little before the caller's deadline so it gets `done: false`, not an error.
         let call_limit =
             deadline(&req).map(|d| d.saturating_sub(d / 10 + Duration::from_millis(5)));
         let r = req.into_inner();
-        let id = run_id(&r.run_id)?;
+        let id = self.lookup(&caller, &r.run_id, &r.idempotency_key)?;
         let mut limit = Duration::from_millis(if r.timeout_ms == 0 {
             30_000
         } else {
@@ -60,7 +78,7 @@ impl AgentService for Api {
         if let Some(c) = call_limit {
             limit = limit.min(c);
         }
-        let (run, done) = self.gw.runs.wait(id, limit).await?;
+        let (run, done) = self.gw.runs.wait(&id, limit).await?;
         Ok(Response::new(AgentServiceWaitResponse {
             run: Some(run),
             done,
@@ -71,8 +89,9 @@ impl AgentService for Api {
         &self,
         req: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
-        self.authorize(&req, Rpc::AgentGetRun)?;
-        let id = run_id(&req.get_ref().run_id)?.to_string();
+        let caller = self.authorize(&req, Rpc::AgentGetRun)?;
+        let r = req.get_ref();
+        let id = self.lookup(&caller, &r.run_id, &r.idempotency_key)?;
         Ok(Response::new(GetRunResponse {
             run: Some(self.gw.runs.get_run(&id)?),
         }))

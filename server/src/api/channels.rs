@@ -54,9 +54,12 @@ impl channel_service_server::ChannelService for Api {
         &self,
         req: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
-        self.authorize(&req, Rpc::ChannelSendMessage)?;
+        let caller = self.authorize(&req, Rpc::ChannelSendMessage)?;
         Ok(Response::new(
-            self.gw.runs.send_message(req.into_inner()).await?,
+            self.gw
+                .runs
+                .send_message(req.into_inner(), &caller.key_scope())
+                .await?,
         ))
     }
 

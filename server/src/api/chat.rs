@@ -1,7 +1,7 @@
 use super::Api;
 use super::Rpc;
 use super::convert::required_session_key;
-use crate::core::runs::sessions::page_size;
+use crate::core::runs::{NewRun, sessions::page_size};
 use clawplane_proto::v1::{
     ChatServiceAbortRequest, ChatServiceAbortResponse, ChatServiceHistoryRequest,
     ChatServiceHistoryResponse, ChatServiceSendRequest, ChatServiceSendResponse,
@@ -15,8 +15,10 @@ impl ChatService for Api {
         &self,
         req: Request<ChatServiceSendRequest>,
     ) -> Result<Response<ChatServiceSendResponse>, Status> {
-        self.authorize(&req, Rpc::ChatSend)?;
-        let a = self.gw.runs.accept(req.into_inner().try_into()?).await?;
+        let caller = self.authorize(&req, Rpc::ChatSend)?;
+        let mut run: NewRun = req.into_inner().try_into()?;
+        run.key_scope = caller.key_scope();
+        let a = self.gw.runs.accept(run).await?;
         Ok(Response::new(ChatServiceSendResponse {
             run_id: a.run.run_id,
             session_key: a.run.session_key,

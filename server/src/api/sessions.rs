@@ -1,6 +1,6 @@
 use super::Api;
 use super::Rpc;
-use crate::core::runs::sessions::page_size;
+use crate::core::runs::{NewRun, sessions::page_size};
 use clawplane_proto::v1::{
     SessionServiceDeleteRequest, SessionServiceDeleteResponse, SessionServiceGetRequest,
     SessionServiceGetResponse, SessionServiceListRequest, SessionServiceListResponse,
@@ -20,8 +20,10 @@ impl SessionService for Api {
         &self,
         req: Request<SessionServiceSendRequest>,
     ) -> Result<Response<SessionServiceSendResponse>, Status> {
-        self.authorize(&req, Rpc::SessionSend)?;
-        let a = self.gw.runs.accept(req.into_inner().try_into()?).await?;
+        let caller = self.authorize(&req, Rpc::SessionSend)?;
+        let mut run: NewRun = req.into_inner().try_into()?;
+        run.key_scope = caller.key_scope();
+        let a = self.gw.runs.accept(run).await?;
         Ok(Response::new(SessionServiceSendResponse {
             run_id: a.run.run_id,
             session_key: a.run.session_key,

@@ -299,6 +299,7 @@ impl InboundChannels {
                 origin: RunOrigin::Channel as i32,
                 message: e.text.clone(),
                 idempotency_key: dedupe_key(channel, &m.dedupe),
+                key_scope: format!("channel:{channel}"),
                 deliver: true,
                 // The channel may be inbound-only (no send credentials): the message still
                 // runs and the run's delivery says why no reply went out.

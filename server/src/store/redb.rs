@@ -31,6 +31,8 @@ const SESSION_RUNS: TableDefinition<(&str, u64), &str> = TableDefinition::new("s
 const ACTIVE: TableDefinition<u64, &str> = TableDefinition::new("active_runs");
 /// idempotency key -> fingerprint (32 bytes) ++ run id
 const IDEM: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// run id -> its idempotency record key (keyed runs only), so the record goes with the run
+const RUN_KEYS: TableDefinition<&str, &str> = TableDefinition::new("run_keys");
 /// session key -> Session
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// (session id, index) -> Message
@@ -116,6 +118,7 @@ pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
                 txn.open_table(t).map_err(se)?;
             }
             txn.open_table(RUN_ORDER).map_err(se)?;
+            txn.open_table(RUN_KEYS).map_err(se)?;
             txn.open_table(ACTIVE).map_err(se)?;
             txn.open_table(SESSION_RUNS).map_err(se)?;
             txn.open_table(MESSAGES).map_err(se)?;
@@ -315,6 +318,7 @@ struct WTxn<'t> {
     session_runs: redb::Table<'t, (&'static str, u64), &'static str>,
     active: redb::Table<'t, u64, &'static str>,
     idem: redb::Table<'t, &'static str, &'static [u8]>,
+    run_keys: redb::Table<'t, &'static str, &'static str>,
     sessions: redb::Table<'t, &'static str, &'static [u8]>,
     messages: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     events: redb::Table<'t, u64, &'static [u8]>,
@@ -392,6 +396,7 @@ impl<'t> WTxn<'t> {
             session_runs: txn.open_table(SESSION_RUNS).map_err(se)?,
             active: txn.open_table(ACTIVE).map_err(se)?,
             idem: txn.open_table(IDEM).map_err(se)?,
+            run_keys: txn.open_table(RUN_KEYS).map_err(se)?,
             sessions: txn.open_table(SESSIONS).map_err(se)?,
             messages: txn.open_table(MESSAGES).map_err(se)?,
             events: txn.open_table(EVENTS).map_err(se)?,
@@ -787,6 +792,7 @@ impl Txn for WTxn<'_> {
         buf.extend_from_slice(&rec.fingerprint);
         buf.extend_from_slice(rec.run_id.as_bytes());
         self.idem.insert(key, buf.as_slice()).map_err(se)?;
+        self.run_keys.insert(rec.run_id.as_str(), key).map_err(se)?;
         Ok(())
     }
 
@@ -913,9 +919,16 @@ impl Txn for WTxn<'_> {
             self.session_runs
                 .remove((r.run.session_key.as_str(), r.order))
                 .map_err(se)?;
-            // A caller-chosen key is the run's id: it goes with the run, and only then can
-            // it be used again.
-            if self.idempotency(id)?.is_some_and(|rec| rec.run_id == id) {
+            // The run's idempotency record goes with it; only then can its key be used
+            // again. (Runs stored before keys were scoped used their key as their id.)
+            let key = self
+                .run_keys
+                .remove(id)
+                .map_err(se)?
+                .map(|k| k.value().to_string());
+            if let Some(k) = key {
+                self.idem.remove(k.as_str()).map_err(se)?;
+            } else if self.idempotency(id)?.is_some_and(|rec| rec.run_id == id) {
                 self.idem.remove(id).map_err(se)?;
             }
         }

@@ -181,8 +181,9 @@ async fn put_run(store: &Store, id: &str, state: RunState, created: i64, ended: 
         .write(move |t| {
             let order = t.next_run_order()?;
             t.put_run(&StoredRun { order, run })?;
+            // A record key unlike the run id, as the core writes them (scope, origin, key).
             t.put_idempotency(
-                &id,
+                &format!("scope\u{1f}{id}"),
                 &IdemRecord {
                     fingerprint: [7; 32],
                     run_id: id.clone(),
@@ -241,7 +242,8 @@ async fn pruning_deletes_only_old_finished_runs_with_their_keys_in_bounded_batch
             for i in 0..5 {
                 let id = format!("old-{i}");
                 assert!(r.run(&id)?.is_none(), "{id} pruned");
-                assert!(r.idempotency(&id)?.is_none(), "{id}'s key is free again");
+                let key = format!("scope\u{1f}{id}");
+                assert!(r.idempotency(&key)?.is_none(), "{id}'s key is free again");
             }
             let left: Vec<_> = r
                 .runs_desc(Some("agent:main:main"), u64::MAX, 100, &mut |_| true)?
@@ -253,7 +255,7 @@ async fn pruning_deletes_only_old_finished_runs_with_their_keys_in_bounded_batch
             assert_eq!(all.len(), 4);
             let active: Vec<_> = r.active_runs()?.into_iter().map(|s| s.run.run_id).collect();
             assert_eq!(active, ["old-running", "old-queued"]);
-            assert!(r.idempotency("long-run")?.is_some());
+            assert!(r.idempotency("scope\u{1f}long-run")?.is_some());
             Ok(())
         })
         .unwrap();

@@ -114,7 +114,8 @@ async fn agent_idempotency_key_returns_the_same_run() {
     )
     .await;
     let b = cli(&gw, &["agent", "-m", "hi", "--idempotency-key", "cli-k1"]).await;
-    assert_eq!(a.json()["runId"], "cli-k1", "{a:#?}");
+    let id = a.json()["runId"].as_str().expect("runId").to_string();
+    assert_eq!(gw.get_run(&id).await.idempotency_key, "cli-k1", "{a:#?}");
     // The duplicate already finished: its reply is printed from the stored run.
     assert_eq!(b.ok(), "You said: hi (turn 1)\n", "{b:#?}");
     assert_eq!(gw.list_runs(&key("main")).await.len(), 1);

@@ -312,6 +312,7 @@ async fn an_idle_http2_connection_gets_goaway() {
         .wait(clawplane_proto::v1::AgentServiceWaitRequest {
             run_id: gw.send("idle", "/sleep 1200 slow").await.run_id,
             timeout_ms: 10_000,
+            ..Default::default()
         })
         .await
         .expect("Wait across the idle timeout");

@@ -122,6 +122,7 @@ async fn bad_input_is_rejected_and_writes_nothing() {
         agent
             .get_run(GetRunRequest {
                 run_id: "no-such-run".into(),
+                ..Default::default()
             })
             .await,
         "GetRun of an unknown run",
@@ -166,7 +167,10 @@ async fn bad_input_is_rejected_and_writes_nothing() {
     let ok = gw
         .send_req(send("edge", "y".repeat(MAX_MESSAGE), &"k".repeat(256)))
         .await;
-    assert_eq!(ok.run_id, "k".repeat(256));
+    assert_eq!(
+        gw.get_run(&ok.run_id).await.idempotency_key,
+        "k".repeat(256)
+    );
     assert_eq!(gw.wait_run(&ok.run_id).await.state(), RunState::Succeeded);
     // The agent's main session is created on demand by SessionService/Send.
     let main = sessions

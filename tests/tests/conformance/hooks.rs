@@ -941,7 +941,10 @@ async fn idempotent_replay_returns_the_same_run() {
         .await,
         200,
     );
-    assert_eq!(a["runId"], "deploy-77", "the run id is the idempotency key");
+    // As in OpenClaw, the answer names the server's run id; the key is kept on the run.
+    let id = a["runId"].as_str().expect("runId").to_string();
+    assert_ne!(id, "deploy-77", "the run id is the server's");
+    assert_eq!(gw.get_run(&id).await.idempotency_key, "deploy-77");
     let b = expect_json(
         &post_with(
             &gw,
@@ -955,7 +958,7 @@ async fn idempotent_replay_returns_the_same_run() {
         .await,
         200,
     );
-    assert_eq!(b["runId"], "deploy-77");
+    assert_eq!(b["runId"], id.as_str(), "a replay answers the first run");
     assert_eq!(
         b["sessionKey"], a["sessionKey"],
         "a replay lands on the same session"
@@ -977,7 +980,12 @@ async fn idempotent_replay_returns_the_same_run() {
         .await,
         200,
     );
-    assert_eq!(c["runId"], "zap-1");
+    let key_of = |v: &Value| {
+        let id = v["runId"].as_str().expect("runId").to_string();
+        let gw = &gw;
+        async move { gw.get_run(&id).await.idempotency_key }
+    };
+    assert_eq!(key_of(&c).await, "zap-1");
     let d = expect_json(
         &post(
             &gw,
@@ -987,7 +995,7 @@ async fn idempotent_replay_returns_the_same_run() {
         .await,
         200,
     );
-    assert_eq!(d["runId"], "body-key-1");
+    assert_eq!(key_of(&d).await, "body-key-1");
     // The header wins over the body.
     let e = expect_json(
         &post_with(
@@ -1002,7 +1010,7 @@ async fn idempotent_replay_returns_the_same_run() {
         .await,
         200,
     );
-    assert_eq!(e["runId"], "hdr-1");
+    assert_eq!(key_of(&e).await, "hdr-1");
 
     // Same key, different content: 409.
     let r = post_with(
@@ -1040,7 +1048,8 @@ async fn idempotent_replay_returns_the_same_run() {
         .await,
         200,
     );
-    assert_eq!(w1["runId"], "w-1");
+    assert_eq!(w1["runId"], w2["runId"]);
+    assert_eq!(key_of(&w1).await, "w-1");
     assert_eq!(w1["completion"], w2["completion"]);
 
     // A key the gateway cannot use is a 400; an over-long one is ignored with a warning.
@@ -1169,6 +1178,7 @@ async fn hooks_token_is_limited_to_the_hook_operations() {
     agent
         .get_run(GetRunRequest {
             run_id: run.run_id.clone(),
+            ..Default::default()
         })
         .await
         .expect("AgentService/GetRun with the hooks token");
@@ -1475,7 +1485,11 @@ async fn mapped_hook_for_each_fans_out() {
     ];
     let body = r#"{"messages":[{"subject":"a"},{"subject":"b"}]}"#;
     let v = expect_json(&post_with(&gw, "/hooks/gmail", &headers, body).await, 200);
-    assert_eq!(v["runIds"], json!(["batch-1:0", "batch-1:1"]));
+    let mut keys = Vec::new();
+    for id in v["runIds"].as_array().expect("runIds") {
+        keys.push(gw.get_run(id.as_str().unwrap()).await.idempotency_key);
+    }
+    assert_eq!(keys, ["batch-1:0", "batch-1:1"]);
     let again = expect_json(&post_with(&gw, "/hooks/gmail", &headers, body).await, 200);
     assert_eq!(again["runIds"], v["runIds"]);
 

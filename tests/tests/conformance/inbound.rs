@@ -307,6 +307,69 @@ async fn telegram_update_is_verified_deduped_and_answered_in_the_chat() {
     assert_eq!(sent[1].body["text"], marker_run.reply_text.as_str());
 }
 
+/// A caller cannot pre-empt a channel's dedupe key: the key a Telegram `update_id` maps to,
+/// presented first by a gateway-token caller, starts that caller's own run; the update still
+/// runs and is answered. (When run ids were the keys, the update was a "duplicate" of the
+/// caller's run and nobody in the chat got an answer.)
+#[tokio::test]
+async fn a_caller_cannot_preempt_a_channels_dedupe_key() {
+    use clawplane_proto::v1::AgentServiceRunRequest;
+    use sha2::Digest;
+    let fake = telegram::FakeTelegram::start(TG_TOKEN).await;
+    let gw = Gateway::start_with(&format!(
+        "{{ channels: {{ telegram: {{ botToken: '{TG_TOKEN}', baseUrl: '{}', webhookSecret: '{TG_SECRET}' }} }} }}",
+        fake.base_url
+    ))
+    .await;
+    // The key the gateway derives from update 9100 (channel + digest of the update_id).
+    let digest = sha2::Sha256::digest(b"9100");
+    let key = format!("telegram:{}", hex::encode(&digest[..16]));
+    let squatter = gw
+        .agent()
+        .await
+        .run(AgentServiceRunRequest {
+            message: "squatting".into(),
+            idempotency_key: key.clone(),
+            session_key: "squat".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a gateway-token run with that key")
+        .into_inner();
+    assert_ne!(squatter.run_id, key, "run ids are the server's");
+
+    let update = telegram::text_update(9100, 42, 42, "hi bot");
+    let r = http1::request(
+        loopback(&gw),
+        "POST",
+        TG_PATH,
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Telegram-Bot-Api-Secret-Token", TG_SECRET),
+        ],
+        update.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let body = body_json(&r);
+    assert_eq!(body["duplicates"], 0, "{body}");
+    let id = run_ids(&body).remove(0);
+    assert_ne!(id, squatter.run_id);
+    let run = gw.wait_run(&id).await;
+    assert_eq!(run.origin(), RunOrigin::Channel);
+    assert_eq!(run.session_key, "agent:main:telegram:direct:42");
+    assert_eq!(
+        run.delivery.unwrap().status(),
+        DeliveryStatus::Delivered,
+        "the chat got its answer"
+    );
+    assert_eq!(fake.messages().len(), 1);
+    assert_eq!(
+        gw.wait_run(&squatter.run_id).await.session_key,
+        "agent:main:squat"
+    );
+}
+
 // ------------------------------------------------- hostile senders (issue 13)
 
 const ATTACKER: &str = "203.0.113.5";

@@ -134,6 +134,7 @@ async fn each_credential_has_its_own_request_budget() {
     let s = hooks
         .get_run(GetRunRequest {
             run_id: "nope".into(),
+            ..Default::default()
         })
         .await
         .expect_err("unknown run");
@@ -175,6 +176,7 @@ async fn the_global_budget_covers_every_caller() {
     let s = hooks
         .get_run(GetRunRequest {
             run_id: "nope".into(),
+            ..Default::default()
         })
         .await
         .expect_err("unknown run");

@@ -162,11 +162,14 @@ async fn the_real_openclaw_cli_works_against_the_gateway() {
         reply["result"]["payloads"][0]["text"], "You said: hi (turn 1)",
         "the built-in model's reply: {reply}"
     );
+    // OpenClaw's runId is the CLI's idempotency key; the run keeps it next to the server's id.
     let run_id = reply["runId"].as_str().expect("runId").to_string();
-    assert_eq!(
-        gw.get_run(&run_id).await.reply_text,
-        "You said: hi (turn 1)"
-    );
+    let runs = gw.list_runs("").await;
+    let run = runs
+        .iter()
+        .find(|r| r.idempotency_key == run_id)
+        .unwrap_or_else(|| panic!("no run with key {run_id}: {runs:?}"));
+    assert_eq!(run.reply_text, "You said: hi (turn 1)");
 
     let r = cli.run(&gw, state.path(), &["devices", "list"]).await;
     check(&r, "devices list");

@@ -52,6 +52,7 @@ async fn finished_runs_expire_with_their_keys_while_recent_and_running_ones_stay
         match agent
             .get_run(GetRunRequest {
                 run_id: old.run_id.clone(),
+                ..Default::default()
             })
             .await
         {
@@ -95,7 +96,7 @@ async fn finished_runs_expire_with_their_keys_while_recent_and_running_ones_stay
         .expect("Run with the expired key")
         .into_inner();
     assert!(!again.duplicate, "{again:?}");
-    assert_eq!(again.run_id, old.run_id);
+    assert_ne!(again.run_id, old.run_id, "a new run, with an id of its own");
     let again_run = gw.wait_run(&again.run_id).await;
     assert_eq!(again_run.message, "a different message");
     assert_eq!(again_run.state(), RunState::Succeeded);

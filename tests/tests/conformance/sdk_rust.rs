@@ -165,7 +165,10 @@ async fn runs_stream_wait_and_cancel() {
         .expect_err("conflict");
     assert_eq!(err.code(), Code::AlreadyExists);
     assert_eq!(err.reason().as_deref(), Some("IDEMPOTENCY_KEY_CONFLICT"));
-    assert_eq!(err.metadata("runId").as_deref(), Some(key));
+    assert_eq!(err.metadata("idempotencyKey").as_deref(), Some(key));
+    let first = c.get_run_by_key(key).await.expect("the run by its key");
+    assert_eq!(first.message, "a");
+    assert_eq!(err.metadata("runId"), Some(first.run_id));
 }
 
 #[tokio::test]

@@ -166,6 +166,7 @@ async fn wait_returns_not_done_when_its_timeout_passes_first() {
         .wait(AgentServiceWaitRequest {
             run_id: id.clone(),
             timeout_ms: 200,
+            ..Default::default()
         })
         .await
         .expect("Wait")

@@ -577,6 +577,7 @@ async fn ingress_secret_scheme_templates_and_bad_input() {
         .await
         .get_run(GetRunRequest {
             run_id: run_id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

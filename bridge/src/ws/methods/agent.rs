@@ -2,7 +2,7 @@
 //! `accepted` / final payloads (the final of `agent` comes on the same request id).
 
 use super::{Answer, Ctx, Params, answer, err};
-use crate::ws::frames::{ErrorShape, now_ms, res_err, res_ok, ts_ms};
+use crate::ws::frames::{ErrorShape, now_ms, res_err, res_ok, ts_ms, wire_run_id};
 use clawplane_proto::v1::{
     AgentServiceRunRequest, AgentServiceWaitRequest, Delivery, DeliveryStatus, Run, RunState,
 };
@@ -59,7 +59,7 @@ fn agent_final(run: &Run) -> (bool, Json) {
         vec![json!({"text": run.reply_text})]
     };
     let mut v = json!({
-        "runId": run.run_id,
+        "runId": wire_run_id(run),
         "status": status,
         "summary": summary,
         "sessionKey": run.session_key,
@@ -98,7 +98,7 @@ fn send_final(ctx: &Ctx, id: &str, run: &Run) {
         let msg = payload["summary"].as_str().unwrap_or("failed").to_string();
         let e = ErrorShape::new("UNAVAILABLE", msg).with_details(json!({
             "code": run.error.as_ref().map(|e| e.reason.as_str()).unwrap_or("RUN_FAILED"),
-            "runId": run.run_id,
+            "runId": wire_run_id(run),
         }));
         ctx.out.text(res_err(id, &e, Some(payload)));
     }
@@ -113,6 +113,7 @@ async fn wait_terminal(ctx: &Ctx, run_id: &str) -> Result<Run, Status> {
             .wait(ctx.caller.request(AgentServiceWaitRequest {
                 run_id: run_id.into(),
                 timeout_ms: 60_000,
+                ..Default::default()
             }))
             .await?
             .into_inner();
@@ -124,7 +125,8 @@ async fn wait_terminal(ctx: &Ctx, run_id: &str) -> Result<Run, Status> {
     }
 }
 
-/// `agent`: AgentService/Run (idempotencyKey = runId), answered `accepted`, then the final
+/// `agent`: AgentService/Run (OpenClaw's runId is the idempotencyKey; the run's own id stays
+/// the server's), answered `accepted`, then the final
 /// on the same id after AgentService/Wait. A duplicate of a running run gets one
 /// `in_flight`; a duplicate of a finished one gets the final again.
 pub(super) async fn agent(ctx: &Ctx, id: &str, p: Params<'_>) {
@@ -151,6 +153,7 @@ pub(super) async fn agent(ctx: &Ctx, id: &str, p: Params<'_>) {
         Ok(r) => r,
         Err(e) => return answer(ctx, id, Err(e)),
     };
+    let key = req.idempotency_key.clone();
     let accepted = match ctx.s.agent.run(ctx.caller.request(req)).await {
         Ok(r) => r.into_inner(),
         Err(s) => return answer(ctx, id, Err(err(s))),
@@ -161,7 +164,7 @@ pub(super) async fn agent(ctx: &Ctx, id: &str, p: Params<'_>) {
             ctx,
             id,
             Ok(json!({
-                "runId": accepted.run_id,
+                "runId": key,
                 "status": "in_flight",
                 "sessionKey": accepted.session_key,
                 "agentId": accepted.agent_id,
@@ -172,7 +175,7 @@ pub(super) async fn agent(ctx: &Ctx, id: &str, p: Params<'_>) {
         ctx.out.text(res_ok(
             id,
             json!({
-                "runId": accepted.run_id,
+                "runId": key,
                 "sessionKey": accepted.session_key,
                 "agentId": accepted.agent_id,
                 "status": "accepted",
@@ -187,7 +190,8 @@ pub(super) async fn agent(ctx: &Ctx, id: &str, p: Params<'_>) {
 }
 
 pub(super) async fn agent_wait(ctx: &Ctx, p: Params<'_>) -> Answer {
-    let run_id = p.req_str("runId")?;
+    let wire = p.req_str("runId")?;
+    let run_id = super::resolve_run(ctx, &wire).await.map_err(err)?;
     let timeout_ms = p
         .opt_u64("timeoutMs")?
         .unwrap_or(30_000)
@@ -196,14 +200,15 @@ pub(super) async fn agent_wait(ctx: &Ctx, p: Params<'_>) -> Answer {
         .s
         .agent
         .wait(ctx.caller.request(AgentServiceWaitRequest {
-            run_id: run_id.clone(),
+            run_id,
             timeout_ms,
+            ..Default::default()
         }))
         .await
         .map_err(err)?
         .into_inner();
     let Some(run) = r.run.filter(|_| r.done) else {
-        return Ok(json!({"runId": run_id, "status": "timeout"}));
+        return Ok(json!({"runId": wire, "status": "timeout"}));
     };
     let status = match run.state() {
         RunState::Succeeded => "ok",
@@ -211,7 +216,7 @@ pub(super) async fn agent_wait(ctx: &Ctx, p: Params<'_>) -> Answer {
         _ => "error",
     };
     let mut v = json!({
-        "runId": run.run_id,
+        "runId": wire_run_id(&run),
         "status": status,
         "startedAt": ts_ms(&run.start_time),
         "endedAt": ts_ms(&run.end_time),

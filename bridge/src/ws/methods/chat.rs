@@ -24,6 +24,7 @@ pub(super) fn conflict_or(s: Status) -> ErrorShape {
     e
 }
 
+/// The acknowledgement of a run: `runId` is the caller's idempotency key, as in OpenClaw.
 pub(super) fn ack(run_id: String, state: i32, duplicate: bool) -> Json {
     let state = RunState::try_from(state).unwrap_or(RunState::Unspecified);
     let status = if duplicate && !state.is_terminal() {
@@ -47,6 +48,7 @@ pub(super) async fn chat_send(ctx: &Ctx, p: Params<'_>) -> Answer {
         timeout_seconds: p.opt_ms_as_secs("timeoutMs")?,
         ..Default::default()
     };
+    let key = req.idempotency_key.clone();
     let r = ctx
         .s
         .chat
@@ -54,7 +56,7 @@ pub(super) async fn chat_send(ctx: &Ctx, p: Params<'_>) -> Answer {
         .await
         .map_err(conflict_or)?
         .into_inner();
-    Ok(ack(r.run_id, r.state, r.duplicate))
+    Ok(ack(key, r.state, r.duplicate))
 }
 
 fn message_json(m: &clawplane_proto::v1::Message) -> Json {
@@ -107,16 +109,28 @@ pub(super) async fn chat_history(ctx: &Ctx, p: Params<'_>) -> Answer {
 }
 
 pub(super) async fn chat_abort(ctx: &Ctx, p: Params<'_>) -> Answer {
+    let wire = p.opt_str("runId")?;
+    let run_id = if wire.is_empty() {
+        wire
+    } else {
+        super::resolve_run(ctx, &wire).await.map_err(err)?
+    };
     let r = ctx
         .s
         .chat
         .abort(ctx.caller.request(ChatServiceAbortRequest {
             session_key: p.req_str("sessionKey")?,
             agent_id: p.opt_str("agentId")?,
-            run_id: p.opt_str("runId")?,
+            run_id,
         }))
         .await
         .map_err(err)?
         .into_inner();
-    Ok(json!({"ok": true, "aborted": r.aborted, "runIds": r.run_ids}))
+    let wire = p.opt_str("runId")?;
+    let ids = if wire.is_empty() {
+        r.run_ids
+    } else {
+        r.run_ids.iter().map(|_| wire.clone()).collect()
+    };
+    Ok(json!({"ok": true, "aborted": r.aborted, "runIds": ids}))
 }

@@ -36,6 +36,36 @@ pub(crate) struct Ctx {
 }
 
 type Answer = Result<Json, ErrorShape>;
+
+/// The server's id of the run a client names by `runId`: OpenClaw clients name their runs by
+/// the idempotency key they chose (looked up in this credential's keys), else by the id.
+async fn resolve_run(ctx: &Ctx, wire: &str) -> Result<String, Status> {
+    use clawplane_proto::v1::GetRunRequest;
+    let found = ctx
+        .s
+        .agent
+        .get_run(ctx.caller.request(GetRunRequest {
+            idempotency_key: wire.to_string(),
+            ..Default::default()
+        }))
+        .await;
+    match found {
+        Ok(r) => Ok(r
+            .into_inner()
+            .run
+            .map(|r| r.run_id)
+            .unwrap_or_else(|| wire.into())),
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::NotFound | tonic::Code::InvalidArgument
+            ) =>
+        {
+            Ok(wire.to_string())
+        }
+        Err(s) => Err(s),
+    }
+}
 type Task<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How a method answers.

@@ -68,7 +68,7 @@ pub(super) async fn sessions_send(ctx: &Ctx, p: Params<'_>) -> Answer {
         .send(ctx.caller.request(SessionServiceSendRequest {
             session_key: key.clone(),
             message: p.req_str("message")?,
-            idempotency_key: idem,
+            idempotency_key: idem.clone(),
             agent_id: p.opt_str("agentId")?,
             thinking: p.opt_str("thinking")?,
             timeout_seconds: p.opt_ms_as_secs("timeoutMs")?,
@@ -85,5 +85,5 @@ pub(super) async fn sessions_send(ctx: &Ctx, p: Params<'_>) -> Answer {
             }
         })?
         .into_inner();
-    Ok(ack(r.run_id, r.state, r.duplicate))
+    Ok(ack(idem, r.state, r.duplicate))
 }

@@ -738,7 +738,7 @@ class AsyncClient:
 
         ``fields`` are further ``AgentServiceRunRequest`` fields (``agent_id``, ``channel``,
         ``to``, ``deliver``, ``model``, ``timeout_seconds``, ...). Without an
-        ``idempotency_key`` a UUID is generated (it becomes the run id), so the submission
+        ``idempotency_key`` a UUID is generated (the run id is the server's), so the submission
         is retried safely on UNAVAILABLE.
         """
         req = agent_pb2.AgentServiceRunRequest(

@@ -3,7 +3,7 @@
 
 use super::{
     Accepted, MAX_MESSAGE_BYTES, MAX_TIMEOUT_SECONDS, NewRun, Runs, check_idempotency_key,
-    check_session_key, fingerprint, new_session, run_event, session_event,
+    check_session_key, fingerprint, idem_record_key, new_session, run_event, session_event,
 };
 use crate::{
     error::{Error, FieldViolation, Result},
@@ -113,12 +113,14 @@ impl Runs {
         let main_key = keys::main_session(&agent, &self.session.main_key);
         // Generated ids are time-ordered (v7) so new runs land at the right edge of the
         // run tables instead of dirtying random pages.
+        // The server names every run; a caller's key only finds the run it started.
+        let run_id = uuid::Uuid::now_v7().to_string();
         let keyed = !req.idempotency_key.is_empty();
-        let run_id = if !keyed {
-            uuid::Uuid::now_v7().to_string()
-        } else {
-            req.idempotency_key.clone()
-        };
+        let record_key = keyed.then(|| {
+            debug_assert!(!req.key_scope.is_empty(), "a keyed run names its key scope");
+            idem_record_key(&req.key_scope, &req.idempotency_key)
+        });
+        let key = req.idempotency_key.clone();
         let fp = if keyed {
             fingerprint(&req, &session_key, &agent)
         } else {
@@ -180,26 +182,21 @@ impl Runs {
             .store
             .write_then(
                 move |tx: &mut dyn Txn| {
-                    if let Some(rec) = tx.idempotency(&run_id)? {
+                    if let Some(k) = &record_key
+                        && let Some(rec) = tx.idempotency(k)?
+                    {
                         let existing = tx.run(&rec.run_id)?.ok_or_else(|| {
                             Error::Internal(format!("run {} vanished", rec.run_id))
                         })?;
                         if rec.fingerprint != fp {
                             return Err(Error::IdempotencyConflict {
-                                key: run_id,
+                                key,
                                 run_id: rec.run_id,
                             });
                         }
                         return Ok(Accepted {
                             run: existing.run,
                             duplicate: true,
-                        });
-                    }
-                    if keyed && tx.run(&run_id)?.is_some() {
-                        // A caller-chosen key equal to the id of a keyless run.
-                        return Err(Error::IdempotencyConflict {
-                            key: run_id.clone(),
-                            run_id,
                         });
                     }
                     let session = tx.session(&session_key)?;
@@ -244,9 +241,9 @@ impl Runs {
                         run: run.clone(),
                     })?;
                     // Only a caller-chosen key can be repeated; a generated id needs no record.
-                    if keyed {
+                    if let Some(k) = &record_key {
                         tx.put_idempotency(
-                            &run_id,
+                            k,
                             &IdemRecord {
                                 fingerprint: fp,
                                 run_id: run_id.clone(),

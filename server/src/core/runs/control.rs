@@ -80,6 +80,16 @@ impl Runs {
             .ok_or_else(|| Error::RunNotFound(id.to_string()))
     }
 
+    /// The id of the run `scope` started with idempotency key `key`.
+    pub fn run_id_for_key(&self, scope: &str, key: &str) -> Result<String> {
+        let record = super::idem_record_key(scope, key);
+        let found = self
+            .store
+            .read(|r| r.idempotency(&record))?
+            .map(|rec| rec.run_id);
+        found.ok_or_else(|| Error::KeyNotFound(key.to_string()))
+    }
+
     /// Waits until the run is terminal or `limit` passes; returns (run, done).
     pub async fn wait(&self, run_id: &str, limit: Duration) -> Result<(Run, bool)> {
         let mut live = self.store.feed.live.subscribe();

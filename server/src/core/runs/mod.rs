@@ -135,6 +135,9 @@ pub struct NewRun {
     pub agent_id: String,
     pub message: String,
     pub idempotency_key: String,
+    /// Who presented `idempotency_key` (a credential, or an internal surface such as
+    /// `channel:telegram`): keys are unique per scope, never globally.
+    pub key_scope: String,
     pub deliver: bool,
     pub channel: String,
     pub to: String,
@@ -164,6 +167,13 @@ pub struct Accepted {
 
 pub fn is_terminal(state: i32) -> bool {
     RunState::try_from(state).is_ok_and(RunState::is_terminal)
+}
+
+/// The idempotency record key of `key` presented by `scope`. One namespace per scope: a
+/// caller's key names one run whatever kind of call started it (reused for another kind
+/// with other input, it is a conflict, as the fingerprint covers the origin).
+pub fn idem_record_key(scope: &str, key: &str) -> String {
+    format!("{scope}\u{1f}{key}")
 }
 
 /// Validates the idempotency key grammar.

@@ -129,7 +129,13 @@ impl Runs {
     /// Sends (or replays) one `ChannelService/SendMessage`: validates it, resolves
     /// `channel: "last"`, answers a retry under the same idempotency key from its record,
     /// and mirrors the sent text into the session's transcript.
-    pub async fn send_message(&self, req: SendMessageRequest) -> Result<SendMessageResponse> {
+    /// `key_scope` is the caller's ([`crate::auth::Principal::key_scope`]): its keys
+    /// answer only its own retries.
+    pub async fn send_message(
+        &self,
+        req: SendMessageRequest,
+        key_scope: &str,
+    ) -> Result<SendMessageResponse> {
         let (out, session_key) = self.resolve_send(&req)?;
         // Config and grammar problems answer before the idempotency record is consulted:
         // they depend on this gateway's config, not on the earlier send.
@@ -137,13 +143,14 @@ impl Runs {
             return Err(Error::Channel(e));
         }
         let key = req.idempotency_key.clone();
+        let record_key = format!("{key_scope}\u{1f}{key}");
         let fp = fingerprint(&req);
         let _guard = if key.is_empty() {
             None
         } else {
-            let lock = self.channels.idempotency_lock(&key);
+            let lock = self.channels.idempotency_lock(&record_key);
             let guard = lock.lock_owned().await;
-            if let Some(stored) = self.store.read(|r| r.get::<SendRecord>(&key))? {
+            if let Some(stored) = self.store.read(|r| r.get::<SendRecord>(&record_key))? {
                 let mut resp = stored.response;
                 if stored.fingerprint != fp {
                     let id = resp
@@ -183,7 +190,7 @@ impl Runs {
             duplicate: false,
         };
         let record = (!key.is_empty()).then(|| SendRecord {
-            idempotency_key: key,
+            idempotency_key: record_key,
             fingerprint: fp,
             response: resp.clone(),
         });

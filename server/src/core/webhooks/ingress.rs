@@ -341,6 +341,7 @@ impl Ingress {
             agent_id: ep.agent_id.clone(),
             message: message.trim().to_string(),
             idempotency_key: idem.clone().unwrap_or_default(),
+            key_scope: format!("ingress:{path}"),
             deliver: ep.deliver,
             channel: ep.channel.clone(),
             to: ep.to.clone(),

@@ -27,8 +27,8 @@ type AgentServiceRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user message. Required, non-empty, at most 256 KiB.
 	Message string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
-	// Retry-safety key; becomes the run id. 1..256 characters of `[A-Za-z0-9._:-]`.
-	// Optional; a UUID is generated when empty.
+	// Retry-safety key, 1..256 characters of `[A-Za-z0-9._:-]`; see
+	// `ChatServiceSendRequest.idempotency_key`. Optional.
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// The agent; defaults to the configured default agent.
 	AgentId string `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -304,12 +304,14 @@ func (x *AgentServiceRunResponse) GetDelivery() *Delivery {
 // Request for `AgentService/Wait`.
 type AgentServiceWaitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The run to wait for. Required.
+	// The run to wait for. Required unless `idempotencyKey` is set.
 	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	// How long to wait in milliseconds; 0 means 30000. Capped by the call's deadline.
-	TimeoutMs     uint32 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TimeoutMs uint32 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Instead of `runId`: the run this caller started with this idempotency key.
+	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AgentServiceWaitRequest) Reset() {
@@ -354,6 +356,13 @@ func (x *AgentServiceWaitRequest) GetTimeoutMs() uint32 {
 		return x.TimeoutMs
 	}
 	return 0
+}
+
+func (x *AgentServiceWaitRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
 }
 
 // Response of `AgentService/Wait`.
@@ -414,10 +423,13 @@ func (x *AgentServiceWaitResponse) GetDone() bool {
 // Request for `AgentService/GetRun`.
 type GetRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The run id (or its resource name `runs/{id}`). Required.
-	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The run id (or its resource name `runs/{id}`). Required unless `idempotencyKey` is set.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Instead of `runId`: the run this caller started (Run, Chat or Session send) with this
+	// idempotency key. Another credential's keys are not found.
+	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetRunRequest) Reset() {
@@ -453,6 +465,13 @@ func (*GetRunRequest) Descriptor() ([]byte, []int) {
 func (x *GetRunRequest) GetRunId() string {
 	if x != nil {
 		return x.RunId
+	}
+	return ""
+}
+
+func (x *GetRunRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
 	}
 	return ""
 }
@@ -765,16 +784,18 @@ const file_clawplane_v1_agent_proto_rawDesc = "" +
 	"\tduplicate\x18\x05 \x01(\bR\tduplicate\x12;\n" +
 	"\vaccept_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"acceptTime\x122\n" +
-	"\bdelivery\x18\a \x01(\v2\x16.clawplane.v1.DeliveryR\bdelivery\"O\n" +
+	"\bdelivery\x18\a \x01(\v2\x16.clawplane.v1.DeliveryR\bdelivery\"x\n" +
 	"\x17AgentServiceWaitRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\"S\n" +
+	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\x12'\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"S\n" +
 	"\x18AgentServiceWaitResponse\x12#\n" +
 	"\x03run\x18\x01 \x01(\v2\x11.clawplane.v1.RunR\x03run\x12\x12\n" +
-	"\x04done\x18\x02 \x01(\bR\x04done\"&\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done\"O\n" +
 	"\rGetRunRequest\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\")\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12'\n" +
+	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\")\n" +
 	"\x10CancelRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xb9\x01\n" +
 	"\x0fListRunsRequest\x12\x1f\n" +

@@ -536,7 +536,7 @@ type Run struct {
 	Delivery *Delivery `protobuf:"bytes,12,opt,name=delivery,proto3" json:"delivery,omitempty"`
 	// The run's own time limit in seconds; 0 means the gateway default.
 	TimeoutSeconds uint32 `protobuf:"varint,13,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
-	// The idempotency key the run was accepted under, if any.
+	// The idempotency key the run was accepted under, if any (the caller's, not the id).
 	IdempotencyKey string `protobuf:"bytes,14,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// 1 for the first attempt; 2 when retried after an interruption.
 	Attempt uint32 `protobuf:"varint,15,opt,name=attempt,proto3" json:"attempt,omitempty"`

@@ -63,12 +63,14 @@ class AgentServiceRunResponse(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., session_key: _Optional[str] = ..., agent_id: _Optional[str] = ..., state: _Optional[_Union[_run_pb2.RunState, str]] = ..., duplicate: bool = ..., accept_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delivery: _Optional[_Union[_run_pb2.Delivery, _Mapping]] = ...) -> None: ...
 
 class AgentServiceWaitRequest(_message.Message):
-    __slots__ = ("run_id", "timeout_ms")
+    __slots__ = ("run_id", "timeout_ms", "idempotency_key")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     timeout_ms: int
-    def __init__(self, run_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, run_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class AgentServiceWaitResponse(_message.Message):
     __slots__ = ("run", "done")
@@ -79,10 +81,12 @@ class AgentServiceWaitResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ..., done: bool = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "idempotency_key")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, run_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class CancelRunRequest(_message.Message):
     __slots__ = ("run_id",)

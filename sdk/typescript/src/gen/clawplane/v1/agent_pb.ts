@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file clawplane/v1/agent.proto.
  */
 export const file_clawplane_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChhjbGF3cGxhbmUvdjEvYWdlbnQucHJvdG8SDGNsYXdwbGFuZS52MSLBAgoWQWdlbnRTZXJ2aWNlUnVuUmVxdWVzdBIPCgdtZXNzYWdlGAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRITCgtzZXNzaW9uX2tleRgEIAEoCRIPCgdjaGFubmVsGAUgASgJEgoKAnRvGAYgASgJEhIKCmFjY291bnRfaWQYByABKAkSEQoJdGhyZWFkX2lkGAggASgJEg8KB2RlbGl2ZXIYCSABKAgSDQoFbW9kZWwYCiABKAkSEAoIdGhpbmtpbmcYCyABKAkSFwoPdGltZW91dF9zZWNvbmRzGAwgASgNEhsKE2V4dHJhX3N5c3RlbV9wcm9tcHQYDSABKAkSDQoFbGFiZWwYDiABKAkSGwoTYmVzdF9lZmZvcnRfZGVsaXZlchgPIAEoCCLlAQoXQWdlbnRTZXJ2aWNlUnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhMKC3Nlc3Npb25fa2V5GAIgASgJEhAKCGFnZW50X2lkGAMgASgJEiUKBXN0YXRlGAQgASgOMhYuY2xhd3BsYW5lLnYxLlJ1blN0YXRlEhEKCWR1cGxpY2F0ZRgFIAEoCBIvCgthY2NlcHRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoIZGVsaXZlcnkYByABKAsyFi5jbGF3cGxhbmUudjEuRGVsaXZlcnkiPQoXQWdlbnRTZXJ2aWNlV2FpdFJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhIKCnRpbWVvdXRfbXMYAiABKA0iSAoYQWdlbnRTZXJ2aWNlV2FpdFJlc3BvbnNlEh4KA3J1bhgBIAEoCzIRLmNsYXdwbGFuZS52MS5SdW4SDAoEZG9uZRgCIAEoCCIfCg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSIiChBDYW5jZWxSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSKHAQoPTGlzdFJ1bnNSZXF1ZXN0EhMKC3Nlc3Npb25fa2V5GAEgASgJEiYKBnN0YXRlcxgCIAMoDjIWLmNsYXdwbGFuZS52MS5SdW5TdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCRIQCghhZ2VudF9pZBgFIAEoCSJMChBMaXN0UnVuc1Jlc3BvbnNlEh8KBHJ1bnMYASADKAsyES5jbGF3cGxhbmUudjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIwCg5HZXRSdW5SZXNwb25zZRIeCgNydW4YASABKAsyES5jbGF3cGxhbmUudjEuUnVuIjMKEUNhbmNlbFJ1blJlc3BvbnNlEh4KA3J1bhgBIAEoCzIRLmNsYXdwbGFuZS52MS5SdW4ylwMKDEFnZW50U2VydmljZRJSCgNSdW4SJC5jbGF3cGxhbmUudjEuQWdlbnRTZXJ2aWNlUnVuUmVxdWVzdBolLmNsYXdwbGFuZS52MS5BZ2VudFNlcnZpY2VSdW5SZXNwb25zZRJVCgRXYWl0EiUuY2xhd3BsYW5lLnYxLkFnZW50U2VydmljZVdhaXRSZXF1ZXN0GiYuY2xhd3BsYW5lLnYxLkFnZW50U2VydmljZVdhaXRSZXNwb25zZRJDCgZHZXRSdW4SGy5jbGF3cGxhbmUudjEuR2V0UnVuUmVxdWVzdBocLmNsYXdwbGFuZS52MS5HZXRSdW5SZXNwb25zZRJMCglDYW5jZWxSdW4SHi5jbGF3cGxhbmUudjEuQ2FuY2VsUnVuUmVxdWVzdBofLmNsYXdwbGFuZS52MS5DYW5jZWxSdW5SZXNwb25zZRJJCghMaXN0UnVucxIdLmNsYXdwbGFuZS52MS5MaXN0UnVuc1JlcXVlc3QaHi5jbGF3cGxhbmUudjEuTGlzdFJ1bnNSZXNwb25zZWIGcHJvdG8z", [file_clawplane_v1_run, file_google_protobuf_timestamp]);
+  fileDesc("ChhjbGF3cGxhbmUvdjEvYWdlbnQucHJvdG8SDGNsYXdwbGFuZS52MSLBAgoWQWdlbnRTZXJ2aWNlUnVuUmVxdWVzdBIPCgdtZXNzYWdlGAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRITCgtzZXNzaW9uX2tleRgEIAEoCRIPCgdjaGFubmVsGAUgASgJEgoKAnRvGAYgASgJEhIKCmFjY291bnRfaWQYByABKAkSEQoJdGhyZWFkX2lkGAggASgJEg8KB2RlbGl2ZXIYCSABKAgSDQoFbW9kZWwYCiABKAkSEAoIdGhpbmtpbmcYCyABKAkSFwoPdGltZW91dF9zZWNvbmRzGAwgASgNEhsKE2V4dHJhX3N5c3RlbV9wcm9tcHQYDSABKAkSDQoFbGFiZWwYDiABKAkSGwoTYmVzdF9lZmZvcnRfZGVsaXZlchgPIAEoCCLlAQoXQWdlbnRTZXJ2aWNlUnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhMKC3Nlc3Npb25fa2V5GAIgASgJEhAKCGFnZW50X2lkGAMgASgJEiUKBXN0YXRlGAQgASgOMhYuY2xhd3BsYW5lLnYxLlJ1blN0YXRlEhEKCWR1cGxpY2F0ZRgFIAEoCBIvCgthY2NlcHRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoIZGVsaXZlcnkYByABKAsyFi5jbGF3cGxhbmUudjEuRGVsaXZlcnkiVgoXQWdlbnRTZXJ2aWNlV2FpdFJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhIKCnRpbWVvdXRfbXMYAiABKA0SFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJIkgKGEFnZW50U2VydmljZVdhaXRSZXNwb25zZRIeCgNydW4YASABKAsyES5jbGF3cGxhbmUudjEuUnVuEgwKBGRvbmUYAiABKAgiOAoNR2V0UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIocBCg9MaXN0UnVuc1JlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSJgoGc3RhdGVzGAIgAygOMhYuY2xhd3BsYW5lLnYxLlJ1blN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJEhAKCGFnZW50X2lkGAUgASgJIkwKEExpc3RSdW5zUmVzcG9uc2USHwoEcnVucxgBIAMoCzIRLmNsYXdwbGFuZS52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjAKDkdldFJ1blJlc3BvbnNlEh4KA3J1bhgBIAEoCzIRLmNsYXdwbGFuZS52MS5SdW4iMwoRQ2FuY2VsUnVuUmVzcG9uc2USHgoDcnVuGAEgASgLMhEuY2xhd3BsYW5lLnYxLlJ1bjKXAwoMQWdlbnRTZXJ2aWNlElIKA1J1bhIkLmNsYXdwbGFuZS52MS5BZ2VudFNlcnZpY2VSdW5SZXF1ZXN0GiUuY2xhd3BsYW5lLnYxLkFnZW50U2VydmljZVJ1blJlc3BvbnNlElUKBFdhaXQSJS5jbGF3cGxhbmUudjEuQWdlbnRTZXJ2aWNlV2FpdFJlcXVlc3QaJi5jbGF3cGxhbmUudjEuQWdlbnRTZXJ2aWNlV2FpdFJlc3BvbnNlEkMKBkdldFJ1bhIbLmNsYXdwbGFuZS52MS5HZXRSdW5SZXF1ZXN0GhwuY2xhd3BsYW5lLnYxLkdldFJ1blJlc3BvbnNlEkwKCUNhbmNlbFJ1bhIeLmNsYXdwbGFuZS52MS5DYW5jZWxSdW5SZXF1ZXN0Gh8uY2xhd3BsYW5lLnYxLkNhbmNlbFJ1blJlc3BvbnNlEkkKCExpc3RSdW5zEh0uY2xhd3BsYW5lLnYxLkxpc3RSdW5zUmVxdWVzdBoeLmNsYXdwbGFuZS52MS5MaXN0UnVuc1Jlc3BvbnNlYgZwcm90bzM", [file_clawplane_v1_run, file_google_protobuf_timestamp]);
 
 /**
  * Request for `AgentService/Run`.
@@ -30,8 +30,8 @@ export type AgentServiceRunRequest = Message<"clawplane.v1.AgentServiceRunReques
   message: string;
 
   /**
-   * Retry-safety key; becomes the run id. 1..256 characters of `[A-Za-z0-9._:-]`.
-   * Optional; a UUID is generated when empty.
+   * Retry-safety key, 1..256 characters of `[A-Za-z0-9._:-]`; see
+   * `ChatServiceSendRequest.idempotency_key`. Optional.
    *
    * @generated from field: string idempotency_key = 2;
    */
@@ -212,7 +212,7 @@ export const AgentServiceRunResponseSchema: GenMessage<AgentServiceRunResponse> 
  */
 export type AgentServiceWaitRequest = Message<"clawplane.v1.AgentServiceWaitRequest"> & {
   /**
-   * The run to wait for. Required.
+   * The run to wait for. Required unless `idempotencyKey` is set.
    *
    * @generated from field: string run_id = 1;
    */
@@ -224,6 +224,13 @@ export type AgentServiceWaitRequest = Message<"clawplane.v1.AgentServiceWaitRequ
    * @generated from field: uint32 timeout_ms = 2;
    */
   timeoutMs: number;
+
+  /**
+   * Instead of `runId`: the run this caller started with this idempotency key.
+   *
+   * @generated from field: string idempotency_key = 3;
+   */
+  idempotencyKey: string;
 };
 
 /**
@@ -268,11 +275,19 @@ export const AgentServiceWaitResponseSchema: GenMessage<AgentServiceWaitResponse
  */
 export type GetRunRequest = Message<"clawplane.v1.GetRunRequest"> & {
   /**
-   * The run id (or its resource name `runs/{id}`). Required.
+   * The run id (or its resource name `runs/{id}`). Required unless `idempotencyKey` is set.
    *
    * @generated from field: string run_id = 1;
    */
   runId: string;
+
+  /**
+   * Instead of `runId`: the run this caller started (Run, Chat or Session send) with this
+   * idempotency key. Another credential's keys are not found.
+   *
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
 };
 
 /**

@@ -269,7 +269,7 @@ export type Run = Message<"clawplane.v1.Run"> & {
   timeoutSeconds: number;
 
   /**
-   * The idempotency key the run was accepted under, if any.
+   * The idempotency key the run was accepted under, if any (the caller's, not the id).
    *
    * @generated from field: string idempotency_key = 14;
    */
