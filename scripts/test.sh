@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every test: contract lint (buf STANDARD) and breaking-change check against the previous
 # commit, formatting, clippy, unit tests, the conformance suite (which starts the real
-# gateway on 127.0.0.1:0), a build of the fuzz targets, then the TypeScript, Go and Python
-# SDK suites (each also checks its generated code) and the cross-language test against the
-# same gateway binary.
+# gateway on 127.0.0.1:0) on redb and again on PostgreSQL, a build of the fuzz targets, then
+# the TypeScript, Go and Python SDK suites (each also checks its generated code) and the
+# cross-language test against the same gateway binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,10 @@ node --test tests/tools/   # the DNS guard the Node-based tests rely on
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The conformance suite again with PostgreSQL as the store: the harness starts its own
+# throwaway server (initdb + postgres on a free 127.0.0.1 port) and gives each gateway a
+# fresh database.
+CLAWPLANE_TEST_STORE=postgres cargo test -p clawplane-tests --test conformance
 cargo build -q -p clawplane-server; cargo run -q -p clawplane-bench -- --smoke   # benchmark smoke: exits 0 when every scenario ran
 
 # The fuzz targets (their own cargo project, run with `cargo +nightly fuzz run`) must keep

@@ -16,6 +16,7 @@ pub mod models;
 pub mod reference;
 pub mod retention;
 pub mod session;
+pub mod storage;
 pub mod webhooks;
 
 pub use agents::*;
@@ -25,6 +26,7 @@ pub use hooks::{HookMapping, HookMatch, HooksConfig};
 pub use load::{Loaded, load, load_value};
 pub use retention::RetentionConfig;
 pub use session::SessionConfig;
+pub use storage::{PostgresConfig, StorageConfig};
 pub use webhooks::{IncomingAuth, IncomingConfig, IncomingEndpoint, WebhooksConfig};
 
 use schemars::JsonSchema;
@@ -42,6 +44,8 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// How messages map to sessions.
     pub session: SessionConfig,
+    /// Where durable state lives: redb under the data dir, or PostgreSQL.
+    pub storage: StorageConfig,
     /// The durable event feed.
     pub events: EventsConfig,
     /// How long finished runs, idempotency answers and sent-message records are kept.
@@ -97,6 +101,7 @@ impl Config {
         self.gateway.validate()?;
         self.agents.validate()?;
         self.session.validate()?;
+        self.storage.validate()?;
         self.events.validate()?;
         self.retention.validate()?;
         self.hooks.validate().map_err(ConfigError::Invalid)?;

@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert (gateway.tls.keyPath).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// PostgreSQL as the store instead of redb: `postgres://USER@HOST:PORT/DB`
+    /// (storage.postgres.url).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 /// The entry point of the `clawplane` binary.
@@ -236,6 +240,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(b) = args.bind {
         cfg.gateway.bind = b;
+    }
+    if let Some(url) = args.store {
+        cfg.storage.postgres.url = url;
+        cfg.storage.validate_url()?;
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         cfg.gateway.tls.cert_path = Some(cert);

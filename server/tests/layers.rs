@@ -104,9 +104,10 @@ fn devices_is_an_owned_service() {
     );
 }
 
-/// The store is the seam a clustered backend plugs in at: nothing else names redb's API.
+/// The store is the seam the backends plug in at: nothing else names redb's or
+/// PostgreSQL's API.
 #[test]
-fn only_the_store_names_redb() {
+fn only_the_store_names_its_engines() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut bad = Vec::new();
     for entry in std::fs::read_dir(&src).expect("read server/src") {
@@ -116,12 +117,15 @@ fn only_the_store_names_redb() {
             .and_then(|n| n.to_str())
             .unwrap_or_default();
         if name != "store" {
-            bad.extend(offenders(name, &["redb::", "use redb"]));
+            bad.extend(offenders(
+                name,
+                &["redb::", "use redb", "tokio_postgres", "postgres::"],
+            ));
         }
     }
     assert!(
         bad.is_empty(),
-        "redb named outside the store:\n{}",
+        "a storage engine named outside the store:\n{}",
         bad.join("\n")
     );
 }

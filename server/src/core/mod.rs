@@ -52,6 +52,7 @@ impl Gateway {
     /// stopped.
     pub async fn open(config: Config, data_dir: PathBuf) -> Result<Arc<Gateway>> {
         let store = crate::store::open(
+            &config.storage,
             &data_dir,
             config.events.retention,
             config.events.live_buffer,

@@ -1,6 +1,6 @@
 //! Durable state. Core code sees only the [`Txn`] and [`Reader`] traits and the [`Store`]
-//! handle; `redb.rs` is the only place that names redb, so a clustered backend can plug in
-//! behind the same traits.
+//! handle; `redb.rs` and `postgres.rs` are the only places that name their engines, and
+//! `writer.rs` is the group-commit loop both run.
 //!
 //! Writes go through one writer thread that runs every queued write closure inside one
 //! transaction and commits them together (group commit): one fsync acknowledges a whole
@@ -14,9 +14,12 @@
 //! and [`Store::failed`] resolves so the process can stop loudly instead of serving with a
 //! store that can no longer write.
 
+mod codec;
+mod postgres;
 mod prune;
 mod records;
 mod redb;
+mod writer;
 
 use crate::error::{Error, Result};
 use clawplane_proto::v1::{
@@ -31,7 +34,19 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::prune::{Pruned, Retention, spawn_pruner};
 pub use self::records::{Encoded, Record, Records, RecordsMut};
-pub use self::redb::open;
+/// Opens the configured store: PostgreSQL when `storage.postgres.url` is set, else redb
+/// under `data_dir`. `retention` bounds the number of events kept.
+pub fn open(
+    storage: &crate::config::StorageConfig,
+    data_dir: &std::path::Path,
+    retention: u64,
+    live_capacity: usize,
+) -> Result<Store> {
+    match storage.postgres_url() {
+        Some(url) => postgres::open(url, retention, live_capacity),
+        None => redb::open(data_dir, retention, live_capacity),
+    }
+}
 
 /// A run as stored: its global acceptance order plus the resource.
 #[derive(Debug, Clone)]

@@ -122,7 +122,8 @@ mod tests {
     #[tokio::test]
     async fn kinds_keep_their_own_key_space_and_order() {
         let dir = std::env::temp_dir().join(format!("clawplane-records-{}", uuid::Uuid::new_v4()));
-        let store = super::super::open(&dir, 0, 16).unwrap();
+        let store =
+            super::super::open(&crate::config::StorageConfig::default(), &dir, 0, 16).unwrap();
         store
             .write(|t| {
                 for (name, n) in [("pear", 2), ("apple", 1), ("quince", 3)] {

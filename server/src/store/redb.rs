@@ -1,13 +1,13 @@
 //! The redb backend: table layout, the group-commit writer thread, read snapshots.
 
+use super::codec::{decode, decode_run, encode_run, is_active, se, ts_ms};
+use super::writer::{Engine, spawn_writer};
 use super::{
-    Backend, Completion, Encoded, Feed, Health, IdemRecord, Job, QUEUE, Reader, Store,
-    StoredDeviceToken, StoredRun, StoredWebhookKey, Txn,
+    Backend, Completion, Encoded, Feed, IdemRecord, Job, Reader, Store, StoredDeviceToken,
+    StoredRun, StoredWebhookKey, Txn,
 };
-use crate::error::{Error, Result};
-use clawplane_proto::v1::{
-    Device, Event, Message, PairingRequest, Run, RunState, Session, WebhookCall,
-};
+use crate::error::Result;
+use clawplane_proto::v1::{Device, Event, Message, PairingRequest, Run, Session, WebhookCall};
 use clawplane_util::time::now_ms;
 use prost::Message as _;
 use redb::{
@@ -15,11 +15,10 @@ use redb::{
 };
 use std::{
     collections::VecDeque,
-    panic::{AssertUnwindSafe, catch_unwind},
     path::Path,
     sync::{Arc, atomic::Ordering},
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 /// run id -> order (8 bytes BE) ++ Run
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
@@ -67,30 +66,6 @@ const META_RUN_ORDER: &str = "next_run_order";
 const META_LAST_SEQ: &str = "last_seq";
 const META_SESSIONS: &str = "session_count";
 const META_WEBHOOK_CALL: &str = "next_webhook_call";
-
-fn se(e: impl std::fmt::Display) -> Error {
-    Error::Storage(e.to_string())
-}
-
-fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M> {
-    M::decode(bytes).map_err(se)
-}
-
-fn decode_run(bytes: &[u8]) -> Result<StoredRun> {
-    if bytes.len() < 8 {
-        return Err(se("corrupt run record"));
-    }
-    let mut order = [0u8; 8];
-    order.copy_from_slice(&bytes[..8]);
-    Ok(StoredRun {
-        order: u64::from_be_bytes(order),
-        run: decode(&bytes[8..])?,
-    })
-}
-
-fn is_active(state: i32) -> bool {
-    state == RunState::Queued as i32 || state == RunState::Running as i32
-}
 
 struct RedbBackend {
     db: Arc<Database>,
@@ -156,122 +131,35 @@ pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
         sessions: sessions.into(),
         live,
     });
-    let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
-    let health = Arc::new(Health::default());
-    let writer_db = db.clone();
-    let writer_feed = feed.clone();
-    let writer_health = health.clone();
-    std::thread::Builder::new()
-        .name("clawplane-store-writer".into())
-        .spawn(move || writer(writer_db, writer_feed, rx, retention, writer_health))
-        .map_err(se)?;
-    Ok(Store {
-        jobs,
-        backend: Arc::new(RedbBackend { db }),
-        feed,
-        health,
-    })
+    let engine = RedbEngine {
+        db: db.clone(),
+        retention,
+    };
+    spawn_writer(engine, feed, Arc::new(RedbBackend { db }))
 }
 
-/// What a panic carried, for the log and the callers' error.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic payload".into())
-}
-
-/// The group-commit loop: everything queued while the previous commit was syncing shares
-/// the next transaction. A panic in a write closure or a commit hook stops it for good
-/// (see [`stop_after_panic`]).
-fn writer(
+struct RedbEngine {
     db: Arc<Database>,
-    feed: Arc<Feed>,
-    mut rx: mpsc::Receiver<Job>,
     retention: u64,
-    health: Arc<Health>,
-) {
-    const MAX_BATCH: usize = 4096;
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = VecDeque::from([first]);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push_back(job),
-                Err(_) => break,
-            }
-        }
-        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
-        let mut published: Vec<Arc<Event>> = Vec::new();
-        // The jobs not yet run stay in `batch` if one panics, so they are failed with the
-        // recorded failure rather than dropped mid-unwind.
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            commit_batch(
-                &db,
-                &feed,
-                &mut batch,
-                retention,
-                &mut completions,
-                &mut published,
-            )
-        }));
-        let result = match result {
-            Ok(r) => r,
-            Err(panic) => {
-                // Nothing of this batch was committed: the transaction unwound unfinished.
-                let failure = format!("a write transaction panicked: {}", panic_message(&*panic));
-                return stop_after_panic(&health, failure, rx, batch, completions);
-            }
-        };
-        match &result {
-            Ok((head, oldest, sessions)) => {
-                feed.head.store(*head, Ordering::Release);
-                feed.oldest.store(*oldest, Ordering::Release);
-                feed.sessions.store(*sessions, Ordering::Release);
-                for ev in published {
-                    let _ = feed.live.send(ev);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "group commit failed"),
-        }
-        let outcome = result.map(|_| ());
-        let mut completions = completions.into_iter();
-        let hooks = catch_unwind(AssertUnwindSafe(|| {
-            for done in completions.by_ref() {
-                done(outcome.as_ref().map(|_| ()).map_err(se));
-            }
-        }));
-        if let Err(panic) = hooks {
-            // The batch is durable; callers whose hook had not run yet get an error for
-            // committed work (a retry finds it through its idempotency key).
-            let failure = format!("a commit hook panicked: {}", panic_message(&*panic));
-            return stop_after_panic(&health, failure, rx, VecDeque::new(), completions.collect());
-        }
-    }
 }
 
-/// The writer's end after a panic: logs it, records it (so every caller — pending, queued
-/// or later — gets a Storage error naming it), and wakes [`Store::failed`], on which the
-/// gateway stops. It does not carry on: a panic is a bug, and the in-memory state that
-/// commit hooks keep (session queues) may no longer follow the store.
-fn stop_after_panic(
-    health: &Health,
-    failure: String,
-    mut rx: mpsc::Receiver<Job>,
-    unrun: VecDeque<Job>,
-    uncompleted: Vec<Completion>,
-) {
-    tracing::error!(
-        failure = %failure,
-        "the store writer stopped: every pending and later write fails; the gateway stops"
-    );
-    health.fail(failure);
-    rx.close();
-    for done in uncompleted {
-        done(Err(health.error()));
+impl Engine for RedbEngine {
+    fn commit_batch(
+        &mut self,
+        feed: &Feed,
+        batch: &mut VecDeque<Job>,
+        completions: &mut Vec<Completion>,
+        published: &mut Vec<Arc<Event>>,
+    ) -> Result<(u64, u64, u64)> {
+        commit_batch(
+            &self.db,
+            feed,
+            batch,
+            self.retention,
+            completions,
+            published,
+        )
     }
-    drop(unrun);
-    while rx.try_recv().is_ok() {}
 }
 
 fn commit_batch(
@@ -719,13 +607,6 @@ macro_rules! impl_reader {
 impl_reader!(WTxn<'_>);
 impl_reader!(RSnap);
 
-/// Milliseconds since the epoch of a timestamp (0 when unset).
-fn ts_ms(t: &Option<clawplane_proto::pbjson_types::Timestamp>) -> i64 {
-    t.as_ref()
-        .map(|t| t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000))
-        .unwrap_or(0)
-}
-
 impl WTxn<'_> {
     /// Notes a timed record's write time, replacing its previous one.
     fn note_time(&mut self, kind: &str, key: &str, ms: u64) -> Result<()> {
@@ -768,9 +649,7 @@ impl Txn for WTxn<'_> {
 
     fn put_run(&mut self, r: &StoredRun) -> Result<()> {
         let id = r.run.run_id.as_str();
-        let mut buf = Vec::with_capacity(8 + r.run.encoded_len());
-        buf.extend_from_slice(&r.order.to_be_bytes());
-        r.run.encode(&mut buf).map_err(se)?;
+        let buf = encode_run(r);
         let previous = self.runs.insert(id, buf.as_slice()).map_err(se)?;
         if previous.is_none() {
             self.run_order.insert(r.order, id).map_err(se)?;

@@ -6,9 +6,33 @@ use clawplane_util::time::now_ms;
 use futures::FutureExt as _;
 use std::time::Duration;
 
-fn temp_store() -> Store {
+/// A store of each backend: redb in a temp dir, PostgreSQL in a fresh database of the
+/// test process's server.
+fn temp_store(backend: &str) -> Store {
+    let mut storage = crate::config::StorageConfig::default();
+    if backend == "postgres" {
+        storage.postgres.url = clawplane_testkit::PgServer::shared().database();
+    }
     let dir = std::env::temp_dir().join(format!("clawplane-store-{}", uuid::Uuid::new_v4()));
-    open(&dir, 0, 16).unwrap()
+    open(&storage, &dir, 0, 16).unwrap()
+}
+
+/// Every contract test runs on both backends: `<name>::redb` and `<name>::postgres`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn redb() {
+                    super::$name(super::temp_store("redb")).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name(super::temp_store("postgres")).await
+                }
+            }
+        )*
+    };
 }
 
 /// Holds the writer inside a transaction until the returned sender is dropped or sent to.
@@ -44,9 +68,7 @@ fn note(text: &str) -> Event {
     }
 }
 
-#[tokio::test]
-async fn a_full_queue_makes_async_writers_wait_without_blocking_and_keeps_fifo() {
-    let store = temp_store();
+async fn a_full_queue_makes_async_writers_wait_without_blocking_and_keeps_fifo(store: Store) {
     let (gate, held) = hold_writer(&store).await;
     // Fill the queue while the writer is busy: each enqueue completes at once.
     for i in 0..QUEUE {
@@ -89,9 +111,7 @@ async fn a_full_queue_makes_async_writers_wait_without_blocking_and_keeps_fifo()
     assert_eq!(seq, QUEUE as u64 + 2);
 }
 
-#[tokio::test]
-async fn a_panicking_write_fails_its_batch_and_every_later_write_and_is_reported() {
-    let store = temp_store();
+async fn a_panicking_write_fails_its_batch_and_every_later_write_and_is_reported(store: Store) {
     let (gate, held) = hold_writer(&store).await;
     // Queued behind the held transaction, so the three share the next batch.
     let s = store.clone();
@@ -139,9 +159,7 @@ async fn a_panicking_write_fails_its_batch_and_every_later_write_and_is_reported
     );
 }
 
-#[tokio::test]
-async fn a_panicking_commit_hook_stops_the_writer_after_the_commit() {
-    let store = temp_store();
+async fn a_panicking_commit_hook_stops_the_writer_after_the_commit(store: Store) {
     let err = store
         .write_then(|t| t.put_setting("k", "v"), |_| panic!("hook bug"))
         .await
@@ -194,9 +212,7 @@ async fn put_run(store: &Store, id: &str, state: RunState, created: i64, ended: 
         .unwrap();
 }
 
-#[tokio::test]
-async fn pruning_deletes_only_old_finished_runs_with_their_keys_in_bounded_batches() {
-    let store = temp_store();
+async fn pruning_deletes_only_old_finished_runs_with_their_keys_in_bounded_batches(store: Store) {
     let hour = 3_600_000;
     let old = now_ms() - 3 * hour;
     put_run(&store, "old-running", RunState::Running, old, None).await;
@@ -281,9 +297,7 @@ impl Record for Kept {
     }
 }
 
-#[tokio::test]
-async fn timed_records_expire_by_their_last_write_and_older_rows_are_backfilled() {
-    let store = temp_store();
+async fn timed_records_expire_by_their_last_write_and_older_rows_are_backfilled(store: Store) {
     store
         .write(|t| {
             t.put(&Receipt("a".into()))?;
@@ -341,3 +355,11 @@ async fn timed_records_expire_by_their_last_write_and_older_rows_are_backfilled(
         .unwrap();
     assert_eq!(n, 0);
 }
+
+on_both_backends!(
+    a_full_queue_makes_async_writers_wait_without_blocking_and_keeps_fifo,
+    a_panicking_write_fails_its_batch_and_every_later_write_and_is_reported,
+    a_panicking_commit_hook_stops_the_writer_after_the_commit,
+    pruning_deletes_only_old_finished_runs_with_their_keys_in_bounded_batches,
+    timed_records_expire_by_their_last_write_and_older_rows_are_backfilled,
+);

@@ -26,6 +26,7 @@ mod inbound;
 mod limits;
 mod models;
 mod openclaw_cli;
+mod postgres;
 mod retention;
 mod routing;
 mod runs;

@@ -312,12 +312,14 @@ async fn sync_webhook_round_trip_codes_and_log() {
             .status,
         200
     );
-    let db = std::fs::read(gw.data_dir.join("clawplane.redb")).unwrap();
+    let db = gw.stored_bytes();
     for secret in [&key, &rotated.secret] {
-        assert!(
-            !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "the secret is not stored in clear"
-        );
+        for form in [secret.as_bytes().to_vec(), hex::encode(secret).into_bytes()] {
+            assert!(
+                !db.windows(form.len()).any(|w| w == form.as_slice()),
+                "the secret is not stored in clear"
+            );
+        }
     }
     // The log survived the restart.
     assert!(calls(&gw).await.len() >= 12);

@@ -139,6 +139,21 @@ impl GatewayBuilder {
             None => serde_json::json!({}),
         };
         assert!(config.is_object(), "harness: config must be an object");
+        // CLAWPLANE_TEST_STORE=postgres runs the suite on PostgreSQL: a fresh database of
+        // the test process's own server per gateway (unless the test names a store).
+        if std::env::var("CLAWPLANE_TEST_STORE").as_deref() == Ok("postgres")
+            && config.pointer("/storage/postgres/url").is_none()
+        {
+            let url = clawplane_testkit::PgServer::shared().database();
+            config.as_object_mut().unwrap().insert(
+                "storage".into(),
+                serde_json::json!({ "postgres": { "url": url } }),
+            );
+        }
+        let store_url = config
+            .pointer("/storage/postgres/url")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         let token = if let Some(t) = &self.client_token {
             t.clone()
         } else if self.without_token {
@@ -189,6 +204,7 @@ impl GatewayBuilder {
             child: None,
             starts: 0,
             keep_port: false,
+            store_url,
             _dir: dir,
         };
         gw.start_again().await;
@@ -223,6 +239,8 @@ pub struct Gateway {
     starts: u32,
     /// Restart on the same port (clients with a fixed URL reconnect), see [`Gateway::keep_port`].
     keep_port: bool,
+    /// The PostgreSQL database of this gateway; None: redb in the data dir.
+    pub store_url: Option<String>,
     _dir: TempDir,
 }
 
@@ -381,6 +399,17 @@ impl Gateway {
         // SAFETY: plain kill(2) on our own child's pid.
         let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
         assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    }
+
+    /// Everything the store holds, as bytes: the redb file, or a `pg_dump` of the database
+    /// (bytea columns appear hex-encoded there).
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        match &self.store_url {
+            Some(url) => clawplane_testkit::PgServer::shared().dump(url).into_bytes(),
+            None => {
+                std::fs::read(self.data_dir.join("clawplane.redb")).expect("read the redb file")
+            }
+        }
     }
 
     /// Waits for the gateway to exit (panics after [`EXIT_TIMEOUT`]).

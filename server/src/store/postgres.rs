@@ -1,0 +1,851 @@
+//! The PostgreSQL backend: the same seam as redb ([`Reader`], [`Txn`], group commit on one
+//! writer thread), with PostgreSQL as the system of record.
+//!
+//! Write batches are serialised across every process that shares the database: a batch
+//! first locks the `last_seq` row, so event seqs are assigned in commit order, gap-free,
+//! cluster-wide, and the check-then-write closures of the core see no concurrent writer
+//! (no unique-key races, no deadlocks). Reads run in REPEATABLE READ snapshots from a small
+//! pool of connections and scale with the replicas.
+//!
+//! The store's traits are synchronous. tokio-postgres connections are driven by this
+//! backend's own one-thread runtime; queries are awaited with a plain executor (inside
+//! `block_in_place` on a multi-thread runtime), so any thread may call them.
+
+use super::codec::{decode, decode_run, encode_run, is_active, se, ts_ms};
+use super::writer::{Engine, spawn_writer};
+use super::{
+    Backend, Completion, Encoded, Feed, IdemRecord, Job, Reader, Store, StoredDeviceToken,
+    StoredRun, StoredWebhookKey, Txn,
+};
+use crate::error::Result;
+use clawplane_proto::v1::{Device, Event, Message, PairingRequest, Run, Session, WebhookCall};
+use clawplane_util::time::now_ms;
+use prost::Message as _;
+use std::{
+    collections::{HashMap, VecDeque},
+    future::Future,
+    sync::{Arc, Mutex},
+};
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
+use tokio::sync::broadcast;
+use tokio_postgres::{Client, NoTls, Row, Statement, types::ToSql};
+
+const SCHEMA: &str = include_str!("postgres/schema.sql");
+/// `pg_advisory_lock` key of schema migrations ("clawplan" in ASCII).
+const MIGRATION_LOCK: i64 = 0x636c_6177_706c_616e;
+/// `pg_advisory_lock` key the serving process holds ("clawownr").
+const OWNER_LOCK: i64 = 0x636c_6177_6f77_6e72;
+/// Read connections kept open per process.
+const POOL: usize = 8;
+
+/// Awaits `f` on this thread. Futures of a tokio-postgres `Client` need no runtime (their
+/// connection task runs on the backend's runtime), so a plain executor will do; on a
+/// multi-thread runtime worker the wait is announced with `block_in_place`.
+fn wait<F: Future>(f: F) -> F::Output {
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| futures::executor::block_on(f))
+        }
+        _ => futures::executor::block_on(f),
+    }
+}
+
+/// The backend's own runtime, shut down without blocking when the store goes away.
+struct Rt(Option<Runtime>);
+
+impl Rt {
+    fn handle(&self) -> &Handle {
+        self.0.as_ref().expect("runtime lives until drop").handle()
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// One connection with its prepared statements.
+struct Conn {
+    client: Client,
+    stmts: Mutex<HashMap<&'static str, Statement>>,
+}
+
+impl Conn {
+    fn connect(rt: &Rt, url: &str) -> Result<Conn> {
+        let url = url.to_string();
+        let (client, connection) = wait(
+            rt.handle()
+                .spawn(async move { tokio_postgres::connect(&url, NoTls).await }),
+        )
+        .map_err(se)?
+        .map_err(|e| se(format!("cannot connect to PostgreSQL: {e}")))?;
+        rt.handle().spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(Conn {
+            client,
+            stmts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn statement(&self, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = clawplane_util::sync::lock(&self.stmts).get(sql) {
+            return Ok(s.clone());
+        }
+        let s = wait(self.client.prepare(sql)).map_err(se)?;
+        clawplane_util::sync::lock(&self.stmts).insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn rows(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let st = self.statement(sql)?;
+        wait(self.client.query(&st, params)).map_err(se)
+    }
+
+    fn row(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        Ok(self.rows(sql, params)?.into_iter().next())
+    }
+
+    fn exec(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let st = self.statement(sql)?;
+        wait(self.client.execute(&st, params)).map_err(se)
+    }
+
+    fn batch(&self, sql: &str) -> Result<()> {
+        wait(self.client.batch_execute(sql)).map_err(se)
+    }
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or_default()
+}
+
+fn meta(c: &Conn, k: &'static str) -> Result<u64> {
+    Ok(c.row("SELECT v FROM meta WHERE k = $1", &[&k])?
+        .map(|r| u64_of(r.get(0)))
+        .unwrap_or(0))
+}
+
+/// Applies the schema once, under an advisory lock so concurrent starts wait for the first.
+fn migrate(c: &Conn) -> Result<()> {
+    c.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+    let out = (|| {
+        c.batch("CREATE TABLE IF NOT EXISTS clawplane_schema (version int NOT NULL)")?;
+        let version: i32 = c
+            .row("SELECT max(version) FROM clawplane_schema", &[])?
+            .and_then(|r| r.get::<_, Option<i32>>(0))
+            .unwrap_or(0);
+        if version < 1 {
+            c.batch(&format!(
+                "BEGIN; {SCHEMA}; INSERT INTO clawplane_schema VALUES (1); COMMIT;"
+            ))?;
+            tracing::info!("PostgreSQL schema created (version 1)");
+        }
+        Ok(())
+    })();
+    c.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+    out
+}
+
+struct Pool {
+    rt: Arc<Rt>,
+    url: String,
+    idle: Mutex<Vec<Conn>>,
+}
+
+struct PgBackend {
+    pool: Arc<Pool>,
+}
+
+/// A REPEATABLE READ snapshot on a pooled connection; the connection goes back on drop.
+struct Snap {
+    conn: Option<Conn>,
+    pool: Arc<Pool>,
+}
+
+impl Snap {
+    fn c(&self) -> &Conn {
+        self.conn.as_ref().expect("a snapshot holds its connection")
+    }
+}
+
+impl Drop for Snap {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && conn.batch("ROLLBACK").is_ok()
+        {
+            let mut idle = clawplane_util::sync::lock(&self.pool.idle);
+            if idle.len() < POOL {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+impl Backend for PgBackend {
+    fn snapshot(&self) -> Result<Box<dyn Reader + '_>> {
+        let pooled = clawplane_util::sync::lock(&self.pool.idle).pop();
+        let conn = match pooled {
+            Some(c) if !c.client.is_closed() => c,
+            _ => Conn::connect(&self.pool.rt, &self.pool.url)?,
+        };
+        conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        Ok(Box::new(Snap {
+            conn: Some(conn),
+            pool: self.pool.clone(),
+        }))
+    }
+}
+
+/// Connects to `url`, applies the schema, starts the writer thread and returns the store.
+/// `retention` bounds the number of events kept.
+pub fn open(url: &str, retention: u64, live_capacity: usize) -> Result<Store> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("clawplane-pg")
+        .enable_all()
+        .build()
+        .map_err(se)?;
+    let rt = Arc::new(Rt(Some(rt)));
+    let writer = Conn::connect(&rt, url)?;
+    migrate(&writer)?;
+    // One process per database until runs, the feed and the in-memory limits are shared
+    // across replicas: held by the writer's connection, so it ends with the process.
+    let sole = writer
+        .row("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])?
+        .is_some_and(|r| r.get::<_, bool>(0));
+    if !sole {
+        return Err(se(
+            "another clawplane process is serving this PostgreSQL database; \
+             replicas sharing one database are not supported yet (run one gateway per database)",
+        ));
+    }
+    let head = meta(&writer, "last_seq")?;
+    let oldest = writer
+        .row("SELECT min(seq) FROM events", &[])?
+        .and_then(|r| r.get::<_, Option<i64>>(0))
+        .map(u64_of)
+        .unwrap_or(head + 1);
+    let sessions = meta(&writer, "sessions")?;
+    let (live, _) = broadcast::channel(live_capacity);
+    let feed = Arc::new(Feed {
+        head: head.into(),
+        oldest: oldest.into(),
+        sessions: sessions.into(),
+        live,
+    });
+    let pool = Arc::new(Pool {
+        rt: rt.clone(),
+        url: url.to_string(),
+        idle: Mutex::new(Vec::new()),
+    });
+    let engine = PgEngine {
+        conn: writer,
+        retention,
+        _rt: rt,
+    };
+    spawn_writer(engine, feed, Arc::new(PgBackend { pool }))
+}
+
+struct PgEngine {
+    conn: Conn,
+    retention: u64,
+    /// Keeps the connections' runtime alive as long as the writer runs.
+    _rt: Arc<Rt>,
+}
+
+impl Engine for PgEngine {
+    fn commit_batch(
+        &mut self,
+        // The head comes from the locked `last_seq` row: other processes may have written.
+        _feed: &Feed,
+        batch: &mut VecDeque<Job>,
+        completions: &mut Vec<Completion>,
+        published: &mut Vec<Arc<Event>>,
+    ) -> Result<(u64, u64, u64)> {
+        let c = &self.conn;
+        c.batch("BEGIN")?;
+        let out = (|| {
+            // The cluster-wide write lock: every batch takes it first (see the module doc).
+            let head = c
+                .row("SELECT v FROM meta WHERE k = 'last_seq' FOR UPDATE", &[])?
+                .map(|r| u64_of(r.get(0)))
+                .unwrap_or(0);
+            let mut w = PgTxn {
+                c,
+                last_seq: head,
+                new_events: Vec::new(),
+            };
+            while let Some(job) = batch.pop_front() {
+                completions.push(job(&mut w));
+            }
+            let head = w.last_seq;
+            c.exec(
+                "UPDATE meta SET v = $1 WHERE k = 'last_seq'",
+                &[&i64_of(head)],
+            )?;
+            let mut oldest = c
+                .row("SELECT min(seq) FROM events", &[])?
+                .and_then(|r| r.get::<_, Option<i64>>(0))
+                .map(u64_of)
+                .unwrap_or(head + 1);
+            if self.retention > 0 && head >= oldest && head - oldest + 1 > self.retention {
+                let new_oldest = head + 1 - self.retention;
+                c.exec("DELETE FROM events WHERE seq < $1", &[&i64_of(new_oldest)])?;
+                oldest = new_oldest;
+            }
+            let sessions = meta(c, "sessions")?;
+            published.append(&mut w.new_events);
+            Ok((head, oldest, sessions))
+        })();
+        match out {
+            Ok(v) => {
+                c.batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = c.batch("ROLLBACK");
+                published.clear();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A write transaction: the writer's connection inside BEGIN, plus the seqs it assigned.
+struct PgTxn<'c> {
+    c: &'c Conn,
+    last_seq: u64,
+    new_events: Vec<Arc<Event>>,
+}
+
+impl PgTxn<'_> {
+    fn c(&self) -> &Conn {
+        self.c
+    }
+
+    fn bump(&self, k: &'static str, by: i64) -> Result<()> {
+        self.c.exec(
+            "UPDATE meta SET v = GREATEST(v + $2, 0) WHERE k = $1",
+            &[&k, &by],
+        )?;
+        Ok(())
+    }
+}
+
+fn bytes(r: &Row) -> Encoded {
+    Encoded(r.get::<_, Vec<u8>>(0))
+}
+
+macro_rules! impl_reader {
+    ($t:ty) => {
+        impl Reader for $t {
+            fn raw_get(&self, kind: &str, key: &str) -> Result<Option<Encoded>> {
+                Ok(self
+                    .c()
+                    .row("SELECT data FROM records WHERE kind = $1 AND key = $2", &[&kind, &key])?
+                    .map(|r| bytes(&r)))
+            }
+            fn raw_scan(
+                &self,
+                kind: &str,
+                after: &str,
+                limit: usize,
+            ) -> Result<Vec<(String, Encoded)>> {
+                let rows = self.c().rows(
+                    "SELECT key, data FROM records WHERE kind = $1 AND key > $2 ORDER BY key LIMIT $3",
+                    &[&kind, &after, &i64_of(limit as u64)],
+                )?;
+                Ok(rows
+                    .iter()
+                    .map(|r| (r.get::<_, String>(0), Encoded(r.get::<_, Vec<u8>>(1))))
+                    .collect())
+            }
+            fn run(&self, run_id: &str) -> Result<Option<StoredRun>> {
+                match self.c().row("SELECT data FROM runs WHERE run_id = $1", &[&run_id])? {
+                    Some(r) => Ok(Some(decode_run(&r.get::<_, Vec<u8>>(0))?)),
+                    None => Ok(None),
+                }
+            }
+            fn session(&self, key: &str) -> Result<Option<Session>> {
+                match self.c().row("SELECT data FROM sessions WHERE key = $1", &[&key])? {
+                    Some(r) => Ok(Some(decode(&r.get::<_, Vec<u8>>(0))?)),
+                    None => Ok(None),
+                }
+            }
+            fn idempotency(&self, key: &str) -> Result<Option<IdemRecord>> {
+                let Some(r) = self.c().row(
+                    "SELECT fingerprint, run_id FROM idempotency WHERE key = $1",
+                    &[&key],
+                )?
+                else {
+                    return Ok(None);
+                };
+                let fp: Vec<u8> = r.get(0);
+                let fingerprint = <[u8; 32]>::try_from(fp.as_slice())
+                    .map_err(|_| se("corrupt idempotency record"))?;
+                Ok(Some(IdemRecord {
+                    fingerprint,
+                    run_id: r.get(1),
+                }))
+            }
+            fn system_events(&self, session_key: &str) -> Result<Vec<String>> {
+                match self.c().row(
+                    "SELECT data FROM system_events WHERE session_key = $1",
+                    &[&session_key],
+                )? {
+                    Some(r) => serde_json::from_slice(&r.get::<_, Vec<u8>>(0)).map_err(se),
+                    None => Ok(Vec::new()),
+                }
+            }
+            fn messages(&self, session_id: &str, after: u64, limit: usize) -> Result<Vec<Message>> {
+                self.c()
+                    .rows(
+                        "SELECT data FROM messages WHERE session_id = $1 AND idx > $2 ORDER BY idx LIMIT $3",
+                        &[&session_id, &i64_of(after), &i64_of(limit as u64)],
+                    )?
+                    .iter()
+                    .map(|r| decode(&r.get::<_, Vec<u8>>(0)))
+                    .collect()
+            }
+            fn last_message(&self, session_id: &str) -> Result<Option<Message>> {
+                match self.c().row(
+                    "SELECT data FROM messages WHERE session_id = $1 ORDER BY idx DESC LIMIT 1",
+                    &[&session_id],
+                )? {
+                    Some(r) => Ok(Some(decode(&r.get::<_, Vec<u8>>(0))?)),
+                    None => Ok(None),
+                }
+            }
+            fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+                self.c()
+                    .rows(
+                        "SELECT data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                        &[&i64_of(after), &i64_of(limit as u64)],
+                    )?
+                    .iter()
+                    .map(|r| decode(&r.get::<_, Vec<u8>>(0)))
+                    .collect()
+            }
+            fn session_count(&self) -> Result<u64> {
+                meta(self.c(), "sessions")
+            }
+            fn sessions(&self) -> Result<Vec<Session>> {
+                self.c()
+                    .rows("SELECT data FROM sessions ORDER BY key", &[])?
+                    .iter()
+                    .map(|r| decode(&r.get::<_, Vec<u8>>(0)))
+                    .collect()
+            }
+            fn runs_desc(
+                &self,
+                session_key: Option<&str>,
+                before_order: u64,
+                limit: usize,
+                keep: &mut dyn FnMut(&Run) -> bool,
+            ) -> Result<Vec<StoredRun>> {
+                // Pages of the index, newest first, until `limit` runs pass `keep`.
+                let mut out = Vec::new();
+                let mut before = i64_of(before_order);
+                let page = i64_of(limit.clamp(16, 1000) as u64);
+                loop {
+                    let rows = match session_key {
+                        Some(s) => self.c().rows(
+                            "SELECT ord, data FROM runs WHERE session_key = $1 AND ord < $2 ORDER BY ord DESC LIMIT $3",
+                            &[&s, &before, &page],
+                        )?,
+                        None => self.c().rows(
+                            "SELECT ord, data FROM runs WHERE ord < $1 ORDER BY ord DESC LIMIT $2",
+                            &[&before, &page],
+                        )?,
+                    };
+                    let n = rows.len();
+                    for r in &rows {
+                        before = r.get(0);
+                        let stored = decode_run(&r.get::<_, Vec<u8>>(1))?;
+                        if keep(&stored.run) {
+                            out.push(stored);
+                            if out.len() >= limit {
+                                return Ok(out);
+                            }
+                        }
+                    }
+                    if (n as i64) < page {
+                        return Ok(out);
+                    }
+                }
+            }
+            fn active_runs(&self) -> Result<Vec<StoredRun>> {
+                self.c()
+                    .rows("SELECT data FROM runs WHERE active ORDER BY ord", &[])?
+                    .iter()
+                    .map(|r| decode_run(&r.get::<_, Vec<u8>>(0)))
+                    .collect()
+            }
+            fn setting(&self, key: &str) -> Result<Option<String>> {
+                Ok(self
+                    .c()
+                    .row("SELECT v FROM settings WHERE k = $1", &[&key])?
+                    .map(|r| r.get(0)))
+            }
+            fn webhook_keys(&self) -> Result<Vec<StoredWebhookKey>> {
+                self.c()
+                    .rows("SELECT digest, data FROM webhook_keys ORDER BY key_id", &[])?
+                    .iter()
+                    .map(|r| {
+                        let d: Vec<u8> = r.get(0);
+                        Ok(StoredWebhookKey {
+                            digest: <[u8; 32]>::try_from(d.as_slice())
+                                .map_err(|_| se("corrupt webhook key record"))?,
+                            key: decode(&r.get::<_, Vec<u8>>(1))?,
+                        })
+                    })
+                    .collect()
+            }
+            fn webhook_calls(&self, limit: usize) -> Result<Vec<WebhookCall>> {
+                self.c()
+                    .rows(
+                        "SELECT data FROM webhook_calls ORDER BY n DESC LIMIT $1",
+                        &[&i64_of(limit as u64)],
+                    )?
+                    .iter()
+                    .map(|r| decode(&r.get::<_, Vec<u8>>(0)))
+                    .collect()
+            }
+            fn device(&self, device_id: &str) -> Result<Option<Device>> {
+                match self
+                    .c()
+                    .row("SELECT data FROM devices WHERE device_id = $1", &[&device_id])?
+                {
+                    Some(r) => Ok(Some(decode(&r.get::<_, Vec<u8>>(0))?)),
+                    None => Ok(None),
+                }
+            }
+            fn devices(&self) -> Result<Vec<Device>> {
+                self.c()
+                    .rows("SELECT data FROM devices ORDER BY device_id", &[])?
+                    .iter()
+                    .map(|r| decode(&r.get::<_, Vec<u8>>(0)))
+                    .collect()
+            }
+            fn pairing_requests(&self) -> Result<Vec<PairingRequest>> {
+                self.c()
+                    .rows("SELECT data FROM pairing_requests ORDER BY request_id", &[])?
+                    .iter()
+                    .map(|r| decode(&r.get::<_, Vec<u8>>(0)))
+                    .collect()
+            }
+            fn device_tokens(&self) -> Result<Vec<StoredDeviceToken>> {
+                self.c()
+                    .rows("SELECT data FROM device_tokens ORDER BY digest", &[])?
+                    .iter()
+                    .map(|r| serde_json::from_slice(&r.get::<_, Vec<u8>>(0)).map_err(se))
+                    .collect()
+            }
+        }
+    };
+}
+
+impl_reader!(PgTxn<'_>);
+impl_reader!(Snap);
+
+impl Txn for PgTxn<'_> {
+    fn next_run_order(&mut self) -> Result<u64> {
+        let r = self.c.row(
+            "UPDATE meta SET v = v + 1 WHERE k = 'run_order' RETURNING v - 1",
+            &[],
+        )?;
+        Ok(r.map(|r| u64_of(r.get(0))).unwrap_or(1))
+    }
+
+    fn put_run(&mut self, r: &StoredRun) -> Result<()> {
+        self.c.exec(
+            "INSERT INTO runs (run_id, ord, session_key, active, data) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (run_id) DO UPDATE SET active = EXCLUDED.active, data = EXCLUDED.data",
+            &[
+                &r.run.run_id,
+                &i64_of(r.order),
+                &r.run.session_key,
+                &is_active(r.run.state),
+                &encode_run(r),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn put_idempotency(&mut self, key: &str, rec: &IdemRecord) -> Result<()> {
+        self.c.exec(
+            "INSERT INTO idempotency (key, fingerprint, run_id) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, run_id = EXCLUDED.run_id",
+            &[&key, &rec.fingerprint.as_slice(), &rec.run_id],
+        )?;
+        Ok(())
+    }
+
+    fn put_session(&mut self, s: &Session) -> Result<()> {
+        let created = self
+            .c
+            .row(
+                "INSERT INTO sessions (key, data) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data RETURNING (xmax = 0)",
+                &[&s.session_key, &s.encode_to_vec()],
+            )?
+            .is_some_and(|r| r.get::<_, bool>(0));
+        if created {
+            self.bump("sessions", 1)?;
+        }
+        Ok(())
+    }
+
+    fn delete_session(&mut self, key: &str, session_id: &str) -> Result<()> {
+        if self
+            .c
+            .exec("DELETE FROM sessions WHERE key = $1", &[&key])?
+            > 0
+        {
+            self.bump("sessions", -1)?;
+        }
+        self.c
+            .exec("DELETE FROM system_events WHERE session_key = $1", &[&key])?;
+        self.c
+            .exec("DELETE FROM messages WHERE session_id = $1", &[&session_id])?;
+        Ok(())
+    }
+
+    fn put_message(&mut self, session_id: &str, m: &Message) -> Result<()> {
+        self.c.exec(
+            "INSERT INTO messages (session_id, idx, data) VALUES ($1, $2, $3)
+             ON CONFLICT (session_id, idx) DO UPDATE SET data = EXCLUDED.data",
+            &[&session_id, &i64_of(m.index), &m.encode_to_vec()],
+        )?;
+        Ok(())
+    }
+
+    fn put_system_events(&mut self, session_key: &str, texts: &[String]) -> Result<()> {
+        if texts.is_empty() {
+            self.c.exec(
+                "DELETE FROM system_events WHERE session_key = $1",
+                &[&session_key],
+            )?;
+        } else {
+            let json = serde_json::to_vec(texts).map_err(se)?;
+            self.c.exec(
+                "INSERT INTO system_events (session_key, data) VALUES ($1, $2)
+                 ON CONFLICT (session_key) DO UPDATE SET data = EXCLUDED.data",
+                &[&session_key, &json],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn append_event(&mut self, mut event: Event) -> Result<u64> {
+        self.last_seq += 1;
+        event.seq = self.last_seq;
+        event.time = Some(clawplane_proto::now_ts());
+        self.c.exec(
+            "INSERT INTO events (seq, data) VALUES ($1, $2)",
+            &[&i64_of(event.seq), &event.encode_to_vec()],
+        )?;
+        self.new_events.push(Arc::new(event));
+        Ok(self.last_seq)
+    }
+
+    fn put_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        self.c.exec(
+            "INSERT INTO settings (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+            &[&key, &value],
+        )?;
+        Ok(())
+    }
+
+    fn raw_put(&mut self, kind: &str, key: &str, value: &Encoded, timed: bool) -> Result<()> {
+        let written: Option<i64> = timed.then(now_ms);
+        self.c.exec(
+            "INSERT INTO records (kind, key, data, written_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (kind, key) DO UPDATE SET data = EXCLUDED.data,
+             written_ms = COALESCE(EXCLUDED.written_ms, records.written_ms)",
+            &[&kind, &key, &value.0, &written],
+        )?;
+        Ok(())
+    }
+
+    fn raw_delete(&mut self, kind: &str, key: &str) -> Result<bool> {
+        Ok(self.c.exec(
+            "DELETE FROM records WHERE kind = $1 AND key = $2",
+            &[&kind, &key],
+        )? > 0)
+    }
+
+    fn put_webhook_key(&mut self, k: &StoredWebhookKey) -> Result<()> {
+        self.c.exec(
+            "INSERT INTO webhook_keys (key_id, digest, data) VALUES ($1, $2, $3)
+             ON CONFLICT (key_id) DO UPDATE SET digest = EXCLUDED.digest, data = EXCLUDED.data",
+            &[&k.key.key_id, &k.digest.as_slice(), &k.key.encode_to_vec()],
+        )?;
+        Ok(())
+    }
+
+    fn delete_webhook_key(&mut self, key_id: &str) -> Result<bool> {
+        Ok(self
+            .c
+            .exec("DELETE FROM webhook_keys WHERE key_id = $1", &[&key_id])?
+            > 0)
+    }
+
+    fn append_webhook_call(&mut self, call: &WebhookCall, keep: usize) -> Result<()> {
+        let n = self
+            .c
+            .row(
+                "UPDATE meta SET v = v + 1 WHERE k = 'webhook_call' RETURNING v - 1",
+                &[],
+            )?
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(1);
+        self.c.exec(
+            "INSERT INTO webhook_calls (n, data) VALUES ($1, $2)",
+            &[&n, &call.encode_to_vec()],
+        )?;
+        self.c.exec(
+            "DELETE FROM webhook_calls WHERE n <= $1",
+            &[&(n - i64_of(keep as u64))],
+        )?;
+        Ok(())
+    }
+
+    fn put_device(&mut self, d: &Device) -> Result<()> {
+        self.c.exec(
+            "INSERT INTO devices (device_id, data) VALUES ($1, $2)
+             ON CONFLICT (device_id) DO UPDATE SET data = EXCLUDED.data",
+            &[&d.device_id, &d.encode_to_vec()],
+        )?;
+        Ok(())
+    }
+
+    fn delete_device(&mut self, device_id: &str) -> Result<bool> {
+        Ok(self
+            .c
+            .exec("DELETE FROM devices WHERE device_id = $1", &[&device_id])?
+            > 0)
+    }
+
+    fn put_pairing_request(&mut self, r: &PairingRequest) -> Result<()> {
+        self.c.exec(
+            "INSERT INTO pairing_requests (request_id, data) VALUES ($1, $2)
+             ON CONFLICT (request_id) DO UPDATE SET data = EXCLUDED.data",
+            &[&r.request_id, &r.encode_to_vec()],
+        )?;
+        Ok(())
+    }
+
+    fn delete_pairing_request(&mut self, request_id: &str) -> Result<bool> {
+        Ok(self.c.exec(
+            "DELETE FROM pairing_requests WHERE request_id = $1",
+            &[&request_id],
+        )? > 0)
+    }
+
+    fn put_device_token(&mut self, t: &StoredDeviceToken) -> Result<()> {
+        let json = serde_json::to_vec(t).map_err(se)?;
+        self.c.exec(
+            "INSERT INTO device_tokens (digest, device_id, role, data) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (digest) DO UPDATE SET device_id = EXCLUDED.device_id,
+             role = EXCLUDED.role, data = EXCLUDED.data",
+            &[&t.digest.as_slice(), &t.device_id, &t.role, &json],
+        )?;
+        Ok(())
+    }
+
+    fn delete_device_token(&mut self, digest: &[u8; 32]) -> Result<()> {
+        self.c.exec(
+            "DELETE FROM device_tokens WHERE digest = $1",
+            &[&digest.as_slice()],
+        )?;
+        Ok(())
+    }
+
+    fn delete_device_tokens(&mut self, device_id: &str, role: Option<&str>) -> Result<usize> {
+        let n = self.c.exec(
+            "DELETE FROM device_tokens WHERE device_id = $1 AND ($2::text IS NULL OR role = $2)",
+            &[&device_id, &role],
+        )?;
+        Ok(n as usize)
+    }
+
+    fn prune_runs(
+        &mut self,
+        cutoff_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<(usize, Option<u64>)> {
+        // The same visit as redb's: acceptance order after `after`, bounded visits.
+        let max_visits = limit.saturating_mul(4).max(1);
+        let rows = self.c.rows(
+            "SELECT ord, data FROM runs WHERE ord > $1 ORDER BY ord LIMIT $2",
+            &[&i64_of(after), &i64_of(max_visits as u64)],
+        )?;
+        let mut doomed = Vec::new();
+        let mut resume = None;
+        let mut visited = 0;
+        for r in &rows {
+            let stored = decode_run(&r.get::<_, Vec<u8>>(1))?;
+            let run = &stored.run;
+            if ts_ms(&run.create_time) >= cutoff_ms {
+                break; // accepted after the cutoff: it cannot have ended before it
+            }
+            let ended = ts_ms(&run.end_time).max(ts_ms(&run.create_time));
+            if !is_active(run.state) && ended < cutoff_ms {
+                doomed.push(stored);
+            }
+            visited += 1;
+            if doomed.len() >= limit || visited >= max_visits {
+                resume = Some(u64_of(r.get(0)));
+                break;
+            }
+        }
+        for r in &doomed {
+            let id = r.run.run_id.as_str();
+            self.c.exec("DELETE FROM runs WHERE run_id = $1", &[&id])?;
+            self.c
+                .exec("DELETE FROM idempotency WHERE run_id = $1", &[&id])?;
+        }
+        Ok((doomed.len(), resume))
+    }
+
+    fn prune_records(&mut self, kind: &str, cutoff_ms: i64, limit: usize) -> Result<usize> {
+        let n = self.c.exec(
+            "DELETE FROM records WHERE kind = $1 AND key IN (
+               SELECT key FROM records WHERE kind = $1 AND written_ms < $2
+               ORDER BY written_ms LIMIT $3)",
+            &[&kind, &cutoff_ms, &i64_of(limit as u64)],
+        )?;
+        Ok(n as usize)
+    }
+
+    fn backfill_record_times(
+        &mut self,
+        kind: &str,
+        after: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Option<String>> {
+        let page = self.raw_scan(kind, after, limit)?;
+        let keys: Vec<&str> = page.iter().map(|(k, _)| k.as_str()).collect();
+        self.c.exec(
+            "UPDATE records SET written_ms = $3
+             WHERE kind = $1 AND key = ANY($2) AND written_ms IS NULL",
+            &[&kind, &keys, &now_ms],
+        )?;
+        Ok((page.len() >= limit)
+            .then(|| page.last().map(|(k, _)| k.clone()))
+            .flatten())
+    }
+}
