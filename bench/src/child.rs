@@ -59,6 +59,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn spawn(bin: &Path) -> Result<Gateway> {
+        Self::spawn_on(bin, None)
+    }
+
+    /// Like [`Gateway::spawn`], with PostgreSQL at `store` as the store instead of redb.
+    pub fn spawn_on(bin: &Path, store: Option<&str>) -> Result<Gateway> {
         let dir = tempfile::Builder::new()
             .prefix("clawplane-bench-child-")
             .tempdir()?;
@@ -69,7 +74,9 @@ impl Gateway {
                 "{{ gateway: {{ auth: {{ token: \"{TOKEN}\" }} }},\n  \
                  agents: {{ defaults: {{ heartbeat: {{ every: \"0m\" }} }} }},\n  \
                  hooks: {{ enabled: true, token: \"{HOOK_TOKEN}\" }},\n  \
-                 events: {{ progressIntervalMs: 3600000 }} }}\n"
+                 events: {{ progressIntervalMs: 3600000 }},\n  \
+                 storage: {{ postgres: {{ url: \"{}\" }} }} }}\n",
+                store.unwrap_or_default()
             ),
         )?;
         let data = dir.path().join("data");

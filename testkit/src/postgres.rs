@@ -209,6 +209,16 @@ impl PgServer {
         }
     }
 
+    /// The postmaster's pid (connections fork from it, so its CPU affinity is theirs).
+    pub fn pid(&self) -> u32 {
+        self.child.lock().map(|c| c.id()).unwrap_or_default()
+    }
+
+    /// A program of the same PostgreSQL installation (`pgbench`, `psql`, …).
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
