@@ -22,6 +22,7 @@ use clawplane_proto::v1::{Device, Event, Message, PairingRequest, Run, Session, 
 use clawplane_util::time::now_ms;
 use prost::Message as _;
 use std::{
+    cell::RefCell,
     collections::{HashMap, VecDeque},
     future::Future,
     sync::{Arc, Mutex},
@@ -173,8 +174,10 @@ struct Snap {
 }
 
 impl Snap {
-    fn c(&self) -> &Conn {
-        self.conn.as_ref().expect("a snapshot holds its connection")
+    fn c(&self) -> Result<&Conn> {
+        self.conn
+            .as_ref()
+            .ok_or_else(|| se("a snapshot without its connection"))
     }
 }
 
@@ -217,6 +220,8 @@ pub fn open(url: &str, retention: u64, live_capacity: usize) -> Result<Store> {
         .map_err(se)?;
     let rt = Arc::new(Rt(Some(rt)));
     let writer = Conn::connect(&rt, url)?;
+    // The buffered statements quote text literals the standard way.
+    writer.batch("SET standard_conforming_strings = on")?;
     migrate(&writer)?;
     // One process per database until runs, the feed and the in-memory limits are shared
     // across replicas: held by the writer's connection, so it ends with the process.
@@ -273,72 +278,135 @@ impl Engine for PgEngine {
         published: &mut Vec<Arc<Event>>,
     ) -> Result<(u64, u64, u64)> {
         let c = &self.conn;
-        c.batch("BEGIN")?;
+        // BEGIN and the cluster-wide write lock in one round trip (see the module doc).
+        let head = match lock_head(c) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = c.batch("ROLLBACK");
+                return Err(e);
+            }
+        };
         let out = (|| {
-            // The cluster-wide write lock: every batch takes it first (see the module doc).
-            let head = c
-                .row("SELECT v FROM meta WHERE k = 'last_seq' FOR UPDATE", &[])?
-                .map(|r| u64_of(r.get(0)))
-                .unwrap_or(0);
             let mut w = PgTxn {
                 c,
                 last_seq: head,
+                next_run_order: None,
+                next_webhook_call: None,
+                pending: RefCell::new(String::new()),
                 new_events: Vec::new(),
             };
             while let Some(job) = batch.pop_front() {
                 completions.push(job(&mut w));
             }
             let head = w.last_seq;
-            c.exec(
-                "UPDATE meta SET v = $1 WHERE k = 'last_seq'",
-                &[&i64_of(head)],
+            w.push(format!("UPDATE meta SET v = {head} WHERE k = 'last_seq'"));
+            if let Some(n) = w.next_run_order {
+                w.push(format!("UPDATE meta SET v = {n} WHERE k = 'run_order'"));
+            }
+            if let Some(n) = w.next_webhook_call {
+                w.push(format!("UPDATE meta SET v = {n} WHERE k = 'webhook_call'"));
+            }
+            let stats = w.c()?.row(
+                "SELECT (SELECT min(seq) FROM events), (SELECT v FROM meta WHERE k = 'sessions')",
+                &[],
             )?;
-            let mut oldest = c
-                .row("SELECT min(seq) FROM events", &[])?
+            let mut oldest = stats
+                .as_ref()
                 .and_then(|r| r.get::<_, Option<i64>>(0))
                 .map(u64_of)
                 .unwrap_or(head + 1);
+            let sessions = stats
+                .as_ref()
+                .and_then(|r| r.get::<_, Option<i64>>(1))
+                .map(u64_of)
+                .unwrap_or(0);
             if self.retention > 0 && head >= oldest && head - oldest + 1 > self.retention {
                 let new_oldest = head + 1 - self.retention;
-                c.exec("DELETE FROM events WHERE seq < $1", &[&i64_of(new_oldest)])?;
+                w.push(format!("DELETE FROM events WHERE seq < {new_oldest}"));
                 oldest = new_oldest;
             }
-            let sessions = meta(c, "sessions")?;
+            // The remaining writes and the commit: one round trip.
+            w.push("COMMIT".into());
+            w.flush()?;
             published.append(&mut w.new_events);
             Ok((head, oldest, sessions))
         })();
-        match out {
-            Ok(v) => {
-                c.batch("COMMIT")?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = c.batch("ROLLBACK");
-                published.clear();
-                Err(e)
-            }
+        if out.is_err() {
+            let _ = c.batch("ROLLBACK");
+            published.clear();
         }
+        out
     }
 }
 
-/// A write transaction: the writer's connection inside BEGIN, plus the seqs it assigned.
+/// `BEGIN` and the `last_seq` row locked; returns the cluster's head.
+fn lock_head(c: &Conn) -> Result<u64> {
+    use tokio_postgres::SimpleQueryMessage;
+    let msgs = wait(
+        c.client
+            .simple_query("BEGIN; SELECT v FROM meta WHERE k = 'last_seq' FOR UPDATE"),
+    )
+    .map_err(se)?;
+    Ok(msgs
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+            _ => None,
+        })
+        .unwrap_or(0))
+}
+
+/// A text literal for a buffered statement (standard_conforming_strings is on).
+fn text(s: &str) -> Result<String> {
+    if s.contains('\0') {
+        return Err(se("a text value holds a NUL byte"));
+    }
+    Ok(format!("'{}'", s.replace('\'', "''")))
+}
+
+/// A bytea literal (hex input format).
+fn bytea(b: &[u8]) -> String {
+    format!("'\\x{}'::bytea", hex::encode(b))
+}
+
+/// A write transaction: the writer's connection inside BEGIN. Writes that answer nothing
+/// are buffered and sent together (before the next read, or with the COMMIT), so an
+/// accept costs its reads' round trips, not one per row; the counters the batch's lock
+/// protects (seq, run order, call number) are kept here and written once at the end.
 struct PgTxn<'c> {
     c: &'c Conn,
     last_seq: u64,
+    next_run_order: Option<u64>,
+    next_webhook_call: Option<i64>,
+    pending: RefCell<String>,
     new_events: Vec<Arc<Event>>,
 }
 
 impl PgTxn<'_> {
-    fn c(&self) -> &Conn {
-        self.c
+    /// The connection, once the buffered writes are sent (reads must see them).
+    fn c(&self) -> Result<&Conn> {
+        self.flush()?;
+        Ok(self.c)
     }
 
-    fn bump(&self, k: &'static str, by: i64) -> Result<()> {
-        self.c.exec(
-            "UPDATE meta SET v = GREATEST(v + $2, 0) WHERE k = $1",
-            &[&k, &by],
-        )?;
-        Ok(())
+    fn flush(&self) -> Result<()> {
+        let sql = std::mem::take(&mut *self.pending.borrow_mut());
+        if sql.is_empty() {
+            return Ok(());
+        }
+        self.c.batch(&sql)
+    }
+
+    fn push(&self, stmt: String) {
+        let mut p = self.pending.borrow_mut();
+        p.push_str(&stmt);
+        p.push_str(";\n");
+    }
+
+    fn bump(&self, k: &'static str, by: i64) {
+        self.push(format!(
+            "UPDATE meta SET v = GREATEST(v + ({by}), 0) WHERE k = '{k}'"
+        ));
     }
 }
 
@@ -351,7 +419,7 @@ macro_rules! impl_reader {
         impl Reader for $t {
             fn raw_get(&self, kind: &str, key: &str) -> Result<Option<Encoded>> {
                 Ok(self
-                    .c()
+                    .c()?
                     .row("SELECT data FROM records WHERE kind = $1 AND key = $2", &[&kind, &key])?
                     .map(|r| bytes(&r)))
             }
@@ -361,7 +429,7 @@ macro_rules! impl_reader {
                 after: &str,
                 limit: usize,
             ) -> Result<Vec<(String, Encoded)>> {
-                let rows = self.c().rows(
+                let rows = self.c()?.rows(
                     "SELECT key, data FROM records WHERE kind = $1 AND key > $2 ORDER BY key LIMIT $3",
                     &[&kind, &after, &i64_of(limit as u64)],
                 )?;
@@ -371,19 +439,19 @@ macro_rules! impl_reader {
                     .collect())
             }
             fn run(&self, run_id: &str) -> Result<Option<StoredRun>> {
-                match self.c().row("SELECT data FROM runs WHERE run_id = $1", &[&run_id])? {
+                match self.c()?.row("SELECT data FROM runs WHERE run_id = $1", &[&run_id])? {
                     Some(r) => Ok(Some(decode_run(&r.get::<_, Vec<u8>>(0))?)),
                     None => Ok(None),
                 }
             }
             fn session(&self, key: &str) -> Result<Option<Session>> {
-                match self.c().row("SELECT data FROM sessions WHERE key = $1", &[&key])? {
+                match self.c()?.row("SELECT data FROM sessions WHERE key = $1", &[&key])? {
                     Some(r) => Ok(Some(decode(&r.get::<_, Vec<u8>>(0))?)),
                     None => Ok(None),
                 }
             }
             fn idempotency(&self, key: &str) -> Result<Option<IdemRecord>> {
-                let Some(r) = self.c().row(
+                let Some(r) = self.c()?.row(
                     "SELECT fingerprint, run_id FROM idempotency WHERE key = $1",
                     &[&key],
                 )?
@@ -399,7 +467,7 @@ macro_rules! impl_reader {
                 }))
             }
             fn system_events(&self, session_key: &str) -> Result<Vec<String>> {
-                match self.c().row(
+                match self.c()?.row(
                     "SELECT data FROM system_events WHERE session_key = $1",
                     &[&session_key],
                 )? {
@@ -408,7 +476,7 @@ macro_rules! impl_reader {
                 }
             }
             fn messages(&self, session_id: &str, after: u64, limit: usize) -> Result<Vec<Message>> {
-                self.c()
+                self.c()?
                     .rows(
                         "SELECT data FROM messages WHERE session_id = $1 AND idx > $2 ORDER BY idx LIMIT $3",
                         &[&session_id, &i64_of(after), &i64_of(limit as u64)],
@@ -418,7 +486,7 @@ macro_rules! impl_reader {
                     .collect()
             }
             fn last_message(&self, session_id: &str) -> Result<Option<Message>> {
-                match self.c().row(
+                match self.c()?.row(
                     "SELECT data FROM messages WHERE session_id = $1 ORDER BY idx DESC LIMIT 1",
                     &[&session_id],
                 )? {
@@ -427,7 +495,7 @@ macro_rules! impl_reader {
                 }
             }
             fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
-                self.c()
+                self.c()?
                     .rows(
                         "SELECT data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
                         &[&i64_of(after), &i64_of(limit as u64)],
@@ -437,10 +505,10 @@ macro_rules! impl_reader {
                     .collect()
             }
             fn session_count(&self) -> Result<u64> {
-                meta(self.c(), "sessions")
+                meta(self.c()?, "sessions")
             }
             fn sessions(&self) -> Result<Vec<Session>> {
-                self.c()
+                self.c()?
                     .rows("SELECT data FROM sessions ORDER BY key", &[])?
                     .iter()
                     .map(|r| decode(&r.get::<_, Vec<u8>>(0)))
@@ -459,11 +527,11 @@ macro_rules! impl_reader {
                 let page = i64_of(limit.clamp(16, 1000) as u64);
                 loop {
                     let rows = match session_key {
-                        Some(s) => self.c().rows(
+                        Some(s) => self.c()?.rows(
                             "SELECT ord, data FROM runs WHERE session_key = $1 AND ord < $2 ORDER BY ord DESC LIMIT $3",
                             &[&s, &before, &page],
                         )?,
-                        None => self.c().rows(
+                        None => self.c()?.rows(
                             "SELECT ord, data FROM runs WHERE ord < $1 ORDER BY ord DESC LIMIT $2",
                             &[&before, &page],
                         )?,
@@ -485,7 +553,7 @@ macro_rules! impl_reader {
                 }
             }
             fn active_runs(&self) -> Result<Vec<StoredRun>> {
-                self.c()
+                self.c()?
                     .rows("SELECT data FROM runs WHERE active ORDER BY ord", &[])?
                     .iter()
                     .map(|r| decode_run(&r.get::<_, Vec<u8>>(0)))
@@ -493,12 +561,12 @@ macro_rules! impl_reader {
             }
             fn setting(&self, key: &str) -> Result<Option<String>> {
                 Ok(self
-                    .c()
+                    .c()?
                     .row("SELECT v FROM settings WHERE k = $1", &[&key])?
                     .map(|r| r.get(0)))
             }
             fn webhook_keys(&self) -> Result<Vec<StoredWebhookKey>> {
-                self.c()
+                self.c()?
                     .rows("SELECT digest, data FROM webhook_keys ORDER BY key_id", &[])?
                     .iter()
                     .map(|r| {
@@ -512,7 +580,7 @@ macro_rules! impl_reader {
                     .collect()
             }
             fn webhook_calls(&self, limit: usize) -> Result<Vec<WebhookCall>> {
-                self.c()
+                self.c()?
                     .rows(
                         "SELECT data FROM webhook_calls ORDER BY n DESC LIMIT $1",
                         &[&i64_of(limit as u64)],
@@ -523,7 +591,7 @@ macro_rules! impl_reader {
             }
             fn device(&self, device_id: &str) -> Result<Option<Device>> {
                 match self
-                    .c()
+                    .c()?
                     .row("SELECT data FROM devices WHERE device_id = $1", &[&device_id])?
                 {
                     Some(r) => Ok(Some(decode(&r.get::<_, Vec<u8>>(0))?)),
@@ -531,21 +599,21 @@ macro_rules! impl_reader {
                 }
             }
             fn devices(&self) -> Result<Vec<Device>> {
-                self.c()
+                self.c()?
                     .rows("SELECT data FROM devices ORDER BY device_id", &[])?
                     .iter()
                     .map(|r| decode(&r.get::<_, Vec<u8>>(0)))
                     .collect()
             }
             fn pairing_requests(&self) -> Result<Vec<PairingRequest>> {
-                self.c()
+                self.c()?
                     .rows("SELECT data FROM pairing_requests ORDER BY request_id", &[])?
                     .iter()
                     .map(|r| decode(&r.get::<_, Vec<u8>>(0)))
                     .collect()
             }
             fn device_tokens(&self) -> Result<Vec<StoredDeviceToken>> {
-                self.c()
+                self.c()?
                     .rows("SELECT data FROM device_tokens ORDER BY digest", &[])?
                     .iter()
                     .map(|r| serde_json::from_slice(&r.get::<_, Vec<u8>>(0)).map_err(se))
@@ -560,40 +628,41 @@ impl_reader!(Snap);
 
 impl Txn for PgTxn<'_> {
     fn next_run_order(&mut self) -> Result<u64> {
-        let r = self.c.row(
-            "UPDATE meta SET v = v + 1 WHERE k = 'run_order' RETURNING v - 1",
-            &[],
-        )?;
-        Ok(r.map(|r| u64_of(r.get(0))).unwrap_or(1))
+        let next = match self.next_run_order {
+            Some(n) => n,
+            None => meta(self.c()?, "run_order")?.max(1),
+        };
+        self.next_run_order = Some(next + 1);
+        Ok(next)
     }
 
     fn put_run(&mut self, r: &StoredRun) -> Result<()> {
-        self.c.exec(
-            "INSERT INTO runs (run_id, ord, session_key, active, data) VALUES ($1, $2, $3, $4, $5)
+        self.push(format!(
+            "INSERT INTO runs (run_id, ord, session_key, active, data) VALUES ({}, {}, {}, {}, {})
              ON CONFLICT (run_id) DO UPDATE SET active = EXCLUDED.active, data = EXCLUDED.data",
-            &[
-                &r.run.run_id,
-                &i64_of(r.order),
-                &r.run.session_key,
-                &is_active(r.run.state),
-                &encode_run(r),
-            ],
-        )?;
+            text(&r.run.run_id)?,
+            i64_of(r.order),
+            text(&r.run.session_key)?,
+            is_active(r.run.state),
+            bytea(&encode_run(r)),
+        ));
         Ok(())
     }
 
     fn put_idempotency(&mut self, key: &str, rec: &IdemRecord) -> Result<()> {
-        self.c.exec(
-            "INSERT INTO idempotency (key, fingerprint, run_id) VALUES ($1, $2, $3)
+        self.push(format!(
+            "INSERT INTO idempotency (key, fingerprint, run_id) VALUES ({}, {}, {})
              ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, run_id = EXCLUDED.run_id",
-            &[&key, &rec.fingerprint.as_slice(), &rec.run_id],
-        )?;
+            text(key)?,
+            bytea(&rec.fingerprint),
+            text(&rec.run_id)?,
+        ));
         Ok(())
     }
 
     fn put_session(&mut self, s: &Session) -> Result<()> {
         let created = self
-            .c
+            .c()?
             .row(
                 "INSERT INTO sessions (key, data) VALUES ($1, $2)
                  ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data RETURNING (xmax = 0)",
@@ -601,48 +670,55 @@ impl Txn for PgTxn<'_> {
             )?
             .is_some_and(|r| r.get::<_, bool>(0));
         if created {
-            self.bump("sessions", 1)?;
+            self.bump("sessions", 1);
         }
         Ok(())
     }
 
     fn delete_session(&mut self, key: &str, session_id: &str) -> Result<()> {
         if self
-            .c
+            .c()?
             .exec("DELETE FROM sessions WHERE key = $1", &[&key])?
             > 0
         {
-            self.bump("sessions", -1)?;
+            self.bump("sessions", -1);
         }
-        self.c
-            .exec("DELETE FROM system_events WHERE session_key = $1", &[&key])?;
-        self.c
-            .exec("DELETE FROM messages WHERE session_id = $1", &[&session_id])?;
+        self.push(format!(
+            "DELETE FROM system_events WHERE session_key = {}",
+            text(key)?
+        ));
+        self.push(format!(
+            "DELETE FROM messages WHERE session_id = {}",
+            text(session_id)?
+        ));
         Ok(())
     }
 
     fn put_message(&mut self, session_id: &str, m: &Message) -> Result<()> {
-        self.c.exec(
-            "INSERT INTO messages (session_id, idx, data) VALUES ($1, $2, $3)
+        self.push(format!(
+            "INSERT INTO messages (session_id, idx, data) VALUES ({}, {}, {})
              ON CONFLICT (session_id, idx) DO UPDATE SET data = EXCLUDED.data",
-            &[&session_id, &i64_of(m.index), &m.encode_to_vec()],
-        )?;
+            text(session_id)?,
+            i64_of(m.index),
+            bytea(&m.encode_to_vec()),
+        ));
         Ok(())
     }
 
     fn put_system_events(&mut self, session_key: &str, texts: &[String]) -> Result<()> {
         if texts.is_empty() {
-            self.c.exec(
-                "DELETE FROM system_events WHERE session_key = $1",
-                &[&session_key],
-            )?;
+            self.push(format!(
+                "DELETE FROM system_events WHERE session_key = {}",
+                text(session_key)?
+            ));
         } else {
             let json = serde_json::to_vec(texts).map_err(se)?;
-            self.c.exec(
-                "INSERT INTO system_events (session_key, data) VALUES ($1, $2)
+            self.push(format!(
+                "INSERT INTO system_events (session_key, data) VALUES ({}, {})
                  ON CONFLICT (session_key) DO UPDATE SET data = EXCLUDED.data",
-                &[&session_key, &json],
-            )?;
+                text(session_key)?,
+                bytea(&json),
+            ));
         }
         Ok(())
     }
@@ -651,103 +727,112 @@ impl Txn for PgTxn<'_> {
         self.last_seq += 1;
         event.seq = self.last_seq;
         event.time = Some(clawplane_proto::now_ts());
-        self.c.exec(
-            "INSERT INTO events (seq, data) VALUES ($1, $2)",
-            &[&i64_of(event.seq), &event.encode_to_vec()],
-        )?;
+        self.push(format!(
+            "INSERT INTO events (seq, data) VALUES ({}, {})",
+            i64_of(event.seq),
+            bytea(&event.encode_to_vec()),
+        ));
         self.new_events.push(Arc::new(event));
         Ok(self.last_seq)
     }
 
     fn put_setting(&mut self, key: &str, value: &str) -> Result<()> {
-        self.c.exec(
-            "INSERT INTO settings (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
-            &[&key, &value],
-        )?;
+        self.push(format!(
+            "INSERT INTO settings (k, v) VALUES ({}, {}) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+            text(key)?,
+            text(value)?,
+        ));
         Ok(())
     }
 
     fn raw_put(&mut self, kind: &str, key: &str, value: &Encoded, timed: bool) -> Result<()> {
-        let written: Option<i64> = timed.then(now_ms);
-        self.c.exec(
-            "INSERT INTO records (kind, key, data, written_ms) VALUES ($1, $2, $3, $4)
+        let written = if timed {
+            now_ms().to_string()
+        } else {
+            "NULL".into()
+        };
+        self.push(format!(
+            "INSERT INTO records (kind, key, data, written_ms) VALUES ({}, {}, {}, {written})
              ON CONFLICT (kind, key) DO UPDATE SET data = EXCLUDED.data,
              written_ms = COALESCE(EXCLUDED.written_ms, records.written_ms)",
-            &[&kind, &key, &value.0, &written],
-        )?;
+            text(kind)?,
+            text(key)?,
+            bytea(&value.0),
+        ));
         Ok(())
     }
 
     fn raw_delete(&mut self, kind: &str, key: &str) -> Result<bool> {
-        Ok(self.c.exec(
+        Ok(self.c()?.exec(
             "DELETE FROM records WHERE kind = $1 AND key = $2",
             &[&kind, &key],
         )? > 0)
     }
 
     fn put_webhook_key(&mut self, k: &StoredWebhookKey) -> Result<()> {
-        self.c.exec(
-            "INSERT INTO webhook_keys (key_id, digest, data) VALUES ($1, $2, $3)
+        self.push(format!(
+            "INSERT INTO webhook_keys (key_id, digest, data) VALUES ({}, {}, {})
              ON CONFLICT (key_id) DO UPDATE SET digest = EXCLUDED.digest, data = EXCLUDED.data",
-            &[&k.key.key_id, &k.digest.as_slice(), &k.key.encode_to_vec()],
-        )?;
+            text(&k.key.key_id)?,
+            bytea(&k.digest),
+            bytea(&k.key.encode_to_vec()),
+        ));
         Ok(())
     }
 
     fn delete_webhook_key(&mut self, key_id: &str) -> Result<bool> {
         Ok(self
-            .c
+            .c()?
             .exec("DELETE FROM webhook_keys WHERE key_id = $1", &[&key_id])?
             > 0)
     }
 
     fn append_webhook_call(&mut self, call: &WebhookCall, keep: usize) -> Result<()> {
-        let n = self
-            .c
-            .row(
-                "UPDATE meta SET v = v + 1 WHERE k = 'webhook_call' RETURNING v - 1",
-                &[],
-            )?
-            .map(|r| r.get::<_, i64>(0))
-            .unwrap_or(1);
-        self.c.exec(
-            "INSERT INTO webhook_calls (n, data) VALUES ($1, $2)",
-            &[&n, &call.encode_to_vec()],
-        )?;
-        self.c.exec(
-            "DELETE FROM webhook_calls WHERE n <= $1",
-            &[&(n - i64_of(keep as u64))],
-        )?;
+        let n = match self.next_webhook_call {
+            Some(n) => n,
+            None => i64_of(meta(self.c()?, "webhook_call")?.max(1)),
+        };
+        self.next_webhook_call = Some(n + 1);
+        self.push(format!(
+            "INSERT INTO webhook_calls (n, data) VALUES ({n}, {})",
+            bytea(&call.encode_to_vec()),
+        ));
+        self.push(format!(
+            "DELETE FROM webhook_calls WHERE n <= {}",
+            n - i64_of(keep as u64)
+        ));
         Ok(())
     }
 
     fn put_device(&mut self, d: &Device) -> Result<()> {
-        self.c.exec(
-            "INSERT INTO devices (device_id, data) VALUES ($1, $2)
+        self.push(format!(
+            "INSERT INTO devices (device_id, data) VALUES ({}, {})
              ON CONFLICT (device_id) DO UPDATE SET data = EXCLUDED.data",
-            &[&d.device_id, &d.encode_to_vec()],
-        )?;
+            text(&d.device_id)?,
+            bytea(&d.encode_to_vec()),
+        ));
         Ok(())
     }
 
     fn delete_device(&mut self, device_id: &str) -> Result<bool> {
         Ok(self
-            .c
+            .c()?
             .exec("DELETE FROM devices WHERE device_id = $1", &[&device_id])?
             > 0)
     }
 
     fn put_pairing_request(&mut self, r: &PairingRequest) -> Result<()> {
-        self.c.exec(
-            "INSERT INTO pairing_requests (request_id, data) VALUES ($1, $2)
+        self.push(format!(
+            "INSERT INTO pairing_requests (request_id, data) VALUES ({}, {})
              ON CONFLICT (request_id) DO UPDATE SET data = EXCLUDED.data",
-            &[&r.request_id, &r.encode_to_vec()],
-        )?;
+            text(&r.request_id)?,
+            bytea(&r.encode_to_vec()),
+        ));
         Ok(())
     }
 
     fn delete_pairing_request(&mut self, request_id: &str) -> Result<bool> {
-        Ok(self.c.exec(
+        Ok(self.c()?.exec(
             "DELETE FROM pairing_requests WHERE request_id = $1",
             &[&request_id],
         )? > 0)
@@ -755,25 +840,28 @@ impl Txn for PgTxn<'_> {
 
     fn put_device_token(&mut self, t: &StoredDeviceToken) -> Result<()> {
         let json = serde_json::to_vec(t).map_err(se)?;
-        self.c.exec(
-            "INSERT INTO device_tokens (digest, device_id, role, data) VALUES ($1, $2, $3, $4)
+        self.push(format!(
+            "INSERT INTO device_tokens (digest, device_id, role, data) VALUES ({}, {}, {}, {})
              ON CONFLICT (digest) DO UPDATE SET device_id = EXCLUDED.device_id,
              role = EXCLUDED.role, data = EXCLUDED.data",
-            &[&t.digest.as_slice(), &t.device_id, &t.role, &json],
-        )?;
+            bytea(&t.digest),
+            text(&t.device_id)?,
+            text(&t.role)?,
+            bytea(&json),
+        ));
         Ok(())
     }
 
     fn delete_device_token(&mut self, digest: &[u8; 32]) -> Result<()> {
-        self.c.exec(
-            "DELETE FROM device_tokens WHERE digest = $1",
-            &[&digest.as_slice()],
-        )?;
+        self.push(format!(
+            "DELETE FROM device_tokens WHERE digest = {}",
+            bytea(digest)
+        ));
         Ok(())
     }
 
     fn delete_device_tokens(&mut self, device_id: &str, role: Option<&str>) -> Result<usize> {
-        let n = self.c.exec(
+        let n = self.c()?.exec(
             "DELETE FROM device_tokens WHERE device_id = $1 AND ($2::text IS NULL OR role = $2)",
             &[&device_id, &role],
         )?;
@@ -788,7 +876,7 @@ impl Txn for PgTxn<'_> {
     ) -> Result<(usize, Option<u64>)> {
         // The same visit as redb's: acceptance order after `after`, bounded visits.
         let max_visits = limit.saturating_mul(4).max(1);
-        let rows = self.c.rows(
+        let rows = self.c()?.rows(
             "SELECT ord, data FROM runs WHERE ord > $1 ORDER BY ord LIMIT $2",
             &[&i64_of(after), &i64_of(max_visits as u64)],
         )?;
@@ -813,15 +901,16 @@ impl Txn for PgTxn<'_> {
         }
         for r in &doomed {
             let id = r.run.run_id.as_str();
-            self.c.exec("DELETE FROM runs WHERE run_id = $1", &[&id])?;
-            self.c
+            self.c()?
+                .exec("DELETE FROM runs WHERE run_id = $1", &[&id])?;
+            self.c()?
                 .exec("DELETE FROM idempotency WHERE run_id = $1", &[&id])?;
         }
         Ok((doomed.len(), resume))
     }
 
     fn prune_records(&mut self, kind: &str, cutoff_ms: i64, limit: usize) -> Result<usize> {
-        let n = self.c.exec(
+        let n = self.c()?.exec(
             "DELETE FROM records WHERE kind = $1 AND key IN (
                SELECT key FROM records WHERE kind = $1 AND written_ms < $2
                ORDER BY written_ms LIMIT $3)",
@@ -839,7 +928,7 @@ impl Txn for PgTxn<'_> {
     ) -> Result<Option<String>> {
         let page = self.raw_scan(kind, after, limit)?;
         let keys: Vec<&str> = page.iter().map(|(k, _)| k.as_str()).collect();
-        self.c.exec(
+        self.c()?.exec(
             "UPDATE records SET written_ms = $3
              WHERE kind = $1 AND key = ANY($2) AND written_ms IS NULL",
             &[&kind, &keys, &now_ms],
