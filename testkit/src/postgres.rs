@@ -151,23 +151,12 @@ impl PgServer {
         );
         let port = free_port();
         let log = std::fs::File::create(dir.join("postgres.log")).expect("log file");
+        drop(log);
         if let Some((uid, gid)) = server_user() {
             std::os::unix::fs::chown(dir.join("postgres.log"), Some(uid), Some(gid))
                 .expect("chown the log");
         }
-        let child = command(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-k")
-            .arg(&dir)
-            // Many short-lived gateways, each with a writer and a few readers.
-            .args(["-c", "max_connections=400", "-c", "shared_buffers=64MB"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start postgres");
+        let child = spawn_postgres(&bin, &dir, port);
         let server = PgServer {
             port,
             dir,
@@ -177,6 +166,19 @@ impl PgServer {
         };
         server.wait_ready();
         server
+    }
+
+    /// Stops the server (fast shutdown: open connections are closed) and starts it again
+    /// on the same port and data, as a PostgreSQL restart or failover looks to its clients.
+    pub fn restart(&self) {
+        {
+            let mut child = self.child.lock().expect("child");
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            let _ = child.wait();
+            *child = spawn_postgres(&self.bin, &self.dir, self.port);
+        }
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -284,4 +286,25 @@ fn uuid_like() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     format!("{n:x}")
+}
+
+/// `postgres` on `port` with the data of `dir`, its output appended to `dir/postgres.log`.
+fn spawn_postgres(bin: &Path, dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("postgres.log"))
+        .expect("open the log");
+    command(&bin.join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        .arg("-k")
+        .arg(dir)
+        // Many short-lived gateways, each with a writer and a few readers.
+        .args(["-c", "max_connections=400", "-c", "shared_buffers=64MB"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start postgres")
 }

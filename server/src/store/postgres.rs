@@ -136,6 +136,24 @@ fn meta(c: &Conn, k: &'static str) -> Result<u64> {
         .unwrap_or(0))
 }
 
+/// Prepares the writer's connection: standard string literals (the buffered statements
+/// quote that way) and the serving process's advisory lock. One process per database until
+/// runs, the feed and the in-memory limits are shared across replicas; the lock is held by
+/// this connection, so it ends with the process (or the connection).
+fn writer_session(writer: Conn) -> Result<Conn> {
+    writer.batch("SET standard_conforming_strings = on")?;
+    let sole = writer
+        .row("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])?
+        .is_some_and(|r| r.get::<_, bool>(0));
+    if !sole {
+        return Err(se(
+            "another clawplane process is serving this PostgreSQL database; \
+             replicas sharing one database are not supported yet (run one gateway per database)",
+        ));
+    }
+    Ok(writer)
+}
+
 /// Applies the schema once, under an advisory lock so concurrent starts wait for the first.
 fn migrate(c: &Conn) -> Result<()> {
     c.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
@@ -220,20 +238,8 @@ pub fn open(url: &str, retention: u64, live_capacity: usize) -> Result<Store> {
         .map_err(se)?;
     let rt = Arc::new(Rt(Some(rt)));
     let writer = Conn::connect(&rt, url)?;
-    // The buffered statements quote text literals the standard way.
-    writer.batch("SET standard_conforming_strings = on")?;
     migrate(&writer)?;
-    // One process per database until runs, the feed and the in-memory limits are shared
-    // across replicas: held by the writer's connection, so it ends with the process.
-    let sole = writer
-        .row("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])?
-        .is_some_and(|r| r.get::<_, bool>(0));
-    if !sole {
-        return Err(se(
-            "another clawplane process is serving this PostgreSQL database; \
-             replicas sharing one database are not supported yet (run one gateway per database)",
-        ));
-    }
+    let writer = writer_session(writer)?;
     let head = meta(&writer, "last_seq")?;
     let oldest = writer
         .row("SELECT min(seq) FROM events", &[])?
@@ -256,7 +262,8 @@ pub fn open(url: &str, retention: u64, live_capacity: usize) -> Result<Store> {
     let engine = PgEngine {
         conn: writer,
         retention,
-        _rt: rt,
+        url: url.to_string(),
+        rt,
     };
     spawn_writer(engine, feed, Arc::new(PgBackend { pool }))
 }
@@ -264,8 +271,23 @@ pub fn open(url: &str, retention: u64, live_capacity: usize) -> Result<Store> {
 struct PgEngine {
     conn: Conn,
     retention: u64,
-    /// Keeps the connections' runtime alive as long as the writer runs.
-    _rt: Arc<Rt>,
+    url: String,
+    /// Drives the connections; alive as long as the writer runs.
+    rt: Arc<Rt>,
+}
+
+impl PgEngine {
+    /// A writer connection that PostgreSQL dropped (a server restart, a failover) is
+    /// replaced before the next batch; until that succeeds, batches fail with the reason.
+    fn reconnect_if_closed(&mut self) -> Result<()> {
+        if !self.conn.client.is_closed() {
+            return Ok(());
+        }
+        tracing::warn!("the PostgreSQL writer connection closed; reconnecting");
+        self.conn = writer_session(Conn::connect(&self.rt, &self.url)?)?;
+        tracing::info!("the PostgreSQL writer connection is back");
+        Ok(())
+    }
 }
 
 impl Engine for PgEngine {
@@ -277,6 +299,7 @@ impl Engine for PgEngine {
         completions: &mut Vec<Completion>,
         published: &mut Vec<Arc<Event>>,
     ) -> Result<(u64, u64, u64)> {
+        self.reconnect_if_closed()?;
         let c = &self.conn;
         // BEGIN and the cluster-wide write lock in one round trip (see the module doc).
         let head = match lock_head(c) {

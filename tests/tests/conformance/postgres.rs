@@ -76,3 +76,53 @@ async fn bad_store_urls_stop_the_start() {
         .await;
     assert!(stderr.contains("cannot connect to PostgreSQL"), "{stderr}");
 }
+
+/// A PostgreSQL restart (fast shutdown: every connection is closed) costs the gateway the
+/// writes attempted while the server is down, not its life: the writer reconnects, pooled
+/// read connections are replaced, and acknowledged state is all there.
+#[tokio::test]
+async fn the_gateway_carries_on_after_postgres_restarts() {
+    use clawplane_proto::v1::ChatServiceSendRequest;
+    use std::time::{Duration, Instant};
+    let pg = PgServer::start();
+    let url = pg.database();
+    let gw = Gateway::start_with(&on(&url)).await;
+    let first = gw.send("pg", "before the restart").await;
+    assert_eq!(
+        gw.wait_run(&first.run_id).await.state(),
+        RunState::Succeeded
+    );
+
+    pg.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut chat = gw.chat().await;
+    let after = loop {
+        let sent = chat
+            .send(ChatServiceSendRequest {
+                session_key: "pg".into(),
+                message: "after the restart".into(),
+                idempotency_key: "after-restart".into(),
+                ..Default::default()
+            })
+            .await;
+        match sent {
+            Ok(r) => break r.into_inner(),
+            Err(s) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no accept within 30 s of the restart: {s:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let run = gw.wait_run(&after.run_id).await;
+    assert_eq!(run.reply_text, "You said: after the restart (turn 2)");
+    assert_eq!(gw.get_run(&first.run_id).await.state(), RunState::Succeeded);
+    assert!(
+        gw.stderr()
+            .contains("the PostgreSQL writer connection is back"),
+        "the writer reconnected: {}",
+        gw.stderr()
+    );
+}
