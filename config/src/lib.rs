@@ -20,7 +20,7 @@ pub mod storage;
 pub mod webhooks;
 
 pub use agents::*;
-pub use events::EventsConfig;
+pub use events::{EventsConfig, NatsConfig};
 pub use gateway::*;
 pub use hooks::{HookMapping, HookMatch, HooksConfig};
 pub use load::{Loaded, load, load_value};

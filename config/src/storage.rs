@@ -22,11 +22,6 @@ pub struct PostgresConfig {
 }
 
 impl StorageConfig {
-    /// The check of [`Self::validate`], for a URL set after loading (`serve --store`).
-    pub fn validate_url(&self) -> Result<(), ConfigError> {
-        self.validate()
-    }
-
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let url = self.postgres.url.trim();
         let known = url.starts_with("postgres://") || url.starts_with("postgresql://");

@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// (storage.postgres.url).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// Relay the committed event log to NATS JetStream: `nats://HOST:PORT`
+    /// (events.nats.url).
+    #[arg(long, value_name = "URL")]
+    pub events: Option<String>,
 }
 
 /// The entry point of the `clawplane` binary.
@@ -241,9 +245,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(b) = args.bind {
         cfg.gateway.bind = b;
     }
+    if let Some(url) = args.events {
+        cfg.events.nats.url = url;
+        cfg.validate()?;
+    }
     if let Some(url) = args.store {
         cfg.storage.postgres.url = url;
-        cfg.storage.validate_url()?;
+        cfg.validate()?;
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         cfg.gateway.tls.cert_path = Some(cert);

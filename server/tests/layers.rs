@@ -119,7 +119,13 @@ fn only_the_store_names_its_engines() {
         if name != "store" {
             bad.extend(offenders(
                 name,
-                &["redb::", "use redb", "tokio_postgres", "postgres::"],
+                &[
+                    "redb::",
+                    "use redb",
+                    "tokio_postgres",
+                    "postgres::",
+                    "async_nats",
+                ],
             ));
         }
     }

@@ -89,7 +89,20 @@ fn command(program: &Path) -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
+/// Runs `cmd` to completion; panics with its stderr unless it succeeded. Returns stdout.
+fn run_ok(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -120,34 +133,27 @@ impl PgServer {
     /// Starts a new server in a new temp dir.
     pub fn start() -> PgServer {
         let bin = bin_dir();
-        let dir = std::env::temp_dir().join(format!(
-            "clawplane-pg-{}-{}",
-            std::process::id(),
-            uuid_like()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("clawplane-pg-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         if let Some((uid, gid)) = server_user() {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown the temp dir");
         }
         let data = dir.join("data");
-        let out = command(&bin.join("initdb"))
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "clawplane",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(&data)
-            .output()
-            .expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            command(&bin.join("initdb"))
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "clawplane",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
+                .arg(&data),
+            "initdb",
         );
         let port = free_port();
         let log = std::fs::File::create(dir.join("postgres.log")).expect("log file");
@@ -233,37 +239,27 @@ impl PgServer {
 
     /// A plain-text `pg_dump` of the database at `url` (one of this server's).
     pub fn dump(&self, url: &str) -> String {
-        let out = Command::new(self.bin.join("pg_dump"))
-            .args(["--data-only", "--dbname", url])
-            .output()
-            .expect("run pg_dump");
-        assert!(
-            out.status.success(),
-            "pg_dump failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        run_ok(
+            Command::new(self.bin.join("pg_dump")).args(["--data-only", "--dbname", url]),
+            "pg_dump",
+        )
     }
 
     /// Creates a fresh, empty database and returns its URL.
     pub fn database(&self) -> String {
         let name = format!("t{}", self.next_db.fetch_add(1, Ordering::Relaxed));
-        let out = Command::new(self.bin.join("createdb"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "clawplane",
-            ])
-            .arg(&name)
-            .output()
-            .expect("run createdb");
-        assert!(
-            out.status.success(),
-            "createdb {name} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new(self.bin.join("createdb"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "clawplane",
+                ])
+                .arg(&name),
+            &format!("createdb {name}"),
         );
         self.url(&name)
     }
@@ -279,7 +275,7 @@ impl Drop for PgServer {
     }
 }
 
-fn uuid_like() -> String {
+pub(crate) fn unique() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let n = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -73,6 +73,9 @@ impl Gateway {
         let channels = Arc::new(channels);
         let models = Arc::new(Models::new(&config.models, &config.agents));
         let shutdown = CancellationToken::new();
+        if !config.events.nats.url.trim().is_empty() {
+            crate::store::spawn_relay(store.clone(), &config.events.nats, shutdown.clone());
+        }
         let runs = Arc::new(runs::Runs::new(
             store.clone(),
             models.clone(),

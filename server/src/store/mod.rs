@@ -15,6 +15,7 @@
 //! store that can no longer write.
 
 mod codec;
+mod jetstream;
 mod postgres;
 mod prune;
 mod records;
@@ -32,6 +33,7 @@ use std::sync::{
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+pub use self::jetstream::spawn_relay;
 pub use self::prune::{Pruned, Retention, spawn_pruner};
 pub use self::records::{Encoded, Record, Records, RecordsMut};
 /// Opens the configured store: PostgreSQL when `storage.postgres.url` is set, else redb

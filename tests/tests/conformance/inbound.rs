@@ -289,17 +289,7 @@ async fn telegram_update_is_verified_deduped_and_answered_in_the_chat() {
     let again = body_json(&post(TG_SECRET).await);
     assert_eq!(again["duplicates"], 1);
     let marker = telegram::text_update(9002, 42, 42, "still there?");
-    let r = http1::request(
-        loopback(&gw),
-        "POST",
-        TG_PATH,
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Telegram-Bot-Api-Secret-Token", TG_SECRET),
-        ],
-        marker.as_bytes(),
-    )
-    .await;
+    let r = post_telegram(&gw, &marker).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let marker_run = gw.wait_run(&run_ids(&body_json(&r)).remove(0)).await;
     let sent = fake.messages();
@@ -339,17 +329,7 @@ async fn a_caller_cannot_preempt_a_channels_dedupe_key() {
     assert_ne!(squatter.run_id, key, "run ids are the server's");
 
     let update = telegram::text_update(9100, 42, 42, "hi bot");
-    let r = http1::request(
-        loopback(&gw),
-        "POST",
-        TG_PATH,
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Telegram-Bot-Api-Secret-Token", TG_SECRET),
-        ],
-        update.as_bytes(),
-    )
-    .await;
+    let r = post_telegram(&gw, &update).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let body = body_json(&r);
     assert_eq!(body["duplicates"], 0, "{body}");
@@ -397,6 +377,15 @@ async fn whatsapp_from(gw: &Gateway, client: &str, body: &str, signature: &str) 
         ("X-Forwarded-For", client),
     ];
     http1::request(loopback(gw), "POST", WA_PATH, &headers, body.as_bytes()).await
+}
+
+/// A Telegram update with the right secret, straight from the loopback peer.
+async fn post_telegram(gw: &Gateway, body: &str) -> http1::Response {
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Telegram-Bot-Api-Secret-Token", TG_SECRET),
+    ];
+    http1::request(loopback(gw), "POST", TG_PATH, &headers, body.as_bytes()).await
 }
 
 async fn telegram_from(gw: &Gateway, client: &str, body: &str, secret: &str) -> http1::Response {

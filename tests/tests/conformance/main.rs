@@ -25,6 +25,7 @@ mod hostile;
 mod inbound;
 mod limits;
 mod models;
+mod nats;
 mod openclaw_cli;
 mod postgres;
 mod retention;
