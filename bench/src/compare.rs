@@ -1240,7 +1240,7 @@ fn postgres_send(c: &mut Comparison, rt: &Runtime, o: &Opts, bin: &Path, grpc_lo
     let name = "gRPC unary `ChatService/Send`, PostgreSQL store (1 gateway)".to_string();
     let load = format!("{grpc_load}, {} sessions", o.sessions);
     let ours = "clawplane (child process) on PostgreSQL";
-    let pgbench_who = "baseline: `pgbench -N` (simple update, durable commits), same server";
+    let pgbench_who = "`pgbench -N` (simple update, durable commits), same server";
     let server = c.ours("PostgreSQL for the store rows", || {
         let pg = std::panic::catch_unwind(clawplane_testkit::PgServer::start)
             .map_err(|_| anyhow!("PostgreSQL did not start (initdb/postgres missing?)"))?;
