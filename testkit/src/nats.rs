@@ -65,6 +65,7 @@ fn spawn(bin: &Path, dir: &Path) -> Child {
 impl NatsServer {
     /// Starts a server in a new temp dir (its thread must outlive it: see `PgServer`).
     pub fn start() -> NatsServer {
+        crate::postgres::remove_stale("clawplane-nats-");
         let bin = binary();
         let dir = std::env::temp_dir().join(format!(
             "clawplane-nats-{}-{}",

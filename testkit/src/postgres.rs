@@ -132,6 +132,7 @@ impl PgServer {
 
     /// Starts a new server in a new temp dir.
     pub fn start() -> PgServer {
+        remove_stale("clawplane-pg-");
         let bin = bin_dir();
         let dir =
             std::env::temp_dir().join(format!("clawplane-pg-{}-{}", std::process::id(), unique()));
@@ -272,6 +273,31 @@ impl Drop for PgServer {
             let _ = c.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes `<tmp>/<prefix><pid>-*` dirs of test processes that are gone: a server shared
+/// by a whole test process is never dropped, so its files outlive it.
+pub(crate) fn remove_stale(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
