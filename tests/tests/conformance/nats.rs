@@ -103,3 +103,38 @@ async fn the_stream_is_the_log_across_a_gateway_kill_and_a_nats_restart() {
     let log = gw.events_until(gw.status().await.last_event_seq).await;
     assert_exactly_the_log(&stream, &log);
 }
+
+#[tokio::test]
+async fn a_bad_events_url_stops_the_start() {
+    let stderr = GatewayBuilder::default()
+        .arg("--events")
+        .arg("http://127.0.0.1:4222")
+        .refuses_to_start()
+        .await;
+    assert!(stderr.contains("events.nats.url"), "{stderr}");
+    assert!(stderr.contains("nats://"), "{stderr}");
+    let stderr =
+        refuses_to_start("{ events: { nats: { url: 'nats://127.0.0.1:4222', stream: '' } } }")
+            .await;
+    assert!(stderr.contains("events.nats"), "{stderr}");
+}
+
+/// NATS down is not the gateway down: the store's log is the outbox, the relay retries.
+#[tokio::test]
+async fn an_unreachable_nats_does_not_stop_the_gateway() {
+    let gw = Gateway::start_with("{ events: { nats: { url: 'nats://127.0.0.1:1' } } }").await;
+    let sent = gw.send("relay", "nobody relays this yet").await;
+    assert_eq!(
+        gw.wait_run(&sent.run_id).await.state(),
+        clawplane_proto::v1::RunState::Succeeded
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !gw.stderr().contains("event relay to NATS failed; retrying") {
+        assert!(
+            Instant::now() < deadline,
+            "the relay says why: {}",
+            gw.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
