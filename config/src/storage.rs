@@ -12,13 +12,26 @@ pub struct StorageConfig {
     pub postgres: PostgresConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct PostgresConfig {
     /// A libpq URL, e.g. `postgres://clawplane@127.0.0.1:5432/clawplane` (`serve --store`
     /// sets it too). Empty: redb under the data dir. The schema is created on first start.
-    /// One gateway process per database for now: a second one is refused at start.
+    /// Any number of gateway processes (replicas) may serve one database.
     pub url: String,
+    /// How long a replica that stopped heartbeating keeps its sessions before another
+    /// replica takes them over (its running runs are then interrupted and retried once).
+    /// Heartbeats go every tenth of it. 1000..=600000.
+    pub lease_ms: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: String::new(),
+            lease_ms: 10_000,
+        }
+    }
 }
 
 impl StorageConfig {
@@ -31,7 +44,18 @@ impl StorageConfig {
                 "must be a postgres:// (or postgresql://) URL",
             ));
         }
+        if !(1000..=600_000).contains(&self.postgres.lease_ms) {
+            return Err(ConfigError::at(
+                "storage.postgres.leaseMs",
+                "must be between 1000 and 600000 (milliseconds)",
+            ));
+        }
         Ok(())
+    }
+
+    /// How long a silent replica keeps its sessions.
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.postgres.lease_ms)
     }
 
     /// The PostgreSQL URL, when PostgreSQL is the store.

@@ -303,6 +303,17 @@ impl DeviceIndex {
             .clone()
     }
 
+    /// The live tokens of a device: (digest, role).
+    pub fn tokens_of(&self, device_id: &str) -> Vec<([u8; 32], String)> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, g)| g.device_id == device_id)
+            .map(|(d, g)| (*d, g.role.clone()))
+            .collect()
+    }
+
     /// Number of live tokens of a device role.
     pub fn active_tokens(&self, device_id: &str, role: &str) -> u32 {
         self.tokens

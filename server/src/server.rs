@@ -246,6 +246,8 @@ pub async fn drain(gw: &Arc<Gateway>, health: &HealthReporter, grace: Duration) 
             "runs still running after the grace period; they resume as INTERRUPTED on next start"
         );
     }
+    // Replicas: this one's sessions (and their queued runs) go to the others now.
+    gw.runs.leave().await;
     // The writer is FIFO: once this no-op commits, everything queued before it is durable.
     if let Err(e) = gw.store.write(|_| Ok(())).await {
         tracing::error!(error = %e, "final flush failed");

@@ -76,15 +76,18 @@ impl Gateway {
         if !config.events.nats.url.trim().is_empty() {
             crate::store::spawn_relay(store.clone(), &config.events.nats, shutdown.clone());
         }
-        let runs = Arc::new(runs::Runs::new(
-            store.clone(),
-            models.clone(),
-            channels.clone(),
-            &config.agents.defaults,
-            &config.session,
-            &config.hooks,
-            shutdown.clone(),
-        ));
+        let runs = Arc::new(
+            runs::Runs::new(
+                store.clone(),
+                models.clone(),
+                channels.clone(),
+                &config.agents.defaults,
+                &config.session,
+                &config.hooks,
+                shutdown.clone(),
+            )
+            .with_lease(config.storage.lease()),
+        );
         let ingress = webhooks::Ingress::new(&config.webhooks.incoming, runs.clone())
             .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
         let inbound = inbound::InboundChannels::new(
@@ -123,6 +126,9 @@ impl Gateway {
             devices,
             tls: std::sync::OnceLock::new(),
         });
+        if gw.store.shared() {
+            gw.devices.follow_replicas();
+        }
         gw.runs.recover().await?;
         gw.egress.start().await?;
         crate::store::spawn_pruner(

@@ -2,7 +2,8 @@
 //! event, in seq order, published with `Nats-Msg-Id` = its seq (JetStream drops a repeat
 //! inside the stream's duplicate window), each publish acknowledged before the next batch.
 //! The store's log is the outbox: the relay resumes after the last event the stream holds,
-//! so a crash between publish and restart repeats nothing and skips nothing.
+//! so a crash between publish and restart repeats nothing and skips nothing. With
+//! replicas, the holder of the `relay` duty relays; another takes over when it is gone.
 
 use super::Store;
 use crate::config::NatsConfig;
@@ -18,9 +19,17 @@ const BATCH: usize = 512;
 /// Starts the relay task; it runs until `shutdown`.
 pub fn spawn_relay(store: Store, cfg: &NatsConfig, shutdown: CancellationToken) {
     let cfg = cfg.clone();
+    store.want(RELAY);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
+        let mut duties = store.duties_changed();
         loop {
+            while !store.holds(RELAY) {
+                tokio::select! {
+                    r = duties.changed() => if r.is_err() { return },
+                    () = shutdown.cancelled() => return,
+                }
+            }
             let run = relay(&store, &cfg, &shutdown);
             let out = tokio::select! {
                 r = run => r,
@@ -37,6 +46,9 @@ pub fn spawn_relay(store: Store, cfg: &NatsConfig, shutdown: CancellationToken) 
         }
     });
 }
+
+/// The duty of relaying.
+const RELAY: &str = "relay";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -70,6 +82,10 @@ async fn relay(
     tracing::info!(stream = %cfg.stream, after = cursor, "relaying events to NATS JetStream");
     let mut live = store.feed.live.subscribe();
     loop {
+        if !store.holds(RELAY) {
+            tracing::info!("another replica relays the events now");
+            return Ok(());
+        }
         let events = store.read(|r| r.events_after(cursor, BATCH))?;
         if events.is_empty() {
             // Woken by the next commit (or a lagged feed); the tick bounds a missed wake.

@@ -16,6 +16,7 @@
 
 mod codec;
 mod jetstream;
+mod leases;
 mod postgres;
 mod prune;
 mod records;
@@ -45,7 +46,7 @@ pub fn open(
     live_capacity: usize,
 ) -> Result<Store> {
     match storage.postgres_url() {
-        Some(url) => postgres::open(url, retention, live_capacity),
+        Some(url) => postgres::open(url, data_dir, retention, live_capacity),
         None => redb::open(data_dir, retention, live_capacity),
     }
 }
@@ -169,6 +170,21 @@ pub trait Txn: Reader {
     fn delete_device_token(&mut self, digest: &[u8; 32]) -> Result<()>;
     /// Deletes every token of a device role (`None`: every role); returns how many.
     fn delete_device_tokens(&mut self, device_id: &str, role: Option<&str>) -> Result<usize>;
+    /// Makes this process the executor of the session's runs unless another live replica
+    /// is; true when this process owns it now. Called with every accept and before a run
+    /// starts (the fence against a replica that lost its sessions). On redb, always true.
+    fn claim_session(&mut self, session_key: &str) -> Result<bool>;
+    /// Gives up this process's ownership of a session that has no queued or running run;
+    /// true when it is released (or was not owned here), false while runs are active.
+    fn release_session(&mut self, session_key: &str) -> Result<bool>;
+    /// This replica's heartbeat: marks it alive, drops replicas silent for `lease_ms`, and
+    /// takes over their sessions and those whose runs have no owner (a replica that left).
+    fn heartbeat(&mut self, lease_ms: i64) -> Result<Beat>;
+    /// Ends this replica's membership (graceful stop): its sessions are left to the others.
+    fn leave(&mut self) -> Result<()>;
+    /// Takes or keeps the duties (see `leases`) free or already held by this replica;
+    /// returns those held now. On redb, all of them.
+    fn hold(&mut self, duties: &[String]) -> Result<Vec<String>>;
     /// Deletes at most `limit` terminal runs that ended before `cutoff_ms`, with their
     /// idempotency records, visiting runs in acceptance order after `after` (0: from the
     /// oldest). Queued and running runs are never deleted. Returns how many were deleted
@@ -193,6 +209,25 @@ pub trait Txn: Reader {
         limit: usize,
     ) -> Result<Option<String>>;
 }
+
+/// What a replica's heartbeat found.
+#[derive(Debug, Default)]
+pub struct Beat {
+    /// This replica had been declared dead and its sessions taken by others: it must stop
+    /// treating them as its own.
+    pub evicted: bool,
+    /// Sessions this replica now owns whose runs were left by another.
+    pub taken: Vec<String>,
+}
+
+/// Called with every event another replica committed, in seq order, before it is
+/// published to this process's subscribers (and before any later commit of this process
+/// completes). Hooks keep in-memory state in step with the shared store; they must not
+/// wait for a write.
+pub type ForeignHook = Box<dyn Fn(&Event) + Send + Sync>;
+
+/// Called with every [`Store::signal`] another replica sent.
+pub type SignalHook = Box<dyn Fn(&str) + Send + Sync>;
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 type Job = Box<dyn FnOnce(&mut dyn Txn) -> Completion + Send>;
@@ -259,6 +294,60 @@ pub struct Feed {
     /// Number of sessions as of the last commit (Status reads it without a snapshot).
     pub sessions: AtomicU64,
     pub live: broadcast::Sender<Arc<Event>>,
+    /// Held while events are published (by the writer, from its commit, or by a backend's
+    /// follower, from other replicas' commits), so subscribers see one seq order.
+    publish: std::sync::Mutex<()>,
+    foreign: std::sync::RwLock<Vec<ForeignHook>>,
+    signals: std::sync::RwLock<Vec<SignalHook>>,
+}
+
+impl Feed {
+    pub(crate) fn new(head: u64, oldest: u64, sessions: u64, live_capacity: usize) -> Feed {
+        Feed {
+            head: head.into(),
+            oldest: oldest.into(),
+            sessions: sessions.into(),
+            live: broadcast::channel(live_capacity).0,
+            publish: std::sync::Mutex::new(()),
+            foreign: std::sync::RwLock::default(),
+            signals: std::sync::RwLock::default(),
+        }
+    }
+
+    /// Hands a signal from another replica to the signal hooks.
+    fn signalled(&self, message: &str) {
+        for hook in self
+            .signals
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            hook(message);
+        }
+    }
+
+    /// Publishes events another replica committed (seq order, after the head) to the
+    /// foreign hooks and the subscribers. The caller holds [`Feed::publishing`].
+    fn publish_foreign(&self, events: Vec<Arc<Event>>) {
+        if events.is_empty() {
+            return;
+        }
+        let hooks = self.foreign.read().unwrap_or_else(|p| p.into_inner());
+        for ev in events {
+            if ev.seq <= self.head.load(Ordering::Acquire) {
+                continue;
+            }
+            for hook in hooks.iter() {
+                hook(&ev);
+            }
+            self.head.store(ev.seq, Ordering::Release);
+            let _ = self.live.send(ev);
+        }
+    }
+
+    fn publishing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.publish.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Handle to the store: cheap to clone.
@@ -268,12 +357,21 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     pub feed: Arc<Feed>,
     health: Arc<Health>,
+    leases: Arc<leases::Leases>,
 }
 
 /// What a storage engine provides to [`Store`].
 pub trait Backend: Send + Sync {
     /// A consistent read snapshot.
     fn snapshot(&self) -> Result<Box<dyn Reader + '_>>;
+    /// True when other processes share this store (replicas on PostgreSQL).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Sends `message` to the other replicas' signal hooks (no other process: nothing).
+    fn signal(&self, _message: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl Store {
@@ -370,7 +468,37 @@ impl Store {
         f(snap.as_ref())
     }
 
-    /// Last committed event seq.
+    /// True when other gateway processes (replicas) share this store: runs, the feed and
+    /// the limits are then coordinated through it.
+    pub fn shared(&self) -> bool {
+        self.backend.shared()
+    }
+
+    /// Registers a [`ForeignHook`].
+    pub fn on_foreign(&self, hook: ForeignHook) {
+        self.feed
+            .foreign
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
+    /// Registers a [`SignalHook`].
+    pub fn on_signal(&self, hook: SignalHook) {
+        self.feed
+            .signals
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
+    /// Tells the other replicas something that needs no record (e.g. "cancel this running
+    /// run"): best effort, at most once, not durable; a replica that is reconnecting misses it.
+    pub fn signal(&self, message: &str) -> Result<()> {
+        self.backend.signal(message)
+    }
+
+    /// Last published event seq.
     pub fn head(&self) -> u64 {
         self.feed.head.load(Ordering::Acquire)
     }

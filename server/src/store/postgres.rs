@@ -22,20 +22,25 @@ use clawplane_proto::v1::{Device, Event, Message, PairingRequest, Run, Session, 
 use clawplane_util::time::now_ms;
 use prost::Message as _;
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::{HashMap, VecDeque},
     future::Future,
     sync::{Arc, Mutex},
 };
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
-use tokio::sync::broadcast;
 use tokio_postgres::{Client, NoTls, Row, Statement, types::ToSql};
+
+mod follow;
 
 const SCHEMA: &str = include_str!("postgres/schema.sql");
 /// `pg_advisory_lock` key of schema migrations ("clawplan" in ASCII).
 const MIGRATION_LOCK: i64 = 0x636c_6177_706c_616e;
-/// `pg_advisory_lock` key the serving process holds ("clawownr").
-const OWNER_LOCK: i64 = 0x636c_6177_6f77_6e72;
+/// The schema's migrations after version 1, in order (version 2 is the first).
+const MIGRATIONS: &[&str] = &[include_str!("postgres/v2.sql")];
+/// The channel a commit with events notifies, so idle replicas follow at once.
+const FEED_CHANNEL: &str = "clawplane_feed";
+/// The channel of [`crate::store::Store::signal`].
+const SIGNAL_CHANNEL: &str = "clawplane_signal";
 /// Read connections kept open per process.
 const POOL: usize = 8;
 
@@ -137,20 +142,9 @@ fn meta(c: &Conn, k: &'static str) -> Result<u64> {
 }
 
 /// Prepares the writer's connection: standard string literals (the buffered statements
-/// quote that way) and the serving process's advisory lock. One process per database until
-/// runs, the feed and the in-memory limits are shared across replicas; the lock is held by
-/// this connection, so it ends with the process (or the connection).
+/// quote that way).
 fn writer_session(writer: Conn) -> Result<Conn> {
     writer.batch("SET standard_conforming_strings = on")?;
-    let sole = writer
-        .row("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])?
-        .is_some_and(|r| r.get::<_, bool>(0));
-    if !sole {
-        return Err(se(
-            "another clawplane process is serving this PostgreSQL database; \
-             replicas sharing one database are not supported yet (run one gateway per database)",
-        ));
-    }
     Ok(writer)
 }
 
@@ -168,6 +162,15 @@ fn migrate(c: &Conn) -> Result<()> {
                 "BEGIN; {SCHEMA}; INSERT INTO clawplane_schema VALUES (1); COMMIT;"
             ))?;
             tracing::info!("PostgreSQL schema created (version 1)");
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let v = i as i32 + 2;
+            if version < v {
+                c.batch(&format!(
+                    "BEGIN; {sql}; INSERT INTO clawplane_schema VALUES ({v}); COMMIT;"
+                ))?;
+                tracing::info!("PostgreSQL schema migrated to version {v}");
+            }
         }
         Ok(())
     })();
@@ -212,13 +215,33 @@ impl Drop for Snap {
     }
 }
 
-impl Backend for PgBackend {
-    fn snapshot(&self) -> Result<Box<dyn Reader + '_>> {
+impl PgBackend {
+    fn conn(&self) -> Result<Conn> {
         let pooled = clawplane_util::sync::lock(&self.pool.idle).pop();
-        let conn = match pooled {
-            Some(c) if !c.client.is_closed() => c,
-            _ => Conn::connect(&self.pool.rt, &self.pool.url)?,
-        };
+        match pooled {
+            Some(c) if !c.client.is_closed() => Ok(c),
+            _ => Conn::connect(&self.pool.rt, &self.pool.url),
+        }
+    }
+}
+
+impl Backend for PgBackend {
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn signal(&self, message: &str) -> Result<()> {
+        let conn = self.conn()?;
+        conn.exec("SELECT pg_notify($1, $2)", &[&SIGNAL_CHANNEL, &message])?;
+        let mut idle = clawplane_util::sync::lock(&self.pool.idle);
+        if idle.len() < POOL {
+            idle.push(conn);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Reader + '_>> {
+        let conn = self.conn()?;
         conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
         Ok(Box::new(Snap {
             conn: Some(conn),
@@ -229,7 +252,12 @@ impl Backend for PgBackend {
 
 /// Connects to `url`, applies the schema, starts the writer thread and returns the store.
 /// `retention` bounds the number of events kept.
-pub fn open(url: &str, retention: u64, live_capacity: usize) -> Result<Store> {
+pub fn open(
+    url: &str,
+    data_dir: &std::path::Path,
+    retention: u64,
+    live_capacity: usize,
+) -> Result<Store> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("clawplane-pg")
@@ -240,6 +268,17 @@ pub fn open(url: &str, retention: u64, live_capacity: usize) -> Result<Store> {
     let writer = Conn::connect(&rt, url)?;
     migrate(&writer)?;
     let writer = writer_session(writer)?;
+    let identity = Identity::of(data_dir);
+    // A replica that comes back under its old id (a restart of the same data dir) keeps
+    // its sessions and recovers their runs at its first heartbeat, without waiting for
+    // its own lease to run out.
+    let rejoined = writer
+        .row(
+            "INSERT INTO replicas (id, seen_ms) VALUES ($1, (extract(epoch from clock_timestamp()) * 1000)::bigint)
+             ON CONFLICT (id) DO UPDATE SET seen_ms = EXCLUDED.seen_ms RETURNING xmax <> 0",
+            &[&identity.id],
+        )?
+        .is_some_and(|r| r.get::<_, bool>(0));
     let head = meta(&writer, "last_seq")?;
     let oldest = writer
         .row("SELECT min(seq) FROM events", &[])?
@@ -247,23 +286,20 @@ pub fn open(url: &str, retention: u64, live_capacity: usize) -> Result<Store> {
         .map(u64_of)
         .unwrap_or(head + 1);
     let sessions = meta(&writer, "sessions")?;
-    let (live, _) = broadcast::channel(live_capacity);
-    let feed = Arc::new(Feed {
-        head: head.into(),
-        oldest: oldest.into(),
-        sessions: sessions.into(),
-        live,
-    });
+    let feed = Arc::new(Feed::new(head, oldest, sessions, live_capacity));
     let pool = Arc::new(Pool {
         rt: rt.clone(),
         url: url.to_string(),
         idle: Mutex::new(Vec::new()),
     });
+    follow::spawn(&feed, rt.clone(), url.to_string())?;
     let engine = PgEngine {
         conn: writer,
         retention,
         url: url.to_string(),
         rt,
+        replica: identity,
+        rejoined: Cell::new(rejoined),
     };
     spawn_writer(engine, feed, Arc::new(PgBackend { pool }))
 }
@@ -274,6 +310,59 @@ struct PgEngine {
     url: String,
     /// Drives the connections; alive as long as the writer runs.
     rt: Arc<Rt>,
+    /// This process's id in `replicas`.
+    replica: Identity,
+    /// Set until the first heartbeat reports the sessions this id owned before a restart.
+    rejoined: Cell<bool>,
+}
+
+/// A replica's id: kept in the data dir (`replica-id`) while this process holds the data
+/// dir's lock, so a restart is the same member; fresh when another process holds the lock.
+struct Identity {
+    id: String,
+    /// Held for the life of the process.
+    _lock: Option<std::fs::File>,
+}
+
+impl Identity {
+    fn of(data_dir: &std::path::Path) -> Identity {
+        let fresh = || uuid::Uuid::new_v4().to_string();
+        let lock = std::fs::create_dir_all(data_dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(data_dir.join("replica.lock"))
+            })
+            .ok()
+            .filter(|f| f.try_lock().is_ok());
+        let Some(lock) = lock else {
+            tracing::warn!(
+                data_dir = %data_dir.display(),
+                "another process holds this data dir; this replica takes a fresh id for its life"
+            );
+            return Identity {
+                id: fresh(),
+                _lock: None,
+            };
+        };
+        let path = data_dir.join("replica-id");
+        let id = match std::fs::read_to_string(&path) {
+            Ok(s) if uuid::Uuid::parse_str(s.trim()).is_ok() => s.trim().to_string(),
+            _ => {
+                let id = fresh();
+                if let Err(e) = std::fs::write(&path, &id) {
+                    tracing::warn!(error = %e, "cannot keep the replica id; a restart will be a new member");
+                }
+                id
+            }
+        };
+        Identity {
+            id,
+            _lock: Some(lock),
+        }
+    }
 }
 
 impl PgEngine {
@@ -285,6 +374,7 @@ impl PgEngine {
         }
         tracing::warn!("the PostgreSQL writer connection closed; reconnecting");
         self.conn = writer_session(Conn::connect(&self.rt, &self.url)?)?;
+        // Still a member (the heartbeat re-registers it if the lease ran out meanwhile).
         tracing::info!("the PostgreSQL writer connection is back");
         Ok(())
     }
@@ -293,10 +383,10 @@ impl PgEngine {
 impl Engine for PgEngine {
     fn commit_batch(
         &mut self,
-        // The head comes from the locked `last_seq` row: other processes may have written.
-        _feed: &Feed,
+        feed: &Feed,
         batch: &mut VecDeque<Job>,
         completions: &mut Vec<Completion>,
+        foreign: &mut Vec<Arc<Event>>,
         published: &mut Vec<Arc<Event>>,
     ) -> Result<(u64, u64, u64)> {
         self.reconnect_if_closed()?;
@@ -310,8 +400,16 @@ impl Engine for PgEngine {
             }
         };
         let out = (|| {
+            // What other replicas committed since this process last published comes first
+            // (their commits released the lock, so it is all visible now).
+            let published_head = feed.head.load(std::sync::atomic::Ordering::Acquire);
+            if head > published_head {
+                foreign.extend(events_between(c, published_head, head)?);
+            }
             let mut w = PgTxn {
                 c,
+                replica: &self.replica.id,
+                rejoined: self.rejoined.get(),
                 last_seq: head,
                 next_run_order: None,
                 next_webhook_call: None,
@@ -348,18 +446,36 @@ impl Engine for PgEngine {
                 w.push(format!("DELETE FROM events WHERE seq < {new_oldest}"));
                 oldest = new_oldest;
             }
+            if !w.new_events.is_empty() {
+                w.push(format!("NOTIFY {FEED_CHANNEL}"));
+            }
             // The remaining writes and the commit: one round trip.
             w.push("COMMIT".into());
             w.flush()?;
+            if w.rejoined != self.rejoined.get() {
+                self.rejoined.set(false); // reported by a committed heartbeat
+            }
             published.append(&mut w.new_events);
             Ok((head, oldest, sessions))
         })();
         if out.is_err() {
             let _ = c.batch("ROLLBACK");
             published.clear();
+            foreign.clear(); // the follower publishes them
         }
         out
     }
+}
+
+/// The committed events with `after < seq <= upto`, in seq order.
+fn events_between(c: &Conn, after: u64, upto: u64) -> Result<Vec<Arc<Event>>> {
+    c.rows(
+        "SELECT data FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+        &[&i64_of(after), &i64_of(upto)],
+    )?
+    .iter()
+    .map(|r| decode(&r.get::<_, Vec<u8>>(0)).map(Arc::new))
+    .collect()
 }
 
 /// `BEGIN` and the `last_seq` row locked; returns the cluster's head.
@@ -398,6 +514,9 @@ fn bytea(b: &[u8]) -> String {
 /// protects (seq, run order, call number) are kept here and written once at the end.
 struct PgTxn<'c> {
     c: &'c Conn,
+    replica: &'c str,
+    /// True until a heartbeat returns the sessions this id owned before a restart.
+    rejoined: bool,
     last_seq: u64,
     next_run_order: Option<u64>,
     next_webhook_call: Option<i64>,
@@ -650,6 +769,133 @@ impl_reader!(PgTxn<'_>);
 impl_reader!(Snap);
 
 impl Txn for PgTxn<'_> {
+    fn claim_session(&mut self, session_key: &str) -> Result<bool> {
+        let owner = self
+            .c()?
+            .row(
+                "SELECT replica FROM session_owners WHERE session_key = $1",
+                &[&session_key],
+            )?
+            .map(|r| r.get::<_, String>(0));
+        match owner {
+            Some(o) => Ok(o == self.replica),
+            None => {
+                self.push(format!(
+                    "INSERT INTO session_owners (session_key, replica) VALUES ({}, {})",
+                    text(session_key)?,
+                    text(self.replica)?,
+                ));
+                Ok(true)
+            }
+        }
+    }
+
+    fn release_session(&mut self, session_key: &str) -> Result<bool> {
+        let busy = self
+            .c()?
+            .row(
+                "SELECT 1 FROM runs WHERE session_key = $1 AND active LIMIT 1",
+                &[&session_key],
+            )?
+            .is_some();
+        if !busy {
+            self.push(format!(
+                "DELETE FROM session_owners WHERE session_key = {} AND replica = {}",
+                text(session_key)?,
+                text(self.replica)?,
+            ));
+        }
+        Ok(!busy)
+    }
+
+    fn heartbeat(&mut self, lease_ms: i64) -> Result<super::Beat> {
+        let me = self.replica;
+        let rejoined = std::mem::take(&mut self.rejoined);
+        let c = self.c()?;
+        let alive = c.exec(
+            "UPDATE replicas SET seen_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint WHERE id = $1",
+            &[&me],
+        )? > 0;
+        if !alive {
+            c.exec(
+                "INSERT INTO replicas (id, seen_ms) VALUES ($1, (extract(epoch from clock_timestamp()) * 1000)::bigint)",
+                &[&me],
+            )?;
+        }
+        c.exec(
+            "DELETE FROM replicas WHERE seen_ms < (extract(epoch from clock_timestamp()) * 1000)::bigint - $1",
+            &[&lease_ms],
+        )?;
+        // The sessions of replicas that are gone, then active sessions nobody owns.
+        let mut taken: Vec<String> = c
+            .rows(
+                "UPDATE session_owners SET replica = $1
+                 WHERE replica NOT IN (SELECT id FROM replicas) RETURNING session_key",
+                &[&me],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        taken.extend(
+            c.rows(
+                "INSERT INTO session_owners (session_key, replica)
+                 SELECT DISTINCT session_key, $1 FROM runs r WHERE active
+                   AND NOT EXISTS (SELECT 1 FROM session_owners o WHERE o.session_key = r.session_key)
+                 RETURNING session_key",
+                &[&me],
+            )?
+            .iter()
+            .map(|r| r.get::<_, String>(0)),
+        );
+        if rejoined {
+            taken.extend(
+                c.rows(
+                    "SELECT session_key FROM session_owners WHERE replica = $1",
+                    &[&me],
+                )?
+                .iter()
+                .map(|r| r.get::<_, String>(0)),
+            );
+            taken.sort();
+            taken.dedup();
+        }
+        Ok(super::Beat {
+            evicted: !alive,
+            taken,
+        })
+    }
+
+    fn leave(&mut self) -> Result<()> {
+        let me = text(self.replica)?;
+        self.push(format!("DELETE FROM session_owners WHERE replica = {me}"));
+        self.push(format!("DELETE FROM leases WHERE replica = {me}"));
+        self.push(format!("DELETE FROM replicas WHERE id = {me}"));
+        Ok(())
+    }
+
+    fn hold(&mut self, duties: &[String]) -> Result<Vec<String>> {
+        if duties.is_empty() {
+            return Ok(Vec::new());
+        }
+        let me = self.replica;
+        let c = self.c()?;
+        // Free duties and those of replicas that are gone become this replica's; then
+        // every wanted duty it holds (taken now or before).
+        c.exec(
+            "INSERT INTO leases (name, replica) SELECT unnest($1::text[]), $2
+             ON CONFLICT (name) DO UPDATE SET replica = EXCLUDED.replica
+               WHERE leases.replica NOT IN (SELECT id FROM replicas)",
+            &[&duties, &me],
+        )?;
+        Ok(c.rows(
+            "SELECT name FROM leases WHERE replica = $1 AND name = ANY($2)",
+            &[&me, &duties],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+    }
+
     fn next_run_order(&mut self) -> Result<u64> {
         let next = match self.next_run_order {
             Some(n) => n,

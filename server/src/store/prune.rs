@@ -98,15 +98,25 @@ impl Store {
     }
 }
 
+/// The duty of pruning.
+const PRUNER: &str = "retention";
+
 /// Prunes at start and then every `r.every` until `shutdown`. A failed pass is logged and
 /// retried on the next tick.
 pub fn spawn_pruner(store: Store, r: Retention, shutdown: CancellationToken) {
     if r.runs.is_none() && r.records.is_empty() {
         return;
     }
+    // With replicas, the holder of the duty prunes (deleting twice is harmless, but wasted).
+    store.want(PRUNER);
     tokio::spawn(async move {
         loop {
-            match store.prune(&r).await {
+            let pass = if store.holds(PRUNER) {
+                store.prune(&r).await
+            } else {
+                Ok(Pruned::default())
+            };
+            match pass {
                 Ok(p) if p != Pruned::default() => {
                     tracing::info!(runs = p.runs, records = p.records, "retention: pruned")
                 }

@@ -18,7 +18,6 @@ use std::{
     path::Path,
     sync::{Arc, atomic::Ordering},
 };
-use tokio::sync::broadcast;
 
 /// run id -> order (8 bytes BE) ++ Run
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
@@ -124,13 +123,7 @@ pub fn open(dir: &Path, retention: u64, live_capacity: usize) -> Result<Store> {
         (head, oldest, sessions)
     };
     let db = Arc::new(db);
-    let (live, _) = broadcast::channel(live_capacity);
-    let feed = Arc::new(Feed {
-        head: head.into(),
-        oldest: oldest.into(),
-        sessions: sessions.into(),
-        live,
-    });
+    let feed = Arc::new(Feed::new(head, oldest, sessions, live_capacity));
     let engine = RedbEngine {
         db: db.clone(),
         retention,
@@ -149,6 +142,8 @@ impl Engine for RedbEngine {
         feed: &Feed,
         batch: &mut VecDeque<Job>,
         completions: &mut Vec<Completion>,
+        // One process per redb file: nobody else commits.
+        _foreign: &mut Vec<Arc<Event>>,
         published: &mut Vec<Arc<Event>>,
     ) -> Result<(u64, u64, u64)> {
         commit_batch(
@@ -636,6 +631,27 @@ impl WTxn<'_> {
 }
 
 impl Txn for WTxn<'_> {
+    // One process per redb file: it owns every session.
+    fn claim_session(&mut self, _session_key: &str) -> Result<bool> {
+        Ok(true)
+    }
+
+    fn release_session(&mut self, _session_key: &str) -> Result<bool> {
+        Ok(true)
+    }
+
+    fn heartbeat(&mut self, _lease_ms: i64) -> Result<super::Beat> {
+        Ok(super::Beat::default())
+    }
+
+    fn leave(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn hold(&mut self, duties: &[String]) -> Result<Vec<String>> {
+        Ok(duties.to_vec())
+    }
+
     fn next_run_order(&mut self) -> Result<u64> {
         let next = self
             .meta

@@ -363,3 +363,112 @@ on_both_backends!(
     pruning_deletes_only_old_finished_runs_with_their_keys_in_bounded_batches,
     timed_records_expire_by_their_last_write_and_older_rows_are_backfilled,
 );
+
+/// Two stores on one PostgreSQL database, as two replicas see it: one seq order, each
+/// other's commits published (with the foreign hook) before their own and while idle,
+/// sessions owned by one replica at a time and taken over when its lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_feed_and_hand_sessions_over() {
+    let mut storage = crate::config::StorageConfig::default();
+    storage.postgres.url = clawplane_testkit::PgServer::shared().database();
+    let dir = std::env::temp_dir();
+    let a = open(&storage, &dir, 0, 1024).unwrap();
+    let b = open(&storage, &dir, 0, 1024).unwrap();
+    assert!(a.shared() && b.shared());
+    let seen_by_b = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook_log = seen_by_b.clone();
+    b.on_foreign(Box::new(move |ev| hook_log.lock().unwrap().push(ev.seq)));
+    let mut b_live = b.feed.live.subscribe();
+
+    // An idle B follows A's commits.
+    for i in 0..3 {
+        let ev = note(&format!("a{i}"));
+        a.write(move |t| t.append_event(ev).map(|_| ()))
+            .await
+            .unwrap();
+    }
+    for want in 1..=3 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), b_live.recv())
+            .await
+            .expect("B follows A's commits")
+            .unwrap();
+        assert_eq!(ev.seq, want);
+    }
+    assert_eq!(b.head(), 3);
+    // B's own commit after more of A's: A's come first, in order, then B's own.
+    let ev = note("a3");
+    a.write(move |t| t.append_event(ev).map(|_| ()))
+        .await
+        .unwrap();
+    let ev = note("b0");
+    let seq = b.write(move |t| t.append_event(ev)).await.unwrap();
+    assert_eq!(seq, 5);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.push(b_live.recv().await.unwrap());
+    }
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.seq, e.session_key.as_str()))
+            .collect::<Vec<_>>(),
+        [(4, "a3"), (5, "b0")]
+    );
+    assert_eq!(
+        *seen_by_b.lock().unwrap(),
+        [1, 2, 3, 4],
+        "the hook saw A's events only"
+    );
+
+    // Ownership: the first claimer owns; the other cannot claim; release needs an idle session.
+    assert!(a.write(|t| t.claim_session("s")).await.unwrap());
+    assert!(!b.write(|t| t.claim_session("s")).await.unwrap());
+    assert!(a.write(|t| t.claim_session("s")).await.unwrap());
+    let run = StoredRun {
+        order: 1,
+        run: Run {
+            run_id: "r1".into(),
+            session_key: "s".into(),
+            state: RunState::Queued as i32,
+            ..Default::default()
+        },
+    };
+    let r = run.clone();
+    a.write(move |t| t.put_run(&r)).await.unwrap();
+    assert!(
+        !a.write(|t| t.release_session("s")).await.unwrap(),
+        "a queued run keeps it"
+    );
+
+    // A goes silent (nothing heartbeats it here): after the lease B takes "s" over.
+    b.write(|t| t.heartbeat(60_000)).await.unwrap();
+    assert!(
+        b.write(|t| t.heartbeat(60_000))
+            .await
+            .unwrap()
+            .taken
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let beat = b.write(|t| t.heartbeat(200)).await.unwrap();
+    assert_eq!(beat.taken, ["s"]);
+    assert!(!beat.evicted);
+    assert!(b.write(|t| t.claim_session("s")).await.unwrap());
+    assert!(
+        !a.write(|t| t.claim_session("s")).await.unwrap(),
+        "A lost it"
+    );
+    let beat = a.write(|t| t.heartbeat(60_000)).await.unwrap();
+    assert!(beat.evicted, "A learns it was declared dead");
+
+    // B leaves: its sessions with active runs are anyone's, and A's next beat takes them.
+    b.write(|t| t.leave()).await.unwrap();
+    assert_eq!(a.write(|t| t.heartbeat(60_000)).await.unwrap().taken, ["s"]);
+    let mut done = run;
+    done.run.state = RunState::Succeeded as i32;
+    a.write(move |t| t.put_run(&done)).await.unwrap();
+    assert!(a.write(|t| t.release_session("s")).await.unwrap());
+    assert!(
+        b.write(|t| t.claim_session("s")).await.unwrap(),
+        "released: the next claimer owns it"
+    );
+}

@@ -17,13 +17,16 @@ use tokio::sync::mpsc;
 /// One storage engine's write side.
 pub(super) trait Engine: Send + 'static {
     /// Runs the jobs of `batch` (front first) in one transaction and commits it durably,
-    /// pushing each job's completion and the events it appended. Returns the feed's new
-    /// head, oldest retained seq and session count. On error nothing was committed.
+    /// pushing each job's completion and the events it appended. A shared backend also
+    /// pushes to `foreign` the events other replicas committed after the feed's head and
+    /// before this batch. Returns the feed's new head, oldest retained seq and session
+    /// count. On error nothing was committed.
     fn commit_batch(
         &mut self,
         feed: &Feed,
         batch: &mut VecDeque<Job>,
         completions: &mut Vec<Completion>,
+        foreign: &mut Vec<Arc<Event>>,
         published: &mut Vec<Arc<Event>>,
     ) -> Result<(u64, u64, u64)>;
 }
@@ -46,6 +49,7 @@ pub(super) fn spawn_writer(
         backend,
         feed,
         health,
+        leases: Arc::default(),
     })
 }
 
@@ -75,10 +79,20 @@ fn writer(
         }
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
         let mut published: Vec<Arc<Event>> = Vec::new();
+        let mut foreign: Vec<Arc<Event>> = Vec::new();
+        // Held until the completions ran: events from other replicas (a follower) wait, so
+        // every subscriber and every commit hook sees one seq order.
+        let publishing = feed.publishing();
         // The jobs not yet run stay in `batch` if one panics, so they are failed with the
         // recorded failure rather than dropped mid-unwind.
         let result = catch_unwind(AssertUnwindSafe(|| {
-            engine.commit_batch(&feed, &mut batch, &mut completions, &mut published)
+            engine.commit_batch(
+                &feed,
+                &mut batch,
+                &mut completions,
+                &mut foreign,
+                &mut published,
+            )
         }));
         let result = match result {
             Ok(r) => r,
@@ -90,6 +104,7 @@ fn writer(
         };
         match &result {
             Ok((head, oldest, sessions)) => {
+                feed.publish_foreign(foreign);
                 feed.head.store(*head, Ordering::Release);
                 feed.oldest.store(*oldest, Ordering::Release);
                 feed.sessions.store(*sessions, Ordering::Release);
@@ -115,8 +130,10 @@ fn writer(
             // The batch is durable; callers whose hook had not run yet get an error for
             // committed work (a retry finds it through its idempotency key).
             let failure = format!("a commit hook panicked: {}", panic_message(&*panic));
+            drop(publishing);
             return stop_after_panic(&health, failure, rx, VecDeque::new(), completions.collect());
         }
+        drop(publishing);
     }
 }
 

@@ -28,6 +28,7 @@ mod models;
 mod nats;
 mod openclaw_cli;
 mod postgres;
+mod replicas;
 mod retention;
 mod routing;
 mod runs;

@@ -78,6 +78,77 @@ impl Devices {
         Ok(devices)
     }
 
+    /// With replicas: keeps the token index and the pending requests in step with device
+    /// changes committed by other replicas (a token revoked there stops working here, and
+    /// the sockets holding it close, before the next event is published).
+    pub fn follow_replicas(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.store.on_foreign(Box::new(move |ev| {
+            let (Some(devices), Some(event::Payload::Device(ch))) = (weak.upgrade(), &ev.payload)
+            else {
+                return;
+            };
+            if let Err(e) = devices.reload(&ch.device_id, &ch.request_id) {
+                tracing::warn!(error = %e, device_id = %ch.device_id, "cannot reload a device changed by another replica");
+            }
+        }));
+    }
+
+    /// Re-reads a device's tokens and a pairing request from the store.
+    fn reload(&self, device_id: &str, request_id: &str) -> Result<()> {
+        let (tokens, request) = self.store.read(|r| {
+            let tokens: Vec<_> = if device_id.is_empty() {
+                Vec::new()
+            } else {
+                r.device_tokens()?
+                    .into_iter()
+                    .filter(|t| t.device_id == device_id)
+                    .collect()
+            };
+            let request = if request_id.is_empty() {
+                None
+            } else {
+                r.pairing_requests()?
+                    .into_iter()
+                    .find(|q| q.request_id == request_id)
+            };
+            Ok((tokens, request))
+        })?;
+        if !device_id.is_empty() {
+            let stored: std::collections::HashSet<[u8; 32]> =
+                tokens.iter().map(|t| t.digest).collect();
+            let mut gone: Vec<String> = self
+                .index
+                .tokens_of(device_id)
+                .into_iter()
+                .filter(|(d, _)| !stored.contains(d))
+                .map(|(_, role)| role)
+                .collect();
+            gone.dedup();
+            for role in gone {
+                self.index.revoke(device_id, Some(&role));
+            }
+            for t in tokens {
+                self.index.insert(
+                    t.digest,
+                    Grant {
+                        scopes: interned(&t.scopes),
+                        device_id: t.device_id,
+                        role: t.role,
+                    },
+                );
+            }
+        }
+        if !request_id.is_empty() {
+            let mut pending = lock(&self.pending);
+            match request {
+                Some(req) => pending.insert(req),
+                None => drop(pending.remove(request_id)),
+            }
+        }
+        Ok(())
+    }
+
     /// The live device tokens (the credential check resolves device tokens through it;
     /// streams hold its revocation tokens).
     pub fn index(&self) -> &Arc<DeviceIndex> {

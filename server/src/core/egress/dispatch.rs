@@ -2,8 +2,9 @@
 //! throttling floors, jitter), the attempt log, and disabling endpoints that keep failing.
 
 use super::{
-    Egress,
+    DUTY, Egress,
     config::EndpointDef,
+    duty,
     records::{AttemptRec, EndpointRec, MsgRec, Status},
     signing::sign,
     ssrf::resolve_target,
@@ -257,6 +258,10 @@ impl Egress {
         };
         if ep.disabled {
             return Ok(()); // rescheduled by EnableWebhookEndpoint
+        }
+        if !self.store.holds(&duty(&ep.id)) {
+            // Another replica delivers this endpoint: ask it to send this one now.
+            return self.store.signal(&format!("{DUTY}{id}"));
         }
         if msg.next_ms > now_ms() {
             self.schedule(msg.next_ms, msg.id.clone());

@@ -46,7 +46,7 @@ pub use signing::{new_secret, sign};
 use crate::{error::Result, store::Store};
 use clawplane_config::webhooks::{EgressConfig, WebhooksConfig};
 use clawplane_proto::v1::{Event, EventKind, WebhookEndpointChange, event};
-use clawplane_util::sync::lock;
+use clawplane_util::{sync::lock, time::now_ms};
 use config::EndpointDef;
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
@@ -103,7 +103,20 @@ impl Egress {
     /// outbox and dispatcher tasks (they stop when the shutdown token is cancelled).
     pub async fn start(self: &Arc<Self>) -> Result<()> {
         self.sync_configured().await?;
-        self.load_pending()?;
+        if self.store.shared() {
+            // Nothing is held before the first heartbeat; `follow_duties` loads what is.
+            self.load_pending(Some(&HashSet::new()))?;
+            let weak = Arc::downgrade(self);
+            self.store.on_signal(Box::new(move |message| {
+                if let (Some(egress), Some(id)) = (weak.upgrade(), message.strip_prefix(DUTY)) {
+                    egress.schedule(now_ms(), id.to_string());
+                }
+            }));
+            let c = self.clone();
+            tokio::spawn(async move { c.follow_duties().await });
+        } else {
+            self.load_pending(None)?;
+        }
         let (a, b) = (self.clone(), self.clone());
         tokio::spawn(async move { a.outbox().await });
         tokio::spawn(async move { b.dispatcher().await });
@@ -121,6 +134,14 @@ impl Egress {
         lock(&self.due).extend(due);
         self.wake_dispatch.notify_one();
     }
+}
+
+/// The duties of delivering endpoints are named `egress:<endpoint id>`; a signal
+/// `egress:<message id>` asks the holder to send a message now (a redelivery asked here).
+const DUTY: &str = "egress:";
+
+fn duty(endpoint: &str) -> String {
+    format!("{DUTY}{endpoint}")
 }
 
 /// The feed event of an endpoint change (`disabled`, `recovered`, `enabled`).

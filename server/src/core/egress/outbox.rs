@@ -4,7 +4,7 @@
 //! picked up.
 
 use super::{
-    Egress,
+    DUTY, Egress, duty,
     records::{AttemptRec, EndpointRec, MsgRec, Status, message_id},
     render::Compiled,
 };
@@ -14,6 +14,7 @@ use crate::{
 };
 use clawplane_util::{sync::lock, time::now_ms};
 use std::{
+    collections::HashSet,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
@@ -64,19 +65,72 @@ impl Egress {
         Ok(())
     }
 
-    /// Schedules the stored pending messages and counts the finished ones (for pruning).
-    pub(super) fn load_pending(&self) -> Result<()> {
+    /// Schedules the stored pending messages of the endpoints this process delivers
+    /// (`only`; all when `None`) and counts the finished ones (for pruning).
+    pub(super) fn load_pending(&self, only: Option<&HashSet<String>>) -> Result<()> {
         let mut finished = 0;
         let mut pending = Vec::new();
         self.store.read(|r| {
             r.each(|m: MsgRec| match m.status {
-                Status::Pending => pending.push((m.next_ms, m.id)),
+                Status::Pending => {
+                    if only.is_none_or(|o| o.contains(&m.endpoint)) {
+                        pending.push((m.next_ms, m.id));
+                    }
+                }
                 _ => finished += 1,
             })
         })?;
         self.finished.store(finished, Ordering::Relaxed);
-        lock(&self.due).extend(pending);
+        self.schedule_all(pending);
         Ok(())
+    }
+
+    /// With replicas: each endpoint is delivered by the holder of its duty. When this
+    /// process takes endpoints over (another replica left), it schedules their pending
+    /// messages; every minute it schedules them again, so a redelivery asked of another
+    /// replica whose signal was lost still goes out.
+    pub(super) async fn follow_duties(self: Arc<Self>) {
+        let mut duties = self.store.duties_changed();
+        let mut mine: HashSet<String> = HashSet::new();
+        let mut sweep = tokio::time::interval(Duration::from_secs(60));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let swept = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                r = duties.changed() => { if r.is_err() { return } false }
+                _ = sweep.tick() => true,
+            };
+            let endpoints = match self.store.read(|r| r.scan::<EndpointRec>("", usize::MAX)) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the webhook endpoints");
+                    continue;
+                }
+            };
+            let now: HashSet<String> = endpoints
+                .into_iter()
+                .map(|e| e.id)
+                .filter(|id| self.store.holds(&duty(id)))
+                .collect();
+            let load: HashSet<String> = if swept {
+                now.clone()
+            } else {
+                now.difference(&mine).cloned().collect()
+            };
+            if !swept && !load.is_empty() {
+                tracing::info!(
+                    endpoints = load.len(),
+                    "delivering webhook endpoints another replica left"
+                );
+            }
+            mine = now;
+            if !load.is_empty() {
+                if let Err(e) = self.load_pending(Some(&load)) {
+                    tracing::warn!(error = %e, "cannot load pending webhook messages");
+                }
+                self.wake_outbox.notify_one();
+            }
+        }
     }
 
     /// Follows the event feed and makes messages until shutdown.
@@ -115,8 +169,13 @@ impl Egress {
     async fn outbox_pass(&self) -> Result<bool> {
         let head = self.store.head();
         let endpoints = self.store.read(|r| r.scan::<EndpointRec>("", usize::MAX))?;
+        self.store
+            .want_only(DUTY, endpoints.iter().map(|e| duty(&e.id)));
         let mut more = false;
-        for ep in endpoints.into_iter().filter(|e| !e.disabled) {
+        for ep in endpoints
+            .into_iter()
+            .filter(|e| !e.disabled && self.store.holds(&duty(&e.id)))
+        {
             let mem = lock(&self.cursors).get(&ep.id).copied().unwrap_or(0);
             let cursor = ep.cursor.max(mem);
             if cursor >= head {
@@ -189,7 +248,8 @@ impl Egress {
                     let Some(mut rec) = t.get::<EndpointRec>(&id)? else {
                         return Ok(Vec::new()); // deleted meanwhile
                     };
-                    if rec.cursor >= last || rec.disabled {
+                    // The fence: a replica that lost the endpoint makes no messages for it.
+                    if rec.cursor >= last || rec.disabled || t.hold(&[duty(&id)])?.is_empty() {
                         return Ok(Vec::new());
                     }
                     let mut created = Vec::new();

@@ -173,8 +173,10 @@ impl Runs {
         let runs = self.clone();
         // Queue in commit order (on the writer thread), so a session's runs execute in the
         // order they were acknowledged even when one group commit accepted several.
-        let enqueue = move |a: &Accepted| {
-            if !a.duplicate {
+        // With replicas, the run is queued where its session is owned (here when `here`).
+        let enqueue = move |(a, here): &(Accepted, bool)| {
+            if !a.duplicate && *here {
+                runs.scheduler.own(&a.run.session_key);
                 runs.enqueue(&a.run.session_key, &a.run.run_id);
             }
         };
@@ -194,10 +196,13 @@ impl Runs {
                                 run_id: rec.run_id,
                             });
                         }
-                        return Ok(Accepted {
-                            run: existing.run,
-                            duplicate: true,
-                        });
+                        return Ok((
+                            Accepted {
+                                run: existing.run,
+                                duplicate: true,
+                            },
+                            false,
+                        ));
                     }
                     let session = tx.session(&session_key)?;
                     if session.is_none() && require_existing && session_key != main_key {
@@ -251,15 +256,19 @@ impl Runs {
                         )?;
                     }
                     tx.append_event(run_event(&run))?;
-                    Ok(Accepted {
-                        run,
-                        duplicate: false,
-                    })
+                    let here = tx.claim_session(&session_key)?;
+                    Ok((
+                        Accepted {
+                            run,
+                            duplicate: false,
+                        },
+                        here,
+                    ))
                 },
                 enqueue,
             )
             .await?;
-        Ok(accepted)
+        Ok(accepted.0)
     }
 
     /// Refuses a new run when the gateway's or the session's queue is at its limit

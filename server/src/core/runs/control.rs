@@ -1,6 +1,6 @@
 //! Cancelling, waiting, reading and listing runs; crash recovery at start.
 
-use super::{Runs, execute::Outcome, is_terminal, run_event};
+use super::{Runs, execute::Outcome, is_final, is_terminal, run_event};
 use crate::models::ModelReply;
 use crate::{
     error::{Error, Result},
@@ -8,7 +8,11 @@ use crate::{
 };
 use clawplane_proto::now_ts;
 use clawplane_proto::v1::{DeliveryStatus, Run, RunError, RunState, event::Payload};
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 use tokio::sync::broadcast::error::RecvError;
 
 impl Runs {
@@ -44,7 +48,10 @@ impl Runs {
         if let Some(run) = cancelled {
             return Ok(run);
         }
-        self.scheduler.cancel(run_id);
+        if !self.scheduler.cancel(run_id) && self.store.shared() {
+            // Running on another replica: tell it (see `follow_replicas`).
+            self.store.signal(&format!("{CANCEL}{run_id}"))?;
+        }
         Ok(self.wait(run_id, Duration::from_secs(10)).await?.0)
     }
 
@@ -95,7 +102,7 @@ impl Runs {
         let mut live = self.store.feed.live.subscribe();
         let mut run = self.get_run(run_id)?;
         let deadline = tokio::time::Instant::now() + limit;
-        while !is_terminal(run.state) {
+        while !is_final(&run) {
             match tokio::time::timeout_at(deadline, live.recv()).await {
                 Err(_) => return Ok((run, false)),
                 Ok(Ok(ev)) => {
@@ -153,55 +160,42 @@ impl Runs {
     /// At start: a RUNNING run whose stored reply was being sent is settled as SUCCEEDED with
     /// delivery UNKNOWN (the model is not run again, the reply not sent again); other
     /// RUNNING runs become INTERRUPTED and are retried once; QUEUED runs resume in
-    /// acceptance order.
+    /// acceptance order. With replicas, the same happens to the runs of sessions this
+    /// replica takes over, at every heartbeat (see [`Runs::beat`]); at start it takes
+    /// those of replicas whose lease ran out and those nobody owns.
     pub async fn recover(self: &Arc<Self>) -> Result<()> {
-        let (recovered, unsure) = self
+        if self.store.shared() {
+            self.follow_replicas();
+            self.beat().await?;
+            let runs = self.clone();
+            tokio::spawn(async move { runs.heartbeats().await });
+            return Ok(());
+        }
+        let runs = self.clone();
+        let unsure = self
             .store
-            .write(|tx: &mut dyn Txn| {
-                let mut resume = Vec::new();
-                let mut unsure = Vec::new();
-                for mut stored in tx.active_runs()? {
-                    let sending = stored
-                        .run
-                        .delivery
-                        .as_ref()
-                        .is_some_and(|d| d.status == DeliveryStatus::Sending as i32);
-                    if stored.run.state == RunState::Running as i32 && sending {
-                        // The reply was stored and being sent: settle it, never regenerate
-                        // or resend it.
-                        unsure.push(stored.run);
-                        continue;
-                    }
-                    if stored.run.state == RunState::Running as i32 {
-                        stored.run.state = RunState::Interrupted as i32;
-                        stored.run.error = Some(RunError {
-                            reason: "RUN_INTERRUPTED".into(),
-                            message: "the gateway stopped while this run was running".into(),
-                        });
-                        let retry = stored.run.attempt < 2;
-                        if !retry {
-                            stored.run.end_time = Some(now_ts());
-                            super::delivery::settle_unsent(&mut stored.run);
-                        }
-                        tx.put_run(&stored)?;
-                        tx.append_event(run_event(&stored.run))?;
-                        if !retry {
-                            continue;
-                        }
-                        // The INTERRUPTED event above records what happened; the retry
-                        // starts clean.
-                        stored.run.state = RunState::Queued as i32;
-                        stored.run.error = None;
-                        stored.run.attempt += 1;
-                        stored.run.start_time = None;
-                        tx.put_run(&stored)?;
-                        tx.append_event(run_event(&stored.run))?;
-                    }
-                    resume.push((stored.run.session_key.clone(), stored.run.run_id.clone()));
-                }
-                Ok((resume, unsure))
-            })
-            .await?;
+            .write_then(
+                |tx: &mut dyn Txn| recover_runs(tx, |_| true),
+                move |(resume, _)| runs.resume(resume),
+            )
+            .await?
+            .1;
+        self.settle_unsure(unsure).await
+    }
+
+    /// Queues recovered runs, in acceptance order, on the writer thread (so runs accepted
+    /// for the same sessions after this commit queue behind them).
+    fn resume(self: &Arc<Self>, resume: &[(String, String)]) {
+        if !resume.is_empty() {
+            tracing::info!(runs = resume.len(), "resuming runs another process left");
+        }
+        for (key, id) in resume {
+            self.scheduler.own(key);
+            self.enqueue(key, id);
+        }
+    }
+
+    async fn settle_unsure(self: &Arc<Self>, unsure: Vec<Run>) -> Result<()> {
         for run in unsure {
             tracing::warn!(run_id = %run.run_id, "the gateway stopped while sending this run's reply; its delivery is UNKNOWN");
             let reply = ModelReply {
@@ -218,16 +212,102 @@ impl Runs {
             );
             self.finish(run, Outcome::Succeeded(reply), Some(d)).await?;
         }
-        if !recovered.is_empty() {
-            tracing::info!(
-                runs = recovered.len(),
-                "resuming runs from before the last stop"
-            );
-        }
-        for (key, id) in recovered {
-            self.enqueue(&key, &id);
-        }
         Ok(())
+    }
+
+    /// Runs accepted on other replicas for sessions owned here are queued here; runs
+    /// cancelled there while running here are cancelled.
+    fn follow_replicas(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.store.on_signal(Box::new(move |message| {
+            if let (Some(runs), Some(id)) = (weak.upgrade(), message.strip_prefix(CANCEL)) {
+                runs.scheduler.cancel(id);
+            }
+        }));
+        let weak = Arc::downgrade(self);
+        self.store.on_foreign(Box::new(move |ev| {
+            let Some(runs) = weak.upgrade() else { return };
+            if let Some(Payload::Run(r)) = &ev.payload
+                && r.state == RunState::Queued as i32
+                && runs.scheduler.owns(&r.session_key)
+            {
+                runs.enqueue(&r.session_key, &r.run_id);
+            }
+        }));
+    }
+
+    /// The heartbeat loop of a replica (every tenth of the lease) until shutdown.
+    async fn heartbeats(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.lease / 10);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            if self.draining.load(Ordering::Acquire) {
+                return;
+            }
+            if let Err(e) = self.beat().await {
+                tracing::warn!(error = %e, "replica heartbeat failed");
+            }
+        }
+    }
+
+    /// One heartbeat: stay a member, take over the sessions of replicas whose lease ran
+    /// out (recovering their runs as a restart would), and let go of everything if this
+    /// replica was itself declared dead.
+    async fn beat(self: &Arc<Self>) -> Result<()> {
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let wanted = self.store.wanted();
+        let runs = self.clone();
+        let unsure = self
+            .store
+            .write_then(
+                move |tx: &mut dyn Txn| {
+                    let beat = tx.heartbeat(lease_ms)?;
+                    let held = tx.hold(&wanted)?;
+                    let taken: HashSet<String> = beat.taken.into_iter().collect();
+                    let (resume, unsure) = if taken.is_empty() {
+                        Default::default()
+                    } else {
+                        recover_runs(tx, |r| taken.contains(&r.session_key))?
+                    };
+                    Ok((beat.evicted, taken, resume, unsure, held))
+                },
+                move |(evicted, taken, resume, _, held)| {
+                    if *evicted {
+                        tracing::warn!(
+                            "this replica missed its lease; its sessions were taken over by others"
+                        );
+                        runs.scheduler.disown_all();
+                    }
+                    if !taken.is_empty() {
+                        tracing::info!(
+                            sessions = taken.len(),
+                            "took over sessions another replica left"
+                        );
+                    }
+                    for key in taken {
+                        runs.scheduler.own(key);
+                    }
+                    runs.resume(resume);
+                    runs.store.set_held(held.iter().cloned());
+                },
+            )
+            .await?
+            .3;
+        self.settle_unsure(unsure).await
+    }
+
+    /// Graceful stop of a replica: its sessions are left for the others (their queued runs
+    /// run there).
+    pub async fn leave(&self) {
+        if self.store.shared()
+            && let Err(e) = self.store.write(|tx: &mut dyn Txn| tx.leave()).await
+        {
+            tracing::warn!(error = %e, "cannot leave the replica set; the lease will expire");
+        }
     }
 
     /// True when a heartbeat run for the session is queued and not yet started; marks one
@@ -239,4 +319,59 @@ impl Runs {
     pub(crate) fn release_heartbeat(&self, session_key: &str) {
         self.scheduler.release_heartbeat(session_key);
     }
+}
+
+/// The signal that asks the replica running a run to cancel it.
+const CANCEL: &str = "cancel:";
+
+/// Recovers the active runs `keep` selects (see [`Runs::recover`]): returns the runs to
+/// queue (session, run id) in acceptance order and the runs whose reply may have been sent.
+#[allow(clippy::type_complexity)]
+fn recover_runs(
+    tx: &mut dyn Txn,
+    keep: impl Fn(&Run) -> bool,
+) -> Result<(Vec<(String, String)>, Vec<Run>)> {
+    let mut resume = Vec::new();
+    let mut unsure = Vec::new();
+    for mut stored in tx.active_runs()? {
+        if !keep(&stored.run) {
+            continue;
+        }
+        let sending = stored
+            .run
+            .delivery
+            .as_ref()
+            .is_some_and(|d| d.status == DeliveryStatus::Sending as i32);
+        if stored.run.state == RunState::Running as i32 && sending {
+            // The reply was stored and being sent: settle it, never regenerate or resend it.
+            unsure.push(stored.run);
+            continue;
+        }
+        if stored.run.state == RunState::Running as i32 {
+            stored.run.state = RunState::Interrupted as i32;
+            stored.run.error = Some(RunError {
+                reason: "RUN_INTERRUPTED".into(),
+                message: "the gateway stopped while this run was running".into(),
+            });
+            let retry = stored.run.attempt < 2;
+            if !retry {
+                stored.run.end_time = Some(now_ts());
+                super::delivery::settle_unsent(&mut stored.run);
+            }
+            tx.put_run(&stored)?;
+            tx.append_event(run_event(&stored.run))?;
+            if !retry {
+                continue;
+            }
+            // The INTERRUPTED event above records what happened; the retry starts clean.
+            stored.run.state = RunState::Queued as i32;
+            stored.run.error = None;
+            stored.run.attempt += 1;
+            stored.run.start_time = None;
+            tx.put_run(&stored)?;
+            tx.append_event(run_event(&stored.run))?;
+        }
+        resume.push((stored.run.session_key.clone(), stored.run.run_id.clone()));
+    }
+    Ok((resume, unsure))
 }

@@ -27,7 +27,9 @@ impl Runs {
         }
     }
 
-    /// Runs a session's queue to empty, one run at a time.
+    /// Runs a session's queue to empty, one run at a time; with replicas, then gives the
+    /// session up (unless runs came in meanwhile), so whichever replica accepts its next
+    /// run executes it.
     async fn drive(self: Arc<Self>, session_key: String) {
         let runs = self.clone();
         self.scheduler
@@ -36,6 +38,26 @@ impl Runs {
                 async move { runs.run_one(run_id).await }
             })
             .await;
+        if self.store.shared()
+            && !self.scheduler.busy(&session_key)
+            && !self.draining.load(std::sync::atomic::Ordering::Acquire)
+        {
+            let (key, runs) = (session_key.clone(), self.clone());
+            let released = self
+                .store
+                .write_then(
+                    move |tx: &mut dyn Txn| tx.release_session(&key),
+                    move |released: &bool| {
+                        if *released {
+                            runs.scheduler.disown(&session_key);
+                        }
+                    },
+                )
+                .await;
+            if let Err(e) = released {
+                tracing::warn!(error = %e, "cannot release a session; it stays owned here");
+            }
+        }
     }
 
     /// Executes a run; when execution fails (a store error) or panics, the run is failed
@@ -109,6 +131,11 @@ impl Runs {
                     return Ok(None); // cancelled while queued
                 }
                 let key = stored.run.session_key.clone();
+                if !tx.claim_session(&key)? {
+                    // Another replica took this session over (this one was declared dead);
+                    // it runs the run.
+                    return Ok(None);
+                }
                 let mut session = match tx.session(&key)? {
                     Some(s) => s,
                     None => new_session(&key, &stored.run.agent_id),
@@ -331,12 +358,18 @@ impl Runs {
         outcome: Outcome,
         delivery: Option<Delivery>,
     ) -> Result<()> {
-        let id = run.run_id.clone();
+        let (id, attempt) = (run.run_id.clone(), run.attempt);
         self.store
             .write(move |tx: &mut dyn Txn| {
                 let Some(mut stored) = tx.run(&id)? else {
                     return Ok(());
                 };
+                if stored.run.state != RunState::Running as i32 || stored.run.attempt != attempt {
+                    // Taken over meanwhile (this replica was declared dead): the run was
+                    // interrupted and retried elsewhere; this attempt's outcome is void.
+                    tracing::warn!(run_id = %id, attempt, "run taken over by another replica; outcome dropped");
+                    return Ok(());
+                }
                 let now = now_ts();
                 let r = &mut stored.run;
                 let mut session = tx.session(&r.session_key)?;

@@ -51,6 +51,8 @@ pub struct Runs {
     shutdown: CancellationToken,
     /// Set when shutdown starts: new runs are refused and drivers stop between runs.
     pub draining: AtomicBool,
+    /// With replicas: how long a silent replica keeps its sessions (`storage.postgres.leaseMs`).
+    lease: std::time::Duration,
 }
 
 impl Runs {
@@ -76,7 +78,14 @@ impl Runs {
             runtime: tokio::runtime::Handle::current(),
             shutdown,
             draining: AtomicBool::new(false),
+            lease: std::time::Duration::from_secs(10),
         }
+    }
+
+    /// With replicas: how long a silent replica keeps its sessions.
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Runs {
+        self.lease = lease;
+        self
     }
 
     /// The agent id to use for a request field (normalised; default agent when empty).
@@ -167,6 +176,12 @@ pub struct Accepted {
 
 pub fn is_terminal(state: i32) -> bool {
     RunState::try_from(state).is_ok_and(RunState::is_terminal)
+}
+
+/// True when a run seen on the feed will not change any more: an INTERRUPTED first
+/// attempt is on its way back to QUEUED (recovery writes both in one commit).
+pub fn is_final(run: &Run) -> bool {
+    is_terminal(run.state) && !(run.state == RunState::Interrupted as i32 && run.attempt < 2)
 }
 
 /// The idempotency record key of `key` presented by `scope`. One namespace per scope: a

@@ -28,6 +28,9 @@ pub struct Scheduler {
     running: Mutex<HashMap<String, CancellationToken>>,
     /// Sessions with a heartbeat run queued and not yet started.
     pending_heartbeats: Mutex<HashSet<String>>,
+    /// Sessions whose runs this process executes (with replicas, the store's
+    /// `claim_session` decides; runs accepted elsewhere for them are queued here).
+    owned: Mutex<HashSet<String>>,
     slots: Arc<Semaphore>,
     queued: AtomicU64,
     running_count: AtomicU64,
@@ -39,6 +42,7 @@ impl Scheduler {
             queues: Mutex::default(),
             running: Mutex::default(),
             pending_heartbeats: Mutex::default(),
+            owned: Mutex::default(),
             slots: Arc::new(Semaphore::new(max_concurrent)),
             queued: AtomicU64::new(0),
             running_count: AtomicU64::new(0),
@@ -133,6 +137,34 @@ impl Scheduler {
             .or_default()
             .queue
             .push_front(run_id);
+    }
+
+    /// Notes that this process executes the session's runs.
+    pub fn own(&self, session_key: &str) {
+        lock(&self.owned).insert(session_key.to_string());
+    }
+
+    /// Notes that it no longer does (released, or taken over by another replica).
+    pub fn disown(&self, session_key: &str) {
+        lock(&self.owned).remove(session_key);
+    }
+
+    pub fn owns(&self, session_key: &str) -> bool {
+        lock(&self.owned).contains(session_key)
+    }
+
+    /// Forgets every owned session and cancels every running run: this replica was
+    /// declared dead and others have taken its sessions over.
+    pub fn disown_all(&self) {
+        lock(&self.owned).clear();
+        for token in lock(&self.running).values() {
+            token.cancel();
+        }
+    }
+
+    /// True while the session has queued runs or a driver.
+    pub fn busy(&self, session_key: &str) -> bool {
+        lock(&self.queues).contains_key(session_key)
     }
 
     /// An executor slot; the run still counts as queued while it waits for one.

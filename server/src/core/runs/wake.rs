@@ -133,6 +133,8 @@ impl Runs {
             tracing::info!("heartbeat schedule disabled (agents.defaults.heartbeat.every)");
             return;
         };
+        // With replicas, one of them (the holder of the duty) runs the schedule.
+        self.store.want(SCHEDULE);
         let runs = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -141,6 +143,9 @@ impl Runs {
                 tokio::select! {
                     _ = runs.shutdown.cancelled() => return,
                     _ = tick.tick() => {
+                        if !runs.store.holds(SCHEDULE) {
+                            continue;
+                        }
                         let key = runs.main_session_key();
                         if let Err(e) = runs.heartbeat(&key).await {
                             tracing::warn!(error = %e, "scheduled heartbeat not started");
@@ -151,3 +156,6 @@ impl Runs {
         });
     }
 }
+
+/// The duty of running the heartbeat schedule.
+const SCHEDULE: &str = "heartbeat-schedule";

@@ -147,7 +147,8 @@ impl GatewayBuilder {
             let url = clawplane_testkit::PgServer::shared().database();
             config.as_object_mut().unwrap().insert(
                 "storage".into(),
-                serde_json::json!({ "postgres": { "url": url } }),
+                // A short lease: a SIGKILLed gateway's runs resume soon after its restart.
+                serde_json::json!({ "postgres": { "url": url, "leaseMs": 3000 } }),
             );
         }
         let store_url = config
