@@ -431,6 +431,22 @@ pub enum Realm {
 }
 
 impl Realm {
+    const ALL: [Realm; 4] = [
+        Realm::Token,
+        Realm::WebhookKey,
+        Realm::Signature,
+        Realm::DeviceProof,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Realm::Token => "token",
+            Realm::WebhookKey => "webhook-key",
+            Realm::Signature => "signature",
+            Realm::DeviceProof => "device-proof",
+        }
+    }
+
     /// The realm of a credential error.
     fn of(err: &Error) -> Realm {
         match err {
@@ -490,7 +506,13 @@ pub struct Auth {
     global: Mutex<Bucket>,
     /// Told when an address gets locked out (the gateway records a SECURITY event).
     on_lockout: std::sync::OnceLock<Box<dyn Fn(IpAddr, Duration) + Send + Sync>>,
+    /// With replicas: tells the others of each failure (and of a success that cleared
+    /// failures), so an address meets one count wherever its attempts land.
+    peers: std::sync::OnceLock<Box<dyn Fn(String) + Send + Sync>>,
 }
+
+/// The prefix of the failure and success messages replicas exchange (see [`Auth::share`]).
+const PEER: &str = "auth:";
 
 /// Where the gateway token came from.
 pub enum TokenSource {
@@ -517,6 +539,13 @@ pub fn load_or_generate_token(data_dir: &Path) -> std::io::Result<String> {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::random();
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    write_token(data_dir, &token)?;
+    Ok(token)
+}
+
+/// Writes `<data-dir>/gateway.token` (mode 0600, atomically).
+pub fn write_token(data_dir: &Path, token: &str) -> std::io::Result<()> {
+    let path = token_file(data_dir);
     std::fs::create_dir_all(data_dir)?;
     let tmp = path.with_extension("tmp");
     {
@@ -529,8 +558,7 @@ pub fn load_or_generate_token(data_dir: &Path) -> std::io::Result<String> {
         f.write_all(token.as_bytes())?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, &path)?;
-    Ok(token)
+    std::fs::rename(&tmp, &path)
 }
 
 /// SHA-256 of a token (how tokens are compared and stored).
@@ -560,7 +588,50 @@ impl Auth {
             )),
             global: Mutex::new(Bucket::full(limits.global)),
             on_lockout: std::sync::OnceLock::new(),
+            peers: std::sync::OnceLock::new(),
             limits,
+        }
+    }
+
+    /// Shares failure counts with other replicas: `send` delivers a message to them, and
+    /// what they send is given to [`Auth::from_peer`].
+    pub fn share(&self, send: impl Fn(String) + Send + Sync + 'static) {
+        let _ = self.peers.set(Box::new(send));
+    }
+
+    /// A failure or success another replica saw (`auth:fail:<realm>:<ip>`,
+    /// `auth:ok:<realm>:<ip>`); other messages are ignored. A lockout it causes here is
+    /// not reported again (the replica that saw the attempt reports it).
+    pub fn from_peer(&self, message: &str) {
+        let Some(rest) = message.strip_prefix(PEER) else {
+            return;
+        };
+        let mut parts = rest.splitn(3, ':');
+        let (Some(what), Some(realm), Some(ip)) = (parts.next(), parts.next(), parts.next()) else {
+            return;
+        };
+        let (Some(realm), Ok(ip)) = (
+            Realm::ALL.into_iter().find(|r| r.name() == realm),
+            ip.parse::<IpAddr>(),
+        ) else {
+            return;
+        };
+        match what {
+            "fail" => {
+                self.count(ip, realm, Instant::now());
+            }
+            "ok" => {
+                super::core::lock(&self.lockouts)
+                    .failures
+                    .pop(&(ClientKey::of(ip), realm));
+            }
+            _ => {}
+        }
+    }
+
+    fn tell_peers(&self, what: &str, realm: Realm, ip: IpAddr) {
+        if let Some(send) = self.peers.get() {
+            send(format!("{PEER}{what}:{}:{ip}", realm.name()));
         }
     }
 
@@ -739,15 +810,33 @@ impl Auth {
     /// A success clears the address's failures of that realm only.
     pub fn succeeded(&self, peer: Option<IpAddr>, realm: Realm) {
         if let Some(ip) = peer {
-            super::core::lock(&self.lockouts)
+            let had = super::core::lock(&self.lockouts)
                 .failures
-                .pop(&(ClientKey::of(ip), realm));
+                .pop(&(ClientKey::of(ip), realm))
+                .is_some();
+            if had {
+                self.tell_peers("ok", realm, ip);
+            }
         }
     }
 
     /// Records a failure; past `maxAttempts` within the window the address (its /64) is
     /// locked out for every credential, and the rate-limit error is returned.
     fn fail(&self, ip: IpAddr, realm: Realm, now: Instant) -> Option<Error> {
+        self.tell_peers("fail", realm, ip);
+        let (lock, newly) = self.count(ip, realm, now)?;
+        if newly && let Some(alert) = self.on_lockout.get() {
+            alert(ip, lock);
+        }
+        Some(Error::RateLimited {
+            addr: ip.to_string(),
+            retry_after: lock,
+        })
+    }
+
+    /// Counts a failure; past `maxAttempts` within the window locks the address out and
+    /// returns for how long, and whether it was not locked out before.
+    fn count(&self, ip: IpAddr, realm: Realm, now: Instant) -> Option<(Duration, bool)> {
         let key = ClientKey::of(ip);
         let window = Duration::from_millis(self.limits.window_ms);
         let mut t = super::core::lock(&self.lockouts);
@@ -766,14 +855,7 @@ impl Auth {
         let lock = Duration::from_millis(self.limits.lockout_ms);
         let newly = t.locked_for(key, now).is_none();
         t.locked.put(key, now + lock);
-        drop(t);
-        if newly && let Some(alert) = self.on_lockout.get() {
-            alert(ip, lock);
-        }
-        Some(Error::RateLimited {
-            addr: ip.to_string(),
-            retry_after: lock,
-        })
+        Some((lock, newly))
     }
 }
 

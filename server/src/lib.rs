@@ -223,6 +223,38 @@ pub fn raise_nofile_limit() {
     }
 }
 
+/// The token of a gateway without a configured one: `<data-dir>/gateway.token`, generated
+/// on first start. Replicas share one: the first to start stores its token in the store and
+/// the others adopt it (writing it into their data dirs, where the CLI finds it).
+async fn generated_token(
+    store: &store::Store,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    let file_error = |e: std::io::Error| {
+        anyhow::anyhow!(
+            "cannot write the gateway token into {}: {e}",
+            data_dir.display()
+        )
+    };
+    let local = auth::load_or_generate_token(data_dir).map_err(file_error)?;
+    if !store.shared() {
+        return Ok(local);
+    }
+    const KEY: &str = "gateway_token";
+    let mine = local.clone();
+    let token = store
+        .write(move |t: &mut dyn store::Txn| match t.setting(KEY)? {
+            Some(shared) => Ok(shared),
+            None => t.put_setting(KEY, &mine).map(|()| mine),
+        })
+        .await?;
+    if token != local {
+        tracing::info!("adopting the gateway token the other replicas use");
+        auth::write_token(data_dir, &token).map_err(file_error)?;
+    }
+    Ok(token)
+}
+
 fn default_data_dir() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -275,6 +307,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
 
+    let gw = core::Gateway::open(cfg.clone(), data_dir.clone()).await?;
     let (token, source) = match (
         &cfg.gateway.auth.token,
         std::env::var("CLAWPLANE_GATEWAY_TOKEN"),
@@ -282,12 +315,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (Some(t), Ok(e)) if *t == e => (t.clone(), auth::TokenSource::Env),
         (Some(t), _) if !t.is_empty() => (t.clone(), auth::TokenSource::Config),
         _ => (
-            auth::load_or_generate_token(&data_dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot write the gateway token into {}: {e}",
-                    data_dir.display()
-                )
-            })?,
+            generated_token(&gw.store, &data_dir).await?,
             auth::TokenSource::File(auth::token_file(&data_dir)),
         ),
     };
@@ -313,7 +341,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cfg.gateway.auth.rate_limit.clone(),
     ));
     let grace = Duration::from_millis(cfg.gateway.shutdown_grace_ms);
-    let gw = core::Gateway::open(cfg.clone(), data_dir.clone()).await?;
     secure_data_dir(&data_dir)?;
     if let Some(resolver) = &tls {
         let _ = gw.tls.set(resolver.clone());
@@ -338,6 +365,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         store.spawn_write_detached(move |tx: &mut dyn store::Txn| tx.append_event(ev).map(|_| ()));
     });
+    if gw.store.shared() {
+        // Failure counts and lockouts are the cluster's, not this replica's.
+        let store = gw.store.clone();
+        auth.share(move |message| {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = store.signal(&message) {
+                    tracing::debug!(error = %e, "cannot tell the other replicas of an auth failure");
+                }
+            });
+        });
+        let weak = Arc::downgrade(&auth);
+        gw.store.on_signal(Box::new(move |message| {
+            if let Some(auth) = weak.upgrade() {
+                auth.from_peer(message);
+            }
+        }));
+    }
     let api = api::Api {
         gw: gw.clone(),
         auth,

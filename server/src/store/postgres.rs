@@ -186,6 +186,8 @@ struct Pool {
 
 struct PgBackend {
     pool: Arc<Pool>,
+    /// This replica's id: its signals carry it, so it ignores its own.
+    origin: String,
 }
 
 /// A REPEATABLE READ snapshot on a pooled connection; the connection goes back on drop.
@@ -232,7 +234,8 @@ impl Backend for PgBackend {
 
     fn signal(&self, message: &str) -> Result<()> {
         let conn = self.conn()?;
-        conn.exec("SELECT pg_notify($1, $2)", &[&SIGNAL_CHANNEL, &message])?;
+        let payload = format!("{} {message}", self.origin);
+        conn.exec("SELECT pg_notify($1, $2)", &[&SIGNAL_CHANNEL, &payload])?;
         let mut idle = clawplane_util::sync::lock(&self.pool.idle);
         if idle.len() < POOL {
             idle.push(conn);
@@ -292,7 +295,8 @@ pub fn open(
         url: url.to_string(),
         idle: Mutex::new(Vec::new()),
     });
-    follow::spawn(&feed, rt.clone(), url.to_string())?;
+    let origin = identity.id.clone();
+    follow::spawn(&feed, rt.clone(), url.to_string(), origin.clone())?;
     let engine = PgEngine {
         conn: writer,
         retention,
@@ -301,7 +305,7 @@ pub fn open(
         replica: identity,
         rejoined: Cell::new(rejoined),
     };
-    spawn_writer(engine, feed, Arc::new(PgBackend { pool }))
+    spawn_writer(engine, feed, Arc::new(PgBackend { pool, origin }))
 }
 
 struct PgEngine {

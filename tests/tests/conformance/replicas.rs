@@ -294,3 +294,96 @@ async fn the_heartbeat_schedule_runs_on_one_replica() {
         "{heartbeats} heartbeats in {window}s: more than one schedule runs"
     );
 }
+
+#[tokio::test]
+async fn replicas_without_a_configured_token_share_the_first_ones() {
+    let url = PgServer::shared().database();
+    let config = format!("{{ storage: {{ postgres: {{ url: '{url}' }} }} }}");
+    let a = Gateway::builder()
+        .config(&config)
+        .without_token()
+        .start()
+        .await;
+    let b = Gateway::builder()
+        .config(&config)
+        .without_token()
+        .start()
+        .await;
+    let read = |gw: &Gateway| std::fs::read_to_string(gw.data_dir.join("gateway.token")).unwrap();
+    assert_eq!(
+        read(&a),
+        read(&b),
+        "the second replica adopts the first one's token"
+    );
+    // Either token file opens either replica.
+    let run = a.send("token", "hello").await.run_id;
+    assert_eq!(b.wait_run(&run).await.state(), RunState::Succeeded);
+}
+
+/// A synchronous webhook call forwarded (by a trusted proxy on 127.0.0.1) for `client`.
+async fn webhook_call(gw: &Gateway, id: &str, key: &str, client: &str) -> u16 {
+    let body = serde_json::json!({"session_name": "lockout", "message": "hi"}).to_string();
+    crate::http1::request(
+        gw.addr,
+        "POST",
+        &format!("/webhooks/{id}"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {key}")),
+            ("X-Forwarded-For", client),
+        ],
+        body.as_bytes(),
+    )
+    .await
+    .status
+}
+
+#[tokio::test]
+async fn failed_attempts_count_and_lock_out_across_replicas() {
+    use clawplane_proto::v1::CreateWebhookKeyRequest;
+    let url = PgServer::shared().database();
+    let token = format!("replicas-{}", uuid::Uuid::new_v4().simple());
+    let config = format!(
+        "{{ storage: {{ postgres: {{ url: '{url}', leaseMs: 3000 }} }}, gateway: {{ trustedProxies: ['127.0.0.1'], auth: {{ token: '{token}', rateLimit: {{ maxAttempts: 3, lockoutMs: 600000 }} }} }} }}"
+    );
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        gws.push(Gateway::start_with(&config).await);
+    }
+    let id = gws[0].status().await.instance_id;
+    let key = gws[0]
+        .webhooks()
+        .await
+        .create_webhook_key(CreateWebhookKeyRequest {
+            label: "pub".into(),
+            private: false,
+        })
+        .await
+        .expect("CreateWebhookKey")
+        .into_inner()
+        .secret;
+    let settle = || tokio::time::sleep(Duration::from_millis(300));
+    // One guess per replica: each is the address's first there, but the cluster counts three.
+    for gw in &gws {
+        assert_eq!(webhook_call(gw, &id, "wrong", "203.0.113.7").await, 401);
+        settle().await;
+    }
+    assert_eq!(
+        webhook_call(&gws[0], &id, "wrong", "203.0.113.7").await,
+        429,
+        "the fourth guess, wherever it lands, locks the address out"
+    );
+    settle().await;
+    for gw in &gws {
+        assert_eq!(
+            webhook_call(gw, &id, &key, "203.0.113.7").await,
+            429,
+            "locked out on every replica"
+        );
+    }
+    assert_eq!(
+        webhook_call(&gws[2], &id, &key, "203.0.113.8").await,
+        200,
+        "another address is not"
+    );
+}

@@ -24,7 +24,8 @@ const PAGE: i64 = 1000;
 
 /// Starts the follower; it ends when the feed is dropped. Returns once this process
 /// listens (so a signal sent after the gateway is ready reaches it), or has tried to.
-pub(super) fn spawn(feed: &Arc<Feed>, rt: Arc<Rt>, url: String) -> Result<()> {
+pub(super) fn spawn(feed: &Arc<Feed>, rt: Arc<Rt>, url: String, origin: String) -> Result<()> {
+    let origin: Arc<str> = origin.into();
     let (wake, woken) = mpsc::sync_channel::<()>(1);
     let listening = Arc::new(AtomicBool::new(true));
     let (ready, listens) = mpsc::sync_channel::<()>(1);
@@ -32,6 +33,7 @@ pub(super) fn spawn(feed: &Arc<Feed>, rt: Arc<Rt>, url: String) -> Result<()> {
         &rt,
         &url,
         feed,
+        &origin,
         wake.clone(),
         listening.clone(),
         Some(ready),
@@ -42,7 +44,7 @@ pub(super) fn spawn(feed: &Arc<Feed>, rt: Arc<Rt>, url: String) -> Result<()> {
     let feed = Arc::downgrade(feed);
     std::thread::Builder::new()
         .name("clawplane-pg-follow".into())
-        .spawn(move || follow(feed, rt, url, wake, woken, listening))
+        .spawn(move || follow(feed, rt, url, origin, wake, woken, listening))
         .map_err(se)?;
     Ok(())
 }
@@ -51,6 +53,7 @@ fn follow(
     feed: Weak<Feed>,
     rt: Arc<Rt>,
     url: String,
+    origin: Arc<str>,
     wake: mpsc::SyncSender<()>,
     woken: mpsc::Receiver<()>,
     listening: Arc<AtomicBool>,
@@ -60,7 +63,15 @@ fn follow(
         let _ = woken.recv_timeout(POLL);
         let Some(feed) = feed.upgrade() else { return };
         if !listening.swap(true, Ordering::AcqRel) {
-            listen(&rt, &url, &feed, wake.clone(), listening.clone(), None);
+            listen(
+                &rt,
+                &url,
+                &feed,
+                &origin,
+                wake.clone(),
+                listening.clone(),
+                None,
+            );
         }
         if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
             conn = match Conn::connect(&rt, &url) {
@@ -129,11 +140,13 @@ fn listen(
     rt: &Rt,
     url: &str,
     feed: &Arc<Feed>,
+    origin: &Arc<str>,
     wake: mpsc::SyncSender<()>,
     listening: Arc<AtomicBool>,
     ready: Option<mpsc::SyncSender<()>>,
 ) {
     let url = url.to_string();
+    let origin = origin.clone();
     let feed = Arc::downgrade(feed);
     rt.handle().spawn(async move {
         let (client, mut connection) = match tokio_postgres::connect(&url, NoTls).await {
@@ -149,8 +162,12 @@ fn listen(
             while let Some(m) = messages.next().await {
                 match m {
                     Ok(AsyncMessage::Notification(n)) if n.channel() == SIGNAL_CHANNEL => {
-                        if let Some(feed) = feed.upgrade() {
-                            feed.signalled(n.payload());
+                        // `<sender's replica id> <message>`; this replica's own are skipped.
+                        if let Some((from, message)) = n.payload().split_once(' ')
+                            && from != &*origin
+                            && let Some(feed) = feed.upgrade()
+                        {
+                            feed.signalled(message);
                         }
                     }
                     Ok(AsyncMessage::Notification(_)) => {
