@@ -9,6 +9,7 @@ use harness::http as http1;
 
 mod auth;
 mod channels;
+mod chaos;
 mod chat;
 mod cli;
 mod config;

@@ -42,7 +42,7 @@ async fn stream_events(url: &str) -> Vec<Event> {
 }
 
 /// Waits until the stream has caught up with the gateway's head; returns it.
-async fn caught_up(gw: &Gateway, url: &str) -> Vec<Event> {
+pub(crate) async fn caught_up(gw: &Gateway, url: &str) -> Vec<Event> {
     let head = gw.status().await.last_event_seq;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -87,28 +87,29 @@ impl Runs {
 
     /// Fails a run whose execution broke off, unless it already ended.
     async fn abandon(&self, run_id: &str, why: String) -> Result<()> {
-        let id = run_id.to_string();
         let heartbeat_of = self
-            .store
-            .write(move |tx: &mut dyn Txn| {
-                let Some(mut stored) = tx.run(&id)? else {
-                    return Ok(None);
-                };
-                if super::is_terminal(stored.run.state) {
-                    return Ok(None);
+            .write_retrying(run_id, || {
+                let (id, why) = (run_id.to_string(), why.clone());
+                move |tx: &mut dyn Txn| {
+                    let Some(mut stored) = tx.run(&id)? else {
+                        return Ok(None);
+                    };
+                    if super::is_terminal(stored.run.state) {
+                        return Ok(None);
+                    }
+                    let r = &mut stored.run;
+                    r.state = RunState::Failed as i32;
+                    r.error = Some(RunError {
+                        reason: "EXECUTION_FAILED".into(),
+                        message: format!("the gateway could not finish the run: {why}"),
+                    });
+                    r.end_time = Some(now_ts());
+                    super::delivery::settle_unsent(r);
+                    tx.put_run(&stored)?;
+                    tx.append_event(run_event(&stored.run))?;
+                    let heartbeat = stored.run.origin == RunOrigin::Heartbeat as i32;
+                    Ok(heartbeat.then_some(stored.run.session_key))
                 }
-                let r = &mut stored.run;
-                r.state = RunState::Failed as i32;
-                r.error = Some(RunError {
-                    reason: "EXECUTION_FAILED".into(),
-                    message: format!("the gateway could not finish the run: {why}"),
-                });
-                r.end_time = Some(now_ts());
-                super::delivery::settle_unsent(r);
-                tx.put_run(&stored)?;
-                tx.append_event(run_event(&stored.run))?;
-                let heartbeat = stored.run.origin == RunOrigin::Heartbeat as i32;
-                Ok(heartbeat.then_some(stored.run.session_key))
             })
             .await?;
         if let Some(key) = heartbeat_of {
@@ -120,80 +121,82 @@ impl Runs {
     /// Executes one run: RUNNING, model, terminal state, transcript, delivery outcome.
     async fn execute(self: &Arc<Self>, run_id: &str) -> Result<()> {
         let (token, _guard) = self.scheduler.start(run_id);
-        let id = run_id.to_string();
         let started = self
-            .store
-            .write(move |tx: &mut dyn Txn| {
-                let Some(mut stored) = tx.run(&id)? else {
-                    return Ok(None);
-                };
-                if stored.run.state != RunState::Queued as i32 {
-                    return Ok(None); // cancelled while queued
+            .write_retrying(run_id, || {
+                let id = run_id.to_string();
+                move |tx: &mut dyn Txn| {
+                    let Some(mut stored) = tx.run(&id)? else {
+                        return Ok(None);
+                    };
+                    if stored.run.state != RunState::Queued as i32 {
+                        return Ok(None); // cancelled while queued
+                    }
+                    let key = stored.run.session_key.clone();
+                    if !tx.claim_session(&key)? {
+                        // Another replica took this session over (this one was declared dead);
+                        // it runs the run.
+                        return Ok(None);
+                    }
+                    let mut session = match tx.session(&key)? {
+                        Some(s) => s,
+                        None => new_session(&key, &stored.run.agent_id),
+                    };
+                    let heartbeat = stored.run.origin == RunOrigin::Heartbeat as i32;
+                    let system_events = tx.system_events(&key)?;
+                    let now = now_ts();
+                    let mut next_index = u64::from(session.message_count) + 1;
+                    let mut put =
+                        |tx: &mut dyn Txn, role: MessageRole, text: String| -> Result<()> {
+                            tx.put_message(
+                                &session.session_id,
+                                &Message {
+                                    index: next_index,
+                                    role: role as i32,
+                                    text,
+                                    run_id: id.clone(),
+                                    create_time: Some(now),
+                                },
+                            )?;
+                            next_index += 1;
+                            Ok(())
+                        };
+                    for text in &system_events {
+                        put(tx, MessageRole::System, text.clone())?;
+                    }
+                    if !system_events.is_empty() {
+                        tx.put_system_events(&key, &[])?;
+                    }
+                    // A retried run already has its user message in the transcript.
+                    let already = tx
+                        .last_message(&session.session_id)?
+                        .is_some_and(|m| m.run_id == id && m.role == MessageRole::User as i32);
+                    if !heartbeat && !already {
+                        put(tx, MessageRole::User, stored.run.message.clone())?;
+                        session.turn_count += 1;
+                    }
+                    session.message_count = (next_index - 1) as u32;
+                    session.update_time = Some(now);
+                    tx.put_session(&session)?;
+                    stored.run.state = RunState::Running as i32;
+                    stored.run.start_time = Some(now);
+                    tx.put_run(&stored)?;
+                    tx.append_event(run_event(&stored.run))?;
+                    let history = tx
+                        .messages(
+                            &session.session_id,
+                            u64::from(session.message_count).saturating_sub(HISTORY_WINDOW),
+                            HISTORY_WINDOW as usize,
+                        )?
+                        .into_iter()
+                        .map(|m| (m.role, m.text))
+                        .collect::<Vec<_>>();
+                    Ok(Some((
+                        stored.run,
+                        session.turn_count,
+                        system_events,
+                        history,
+                    )))
                 }
-                let key = stored.run.session_key.clone();
-                if !tx.claim_session(&key)? {
-                    // Another replica took this session over (this one was declared dead);
-                    // it runs the run.
-                    return Ok(None);
-                }
-                let mut session = match tx.session(&key)? {
-                    Some(s) => s,
-                    None => new_session(&key, &stored.run.agent_id),
-                };
-                let heartbeat = stored.run.origin == RunOrigin::Heartbeat as i32;
-                let system_events = tx.system_events(&key)?;
-                let now = now_ts();
-                let mut next_index = u64::from(session.message_count) + 1;
-                let mut put = |tx: &mut dyn Txn, role: MessageRole, text: String| -> Result<()> {
-                    tx.put_message(
-                        &session.session_id,
-                        &Message {
-                            index: next_index,
-                            role: role as i32,
-                            text,
-                            run_id: id.clone(),
-                            create_time: Some(now),
-                        },
-                    )?;
-                    next_index += 1;
-                    Ok(())
-                };
-                for text in &system_events {
-                    put(tx, MessageRole::System, text.clone())?;
-                }
-                if !system_events.is_empty() {
-                    tx.put_system_events(&key, &[])?;
-                }
-                // A retried run already has its user message in the transcript.
-                let already = tx
-                    .last_message(&session.session_id)?
-                    .is_some_and(|m| m.run_id == id && m.role == MessageRole::User as i32);
-                if !heartbeat && !already {
-                    put(tx, MessageRole::User, stored.run.message.clone())?;
-                    session.turn_count += 1;
-                }
-                session.message_count = (next_index - 1) as u32;
-                session.update_time = Some(now);
-                tx.put_session(&session)?;
-                stored.run.state = RunState::Running as i32;
-                stored.run.start_time = Some(now);
-                tx.put_run(&stored)?;
-                tx.append_event(run_event(&stored.run))?;
-                let history = tx
-                    .messages(
-                        &session.session_id,
-                        u64::from(session.message_count).saturating_sub(HISTORY_WINDOW),
-                        HISTORY_WINDOW as usize,
-                    )?
-                    .into_iter()
-                    .map(|m| (m.role, m.text))
-                    .collect::<Vec<_>>();
-                Ok(Some((
-                    stored.run,
-                    session.turn_count,
-                    system_events,
-                    history,
-                )))
             })
             .await?;
         let Some((run, turn, system_events, history)) = started else {
@@ -358,116 +361,150 @@ impl Runs {
         outcome: Outcome,
         delivery: Option<Delivery>,
     ) -> Result<()> {
+        self.write_retrying(&run.run_id, || {
+            let (outcome, delivery) = (outcome.clone(), delivery.clone());
+            self.finish_txn(&run, outcome, delivery)
+        })
+        .await
+    }
+
+    /// Runs the transaction `make` builds until the store takes it: while the store cannot
+    /// write (PostgreSQL restarting), it is tried again with backoff until shutdown (then
+    /// recovery at the next start settles the run).
+    async fn write_retrying<R, F>(&self, run_id: &str, make: impl Fn() -> F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Txn) -> Result<R> + Send + 'static,
+    {
+        let mut backoff = std::time::Duration::from_millis(100);
+        loop {
+            match self.store.write(make()).await {
+                Err(crate::error::Error::Storage(e)) if !self.shutdown.is_cancelled() => {
+                    tracing::warn!(run_id, error = %e, "cannot record the run's progress yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The transaction that records how a run ended.
+    fn finish_txn(
+        &self,
+        run: &Run,
+        outcome: Outcome,
+        delivery: Option<Delivery>,
+    ) -> impl FnOnce(&mut dyn Txn) -> Result<()> + Send + 'static {
         let (id, attempt) = (run.run_id.clone(), run.attempt);
-        self.store
-            .write(move |tx: &mut dyn Txn| {
-                let Some(mut stored) = tx.run(&id)? else {
-                    return Ok(());
-                };
-                if stored.run.state != RunState::Running as i32 || stored.run.attempt != attempt {
-                    // Taken over meanwhile (this replica was declared dead): the run was
-                    // interrupted and retried elsewhere; this attempt's outcome is void.
-                    tracing::warn!(run_id = %id, attempt, "run taken over by another replica; outcome dropped");
-                    return Ok(());
-                }
-                let now = now_ts();
-                let r = &mut stored.run;
-                let mut session = tx.session(&r.session_key)?;
-                match outcome {
-                    Outcome::Succeeded(reply) => {
-                        r.state = RunState::Succeeded as i32;
-                        if !reply.model.is_empty() {
-                            r.model = reply.model.clone();
-                        }
-                        r.reply_text = reply.text.clone();
-                        r.usage = Some(reply.usage);
-                        if let Some(s) = session.as_mut() {
-                            let index = u64::from(s.message_count) + 1;
-                            tx.put_message(
-                                &s.session_id,
-                                &Message {
-                                    index,
-                                    role: MessageRole::Assistant as i32,
-                                    text: reply.text,
-                                    run_id: id.clone(),
-                                    create_time: Some(now),
-                                },
-                            )?;
-                            s.message_count += 1;
-                            let u = s.usage.get_or_insert_with(Default::default);
-                            u.input_tokens += reply.usage.input_tokens;
-                            u.output_tokens += reply.usage.output_tokens;
-                            u.total_tokens += reply.usage.total_tokens;
-                        }
+        move |tx: &mut dyn Txn| {
+            let Some(mut stored) = tx.run(&id)? else {
+                return Ok(());
+            };
+            if stored.run.state != RunState::Running as i32 || stored.run.attempt != attempt {
+                // Taken over meanwhile (this replica was declared dead): the run was
+                // interrupted and retried elsewhere; this attempt's outcome is void.
+                tracing::warn!(run_id = %id, attempt, "run taken over by another replica; outcome dropped");
+                return Ok(());
+            }
+            let now = now_ts();
+            let r = &mut stored.run;
+            let mut session = tx.session(&r.session_key)?;
+            match outcome {
+                Outcome::Succeeded(reply) => {
+                    r.state = RunState::Succeeded as i32;
+                    if !reply.model.is_empty() {
+                        r.model = reply.model.clone();
                     }
-                    Outcome::Failed(reason, message) => {
-                        r.state = RunState::Failed as i32;
-                        r.error = Some(RunError {
-                            reason: reason.into(),
-                            message,
-                        });
-                    }
-                    Outcome::TimedOut(secs) => {
-                        r.state = RunState::TimedOut as i32;
-                        r.error = Some(RunError {
-                            reason: "RUN_TIMED_OUT".into(),
-                            message: format!(
-                                "the run exceeded its time limit of {secs} s (timeoutSeconds)"
-                            ),
-                        });
-                    }
-                    Outcome::Cancelled => {
-                        r.state = RunState::Cancelled as i32;
-                        r.error = Some(RunError {
-                            reason: "RUN_CANCELLED".into(),
-                            message: "the run was cancelled".into(),
-                        });
-                    }
-                }
-                r.end_time = Some(now);
-                if let Some(d) = delivery {
-                    if d.status == DeliveryStatus::Failed as i32 {
-                        r.state = RunState::Failed as i32;
-                        r.error = Some(RunError {
-                            reason: "DELIVERY_FAILED".into(),
-                            message: format!(
-                                "the reply was produced but {} did not take it: {}",
-                                d.channel, d.detail
-                            ),
-                        });
-                    }
-                    if d.status == DeliveryStatus::Delivered as i32 {
-                        for m in &d.message_ids {
-                            tx.put(&super::delivery::SentMessage {
-                                channel: d.channel.clone(),
-                                message_id: m.clone(),
+                    r.reply_text = reply.text.clone();
+                    r.usage = Some(reply.usage);
+                    if let Some(s) = session.as_mut() {
+                        let index = u64::from(s.message_count) + 1;
+                        tx.put_message(
+                            &s.session_id,
+                            &Message {
+                                index,
+                                role: MessageRole::Assistant as i32,
+                                text: reply.text,
                                 run_id: id.clone(),
-                            })?;
-                        }
-                        if let Some(s) = session.as_mut() {
-                            s.last_channel = d.channel.clone();
-                            s.last_to = d.to.clone();
-                            s.last_account_id = d.account_id.clone();
-                            s.last_thread_id = d.thread_id.clone();
-                        }
+                                create_time: Some(now),
+                            },
+                        )?;
+                        s.message_count += 1;
+                        let u = s.usage.get_or_insert_with(Default::default);
+                        u.input_tokens += reply.usage.input_tokens;
+                        u.output_tokens += reply.usage.output_tokens;
+                        u.total_tokens += reply.usage.total_tokens;
                     }
-                    r.delivery = Some(d);
                 }
-                super::delivery::settle_unsent(r);
-                tx.put_run(&stored)?;
-                tx.append_event(run_event(&stored.run))?;
-                if let Some(mut s) = session {
-                    s.update_time = Some(now);
-                    tx.put_session(&s)?;
-                    tx.append_event(session_event(&s, SessionChangeType::Updated))?;
+                Outcome::Failed(reason, message) => {
+                    r.state = RunState::Failed as i32;
+                    r.error = Some(RunError {
+                        reason: reason.into(),
+                        message,
+                    });
                 }
-                Ok(())
-            })
-            .await
+                Outcome::TimedOut(secs) => {
+                    r.state = RunState::TimedOut as i32;
+                    r.error = Some(RunError {
+                        reason: "RUN_TIMED_OUT".into(),
+                        message: format!(
+                            "the run exceeded its time limit of {secs} s (timeoutSeconds)"
+                        ),
+                    });
+                }
+                Outcome::Cancelled => {
+                    r.state = RunState::Cancelled as i32;
+                    r.error = Some(RunError {
+                        reason: "RUN_CANCELLED".into(),
+                        message: "the run was cancelled".into(),
+                    });
+                }
+            }
+            r.end_time = Some(now);
+            if let Some(d) = delivery {
+                if d.status == DeliveryStatus::Failed as i32 {
+                    r.state = RunState::Failed as i32;
+                    r.error = Some(RunError {
+                        reason: "DELIVERY_FAILED".into(),
+                        message: format!(
+                            "the reply was produced but {} did not take it: {}",
+                            d.channel, d.detail
+                        ),
+                    });
+                }
+                if d.status == DeliveryStatus::Delivered as i32 {
+                    for m in &d.message_ids {
+                        tx.put(&super::delivery::SentMessage {
+                            channel: d.channel.clone(),
+                            message_id: m.clone(),
+                            run_id: id.clone(),
+                        })?;
+                    }
+                    if let Some(s) = session.as_mut() {
+                        s.last_channel = d.channel.clone();
+                        s.last_to = d.to.clone();
+                        s.last_account_id = d.account_id.clone();
+                        s.last_thread_id = d.thread_id.clone();
+                    }
+                }
+                r.delivery = Some(d);
+            }
+            super::delivery::settle_unsent(r);
+            tx.put_run(&stored)?;
+            tx.append_event(run_event(&stored.run))?;
+            if let Some(mut s) = session {
+                s.update_time = Some(now);
+                tx.put_session(&s)?;
+                tx.append_event(session_event(&s, SessionChangeType::Updated))?;
+            }
+            Ok(())
+        }
     }
 }
 
 /// How a run ended.
+#[derive(Clone)]
 pub(super) enum Outcome {
     Succeeded(crate::models::ModelReply),
     Failed(&'static str, String),
