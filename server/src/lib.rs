@@ -367,14 +367,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     if gw.store.shared() {
         // Failure counts and lockouts are the cluster's, not this replica's.
+        // One sender thread behind a bounded queue: a flood of failures never queues
+        // unbounded work (past the bound the others miss some, as they may anyway).
         let store = gw.store.clone();
-        auth.share(move |message| {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = store.signal(&message) {
-                    tracing::debug!(error = %e, "cannot tell the other replicas of an auth failure");
+        let (tell, told) = std::sync::mpsc::sync_channel::<String>(1024);
+        std::thread::Builder::new()
+            .name("clawplane-auth-peers".into())
+            .spawn(move || {
+                for message in told {
+                    if let Err(e) = store.signal(&message) {
+                        tracing::debug!(error = %e, "cannot tell the other replicas of an auth failure");
+                    }
                 }
-            });
+            })?;
+        auth.share(move |message| {
+            let _ = tell.try_send(message);
         });
         let weak = Arc::downgrade(&auth);
         gw.store.on_signal(Box::new(move |message| {

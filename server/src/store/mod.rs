@@ -213,10 +213,11 @@ pub trait Txn: Reader {
 /// What a replica's heartbeat found.
 #[derive(Debug, Default)]
 pub struct Beat {
-    /// This replica had been declared dead and its sessions taken by others: it must stop
-    /// treating them as its own.
+    /// This replica had been declared dead: it must stop treating its sessions as its own
+    /// and abandon what it was executing; those nobody took yet are back in `taken`.
     pub evicted: bool,
-    /// Sessions this replica now owns whose runs were left by another.
+    /// Sessions this replica now owns whose runs must be recovered: left by another
+    /// replica, or its own from before a restart or an eviction.
     pub taken: Vec<String>,
 }
 

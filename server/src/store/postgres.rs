@@ -851,7 +851,10 @@ impl Txn for PgTxn<'_> {
             .iter()
             .map(|r| r.get::<_, String>(0)),
         );
-        if rejoined {
+        // Back under its old id (a restart), or back after it was declared dead: the
+        // sessions still recorded as its own are recovered as a restart would (their runs
+        // may have been executing in a life, or a lease, that ended).
+        if rejoined || !alive {
             taken.extend(
                 c.rows(
                     "SELECT session_key FROM session_owners WHERE replica = $1",

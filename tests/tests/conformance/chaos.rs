@@ -5,7 +5,7 @@
 //! log, and egress delivers every completion at least once under one stable `webhook-id`.
 //! Runs in the PostgreSQL pass of the suite (it brings its own servers either way).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use clawplane_proto::v1::event_service_watch_response::Frame;
@@ -15,6 +15,7 @@ use clawplane_testkit::{NatsServer, PgServer};
 use crate::fakes::receiver::Receiver;
 use crate::harness::*;
 use crate::nats::caught_up;
+use crate::replicas::delivered;
 
 /// A run's event is its final one: terminal, and not a first attempt's INTERRUPTED (that
 /// one is retried).
@@ -174,24 +175,11 @@ async fn replicas_survive_a_kill_a_nats_restart_and_a_postgres_restart_under_loa
     assert_eq!(stream, log, "JetStream holds exactly the log");
 
     // Egress: every completion at least once, always under the same webhook-id.
-    let got = rx
-        .wait_until(PATIENCE, "a delivery of every run", |got| {
-            acked.iter().all(|id| {
-                got.iter()
-                    .any(|r| r.answered != 0 && r.body["data"]["runId"].as_str() == Some(id))
-            })
-        })
-        .await;
-    let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in &got {
-        if let Some(run) = r.body["data"]["runId"].as_str() {
-            ids.entry(run.to_string())
-                .or_default()
-                .push(r.header_str("webhook-id").to_string());
-        }
-    }
-    for (run, mut w) in ids {
-        w.dedup();
-        assert_eq!(w.len(), 1, "{run} was delivered under several ids: {w:?}");
+    for (run, ids) in delivered(&rx, &acked).await {
+        assert_eq!(
+            ids.len(),
+            1,
+            "{run} was delivered under several ids: {ids:?}"
+        );
     }
 }

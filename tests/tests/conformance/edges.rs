@@ -25,7 +25,7 @@ fn text(r: &Response) -> String {
 // ------------------------------------------------------------------ who is calling
 
 /// A synchronous webhook call that a proxy on 127.0.0.1 forwards for `client`.
-async fn call_for(gw: &Gateway, id: &str, key: &str, client: &str) -> Response {
+pub(crate) async fn call_for(gw: &Gateway, id: &str, key: &str, client: &str) -> Response {
     let auth = format!("Bearer {key}");
     let body = json!({"session_name": "edge", "message": "hi"}).to_string();
     http1::request(

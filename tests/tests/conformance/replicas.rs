@@ -192,7 +192,7 @@ async fn a_run_running_on_one_replica_is_cancelled_from_another() {
 }
 
 /// The webhook-ids `rx` answered for each run of `runs` (data.runId), once all arrived.
-async fn delivered(rx: &Receiver, runs: &[String]) -> Vec<(String, Vec<String>)> {
+pub(crate) async fn delivered(rx: &Receiver, runs: &[String]) -> Vec<(String, Vec<String>)> {
     let got = rx
         .wait_until(PATIENCE, "a delivery of every run", |got| {
             runs.iter().all(|id| {
@@ -208,6 +208,7 @@ async fn delivered(rx: &Receiver, runs: &[String]) -> Vec<(String, Vec<String>)>
                 .filter(|r| r.answered != 0 && r.body["data"]["runId"].as_str() == Some(id))
                 .map(|r| r.header_str("webhook-id").to_string())
                 .collect();
+            ids.sort();
             ids.dedup();
             (id.clone(), ids)
         })
@@ -322,20 +323,7 @@ async fn replicas_without_a_configured_token_share_the_first_ones() {
 
 /// A synchronous webhook call forwarded (by a trusted proxy on 127.0.0.1) for `client`.
 async fn webhook_call(gw: &Gateway, id: &str, key: &str, client: &str) -> u16 {
-    let body = serde_json::json!({"session_name": "lockout", "message": "hi"}).to_string();
-    crate::http1::request(
-        gw.addr,
-        "POST",
-        &format!("/webhooks/{id}"),
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", &format!("Bearer {key}")),
-            ("X-Forwarded-For", client),
-        ],
-        body.as_bytes(),
-    )
-    .await
-    .status
+    crate::edges::call_for(gw, id, key, client).await.status
 }
 
 #[tokio::test]
@@ -386,4 +374,63 @@ async fn failed_attempts_count_and_lock_out_across_replicas() {
         200,
         "another address is not"
     );
+}
+
+#[tokio::test]
+async fn a_replica_frozen_past_its_lease_gives_its_run_up_when_it_wakes() {
+    let gws = replicas(2, 2000).await;
+    let run = gws[0].send("frozen", "/sleep 4000 slow").await.run_id;
+    let deadline = Instant::now() + PATIENCE;
+    while gws[1].get_run(&run).await.state() != RunState::Running {
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut feed = gws[1]
+        .watch_after(0, run_filter(&run, &[EventKind::Run]))
+        .await;
+    // Frozen (not dead: its sockets stay open) until the other replica took the run over.
+    gws[0].signal(libc::SIGSTOP);
+    while gws[1].get_run(&run).await.attempt < 2 {
+        assert!(Instant::now() < deadline, "the run was never taken over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gws[0].signal(libc::SIGCONT);
+    let events = feed
+        .collect_until(|e| is_run_event(e, &run, RunState::Succeeded))
+        .await;
+    // The woken replica's first attempt is void: no second outcome, no cancel.
+    let finished = gws[1].get_run(&run).await;
+    assert_eq!(
+        (finished.state(), finished.attempt),
+        (RunState::Succeeded, 2),
+        "{finished:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let states = run_states(
+        &gws[1]
+            .events_until(gws[1].status().await.last_event_seq)
+            .await,
+        &run,
+    );
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| **s == RunState::Succeeded || **s == RunState::Cancelled)
+            .count(),
+        1,
+        "one outcome: {states:?} (seen live: {:?})",
+        run_states(&events, &run)
+    );
+    // The woken replica knows it was declared dead, and serves on as a member.
+    let deadline = Instant::now() + PATIENCE;
+    while !gws[0].stderr().contains("missed its lease") {
+        assert!(
+            Instant::now() < deadline,
+            "the woken replica never noticed: {}",
+            gws[0].stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = gws[0].send("after-freeze", "hello").await.run_id;
+    assert_eq!(gws[1].wait_run(&after).await.state(), RunState::Succeeded);
 }

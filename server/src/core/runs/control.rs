@@ -278,7 +278,7 @@ impl Runs {
                 move |(evicted, taken, resume, _, held)| {
                     if *evicted {
                         tracing::warn!(
-                            "this replica missed its lease; its sessions were taken over by others"
+                            "this replica missed its lease; its runs are recovered here or taken over by others"
                         );
                         runs.scheduler.disown_all();
                     }
