@@ -35,8 +35,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 # The conformance suite again with PostgreSQL as the store: the harness starts its own
 # throwaway server (initdb + postgres on a free 127.0.0.1 port) and gives each gateway a
-# fresh database.
-CLAWPLANE_TEST_STORE=postgres cargo test -p clawplane-tests --test conformance
+# fresh database served by three replicas behind a round-robin TCP balancer; the helpers'
+# calls rotate over the replicas (tests of what each process holds by itself run one).
+CLAWPLANE_TEST_STORE=postgres CLAWPLANE_TEST_REPLICAS=3 cargo test -p clawplane-tests --test conformance
 cargo build -q -p clawplane-server; cargo run -q -p clawplane-bench -- --smoke   # benchmark smoke: exits 0 when every scenario ran
 
 # The fuzz targets (their own cargo project, run with `cargo +nightly fuzz run`) must keep

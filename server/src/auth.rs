@@ -4,6 +4,7 @@
 use crate::{
     config::RateLimitConfig,
     error::{Error, Result},
+    store::{Ephemeral, Store},
 };
 use sha2::{Digest, Sha256};
 use std::{
@@ -246,19 +247,41 @@ pub struct Grant {
 #[derive(Default)]
 pub struct DeviceIndex {
     tokens: std::sync::RwLock<HashMap<[u8; 32], Grant>>,
+    /// With replicas: reads a token this index does not hold from the store (one issued
+    /// by another replica; issuing a token appends no event for the others to follow).
+    loader: std::sync::OnceLock<Loader>,
     revocations: Mutex<HashMap<(String, String), CancellationToken>>,
     /// Open streams per device (for `Device.connected`).
     open: Mutex<HashMap<String, usize>>,
 }
 
+/// See [`DeviceIndex::load_missing`].
+type Loader = Box<dyn Fn(&[u8; 32]) -> Option<Grant> + Send + Sync>;
+
 impl DeviceIndex {
     /// The grant of a presented device token.
     pub fn lookup(&self, digest: &[u8; 32]) -> Option<Grant> {
-        self.tokens
+        let held = self
+            .tokens
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(digest)
-            .cloned()
+            .cloned();
+        held.or_else(|| {
+            let grant = self.loader.get()?(digest)?;
+            self.insert(*digest, grant.clone());
+            // Revoked between the read and the insert (the follower already ran): drop it.
+            if self.loader.get()?(digest).is_none() {
+                self.remove_digest(digest);
+                return None;
+            }
+            Some(grant)
+        })
+    }
+
+    /// Sets how a token missing here is read from the store (once).
+    pub fn load_missing(&self, f: Loader) {
+        let _ = self.loader.set(f);
     }
 
     /// Adds a live token.
@@ -375,20 +398,35 @@ impl Bucket {
         }
     }
 
-    /// Takes one token, or says how long until one is there.
-    fn take(&mut self, rate: crate::config::RequestRate, now: Instant) -> Result<(), Duration> {
+    /// Takes one token, or says how long until one is there. With replicas, `shared` is
+    /// the cluster's bucket of the same key: this one has spent no more than it (it counts
+    /// only this replica's requests), so an empty one here answers without asking.
+    fn take(
+        &mut self,
+        rate: crate::config::RequestRate,
+        now: Instant,
+        shared: Option<(&dyn Ephemeral, &str)>,
+    ) -> Result<(), Duration> {
         let cap = f64::from(rate.burst.max(1));
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate.requests_per_second).min(cap);
         self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
+        if self.tokens < 1.0 {
+            return Err(Duration::from_secs_f64(
                 (1.0 - self.tokens) / rate.requests_per_second,
-            ))
+            ));
         }
+        if let Some((eph, key)) = shared {
+            match eph.spend(key, rate.requests_per_second, rate.burst) {
+                Ok(Ok(())) => {}
+                Ok(Err(wait)) => return Err(wait),
+                // The local bucket still holds: an unreachable store does not stop traffic
+                // that one replica's own limit admits.
+                Err(e) => tracing::warn!(error = %e, "cannot spend the replicas' request bucket"),
+            }
+        }
+        self.tokens -= 1.0;
+        Ok(())
     }
 }
 
@@ -411,6 +449,12 @@ impl ClientKey {
             }
             v4 => ClientKey(v4),
         }
+    }
+}
+
+impl std::fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -506,13 +550,21 @@ pub struct Auth {
     global: Mutex<Bucket>,
     /// Told when an address gets locked out (the gateway records a SECURITY event).
     on_lockout: std::sync::OnceLock<Box<dyn Fn(IpAddr, Duration) + Send + Sync>>,
-    /// With replicas: tells the others of each failure (and of a success that cleared
-    /// failures), so an address meets one count wherever its attempts land.
+    /// With replicas: tells the others of each failure, lockout and success that cleared
+    /// failures (see [`Auth::share`]).
     peers: std::sync::OnceLock<Box<dyn Fn(String) + Send + Sync>>,
+    /// With replicas: the store whose [`Ephemeral`] state holds the cluster's request
+    /// buckets and failure counts.
+    cluster: std::sync::OnceLock<Store>,
 }
 
 /// The prefix of the failure and success messages replicas exchange (see [`Auth::share`]).
 const PEER: &str = "auth:";
+
+/// The key of an address's failure count of one realm among the replicas.
+fn failure_key(ip: IpAddr, realm: Realm) -> String {
+    format!("{}:{}", realm.name(), ClientKey::of(ip))
+}
 
 /// Where the gateway token came from.
 pub enum TokenSource {
@@ -589,19 +641,29 @@ impl Auth {
             global: Mutex::new(Bucket::full(limits.global)),
             on_lockout: std::sync::OnceLock::new(),
             peers: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
             limits,
         }
     }
 
-    /// Shares failure counts with other replicas: `send` delivers a message to them, and
-    /// what they send is given to [`Auth::from_peer`].
-    pub fn share(&self, send: impl Fn(String) + Send + Sync + 'static) {
+    /// Shares the limits with other replicas: request buckets and failure counts live in
+    /// `store`'s [`Ephemeral`] state (one count wherever an address's attempts land, one
+    /// lockout alert); `send` tells the others of failures, lockouts and successes, and
+    /// what they send is given to [`Auth::from_peer`], so a locked-out address is refused
+    /// everywhere without asking the store on every call.
+    pub fn share(&self, store: Store, send: impl Fn(String) + Send + Sync + 'static) {
+        let _ = self.cluster.set(store);
         let _ = self.peers.set(Box::new(send));
     }
 
-    /// A failure or success another replica saw (`auth:fail:<realm>:<ip>`,
-    /// `auth:ok:<realm>:<ip>`); other messages are ignored. A lockout it causes here is
-    /// not reported again (the replica that saw the attempt reports it).
+    fn ephemeral(&self) -> Option<&dyn Ephemeral> {
+        self.cluster.get().and_then(|s| s.ephemeral())
+    }
+
+    /// A failure, lockout or success another replica saw (`auth:fail:<realm>:<ip>`,
+    /// `auth:lock:<realm>:<ip>`, `auth:ok:<realm>:<ip>`); other messages are ignored. A
+    /// failure is only noted (so a success here clears the shared count); a lockout is
+    /// not reported again (the replica that counted past the limit reports it).
     pub fn from_peer(&self, message: &str) {
         let Some(rest) = message.strip_prefix(PEER) else {
             return;
@@ -618,7 +680,19 @@ impl Auth {
         };
         match what {
             "fail" => {
-                self.count(ip, realm, Instant::now());
+                let mut t = super::core::lock(&self.lockouts);
+                t.failures
+                    .get_or_insert_mut((ClientKey::of(ip), realm), || Failures {
+                        count: 0,
+                        window_start: Instant::now(),
+                    });
+            }
+            "lock" => {
+                let now = Instant::now();
+                super::core::lock(&self.lockouts).locked.put(
+                    ClientKey::of(ip),
+                    now + Duration::from_millis(self.limits.lockout_ms),
+                );
             }
             "ok" => {
                 super::core::lock(&self.lockouts)
@@ -669,8 +743,10 @@ impl Auth {
         if map.len() > 10_000 {
             map.retain(|_, b| b.tokens < f64::from(rate.burst.max(1)));
         }
+        let shared = format!("cred:{key}");
+        let eph = self.ephemeral().map(|e| (e, shared.as_str()));
         let b = map.entry(key).or_insert_with(|| Bucket::full(rate));
-        b.take(rate, Instant::now())
+        b.take(rate, Instant::now(), eph)
             .map_err(|wait| Error::RequestRateLimited {
                 scope: "credential",
                 key: "perCredential",
@@ -687,9 +763,12 @@ impl Auth {
         };
         // An LRU: a flood of addresses evicts the least recently seen instead of growing
         // the table (an evicted address starts again with a full bucket).
+        let key = ClientKey::of(ip);
+        let shared = format!("addr:{key}");
+        let eph = self.ephemeral().map(|e| (e, shared.as_str()));
         let mut map = super::core::lock(&self.address_buckets);
-        map.get_or_insert_mut(ClientKey::of(ip), || Bucket::full(rate))
-            .take(rate, Instant::now())
+        map.get_or_insert_mut(key, || Bucket::full(rate))
+            .take(rate, Instant::now(), eph)
             .map_err(|wait| Error::RequestRateLimited {
                 scope: "address",
                 key: "perAddress",
@@ -700,7 +779,11 @@ impl Auth {
     fn spend_global(&self) -> Result<(), Error> {
         let rate = self.limits.global;
         if rate.requests_per_second > 0.0
-            && let Err(wait) = super::core::lock(&self.global).take(rate, Instant::now())
+            && let Err(wait) = super::core::lock(&self.global).take(
+                rate,
+                Instant::now(),
+                self.ephemeral().map(|e| (e, "global")),
+            )
         {
             return Err(Error::RequestRateLimited {
                 scope: "global",
@@ -815,6 +898,11 @@ impl Auth {
                 .pop(&(ClientKey::of(ip), realm))
                 .is_some();
             if had {
+                if let Some(eph) = self.ephemeral()
+                    && let Err(e) = eph.clear_failures(&failure_key(ip, realm))
+                {
+                    tracing::warn!(error = %e, "cannot clear the replicas' failure count");
+                }
                 self.tell_peers("ok", realm, ip);
             }
         }
@@ -836,9 +924,18 @@ impl Auth {
 
     /// Counts a failure; past `maxAttempts` within the window locks the address out and
     /// returns for how long, and whether it was not locked out before.
+    /// With replicas the count is the cluster's (the store's [`Ephemeral`] state) and
+    /// "newly" holds on exactly one replica: the one whose failure crossed the limit.
     fn count(&self, ip: IpAddr, realm: Realm, now: Instant) -> Option<(Duration, bool)> {
         let key = ClientKey::of(ip);
         let window = Duration::from_millis(self.limits.window_ms);
+        let shared = self.ephemeral().and_then(|eph| {
+            eph.count_failure(&failure_key(ip, realm), self.limits.window_ms as i64)
+                .inspect_err(
+                    |e| tracing::warn!(error = %e, "cannot count a failure with the replicas"),
+                )
+                .ok()
+        });
         let mut t = super::core::lock(&self.lockouts);
         let f = t.failures.get_or_insert_mut((key, realm), || Failures {
             count: 0,
@@ -848,13 +945,24 @@ impl Auth {
             f.count = 0;
             f.window_start = now;
         }
-        f.count += 1;
-        if f.count <= self.limits.max_attempts {
+        f.count = match shared {
+            Some(n) => n,
+            None => f.count + 1,
+        };
+        let count = f.count;
+        if count <= self.limits.max_attempts {
             return None;
         }
         let lock = Duration::from_millis(self.limits.lockout_ms);
-        let newly = t.locked_for(key, now).is_none();
+        let newly = match shared {
+            Some(n) => n == self.limits.max_attempts + 1,
+            None => t.locked_for(key, now).is_none(),
+        };
         t.locked.put(key, now + lock);
+        drop(t);
+        if shared.is_some() && newly {
+            self.tell_peers("lock", realm, ip);
+        }
         Some((lock, newly))
     }
 }

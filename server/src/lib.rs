@@ -366,7 +366,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store.spawn_write_detached(move |tx: &mut dyn store::Txn| tx.append_event(ev).map(|_| ()));
     });
     if gw.store.shared() {
-        // Failure counts and lockouts are the cluster's, not this replica's.
+        // Request buckets, failure counts and lockouts are the cluster's, not this
+        // replica's.
         // One sender thread behind a bounded queue: a flood of failures never queues
         // unbounded work (past the bound the others miss some, as they may anyway).
         let store = gw.store.clone();
@@ -380,7 +381,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     }
                 }
             })?;
-        auth.share(move |message| {
+        auth.share(gw.store.clone(), move |message| {
             let _ = tell.try_send(message);
         });
         let weak = Arc::downgrade(&auth);

@@ -127,6 +127,8 @@ pub trait Reader {
     fn pairing_requests(&self) -> Result<Vec<PairingRequest>>;
     /// Every live device token.
     fn device_tokens(&self) -> Result<Vec<StoredDeviceToken>>;
+    /// The live device token with this SHA-256 digest.
+    fn device_token(&self, digest: &[u8; 32]) -> Result<Option<StoredDeviceToken>>;
 }
 
 /// Mutations, available inside [`Store::write`]. A closure must finish its checks before
@@ -373,6 +375,48 @@ pub trait Backend: Send + Sync {
     fn signal(&self, _message: &str) -> Result<()> {
         Ok(())
     }
+    /// The replicas' [`Ephemeral`] state; None for a store of one process, whose callers
+    /// keep that state in their own memory.
+    fn ephemeral(&self) -> Option<&dyn Ephemeral> {
+        None
+    }
+    /// The seq of the last event any process committed (None: only this process writes,
+    /// so the feed is never behind).
+    fn committed_head(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+}
+
+/// Short-lived state every replica must see the same, kept out of the durable log (lost
+/// with the database's crash, which only refills buckets and voids challenges). Each call
+/// is one atomic statement or transaction on the shared database, on that database's
+/// clock.
+pub trait Ephemeral: Send + Sync {
+    /// Spends one request of bucket `key`: `rate` per second sustained, `burst` at once.
+    /// `Ok(Err(wait))` when it is empty.
+    fn spend(
+        &self,
+        key: &str,
+        rate: f64,
+        burst: u32,
+    ) -> Result<std::result::Result<(), std::time::Duration>>;
+    /// Records challenge `nonce`, live for `ttl_ms`, counted against `scope` (a client
+    /// address) — unless `total` challenges are outstanding (`Ok(Err(false))`) or
+    /// `per_scope` of that scope (`Ok(Err(true))`).
+    fn issue_challenge(
+        &self,
+        nonce: &str,
+        scope: Option<&str>,
+        ttl_ms: i64,
+        total: usize,
+        per_scope: usize,
+    ) -> Result<std::result::Result<(), bool>>;
+    /// Consumes a challenge: true when it was outstanding and live.
+    fn take_challenge(&self, nonce: &str) -> Result<bool>;
+    /// Counts a failure under `key` in a window of `window_ms`: the count in the window.
+    fn count_failure(&self, key: &str, window_ms: i64) -> Result<u32>;
+    /// Forgets the failures under `key`.
+    fn clear_failures(&self, key: &str) -> Result<()>;
 }
 
 impl Store {
@@ -473,6 +517,37 @@ impl Store {
     /// the limits are then coordinated through it.
     pub fn shared(&self) -> bool {
         self.backend.shared()
+    }
+
+    /// Waits (at most `patience`) until this process's feed has applied every event
+    /// committed anywhere before the call, so in-memory indexes kept in step by
+    /// [`ForeignHook`]s are as fresh as the store. For a lookup that missed and may have
+    /// missed only because another replica's change is still on its way; immediate for
+    /// a store of one process.
+    pub fn catch_up(&self, patience: std::time::Duration) -> Result<()> {
+        let Some(head) = self.backend.committed_head()? else {
+            return Ok(());
+        };
+        let deadline = std::time::Instant::now() + patience;
+        let wait = || {
+            while self.feed.head.load(Ordering::Acquire) < head
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
+        Ok(())
+    }
+
+    /// The replicas' shared short-lived state (None: one process; see [`Ephemeral`]).
+    pub fn ephemeral(&self) -> Option<&dyn Ephemeral> {
+        self.backend.ephemeral()
     }
 
     /// Registers a [`ForeignHook`].

@@ -36,7 +36,10 @@ const SCHEMA: &str = include_str!("postgres/schema.sql");
 /// `pg_advisory_lock` key of schema migrations ("clawplan" in ASCII).
 const MIGRATION_LOCK: i64 = 0x636c_6177_706c_616e;
 /// The schema's migrations after version 1, in order (version 2 is the first).
-const MIGRATIONS: &[&str] = &[include_str!("postgres/v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("postgres/v2.sql"),
+    include_str!("postgres/v3.sql"),
+];
 /// The channel a commit with events notifies, so idle replicas follow at once.
 const FEED_CHANNEL: &str = "clawplane_feed";
 /// The channel of [`crate::store::Store::signal`].
@@ -225,6 +228,189 @@ impl PgBackend {
             _ => Conn::connect(&self.pool.rt, &self.pool.url),
         }
     }
+
+    /// Runs `f` on a pooled connection and gives the connection back when `f` succeeded.
+    fn with_conn<R>(&self, f: impl FnOnce(&Conn) -> Result<R>) -> Result<R> {
+        let conn = self.conn()?;
+        let out = f(&conn)?;
+        let mut idle = clawplane_util::sync::lock(&self.pool.idle);
+        if idle.len() < POOL {
+            idle.push(conn);
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` in a transaction on a pooled connection (rolled back when `f` fails).
+    fn in_txn<R>(&self, f: impl FnOnce(&Conn) -> Result<R>) -> Result<R> {
+        self.with_conn(|c| {
+            c.batch("BEGIN")?;
+            match f(c) {
+                Ok(r) => {
+                    c.batch("COMMIT")?;
+                    Ok(r)
+                }
+                Err(e) => {
+                    c.batch("ROLLBACK")?;
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+/// PostgreSQL's clock in ms since the epoch, in SQL: one clock for every replica.
+macro_rules! pg_now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+/// `pg_advisory_xact_lock` key serialising challenge issues ("challeng" in ASCII).
+const CHALLENGE_LOCK: i64 = 0x6368_616c_6c65_6e67;
+
+impl super::Ephemeral for PgBackend {
+    fn spend(
+        &self,
+        key: &str,
+        rate: f64,
+        burst: u32,
+    ) -> Result<std::result::Result<(), std::time::Duration>> {
+        let cap = f64::from(burst.max(1));
+        // The refill, the check and the spend in one statement: concurrent spends of one
+        // bucket serialise on its row. `level` is the row's level refilled to now.
+        macro_rules! level {
+            () => {
+                "least($3::float8, b.tokens + greatest(EXCLUDED.at_ms - b.at_ms, 0) * $2::float8 / 1000)"
+            };
+        }
+        const SPEND: &str = concat!(
+            "INSERT INTO rate_buckets AS b (k, tokens, at_ms, full_ms, ok) SELECT $1, $3::float8 - 1, now.ms, now.ms + (1000 / $2::float8)::bigint, true FROM (SELECT ",
+            pg_now_ms!(),
+            " AS ms) now ON CONFLICT (k) DO UPDATE SET ok = ",
+            level!(),
+            " >= 1, tokens = ",
+            level!(),
+            " - (",
+            level!(),
+            " >= 1)::int, at_ms = greatest(b.at_ms, EXCLUDED.at_ms), full_ms = EXCLUDED.at_ms + (($3::float8 - ",
+            level!(),
+            " + (",
+            level!(),
+            " >= 1)::int) * 1000 / $2::float8)::bigint RETURNING ok, tokens"
+        );
+        let (ok, tokens): (bool, f64) = self.with_conn(|c| {
+            let row = c
+                .row(SPEND, &[&key, &rate, &cap])?
+                .ok_or_else(|| se("a bucket spend returned no row"))?;
+            if rand_prune() {
+                // A row past full_ms is the same as no row.
+                c.exec(
+                    concat!("DELETE FROM rate_buckets WHERE full_ms < ", pg_now_ms!()),
+                    &[],
+                )?;
+            }
+            Ok((row.get(0), row.get(1)))
+        })?;
+        Ok(if ok {
+            Ok(())
+        } else {
+            Err(std::time::Duration::from_secs_f64(
+                ((1.0 - tokens) / rate).max(0.001),
+            ))
+        })
+    }
+
+    fn issue_challenge(
+        &self,
+        nonce: &str,
+        scope: Option<&str>,
+        ttl_ms: i64,
+        total: usize,
+        per_scope: usize,
+    ) -> Result<std::result::Result<(), bool>> {
+        self.in_txn(|c| {
+            c.exec("SELECT pg_advisory_xact_lock($1)", &[&CHALLENGE_LOCK])?;
+            c.exec(
+                concat!("DELETE FROM challenges WHERE expire_ms <= ", pg_now_ms!()),
+                &[],
+            )?;
+            let row = c
+                .row(
+                    "SELECT count(*), count(*) FILTER (WHERE scope = $1) FROM challenges",
+                    &[&scope],
+                )?
+                .ok_or_else(|| se("a count returned no row"))?;
+            let (all, mine): (i64, i64) = (row.get(0), row.get(1));
+            if u64_of(all) >= total as u64 {
+                return Ok(Err(false));
+            }
+            if scope.is_some() && u64_of(mine) >= per_scope as u64 {
+                return Ok(Err(true));
+            }
+            c.exec(
+                concat!(
+                    "INSERT INTO challenges (nonce, scope, expire_ms) VALUES ($1, $2, ",
+                    pg_now_ms!(),
+                    " + $3)"
+                ),
+                &[&nonce, &scope, &ttl_ms],
+            )?;
+            Ok(Ok(()))
+        })
+    }
+
+    fn take_challenge(&self, nonce: &str) -> Result<bool> {
+        self.with_conn(|c| {
+            Ok(c.exec(
+                concat!(
+                    "DELETE FROM challenges WHERE nonce = $1 AND expire_ms > ",
+                    pg_now_ms!()
+                ),
+                &[&nonce],
+            )? == 1)
+        })
+    }
+
+    fn count_failure(&self, key: &str, window_ms: i64) -> Result<u32> {
+        const COUNT: &str = concat!(
+            "INSERT INTO auth_failures AS f (k, n, window_start_ms) VALUES ($1, 1, ",
+            pg_now_ms!(),
+            ") ON CONFLICT (k) DO UPDATE SET
+               n = CASE WHEN EXCLUDED.window_start_ms - f.window_start_ms > $2 THEN 1 ELSE f.n + 1 END,
+               window_start_ms = CASE WHEN EXCLUDED.window_start_ms - f.window_start_ms > $2
+                 THEN EXCLUDED.window_start_ms ELSE f.window_start_ms END
+             RETURNING n"
+        );
+        self.with_conn(|c| {
+            let n: i32 = c
+                .row(COUNT, &[&key, &window_ms])?
+                .ok_or_else(|| se("a failure count returned no row"))?
+                .get(0);
+            if rand_prune() {
+                c.exec(
+                    concat!(
+                        "DELETE FROM auth_failures WHERE window_start_ms < ",
+                        pg_now_ms!(),
+                        " - $1"
+                    ),
+                    &[&window_ms],
+                )?;
+            }
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
+    }
+
+    fn clear_failures(&self, key: &str) -> Result<()> {
+        self.with_conn(|c| c.exec("DELETE FROM auth_failures WHERE k = $1", &[&key]))
+            .map(|_| ())
+    }
+}
+
+/// True about once in 1024 calls: when spends and counts also prune stale rows.
+fn rand_prune() -> bool {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed) % 1024 == 1023
 }
 
 impl Backend for PgBackend {
@@ -233,14 +419,17 @@ impl Backend for PgBackend {
     }
 
     fn signal(&self, message: &str) -> Result<()> {
-        let conn = self.conn()?;
         let payload = format!("{} {message}", self.origin);
-        conn.exec("SELECT pg_notify($1, $2)", &[&SIGNAL_CHANNEL, &payload])?;
-        let mut idle = clawplane_util::sync::lock(&self.pool.idle);
-        if idle.len() < POOL {
-            idle.push(conn);
-        }
-        Ok(())
+        self.with_conn(|c| c.exec("SELECT pg_notify($1, $2)", &[&SIGNAL_CHANNEL, &payload]))
+            .map(|_| ())
+    }
+
+    fn ephemeral(&self) -> Option<&dyn super::Ephemeral> {
+        Some(self)
+    }
+
+    fn committed_head(&self) -> Result<Option<u64>> {
+        self.with_conn(|c| meta(c, "last_seq")).map(Some)
     }
 
     fn snapshot(&self) -> Result<Box<dyn Reader + '_>> {
@@ -757,6 +946,13 @@ macro_rules! impl_reader {
                     .iter()
                     .map(|r| decode(&r.get::<_, Vec<u8>>(0)))
                     .collect()
+            }
+            fn device_token(&self, digest: &[u8; 32]) -> Result<Option<StoredDeviceToken>> {
+                let digest = &digest[..];
+                self.c()?
+                    .row("SELECT data FROM device_tokens WHERE digest = $1", &[&digest])?
+                    .map(|r| serde_json::from_slice(&r.get::<_, Vec<u8>>(0)).map_err(se))
+                    .transpose()
             }
             fn device_tokens(&self) -> Result<Vec<StoredDeviceToken>> {
                 self.c()?

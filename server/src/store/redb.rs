@@ -588,6 +588,12 @@ macro_rules! impl_reader {
                 }
                 Ok(out)
             }
+            fn device_token(&self, digest: &[u8; 32]) -> Result<Option<StoredDeviceToken>> {
+                match self.t_device_tokens()?.get(&digest[..]).map_err(se)? {
+                    Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(se)?)),
+                    None => Ok(None),
+                }
+            }
             fn device_tokens(&self) -> Result<Vec<StoredDeviceToken>> {
                 let mut out = Vec::new();
                 for item in self.t_device_tokens()?.iter().map_err(se)? {

@@ -68,8 +68,19 @@ async fn channel_status(gw: &Gateway, id: &str, probe: bool) -> clawplane_proto:
         .expect("GetChannel without channel")
 }
 
+/// A channel's health, its send counters (`maxMessagesPerHour`, `cooldownSeconds`) and the
+/// Discord DM channel cache are still each replica's own (docs/scale-out.md), so the tests
+/// that read them run one process even in a clustered run.
+async fn one_gateway(config: &str) -> Gateway {
+    Gateway::builder()
+        .config(config)
+        .one_process()
+        .start()
+        .await
+}
+
 async fn discord_gateway(fake: &FakeDiscord, token: &str, extra: &str) -> Gateway {
-    Gateway::start_with(&format!(
+    one_gateway(&format!(
         "{{ channels: {{ discord: {{ token: '{token}', baseUrl: '{}' {extra} }} }} }}",
         fake.base_url
     ))
@@ -282,7 +293,7 @@ async fn unreachable_provider_is_unavailable() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let gw = Gateway::start_with(&format!(
+    let gw = one_gateway(&format!(
         "{{ channels: {{ discord: {{ token: 't', baseUrl: 'http://127.0.0.1:{port}/api/v10', maxRetries: 1 }} }} }}"
     ))
     .await;
@@ -432,7 +443,7 @@ async fn whatsapp_outside_the_24h_window_is_rejected_with_the_graph_error() {
 #[tokio::test]
 async fn slack_post_message_with_thread_ts_and_ok_false_errors() {
     let fake = FakeSlack::start("xoxb-1").await;
-    let gw = Gateway::start_with(&format!(
+    let gw = one_gateway(&format!(
         "{{ channels: {{ slack: {{ botToken: 'xoxb-1', baseUrl: '{}' }} }} }}",
         fake.base_url
     ))
@@ -461,7 +472,7 @@ async fn slack_post_message_with_thread_ts_and_ok_false_errors() {
 #[tokio::test]
 async fn slack_incoming_webhook_when_there_is_no_bot_token() {
     let fake = FakeSlack::start("xoxb-1").await;
-    let gw = Gateway::start_with(&format!(
+    let gw = one_gateway(&format!(
         "{{ channels: {{ slack: {{ webhookUrl: '{}' }} }} }}",
         fake.webhook_url
     ))
@@ -760,7 +771,7 @@ async fn cli(gw: &Gateway, args: &[&str]) -> (Option<i32>, String, String) {
 async fn cli_channels_status_probe() {
     let discord = FakeDiscord::start("good").await;
     let telegram = FakeTelegram::start("1:good").await;
-    let gw = Gateway::start_with(&format!(
+    let gw = one_gateway(&format!(
         "{{ channels: {{ discord: {{ token: 'good', baseUrl: '{}' }}, telegram: {{ botToken: '1:bad', baseUrl: '{}' }} }} }}",
         discord.base_url, telegram.base_url
     ))

@@ -143,10 +143,13 @@ async fn healthz(s: &mut TcpStream) -> bool {
 
 #[tokio::test]
 async fn connections_per_client_are_capped_and_freed_on_close() {
-    let gw = Gateway::start_with(
-        "{ gateway: { limits: { maxConnectionsPerClient: 3, exemptLoopback: false } } }",
-    )
-    .await;
+    // Connection limits are each process's own, and the callers' source addresses must
+    // reach it unchanged (not through the harness's balancer).
+    let gw = Gateway::builder()
+        .config("{ gateway: { limits: { maxConnectionsPerClient: 3, exemptLoopback: false } } }")
+        .one_process()
+        .start()
+        .await;
     let mut held = Vec::new();
     for i in 0..3 {
         let mut s = connect_from([127, 0, 0, 2], &gw).await;

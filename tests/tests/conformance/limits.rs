@@ -41,7 +41,12 @@ async fn until_running(gw: &Gateway, run_id: &str) {
 
 #[tokio::test]
 async fn max_concurrent_runs_queue_the_rest() {
-    let gw = Gateway::start_with("{ agents: { defaults: { maxConcurrent: 1 } } }").await;
+    // maxConcurrent is each process's capacity (a replica runs that many at once).
+    let gw = Gateway::builder()
+        .config("{ agents: { defaults: { maxConcurrent: 1 } } }")
+        .one_process()
+        .start()
+        .await;
     let a = send(&gw, "s1", "/sleep 800 first").await.unwrap();
     until_running(&gw, &a).await;
     let b = send(&gw, "s2", "second").await.unwrap();
@@ -63,10 +68,14 @@ async fn max_concurrent_runs_queue_the_rest() {
 
 #[tokio::test]
 async fn a_full_queue_refuses_new_runs_and_stores_nothing() {
-    let gw = Gateway::start_with(
-        "{ agents: { defaults: { maxConcurrent: 1, maxQueuedRuns: 2, maxQueuedPerSession: 1 } } }",
-    )
-    .await;
+    // The queue limits are still counted by each replica (docs/scale-out.md).
+    let gw = Gateway::builder()
+        .config(
+            "{ agents: { defaults: { maxConcurrent: 1, maxQueuedRuns: 2, maxQueuedPerSession: 1 } } }",
+        )
+        .one_process()
+        .start()
+        .await;
     let a = send(&gw, "a", "/sleep 1500 busy").await.unwrap();
     until_running(&gw, &a).await;
     // Per session: one waiting run in "a" is the limit.
@@ -379,7 +388,12 @@ async fn each_webhook_key_has_its_own_request_budget() {
 #[tokio::test]
 async fn connections_past_the_tcp_cap_are_closed_until_one_frees_up() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let gw = Gateway::start_with("{ gateway: { maxTcpConnections: 4 } }").await;
+    // Connection limits are each process's own (they bound its sockets).
+    let gw = Gateway::builder()
+        .config("{ gateway: { maxTcpConnections: 4 } }")
+        .one_process()
+        .start()
+        .await;
     let addr = std::net::SocketAddr::new([127, 0, 0, 1].into(), gw.addr.port());
     let mut held = Vec::new();
     for _ in 0..4 {

@@ -320,7 +320,12 @@ async fn cli_pins_the_fingerprint_and_refuses_another_certificate() {
 
 #[tokio::test]
 async fn certificate_rotation_keeps_open_streams_and_serves_the_new_certificate() {
-    let mut gw = start_tls("").await;
+    // Each process reads its own certificate files.
+    let mut gw = Gateway::builder()
+        .config("{ gateway: { tls: { autoGenerate: true } } }")
+        .one_process()
+        .start()
+        .await;
     let old = pem_fingerprint(&gw.ca_path());
     let mut feed = gw.watch_after(gw.status().await.last_event_seq, None).await;
 

@@ -198,7 +198,9 @@ async fn connect_params_are_validated_against_the_closed_schema() {
 
 #[tokio::test]
 async fn oversize_preauth_frame_closes_1009() {
-    let gw = Gateway::start().await;
+    // The close frame must reach the client straight from the process that refused the
+    // frame (a TCP relay in between may reset before relaying it).
+    let gw = Gateway::builder().one_process().start().await;
     let mut ws = Ws::open(&gw).await;
     ws.frame().await;
     let big = json!({"type": "req", "id": "x", "method": "connect", "params": {"pad": "a".repeat(70 * 1024)}});
@@ -662,7 +664,12 @@ async fn legacy_chat_client_gets_its_reply() {
 
 #[tokio::test]
 async fn max_connections_closes_the_extra_socket_with_1013() {
-    let gw = Gateway::start_with("{ gateway: { maxConnections: 1 } }").await;
+    // Connection limits are each process's own (they bound its sockets).
+    let gw = Gateway::builder()
+        .config("{ gateway: { maxConnections: 1 } }")
+        .one_process()
+        .start()
+        .await;
     let (_first, _) = operator(&gw).await;
     let mut second = Ws::open(&gw).await;
     let c = second.closed().await;
@@ -1367,7 +1374,12 @@ async fn legacy_repeated_auth_failures_are_rate_limited() {
 
 #[tokio::test]
 async fn sockets_beyond_max_connections_get_gateway_busy_in_their_dialect() {
-    let gw = Gateway::start_with("{ gateway: { maxConnections: 1 } }").await;
+    // Connection limits are each process's own (they bound its sockets).
+    let gw = Gateway::builder()
+        .config("{ gateway: { maxConnections: 1 } }")
+        .one_process()
+        .start()
+        .await;
     let (mut first, _) = operator(&gw).await;
 
     // Legacy: GATEWAY_BUSY for its first frame, then close 1013.

@@ -7,6 +7,7 @@ use crate::{
     auth::ClientKey,
     error::{Error, Result},
 };
+use clawplane_config::gateway::PairingConfig;
 use clawplane_util::sync::lock;
 use std::{
     collections::{BTreeSet, HashMap},
@@ -62,26 +63,35 @@ impl Devices {
     /// Issues a single-use nonce for a device proof to a caller at `client` (counted
     /// against its address; `None`: only the gateway-wide limit applies). Over either limit:
     /// RESOURCE_EXHAUSTED `CHALLENGES_EXHAUSTED`, and nothing is stored.
+    /// With replicas the challenges are the cluster's (the store's `Ephemeral` state): a
+    /// nonce issued by one replica is good on any, once, and the limits count them all.
     pub fn challenge(&self, client: Option<IpAddr>) -> Result<(String, i64)> {
         let now = Instant::now();
         let key = client.map(ClientKey::of);
+        if let Some(eph) = self.store.ephemeral() {
+            let nonce = uuid::Uuid::new_v4().to_string();
+            let scope = key.map(|k| k.to_string());
+            let issued = eph.issue_challenge(
+                &nonce,
+                scope.as_deref(),
+                CHALLENGE_TTL.as_millis() as i64,
+                self.cfg.max_challenges,
+                self.cfg.max_challenges_per_address,
+            )?;
+            return match issued {
+                Ok(()) => Ok((nonce, now_ms())),
+                Err(per_address) => Err(exhausted(&self.cfg, per_address)),
+            };
+        }
         let mut t = lock(&self.challenges.live);
         t.sweep(now);
         if t.by_nonce.len() >= self.cfg.max_challenges {
-            return Err(Error::ChallengesExhausted {
-                per_address: false,
-                limit: self.cfg.max_challenges,
-                key: "maxChallenges",
-            });
+            return Err(exhausted(&self.cfg, false));
         }
         if let Some(k) = key
             && t.per_address.get(&k).copied().unwrap_or(0) >= self.cfg.max_challenges_per_address
         {
-            return Err(Error::ChallengesExhausted {
-                per_address: true,
-                limit: self.cfg.max_challenges_per_address,
-                key: "maxChallengesPerAddress",
-            });
+            return Err(exhausted(&self.cfg, true));
         }
         let nonce = uuid::Uuid::new_v4().to_string();
         let exp = now + CHALLENGE_TTL;
@@ -94,10 +104,29 @@ impl Devices {
     }
 
     /// Consumes a challenge nonce; true when it was live.
-    pub(super) fn take_nonce(&self, nonce: &str) -> bool {
-        lock(&self.challenges.live)
+    pub(super) fn take_nonce(&self, nonce: &str) -> Result<bool> {
+        if let Some(eph) = self.store.ephemeral() {
+            return eph.take_challenge(nonce);
+        }
+        Ok(lock(&self.challenges.live)
             .remove(nonce)
-            .is_some_and(|exp| exp > Instant::now())
+            .is_some_and(|exp| exp > Instant::now()))
+    }
+}
+
+fn exhausted(cfg: &PairingConfig, per_address: bool) -> Error {
+    if per_address {
+        Error::ChallengesExhausted {
+            per_address: true,
+            limit: cfg.max_challenges_per_address,
+            key: "maxChallengesPerAddress",
+        }
+    } else {
+        Error::ChallengesExhausted {
+            per_address: false,
+            limit: cfg.max_challenges,
+            key: "maxChallenges",
+        }
     }
 }
 

@@ -80,9 +80,19 @@ impl Devices {
             platform: &input.platform,
             device_family: &input.device_family,
         };
-        let (public_key, device_id) =
-            device_auth::verify(&input.proof, &fields, now_ms(), &mut |n| self.take_nonce(n))
-                .map_err(Error::DeviceProof)?;
+        // A store that cannot say whether the nonce was live answers as itself (UNAVAILABLE),
+        // not as a mismatch.
+        let mut unknown = None;
+        let verified = device_auth::verify(&input.proof, &fields, now_ms(), &mut |n| {
+            self.take_nonce(n).unwrap_or_else(|e| {
+                unknown = Some(e);
+                false
+            })
+        });
+        if let Some(e) = unknown {
+            return Err(e);
+        }
+        let (public_key, device_id) = verified.map_err(Error::DeviceProof)?;
         let platform = device_auth::normalize_meta(&input.platform);
         let family = device_auth::normalize_meta(&input.device_family);
 

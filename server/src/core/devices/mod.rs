@@ -36,6 +36,10 @@ use clawplane_proto::{
 use clawplane_util::sync::lock;
 use std::sync::{Arc, Mutex};
 
+/// How long a lookup that missed waits for this replica to apply changes other replicas
+/// committed before it (see [`crate::store::Store::catch_up`]).
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The device service: its config, the store it keeps devices and requests in, the
 /// in-memory index of live tokens and the outstanding challenges.
 pub struct Devices {
@@ -82,6 +86,18 @@ impl Devices {
     /// changes committed by other replicas (a token revoked there stops working here, and
     /// the sockets holding it close, before the next event is published).
     pub fn follow_replicas(self: &Arc<Self>) {
+        let store = self.store.clone();
+        self.index.load_missing(Box::new(move |digest| {
+            let t = store
+                .read(|r| r.device_token(digest))
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot read a device token"))
+                .ok()??;
+            Some(Grant {
+                scopes: interned(&t.scopes),
+                device_id: t.device_id,
+                role: t.role,
+            })
+        }));
         let weak = Arc::downgrade(self);
         self.store.on_foreign(Box::new(move |ev| {
             let (Some(devices), Some(event::Payload::Device(ch))) = (weak.upgrade(), &ev.payload)

@@ -119,6 +119,8 @@ impl Devices {
     /// request past `maxPending` or `maxPendingPerAddress` is refused
     /// (`PAIRING_REQUESTS_EXHAUSTED`); expired requests are resolved either way.
     pub(super) async fn file_pending(&self, req: PairingRequest) -> Result<String> {
+        // With replicas: the index reflects every request filed or resolved anywhere.
+        self.store.catch_up(super::CATCH_UP)?;
         let now = now_ms();
         let ttl = self.pending_ttl();
         let (expired, superseded, put, refused) = {
@@ -220,16 +222,26 @@ impl Devices {
         }
     }
 
+    /// A live pending request; with replicas, one filed on another replica a moment ago
+    /// is found too.
+    fn live_request(&self, request_id: &str) -> Result<PairingRequest> {
+        let found = lock(&self.pending).live(request_id, now_ms());
+        if let Some(req) = found {
+            return Ok(req);
+        }
+        self.store.catch_up(super::CATCH_UP)?;
+        lock(&self.pending)
+            .live(request_id, now_ms())
+            .ok_or_else(|| Error::PairingRequestNotFound(request_id.to_string()))
+    }
+
     /// `DeviceService/ApprovePairing`.
     pub async fn approve_pairing(
         &self,
         request_id: &str,
         approver: &Principal,
     ) -> Result<(String, Device)> {
-        let now = now_ms();
-        let req = lock(&self.pending)
-            .live(request_id, now)
-            .ok_or_else(|| Error::PairingRequestNotFound(request_id.to_string()))?;
+        let req = self.live_request(request_id)?;
         if req.role == "operator" {
             approver.demand_all(&req.scopes)?;
         } else {
@@ -284,9 +296,7 @@ impl Devices {
 
     /// `DeviceService/RejectPairing`.
     pub async fn reject_pairing(&self, request_id: &str) -> Result<PairingRequest> {
-        let req = lock(&self.pending)
-            .live(request_id, now_ms())
-            .ok_or_else(|| Error::PairingRequestNotFound(request_id.to_string()))?;
+        let req = self.live_request(request_id)?;
         let pending = self.pending.clone();
         self.store
             .write_then(

@@ -106,17 +106,22 @@ fn catch_up(feed: &Feed, c: &Conn) -> Result<()> {
         let oldest = r.get::<_, Option<i64>>(2).map_or(head + 1, u64_of);
         Ok((head, sessions, oldest))
     };
-    let (head, _, _) = stats(c)?;
+    let (head, sessions, oldest) = stats(c)?;
     if head <= feed.head.load(Ordering::Acquire) {
         return Ok(());
     }
+    // The counts of `head` are stored before its events are published, and no event past
+    // it is: whoever waits for the feed to reach a seq (`Store::catch_up`) then reads
+    // counts at least as new (later commits come with the next round).
+    feed.sessions.store(sessions, Ordering::Release);
+    feed.oldest.store(oldest, Ordering::Release);
     let _publishing = feed.publishing();
     loop {
         let after = feed.head.load(Ordering::Acquire);
         let events = c
             .rows(
-                "SELECT data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&i64_of(after), &PAGE],
+                "SELECT data FROM events WHERE seq > $1 AND seq <= $3 ORDER BY seq LIMIT $2",
+                &[&i64_of(after), &PAGE, &i64_of(head)],
             )?
             .iter()
             .map(|r| crate::store::codec::decode(&r.get::<_, Vec<u8>>(0)).map(Arc::new))
@@ -127,9 +132,6 @@ fn catch_up(feed: &Feed, c: &Conn) -> Result<()> {
             break;
         }
     }
-    let (_, sessions, oldest) = stats(c)?;
-    feed.sessions.store(sessions, Ordering::Release);
-    feed.oldest.store(oldest, Ordering::Release);
     Ok(())
 }
 

@@ -10,8 +10,19 @@ use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use super::balancer::Balancer;
 use super::grpc::SdkKey;
 use super::{BIN, EXIT_TIMEOUT, PATIENCE, START_TIMEOUT};
+
+/// How many replicas a clustered run starts per gateway: `CLAWPLANE_TEST_REPLICAS` (with
+/// `CLAWPLANE_TEST_STORE=postgres`), default 1.
+fn replicas_per_gateway() -> usize {
+    std::env::var("CLAWPLANE_TEST_REPLICAS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
 
 /// Runs `serve` with this JSON5 config (verbatim) and expects it to refuse to start: a
 /// non-zero exit within [`START_TIMEOUT`], no listening line. Returns its stderr.
@@ -40,6 +51,7 @@ pub struct GatewayBuilder {
     env: Vec<(String, String)>,
     bind: Option<String>,
     args: Vec<String>,
+    one_process: bool,
 }
 
 impl GatewayBuilder {
@@ -70,6 +82,12 @@ impl GatewayBuilder {
     /// non-loopback address of this machine).
     pub fn bind(mut self, ip: &str) -> Self {
         self.bind = Some(ip.to_string());
+        self
+    }
+    /// One process even in a clustered run: for tests of what each process holds by itself
+    /// (its listener and connection limits, its sockets' buffers, its own log).
+    pub fn one_process(mut self) -> Self {
+        self.one_process = true;
         self
     }
     /// Extra `serve` arguments (only [`Self::refuses_to_start`] passes them).
@@ -140,10 +158,15 @@ impl GatewayBuilder {
         };
         assert!(config.is_object(), "harness: config must be an object");
         // CLAWPLANE_TEST_STORE=postgres runs the suite on PostgreSQL: a fresh database of
-        // the test process's own server per gateway (unless the test names a store).
+        // the test process's own server per gateway (unless the test names a store), served
+        // by CLAWPLANE_TEST_REPLICAS replicas behind a round-robin balancer.
+        let mut processes = 1;
         if std::env::var("CLAWPLANE_TEST_STORE").as_deref() == Ok("postgres")
             && config.pointer("/storage/postgres/url").is_none()
         {
+            if !self.one_process && self.bind.is_none() {
+                processes = replicas_per_gateway();
+            }
             let url = clawplane_testkit::PgServer::shared().database();
             config.as_object_mut().unwrap().insert(
                 "storage".into(),
@@ -194,6 +217,7 @@ impl GatewayBuilder {
             url: String::new(),
             tls_ca: None,
             addr: "127.0.0.1:0".parse().unwrap(),
+            process_addr: "127.0.0.1:0".parse().unwrap(),
             token,
             data_dir: data_dir.clone(),
             config_path,
@@ -201,13 +225,20 @@ impl GatewayBuilder {
             token_from_file: self.without_token,
             env: self.env,
             bind: self.bind.unwrap_or_else(|| "127.0.0.1".into()),
-            sdk: std::sync::Mutex::new(None),
+            sdk: Default::default(),
             child: None,
             starts: 0,
             keep_port: false,
             store_url,
+            others: Vec::new(),
+            balancer: None,
+            direct: Vec::new(),
             _dir: dir,
         };
+        if processes > 1 {
+            gw.balancer = Some(Balancer::start());
+            gw.others = (1..processes).map(|_| gw.replica()).collect();
+        }
         gw.start_again().await;
         gw
     }
@@ -221,8 +252,10 @@ pub struct Gateway {
     /// For an `https://` gateway: the PEM file the harness's gRPC clients trust. Default
     /// (None): the auto-generated `<data_dir>/tls/cert.pem`.
     pub tls_ca: Option<PathBuf>,
-    /// The listening address of the current process.
+    /// The listening address of the current process (of the balancer, when clustered).
     pub addr: SocketAddr,
+    /// The listening address of this process itself.
+    process_addr: SocketAddr,
     /// The gateway token the clients present.
     pub token: String,
     /// The data dir (a tempdir, removed on drop). Also holds `config.json5` and `stderr.log`.
@@ -234,14 +267,21 @@ pub struct Gateway {
     token_from_file: bool,
     env: Vec<(String, String)>,
     bind: String,
-    /// The SDK client of the current process, made on first use (see [`Gateway::sdk`]).
-    pub(super) sdk: std::sync::Mutex<Option<(SdkKey, clawplane_sdk::Client)>>,
+    /// The SDK clients of the current processes, made on first use (see [`Gateway::sdk`]),
+    /// and whose turn is next.
+    pub(super) sdk: std::sync::Mutex<(Vec<(SdkKey, clawplane_sdk::Client)>, usize)>,
     child: Option<Child>,
     starts: u32,
     /// Restart on the same port (clients with a fixed URL reconnect), see [`Gateway::keep_port`].
     keep_port: bool,
     /// The PostgreSQL database of this gateway; None: redb in the data dir.
     pub store_url: Option<String>,
+    /// In a clustered run: the other replicas (same database, config file and token, each
+    /// with its own data dir) and the balancer in front of them all.
+    others: Vec<Gateway>,
+    balancer: Option<Balancer>,
+    /// In a clustered run: every replica's own URL, this process's first.
+    pub direct: Vec<String>,
     _dir: TempDir,
 }
 
@@ -266,9 +306,14 @@ impl Gateway {
         Self::builder().without_token().start().await
     }
 
-    /// The gateway's stderr so far.
+    /// The gateway's stderr so far (every replica's, one after the other, when clustered).
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        let mut text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        for (i, other) in self.others.iter().enumerate() {
+            text += &format!("===== harness: replica {} =====\n", i + 2);
+            text += &other.stderr();
+        }
+        text
     }
 
     /// The process id of the running gateway.
@@ -281,8 +326,69 @@ impl Gateway {
         self.keep_port = true;
     }
 
-    /// Spawns the gateway again on the same data dir and config (after it exited).
+    /// Another replica of this gateway: same config file, store, token and environment;
+    /// a data dir of its own.
+    fn replica(&self) -> Gateway {
+        let dir = tempfile::Builder::new()
+            .prefix("clawplane-conformance-")
+            .tempdir()
+            .expect("create tempdir");
+        let data_dir = dir.path().to_path_buf();
+        Gateway {
+            url: String::new(),
+            tls_ca: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            process_addr: "127.0.0.1:0".parse().unwrap(),
+            token: self.token.clone(),
+            stderr_path: data_dir.join("stderr.log"),
+            data_dir,
+            config_path: self.config_path.clone(),
+            token_from_file: false,
+            env: self.env.clone(),
+            bind: self.bind.clone(),
+            sdk: Default::default(),
+            child: None,
+            starts: 0,
+            keep_port: false,
+            store_url: self.store_url.clone(),
+            others: Vec::new(),
+            balancer: None,
+            direct: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    /// Spawns the gateway again on the same data dir and config (after it exited): every
+    /// replica of a clustered one, the first one first (the others take its generated
+    /// certificate, as an operator would give them all the same one).
     pub async fn start_again(&mut self) {
+        self.spawn().await;
+        let Some(balancer) = &self.balancer else {
+            return;
+        };
+        let tls = self.data_dir.join("tls");
+        let mut addrs = vec![self.process_addr];
+        for other in &mut self.others {
+            let theirs = other.data_dir.join("tls");
+            if tls.is_dir() && !theirs.exists() {
+                std::fs::create_dir_all(&theirs).expect("replica tls dir");
+                for entry in std::fs::read_dir(&tls).expect("read tls dir").flatten() {
+                    std::fs::copy(entry.path(), theirs.join(entry.file_name()))
+                        .expect("copy the certificate");
+                }
+            }
+            other.spawn().await;
+            addrs.push(other.process_addr);
+        }
+        balancer.set_backends(addrs.clone());
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        self.direct = addrs.iter().map(|a| format!("{scheme}://{a}")).collect();
+        self.addr = balancer.addr;
+        self.url = format!("{scheme}://{}", self.addr);
+    }
+
+    /// Spawns this one process and waits for its listening line.
+    async fn spawn(&mut self) {
         assert!(
             self.child.is_none(),
             "harness: start_again while the gateway is still running"
@@ -295,7 +401,7 @@ impl Gateway {
             .expect("open stderr log");
         writeln!(log, "===== harness: start #{} =====", self.starts).unwrap();
         let port = if self.keep_port && self.starts > 1 {
-            self.addr.port().to_string()
+            self.process_addr.port().to_string()
         } else {
             "0".to_string()
         };
@@ -306,7 +412,7 @@ impl Gateway {
             .arg("--config")
             .arg(&self.config_path);
         clear_clawplane_env(&mut cmd);
-        *self.sdk.lock().unwrap() = None;
+        *self.sdk.lock().unwrap() = Default::default();
         cmd.env("HOME", &self.data_dir)
             .env("RUST_BACKTRACE", "1")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -375,6 +481,7 @@ impl Gateway {
             self.addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         self.url = format!("{scheme}://{}", self.addr);
+        self.process_addr = self.addr;
         self.child = Some(child);
         if self.token_from_file {
             let path = self.data_dir.join("gateway.token");
@@ -394,12 +501,15 @@ impl Gateway {
         self.signal(libc::SIGTERM);
     }
 
-    /// Sends a signal to the gateway process.
+    /// Sends a signal to the gateway process (to every replica, when clustered).
     pub fn signal(&self, sig: libc::c_int) {
         let pid = self.pid().expect("harness: gateway is not running");
         // SAFETY: plain kill(2) on our own child's pid.
         let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
         assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+        for other in &self.others {
+            other.signal(sig);
+        }
     }
 
     /// Everything the store holds, as bytes: the redb file, or a `pg_dump` of the database
@@ -413,8 +523,17 @@ impl Gateway {
         }
     }
 
-    /// Waits for the gateway to exit (panics after [`EXIT_TIMEOUT`]).
+    /// Waits for the gateway to exit (panics after [`EXIT_TIMEOUT`]); when clustered, for
+    /// every replica, and returns the first one's status.
     pub async fn wait_exit(&mut self) -> ExitStatus {
+        let status = self.wait_process().await;
+        for other in &mut self.others {
+            other.wait_process().await;
+        }
+        status
+    }
+
+    async fn wait_process(&mut self) -> ExitStatus {
         let child = self
             .child
             .as_mut()
@@ -448,6 +567,12 @@ impl Gateway {
     pub async fn kill9(&mut self) {
         self.signal(libc::SIGKILL);
         self.wait_exit().await;
+    }
+
+    /// True for the second and further replicas of a clustered gateway: they read the first
+    /// one's config file.
+    fn is_replica(&self) -> bool {
+        self.config_path.parent() != Some(self.data_dir.as_path())
     }
 
     /// True when the current process serves TLS (its listening line said `https://`).
@@ -498,7 +623,8 @@ impl Drop for Gateway {
         if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
         }
-        if std::thread::panicking() {
+        // A replica's log is printed with the first one's (see [`Gateway::stderr`]).
+        if std::thread::panicking() && !self.is_replica() {
             let log = self.stderr();
             let lines: Vec<&str> = log.lines().collect();
             let tail = &lines[lines.len().saturating_sub(300)..];

@@ -92,14 +92,21 @@ pub type SdkKey = (String, String, Option<PathBuf>);
 impl Gateway {
     /// The Rust SDK client for the current process with this gateway's token (over TLS
     /// trusting [`Gateway::ca_path`] when it serves `https://`). Made on first use and shared
-    /// by the helpers until the next start, or until the url, token or CA changes.
+    /// by the helpers until the next start, or until the url, token or CA changes. When
+    /// clustered, each call takes the next replica's client: a test's helper calls spread
+    /// over the replicas.
     pub fn sdk(&self) -> clawplane_sdk::Client {
         let ca = self.is_tls().then(|| self.ca_path());
-        let key: SdkKey = (self.url.clone(), self.token.clone(), ca.clone());
         let mut cached = self.sdk.lock().unwrap();
-        if let Some((k, c)) = cached.as_ref()
-            && *k == key
-        {
+        let (clients, turn) = &mut *cached;
+        let url = if self.direct.is_empty() {
+            self.url.clone()
+        } else {
+            *turn = (*turn + 1) % self.direct.len();
+            self.direct[*turn].clone()
+        };
+        let key: SdkKey = (url, self.token.clone(), ca.clone());
+        if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
             return c.clone();
         }
         let tls = clawplane_sdk::TlsOptions {
@@ -107,9 +114,9 @@ impl Gateway {
             fingerprint: None,
         };
         let token = (!self.token.is_empty()).then(|| self.token.clone());
-        let client = clawplane_sdk::Client::connect_lazy_with(&self.url, token, tls)
-            .unwrap_or_else(|e| panic!("harness: SDK client for {}: {e}", self.url));
-        *cached = Some((key, client.clone()));
+        let client = clawplane_sdk::Client::connect_lazy_with(&key.0, token, tls)
+            .unwrap_or_else(|e| panic!("harness: SDK client for {}: {e}", key.0));
+        clients.push((key, client.clone()));
         client
     }
 

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+pub mod balancer;
 pub mod devices;
 pub mod errors;
 pub mod events;
