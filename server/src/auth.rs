@@ -398,33 +398,24 @@ impl Bucket {
         }
     }
 
-    /// Takes one token, or says how long until one is there. With replicas, `shared` is
-    /// the cluster's bucket of the same key: this one has spent no more than it (it counts
-    /// only this replica's requests), so an empty one here answers without asking.
-    fn take(
-        &mut self,
-        rate: crate::config::RequestRate,
-        now: Instant,
-        shared: Option<(&dyn Ephemeral, &str)>,
-    ) -> Result<(), Duration> {
+    /// Refills to `now` and says how long until a token is there when there is none.
+    fn check(&mut self, rate: crate::config::RequestRate, now: Instant) -> Result<(), Duration> {
         let cap = f64::from(rate.burst.max(1));
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate.requests_per_second).min(cap);
         self.last = now;
-        if self.tokens < 1.0 {
-            return Err(Duration::from_secs_f64(
+        if self.tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
                 (1.0 - self.tokens) / rate.requests_per_second,
-            ));
+            ))
         }
-        if let Some((eph, key)) = shared {
-            match eph.spend(key, rate.requests_per_second, rate.burst) {
-                Ok(Ok(())) => {}
-                Ok(Err(wait)) => return Err(wait),
-                // The local bucket still holds: an unreachable store does not stop traffic
-                // that one replica's own limit admits.
-                Err(e) => tracing::warn!(error = %e, "cannot spend the replicas' request bucket"),
-            }
-        }
+    }
+
+    /// Takes one token, or says how long until one is there.
+    fn take(&mut self, rate: crate::config::RequestRate, now: Instant) -> Result<(), Duration> {
+        self.check(rate, now)?;
         self.tokens -= 1.0;
         Ok(())
     }
@@ -734,24 +725,58 @@ impl Auth {
         self.spend_credential(key)
     }
 
+    /// One request of a bucket that `with` reaches (locking its table for the call).
+    /// One process: checked and spent under one lock. With replicas: this replica's
+    /// bucket has spent no more than the cluster's of the same key (it counts only this
+    /// replica's requests), so an empty one answers without asking; otherwise the
+    /// cluster's bucket (`shared`) decides, with no lock held across that round trip, and
+    /// the local one is spent after.
+    fn spend_bucket(
+        &self,
+        rate: crate::config::RequestRate,
+        shared: impl FnOnce() -> String,
+        with: impl Fn(&mut dyn FnMut(&mut Bucket)),
+    ) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut out = Ok(());
+        let Some(eph) = self.ephemeral() else {
+            with(&mut |b| out = b.take(rate, now));
+            return out;
+        };
+        with(&mut |b| out = b.check(rate, now));
+        out?;
+        match eph.spend(&shared(), rate.requests_per_second, rate.burst) {
+            Ok(Ok(())) => {}
+            Ok(Err(wait)) => return Err(wait),
+            // The local bucket still holds: an unreachable store does not stop traffic
+            // that one replica's own limit admits.
+            Err(e) => tracing::warn!(error = %e, "cannot spend the replicas' request bucket"),
+        }
+        with(&mut |b| b.tokens = (b.tokens - 1.0).max(0.0));
+        Ok(())
+    }
+
     fn spend_credential(&self, key: String) -> Result<(), Error> {
         let rate = self.limits.per_credential;
         if rate.requests_per_second <= 0.0 {
             return Ok(());
         }
-        let mut map = super::core::lock(&self.buckets);
-        if map.len() > 10_000 {
-            map.retain(|_, b| b.tokens < f64::from(rate.burst.max(1)));
-        }
-        let shared = format!("cred:{key}");
-        let eph = self.ephemeral().map(|e| (e, shared.as_str()));
-        let b = map.entry(key).or_insert_with(|| Bucket::full(rate));
-        b.take(rate, Instant::now(), eph)
-            .map_err(|wait| Error::RequestRateLimited {
-                scope: "credential",
-                key: "perCredential",
-                retry_after: wait,
-            })
+        self.spend_bucket(
+            rate,
+            || format!("cred:{key}"),
+            |f| {
+                let mut map = super::core::lock(&self.buckets);
+                if map.len() > 10_000 {
+                    map.retain(|_, b| b.tokens < f64::from(rate.burst.max(1)));
+                }
+                f(map.entry(key.clone()).or_insert_with(|| Bucket::full(rate)));
+            },
+        )
+        .map_err(|wait| Error::RequestRateLimited {
+            scope: "credential",
+            key: "perCredential",
+            retry_after: wait,
+        })
     }
 
     /// The client address's bucket; a caller without a known address (an in-process call)
@@ -764,34 +789,36 @@ impl Auth {
         // An LRU: a flood of addresses evicts the least recently seen instead of growing
         // the table (an evicted address starts again with a full bucket).
         let key = ClientKey::of(ip);
-        let shared = format!("addr:{key}");
-        let eph = self.ephemeral().map(|e| (e, shared.as_str()));
-        let mut map = super::core::lock(&self.address_buckets);
-        map.get_or_insert_mut(key, || Bucket::full(rate))
-            .take(rate, Instant::now(), eph)
-            .map_err(|wait| Error::RequestRateLimited {
-                scope: "address",
-                key: "perAddress",
-                retry_after: wait,
-            })
+        self.spend_bucket(
+            rate,
+            || format!("addr:{key}"),
+            |f| {
+                f(super::core::lock(&self.address_buckets)
+                    .get_or_insert_mut(key, || Bucket::full(rate)))
+            },
+        )
+        .map_err(|wait| Error::RequestRateLimited {
+            scope: "address",
+            key: "perAddress",
+            retry_after: wait,
+        })
     }
 
     fn spend_global(&self) -> Result<(), Error> {
         let rate = self.limits.global;
-        if rate.requests_per_second > 0.0
-            && let Err(wait) = super::core::lock(&self.global).take(
-                rate,
-                Instant::now(),
-                self.ephemeral().map(|e| (e, "global")),
-            )
-        {
-            return Err(Error::RequestRateLimited {
-                scope: "global",
-                key: "global",
-                retry_after: wait,
-            });
+        if rate.requests_per_second <= 0.0 {
+            return Ok(());
         }
-        Ok(())
+        self.spend_bucket(
+            rate,
+            || "global".to_string(),
+            |f| f(&mut super::core::lock(&self.global)),
+        )
+        .map_err(|wait| Error::RequestRateLimited {
+            scope: "global",
+            key: "global",
+            retry_after: wait,
+        })
     }
 
     /// Sets what to do when an address gets locked out (once; later calls are ignored).

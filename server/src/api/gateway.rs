@@ -16,6 +16,10 @@ impl GatewayService for Api {
     ) -> Result<Response<GatewayServiceStatusResponse>, Status> {
         let who = self.authorize(&req, Rpc::GatewayStatus)?;
         let gw = &self.gw;
+        // With replicas: first apply every change committed anywhere before this call, so
+        // the session count and `last_event_seq` include a write just made on another
+        // replica (immediate for a store of one process).
+        gw.store.catch_up(std::time::Duration::from_secs(2))?;
         let (queued, running) = gw.runs.run_counts();
         Ok(Response::new(GatewayServiceStatusResponse {
             version: env!("CARGO_PKG_VERSION").into(),

@@ -329,14 +329,20 @@ impl super::Ephemeral for PgBackend {
         per_scope: usize,
     ) -> Result<std::result::Result<(), bool>> {
         self.in_txn(|c| {
+            // Count-then-insert is exact only when issues are serialised.
             c.exec("SELECT pg_advisory_xact_lock($1)", &[&CHALLENGE_LOCK])?;
-            c.exec(
-                concat!("DELETE FROM challenges WHERE expire_ms <= ", pg_now_ms!()),
-                &[],
-            )?;
+            if rand_prune() {
+                c.exec(
+                    concat!("DELETE FROM challenges WHERE expire_ms <= ", pg_now_ms!()),
+                    &[],
+                )?;
+            }
             let row = c
                 .row(
-                    "SELECT count(*), count(*) FILTER (WHERE scope = $1) FROM challenges",
+                    concat!(
+                        "SELECT count(*), count(*) FILTER (WHERE scope = $1) FROM challenges WHERE expire_ms > ",
+                        pg_now_ms!()
+                    ),
                     &[&scope],
                 )?
                 .ok_or_else(|| se("a count returned no row"))?;

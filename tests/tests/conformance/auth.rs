@@ -216,3 +216,58 @@ async fn get_caller_names_the_credential_and_its_scopes() {
     );
     assert_error(&none, Code::Unauthenticated, "TOKEN_MISSING");
 }
+
+/// Failures count once wherever they land. Each client below is a connection of its own,
+/// so with replicas the balancer hands each to another replica: the lockout still comes
+/// right after `maxAttempts` failures in all, and there is one AUTH_LOCKOUT alert.
+#[tokio::test]
+async fn guesses_over_several_connections_meet_one_count_and_one_alert() {
+    let gw = Gateway::start_with(
+        "{ gateway: { auth: { rateLimit: { maxAttempts: 5, lockoutMs: 1500 } } } }",
+    )
+    .await;
+    let head = gw.status().await.last_event_seq;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(gw.gateway_as(Token::bearer("wrong")).await);
+    }
+    for i in 0..5 {
+        let s = expect_err(
+            clients[i % 3].status(GatewayServiceStatusRequest {}).await,
+            "bad token",
+        );
+        assert_error(&s, Code::Unauthenticated, "TOKEN_INVALID");
+    }
+    for i in 5..8 {
+        let s = expect_err(
+            clients[i % 3].status(GatewayServiceStatusRequest {}).await,
+            "a guess past the limit",
+        );
+        assert_error(&s, Code::ResourceExhausted, "AUTH_RATE_LIMITED");
+    }
+    // Once the lockout is over the right token works again; the log then holds one alert.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let now = loop {
+        match gw.sdk().status().await {
+            Ok(s) => break s.last_event_seq,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still locked out: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let alerts = gw
+        .events_until(now)
+        .await
+        .into_iter()
+        .filter(|e| e.seq > head)
+        .filter_map(|e| match e.payload {
+            Some(clawplane_proto::v1::event::Payload::Security(a)) => Some(a.reason),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(alerts, ["AUTH_LOCKOUT"]);
+}
