@@ -524,11 +524,15 @@ impl Gateway {
     }
 
     /// Waits for the gateway to exit (panics after [`EXIT_TIMEOUT`]); when clustered, for
-    /// every replica, and returns the first one's status.
+    /// every replica. The gateway exited cleanly only if every replica did, so the first
+    /// unsuccessful status wins: the replica left draining a run is whichever one ran it.
     pub async fn wait_exit(&mut self) -> ExitStatus {
-        let status = self.wait_process().await;
+        let mut status = self.wait_process().await;
         for other in &mut self.others {
-            other.wait_process().await;
+            let theirs = other.wait_process().await;
+            if status.success() {
+                status = theirs;
+            }
         }
         status
     }
