@@ -15,7 +15,7 @@ use crate::{
     ocfeed,
     openclaw::{self, OpenClaw},
     procs::{self, Pinned},
-    sys, unary,
+    unary,
     ws::Ws,
 };
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
@@ -27,6 +27,8 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::{runtime::Runtime, sync::Mutex};
+
+mod replicas;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -370,9 +372,7 @@ pub fn run(rt: &Runtime, o: &Opts) -> Comparison {
         ))
     });
     quiet(o);
-    let send = c.ours("clawplane ChatService/Send", || {
-        send_window(rt, o, &bin, None)
-    });
+    let send = c.ours("clawplane ChatService/Send", || send_window(rt, o, &bin));
     let bare_copy = || match &bare {
         Ok(m) => Ok(Meas {
             note: m.note.clone(),
@@ -428,7 +428,7 @@ pub fn run(rt: &Runtime, o: &Opts) -> Comparison {
         notes,
     });
 
-    postgres_send(&mut c, rt, o, &bin, &grpc_load);
+    replicas::run(&mut c, rt, o, &bin, &grpc_load);
 
     // Hooks and WS on clawplane.
     let agent_conns = o.openclaw_agent_conns.max(1);
@@ -790,7 +790,7 @@ fn clawplane_feed(
         let r = c.ours(&format!("clawplane event feed {n} x {rate}/s"), || {
             let gw = Gateway::spawn(bin)?;
             let pid = gw.pid();
-            let r = feed::run_against(rt, gw.addr, &po, &move || procs::tree_cpu_secs(pid))?;
+            let r = feed::run_against(rt, &[gw.addr], &po, &move || procs::tree_cpu_secs(pid))?;
             let rss = procs::tree_rss(pid);
             Ok(feed_meas(&r, rss))
         });
@@ -1219,9 +1219,9 @@ impl Comparison {
     }
 }
 
-/// One measured `ChatService/Send` window on a fresh gateway (on PostgreSQL at `store`).
-fn send_window(rt: &Runtime, o: &Opts, bin: &Path, store: Option<&str>) -> Result<Meas> {
-    let gw = Gateway::spawn_on(bin, store)?;
+/// One measured `ChatService/Send` window on a fresh gateway.
+fn send_window(rt: &Runtime, o: &Opts, bin: &Path) -> Result<Meas> {
+    let gw = Gateway::spawn(bin)?;
     let conns = rt.block_on(unary::connect_all(gw.addr, o.conns, Some(child::TOKEN)))?;
     Ok(window(
         rt,
@@ -1230,144 +1230,4 @@ fn send_window(rt: &Runtime, o: &Opts, bin: &Path, store: Option<&str>) -> Resul
         gw.pid(),
         "accepts/s",
     ))
-}
-
-/// The Send load on a PostgreSQL store (one gateway), next to `pgbench`'s durable
-/// transactions on the same server: what the database alone sustains on this machine.
-fn postgres_send(c: &mut Comparison, rt: &Runtime, o: &Opts, bin: &Path, grpc_load: &str) {
-    eprintln!("compare: ChatService/Send on PostgreSQL, pgbench ...");
-    quiet(o);
-    let name = "gRPC unary `ChatService/Send`, PostgreSQL store (1 gateway)".to_string();
-    let load = format!("{grpc_load}, {} sessions", o.sessions);
-    let ours = "clawplane (child process) on PostgreSQL";
-    let pgbench_who = "`pgbench -N` (simple update, durable commits), same server";
-    let server = c.ours("PostgreSQL for the store rows", || {
-        let pg = std::panic::catch_unwind(clawplane_testkit::PgServer::start)
-            .map_err(|_| anyhow!("PostgreSQL did not start (initdb/postgres missing?)"))?;
-        // SAFETY: cpu_set_t is plain bits; CPU_SET on an in-range index.
-        let set = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(sys::SERVER_CPU, &mut set);
-            set
-        };
-        // SAFETY: setting the affinity of our own child by pid; backends fork from it.
-        unsafe {
-            libc::sched_setaffinity(
-                pg.pid() as libc::pid_t,
-                std::mem::size_of::<libc::cpu_set_t>(),
-                &set,
-            )
-        };
-        Ok(pg)
-    });
-    let pg = match server {
-        Ok(pg) => pg,
-        Err(e) => {
-            c.scenarios.push(Scenario {
-                name,
-                load,
-                sides: vec![Side {
-                    who: ours.into(),
-                    result: Err(e),
-                }],
-                notes: vec![],
-            });
-            return;
-        }
-    };
-    let url = pg.database();
-    let send = c.ours("clawplane ChatService/Send on PostgreSQL", || {
-        send_window(rt, o, bin, Some(&url))
-    });
-    quiet(o);
-    let bench_db = pg.database();
-    let baseline = c.ours("pgbench", || pgbench(&pg, &bench_db, o));
-    let mut notes = vec![
-        "Each Send is a durable accept committed to PostgreSQL (the server's own processes, \
-         pinned to the server CPU next to the gateway; its CPU and memory are not in the \
-         gateway's columns). `pgbench -N`: each transaction updates one row, reads one and \
-         inserts one, committed with fsync, over as many connections as the gateway's \
-         load has in flight; it shows the durable commit rate this PostgreSQL sustains here."
-            .to_string(),
-    ];
-    if let (Ok(a), Ok(b)) = (&send, &baseline) {
-        notes.push(format!(
-            "Send on PostgreSQL: {:.2}x pgbench's transactions/s (a group commit carries many accepts).",
-            a.rate / b.rate.max(1e-9)
-        ));
-    }
-    c.scenarios.push(Scenario {
-        name,
-        load,
-        sides: vec![
-            Side {
-                who: ours.into(),
-                result: send,
-            },
-            Side {
-                who: pgbench_who.into(),
-                result: baseline,
-            },
-        ],
-        notes,
-    });
-}
-
-/// `pgbench -i`, then `pgbench -N` for the measure window; transactions/s and latency.
-fn pgbench(pg: &clawplane_testkit::PgServer, url: &str, o: &Opts) -> Result<Meas> {
-    let tool = pg.tool("pgbench");
-    let init = Command::new(&tool)
-        .args(["-i", "-q", "-s", "1", url])
-        .output()?;
-    ensure!(
-        init.status.success(),
-        "pgbench -i failed: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let secs = o.measure().as_secs_f64().ceil().max(1.0) as u64;
-    let clients = o.concurrency.max(1).to_string();
-    let out = Command::new(&tool)
-        .args([
-            "-n",
-            "-N",
-            "-c",
-            &clients,
-            "-j",
-            "1",
-            "-T",
-            &secs.to_string(),
-            url,
-        ])
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success(),
-        "pgbench failed: {}{}",
-        text,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let field = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
-    let tps = field("tps =").ok_or_else(|| anyhow!("no tps in pgbench output: {text}"))?;
-    let latency_ms = field("latency average =");
-    Ok(Meas {
-        rate: tps,
-        unit: "transactions/s",
-        p50_us: None,
-        p99_us: None,
-        cpu_us: None,
-        rss: None,
-        errors: 0,
-        total_rate: None,
-        missed_dup: None,
-        not_produced: None,
-        note: format!(
-            "pgbench -N, {clients} clients, {secs} s; latency average {}",
-            latency_ms.map_or("-".into(), |l| format!("{l} ms"))
-        ),
-    })
 }

@@ -10,7 +10,7 @@ use crate::{
     inproc::{Clawplane, TOKEN, bench_config},
     load::CpuWindow,
 };
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use clawplane_proto::v1::{
     EventServiceWatchRequest, GatewayServiceStatusRequest, GatewayServiceStatusResponse,
     GatewayServiceWakeRequest, GatewayServiceWakeResponse, WakeMode,
@@ -165,15 +165,18 @@ fn wake_req(i: u64, text: String) -> GatewayServiceWakeRequest {
     }
 }
 
-async fn run(addr: SocketAddr, o: &Opts, probe: &dyn Fn() -> f64) -> Result<FeedOut> {
+/// Wakes go to the first two of `addrs` (the same one twice when there is one), watchers
+/// round robin over all of them (replicas of one gateway).
+async fn run(addrs: &[SocketAddr], o: &Opts, probe: &dyn Fn() -> f64) -> Result<FeedOut> {
+    ensure!(!addrs.is_empty(), "no gateway address");
     let subs_n = o.subscribers;
     let conns_n = o
         .sub_conns
         .max(subs_n.div_ceil(STREAMS_PER_CONN_LIMIT))
         .max(1);
     let wake_conns = [
-        Conn::connect(addr, Some(TOKEN)).await?,
-        Conn::connect(addr, Some(TOKEN)).await?,
+        Conn::connect(addrs[0], Some(TOKEN)).await?,
+        Conn::connect(addrs[1 % addrs.len()], Some(TOKEN)).await?,
     ];
     let wake_m = wake_conns[0].method(WAKE);
 
@@ -188,8 +191,8 @@ async fn run(addr: SocketAddr, o: &Opts, probe: &dyn Fn() -> f64) -> Result<Feed
 
     // Watchers: all streams open (response headers received) before the first event.
     let mut sub_conns = Vec::with_capacity(conns_n);
-    for _ in 0..conns_n {
-        sub_conns.push(Conn::connect(addr, Some(TOKEN)).await?);
+    for i in 0..conns_n {
+        sub_conns.push(Conn::connect(addrs[i % addrs.len()], Some(TOKEN)).await?);
     }
     let watch_m = sub_conns[0].method(WATCH);
     let body = grpc::frame(&EventServiceWatchRequest {
@@ -370,14 +373,15 @@ pub struct FeedResult {
     pub pace_secs: f64,
 }
 
-/// One feed run against a gateway already listening at `addr` (token [`TOKEN`]).
+/// One feed run against a gateway already listening at `addrs` (token [`TOKEN`]; several:
+/// its replicas).
 pub fn run_against(
     rt: &Runtime,
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     o: &Opts,
     probe: &dyn Fn() -> f64,
 ) -> Result<FeedResult> {
-    let out = rt.block_on(run(addr, o, probe))?;
+    let out = rt.block_on(run(addrs, o, probe))?;
     let events = out.end_head - out.start_head;
     let mut hist = Hist::default();
     let (mut received, mut duplicates, mut last_at) = (0, 0, out.pace_start_ns);
@@ -410,7 +414,7 @@ pub fn feed(rt: &Runtime, o: &Opts, report: &mut Report) -> Result<()> {
         "target 3",
         || {
             let srv = Clawplane::start(bench_config(), o.server_nodelay)?;
-            let out = rt.block_on(run(srv.addr, o, &|| 0.0));
+            let out = rt.block_on(run(&[srv.addr], o, &|| 0.0));
             srv.stop();
             out
         },

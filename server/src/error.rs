@@ -224,6 +224,7 @@ impl Error {
                 "INVALID_TARGET" => Code::InvalidArgument,
                 "CHANNEL_RATE_LIMITED" | "CHANNEL_COOLDOWN" => Code::ResourceExhausted,
                 "CHANNEL_UNREACHABLE" => Code::Unavailable,
+                "STORAGE_FAILURE" => Code::Internal,
                 _ => Code::FailedPrecondition,
             },
         }

@@ -15,6 +15,7 @@ mod telegram;
 mod webhook;
 mod whatsapp;
 
+use crate::store::SendRefusal;
 use clawplane_proto::now_ts;
 use clawplane_proto::pbjson_types::Timestamp;
 use clawplane_proto::v1::{Channel, ChannelEvent, ChannelHealth, Event, EventKind, event};
@@ -220,7 +221,7 @@ fn base(configured: Option<&str>, default: &str, key: &str) -> Result<String, St
 }
 
 /// Last observed health of one channel.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Health {
     /// `None` until a send or probe talked to the provider.
     ok: Option<bool>,
@@ -243,10 +244,47 @@ struct Usage {
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// A counted send, undone when nothing was delivered.
-struct Reservation {
-    at: Instant,
-    to: String,
-    prev_last: Option<Instant>,
+enum Reservation {
+    Local {
+        at: Instant,
+        to: String,
+        prev_last: Option<Instant>,
+    },
+    /// A row of the replicas' shared send log.
+    Shared(i64),
+}
+
+/// `maxMessagesPerHour` is reached: `sent` went out in the last hour, one more can go in
+/// `free`.
+fn per_hour_refusal(id: &str, max: usize, sent: usize, free: Duration) -> SendError {
+    SendError::new(
+        id,
+        "CHANNEL_RATE_LIMITED",
+        format!(
+            "channels.{id}.maxMessagesPerHour ({max}) is reached: {sent} messages went out in the last hour; the next one can go in {} s",
+            free.as_secs().max(1)
+        ),
+    )
+}
+
+/// `cooldownSeconds` has not passed since recipient `key` got a message `ago` ago.
+fn cooldown_refusal(
+    id: &str,
+    key: &str,
+    cooldown: Duration,
+    ago: Duration,
+    left: Duration,
+) -> SendError {
+    SendError::new(
+        id,
+        "CHANNEL_COOLDOWN",
+        format!(
+            "channels.{id}.cooldownSeconds is {} s: {key} got a message {} s ago; the next one can go in {} s",
+            cooldown.as_secs(),
+            ago.as_secs(),
+            left.as_secs_f64().ceil() as u64
+        ),
+    )
 }
 
 /// Locks a std mutex, recovering from poisoning (plain counters stay consistent).
@@ -442,13 +480,44 @@ impl Channels {
         locks.entry(key.to_string()).or_default().clone()
     }
 
-    /// Counts a send against `maxMessagesPerHour` and `cooldownSeconds`, or refuses it.
+    /// Counts a send against `maxMessagesPerHour` and `cooldownSeconds`, or refuses it. With
+    /// replicas the counts are the cluster's ([`crate::store::Ephemeral::reserve_send`]).
     fn reserve(
         &self,
         id: &'static str,
         to: &str,
         limits: &Limits,
     ) -> Result<Reservation, SendError> {
+        let key = to.trim().to_string();
+        let max = limits.max_messages_per_hour as usize;
+        let cooldown = Duration::from_secs(limits.cooldown_seconds);
+        if let Some(eph) = self.store.ephemeral() {
+            let per_hour = u32::try_from(max).unwrap_or(u32::MAX);
+            let cool_ms = i64::try_from(cooldown.as_millis()).unwrap_or(i64::MAX);
+            return match eph.reserve_send(id, &key, per_hour, cool_ms) {
+                Ok(Ok(rid)) => Ok(Reservation::Shared(rid)),
+                Ok(Err(SendRefusal::PerHour { sent, free_ms })) => Err(per_hour_refusal(
+                    id,
+                    max,
+                    sent as usize,
+                    Duration::from_millis(free_ms.max(0) as u64),
+                )),
+                Ok(Err(SendRefusal::Cooldown { ago_ms, left_ms })) => Err(cooldown_refusal(
+                    id,
+                    &key,
+                    cooldown,
+                    Duration::from_millis(ago_ms.max(0) as u64),
+                    Duration::from_millis(left_ms.max(0) as u64),
+                )),
+                Err(e) => Err(SendError::new(
+                    id,
+                    "STORAGE_FAILURE",
+                    format!(
+                        "nothing was sent: the cluster's send limits of channel {id} cannot be read: {e}"
+                    ),
+                )),
+            };
+        }
         let now = Instant::now();
         let mut usage = lock(&self.usage);
         let u = usage.entry(id).or_default();
@@ -459,43 +528,30 @@ impl Channels {
         {
             u.sent.pop_front();
         }
-        let max = limits.max_messages_per_hour as usize;
         if max > 0 && u.sent.len() >= max {
             let free = u
                 .sent
                 .front()
-                .map(|t| HOUR.saturating_sub(now.duration_since(*t)).as_secs().max(1))
-                .unwrap_or(1);
-            return Err(SendError::new(
-                id,
-                "CHANNEL_RATE_LIMITED",
-                format!(
-                    "channels.{id}.maxMessagesPerHour ({max}) is reached: {} messages went out in the last hour; the next one can go in {free} s",
-                    u.sent.len()
-                ),
-            ));
+                .map(|t| HOUR.saturating_sub(now.duration_since(*t)))
+                .unwrap_or(Duration::ZERO);
+            return Err(per_hour_refusal(id, max, u.sent.len(), free));
         }
-        let key = to.trim().to_string();
-        let cooldown = Duration::from_secs(limits.cooldown_seconds);
         if let Some(last) = u.last_to.get(&key)
             && !cooldown.is_zero()
             && now.duration_since(*last) < cooldown
         {
-            let left = cooldown.saturating_sub(now.duration_since(*last));
-            return Err(SendError::new(
+            let ago = now.duration_since(*last);
+            return Err(cooldown_refusal(
                 id,
-                "CHANNEL_COOLDOWN",
-                format!(
-                    "channels.{id}.cooldownSeconds is {} s: {key} got a message {} s ago; the next one can go in {} s",
-                    cooldown.as_secs(),
-                    now.duration_since(*last).as_secs(),
-                    left.as_secs_f64().ceil() as u64
-                ),
+                &key,
+                cooldown,
+                ago,
+                cooldown.saturating_sub(ago),
             ));
         }
         u.sent.push_back(now);
         let prev_last = u.last_to.insert(key.clone(), now);
-        Ok(Reservation {
+        Ok(Reservation::Local {
             at: now,
             to: key,
             prev_last,
@@ -504,15 +560,26 @@ impl Channels {
 
     /// Undoes a reservation for a send that delivered nothing.
     fn release(&self, id: &'static str, r: Reservation) {
+        let (at, to, prev_last) = match r {
+            Reservation::Local { at, to, prev_last } => (at, to, prev_last),
+            Reservation::Shared(rid) => {
+                if let Some(eph) = self.store.ephemeral()
+                    && let Err(e) = eph.release_send(rid)
+                {
+                    tracing::warn!(channel = id, "a failed send stays counted: {e}");
+                }
+                return;
+            }
+        };
         let mut usage = lock(&self.usage);
         let Some(u) = usage.get_mut(id) else { return };
-        if let Some(pos) = u.sent.iter().position(|t| *t == r.at) {
+        if let Some(pos) = u.sent.iter().position(|t| *t == at) {
             u.sent.remove(pos);
         }
-        if u.last_to.get(&r.to) == Some(&r.at) {
-            match r.prev_last {
-                Some(p) => u.last_to.insert(r.to, p),
-                None => u.last_to.remove(&r.to),
+        if u.last_to.get(&to) == Some(&at) {
+            match prev_last {
+                Some(p) => u.last_to.insert(to, p),
+                None => u.last_to.remove(&to),
             };
         }
     }
@@ -568,28 +635,19 @@ impl Channels {
     /// Records the outcome of a send or probe; appends `disconnected` / `connected` events
     /// when the connection state flips.
     async fn observe(&self, id: &'static str, outcome: Result<(), (&str, FailKind)>) {
-        let change = {
-            let mut all = lock(&self.health);
-            let h = all.entry(id).or_default();
-            h.checked = Some(now_ts());
-            match outcome {
-                Ok(()) => {
-                    h.ok = Some(true);
-                    h.last_error.clear();
-                    let was = h.connected.replace(true);
-                    (was == Some(false)).then(|| ("connected", String::new()))
-                }
-                Err((detail, kind)) => {
-                    h.ok = Some(false);
-                    h.last_error = detail.to_string();
-                    if matches!(kind, FailKind::Auth | FailKind::Unreachable) {
-                        let was = h.connected.replace(false);
-                        (was != Some(false)).then(|| ("disconnected", detail.to_string()))
-                    } else {
-                        None
-                    }
-                }
-            }
+        let (ok, last_error, connected) = match outcome {
+            Ok(()) => (true, "", Some(true)),
+            Err((detail, kind)) => (
+                false,
+                detail,
+                matches!(kind, FailKind::Auth | FailKind::Unreachable).then_some(false),
+            ),
+        };
+        let was = self.mark(id, ok, last_error, connected);
+        let change = match connected {
+            Some(true) => (was == Some(false)).then(|| ("connected", String::new())),
+            Some(false) => (was != Some(false)).then(|| ("disconnected", last_error.to_string())),
+            None => None,
         };
         let Some((ty, detail)) = change else { return };
         tracing::info!(channel = id, state = ty, "channel connection state changed");
@@ -608,13 +666,69 @@ impl Channels {
         }
     }
 
-    fn channel_of(&self, id: &'static str, client: &Client) -> Channel {
-        let all = lock(&self.health);
-        let h = all.get(id);
-        let sent_last_hour = lock(&self.usage)
+    /// Stores a channel's health (the replicas': the cluster's); returns the connection
+    /// state it had.
+    fn mark(
+        &self,
+        id: &'static str,
+        ok: bool,
+        last_error: &str,
+        connected: Option<bool>,
+    ) -> Option<bool> {
+        if let Some(eph) = self.store.ephemeral() {
+            match eph.mark_channel(id, ok, last_error, connected) {
+                Ok(was) => return was,
+                Err(e) => tracing::warn!(
+                    channel = id,
+                    "the cluster's channel health cannot be written, this replica keeps it: {e}"
+                ),
+            }
+        }
+        let mut all = lock(&self.health);
+        let h = all.entry(id).or_default();
+        h.checked = Some(now_ts());
+        h.ok = Some(ok);
+        h.last_error = last_error.to_string();
+        let was = h.connected;
+        if connected.is_some() {
+            h.connected = connected;
+        }
+        was
+    }
+
+    /// A channel's health and the messages it sent in the last hour (the cluster's with
+    /// replicas).
+    fn health_of(&self, id: &'static str) -> (Health, u32) {
+        if let Some(eph) = self.store.ephemeral() {
+            match eph.channel_state(id) {
+                Ok((mark, sent)) => {
+                    let h = mark.map_or_else(Health::default, |m| Health {
+                        ok: Some(m.ok),
+                        last_error: m.last_error,
+                        connected: m.connected,
+                        checked: Some(Timestamp {
+                            seconds: m.checked_ms.div_euclid(1000),
+                            nanos: (m.checked_ms.rem_euclid(1000) * 1_000_000) as i32,
+                        }),
+                    });
+                    return (h, sent);
+                }
+                Err(e) => tracing::warn!(
+                    channel = id,
+                    "the cluster's channel health cannot be read, this replica's answers: {e}"
+                ),
+            }
+        }
+        let h = lock(&self.health).get(id).cloned().unwrap_or_default();
+        let sent = lock(&self.usage)
             .get(id)
             .map(|u| u.sent.iter().filter(|t| t.elapsed() < HOUR).count() as u32)
             .unwrap_or(0);
+        (h, sent)
+    }
+
+    fn channel_of(&self, id: &'static str, client: &Client) -> Channel {
+        let (h, sent_last_hour) = self.health_of(id);
         let config_problem = if !client.enabled() {
             format!("disabled (channels.{id}.enabled is false)")
         } else if let Some(key) = client.missing_key() {
@@ -622,14 +736,15 @@ impl Channels {
         } else {
             String::new()
         };
-        let health = match h.and_then(|h| h.ok) {
+        let health = match h.ok {
             None => ChannelHealth::Unknown,
             Some(true) => ChannelHealth::Ok,
             Some(false) => ChannelHealth::Failing,
         };
-        let last_error = match h.map(|h| h.last_error.as_str()) {
-            Some(e) if !e.is_empty() => e.to_string(),
-            _ => config_problem,
+        let last_error = if h.last_error.is_empty() {
+            config_problem
+        } else {
+            h.last_error
         };
         Channel {
             name: format!("channels/{id}"),
@@ -639,7 +754,7 @@ impl Channels {
             last_error,
             base_url: client.base_url(),
             health: health as i32,
-            last_check_time: h.and_then(|h| h.checked),
+            last_check_time: h.checked,
             sent_last_hour,
         }
     }

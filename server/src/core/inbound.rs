@@ -253,6 +253,23 @@ impl InboundChannels {
         })
     }
 
+    /// Whether a BAD_SIGNATURE alert is due (see [`AlertLimiter`]); with replicas the
+    /// windows are the cluster's, so N replicas still raise one alert per window.
+    fn alert_due(&self, remote: Option<IpAddr>, channel: &'static str) -> Option<u64> {
+        if let Some(eph) = self.store.ephemeral() {
+            let window = super::lock(&self.alerts).window;
+            let client = remote.map(|a| ClientKey::of(a).to_string());
+            let key = format!("bad-signature:{channel}:{}", client.unwrap_or_default());
+            match eph.admit_alert(&key, i64::try_from(window.as_millis()).unwrap_or(i64::MAX)) {
+                Ok(due) => return due,
+                Err(e) => tracing::warn!(
+                    "the cluster's alert windows cannot be read, this replica's decide: {e}"
+                ),
+            }
+        }
+        super::lock(&self.alerts).admit(remote, channel, Instant::now())
+    }
+
     /// Records a failed verification as a security alert (rate limited per address and
     /// channel; appended without waiting for the writer, so a flood never holds requests on
     /// the store) and returns the error to answer.
@@ -262,7 +279,7 @@ impl InboundChannels {
         why: String,
         remote: Option<IpAddr>,
     ) -> Error {
-        let due = super::lock(&self.alerts).admit(remote, surface, Instant::now());
+        let due = self.alert_due(remote, surface);
         let Some(suppressed) = due else {
             tracing::debug!(channel = surface, remote = ?remote, "inbound webhook refused (alert suppressed): {why}");
             return Error::SignatureInvalid(why);

@@ -229,6 +229,10 @@ pub struct Beat {
 /// wait for a write.
 pub type ForeignHook = Box<dyn Fn(&Event) + Send + Sync>;
 
+/// Called with every event published, this process's and other replicas', in seq order
+/// (see [`Store::follow_all`]); like a [`ForeignHook`] it must not wait for a write.
+pub type EventHook = ForeignHook;
+
 /// Called with every [`Store::signal`] another replica sent.
 pub type SignalHook = Box<dyn Fn(&str) + Send + Sync>;
 
@@ -301,6 +305,7 @@ pub struct Feed {
     /// follower, from other replicas' commits), so subscribers see one seq order.
     publish: std::sync::Mutex<()>,
     foreign: std::sync::RwLock<Vec<ForeignHook>>,
+    every: std::sync::RwLock<Vec<EventHook>>,
     signals: std::sync::RwLock<Vec<SignalHook>>,
 }
 
@@ -313,6 +318,7 @@ impl Feed {
             live: broadcast::channel(live_capacity).0,
             publish: std::sync::Mutex::new(()),
             foreign: std::sync::RwLock::default(),
+            every: std::sync::RwLock::default(),
             signals: std::sync::RwLock::default(),
         }
     }
@@ -336,14 +342,27 @@ impl Feed {
             return;
         }
         let hooks = self.foreign.read().unwrap_or_else(|p| p.into_inner());
+        let every = self.every.read().unwrap_or_else(|p| p.into_inner());
         for ev in events {
             if ev.seq <= self.head.load(Ordering::Acquire) {
                 continue;
             }
-            for hook in hooks.iter() {
+            for hook in hooks.iter().chain(every.iter()) {
                 hook(&ev);
             }
             self.head.store(ev.seq, Ordering::Release);
+            let _ = self.live.send(ev);
+        }
+    }
+
+    /// Publishes this process's committed events to the event hooks and the subscribers.
+    /// The caller holds [`Feed::publishing`].
+    fn publish_own(&self, events: Vec<Arc<Event>>) {
+        let every = self.every.read().unwrap_or_else(|p| p.into_inner());
+        for ev in events {
+            for hook in every.iter() {
+                hook(&ev);
+            }
             let _ = self.live.send(ev);
         }
     }
@@ -417,6 +436,53 @@ pub trait Ephemeral: Send + Sync {
     fn count_failure(&self, key: &str, window_ms: i64) -> Result<u32>;
     /// Forgets the failures under `key`.
     fn clear_failures(&self, key: &str) -> Result<()>;
+    /// Reserves one send on `channel` to recipient `to`: at most `per_hour` sends in any
+    /// hour on the channel (0: no limit) and `cooldown_ms` between two to one recipient
+    /// (0: none). The reservation's id, to release when nothing was delivered.
+    fn reserve_send(
+        &self,
+        channel: &str,
+        to: &str,
+        per_hour: u32,
+        cooldown_ms: i64,
+    ) -> Result<std::result::Result<i64, SendRefusal>>;
+    /// Undoes a reservation of [`Ephemeral::reserve_send`].
+    fn release_send(&self, id: i64) -> Result<()>;
+    /// One alert under `key` per window of `window_ms`: `Some(n)` when this one is due (n
+    /// were suppressed in the window before), None when it is suppressed.
+    fn admit_alert(&self, key: &str, window_ms: i64) -> Result<Option<u64>>;
+    /// Records the outcome of a send or probe on `channel` (`connected` None: unchanged);
+    /// returns the connection state it had, so one replica reports each flip.
+    fn mark_channel(
+        &self,
+        channel: &str,
+        ok: bool,
+        last_error: &str,
+        connected: Option<bool>,
+    ) -> Result<Option<bool>>;
+    /// A channel's last observed health and the sends of its last hour.
+    fn channel_state(&self, channel: &str) -> Result<(Option<ChannelMark>, u32)>;
+}
+
+/// A channel's last observed health, as the replicas share it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelMark {
+    /// Whether the last send or probe succeeded.
+    pub ok: bool,
+    pub last_error: String,
+    /// Credentials accepted and provider reachable (None: not known yet).
+    pub connected: Option<bool>,
+    /// When it was observed, in ms since the epoch.
+    pub checked_ms: i64,
+}
+
+/// Why [`Ephemeral::reserve_send`] refused a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// `sent` went out in the last hour; the oldest of them leaves it in `free_ms`.
+    PerHour { sent: u64, free_ms: i64 },
+    /// The recipient got a message `ago_ms` ago; the cooldown ends in `left_ms`.
+    Cooldown { ago_ms: i64, left_ms: i64 },
 }
 
 impl Store {
@@ -557,6 +623,25 @@ impl Store {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(hook);
+    }
+
+    /// Keeps state in step with every event: `init` reads a snapshot, then `hook` gets
+    /// every event published after the feed's head at that moment, in seq order. Events the
+    /// snapshot already holds may come again (it can be ahead of the feed); a hook that
+    /// sets what an event says converges all the same.
+    pub fn follow_all(
+        &self,
+        init: impl FnOnce(&dyn Reader) -> Result<()>,
+        hook: EventHook,
+    ) -> Result<()> {
+        let _publishing = self.feed.publishing();
+        self.read(init)?;
+        self.feed
+            .every
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+        Ok(())
     }
 
     /// Registers a [`SignalHook`].

@@ -39,6 +39,7 @@ const MIGRATION_LOCK: i64 = 0x636c_6177_706c_616e;
 const MIGRATIONS: &[&str] = &[
     include_str!("postgres/v2.sql"),
     include_str!("postgres/v3.sql"),
+    include_str!("postgres/v4.sql"),
 ];
 /// The channel a commit with events notifies, so idle replicas follow at once.
 const FEED_CHANNEL: &str = "clawplane_feed";
@@ -409,6 +410,161 @@ impl super::Ephemeral for PgBackend {
     fn clear_failures(&self, key: &str) -> Result<()> {
         self.with_conn(|c| c.exec("DELETE FROM auth_failures WHERE k = $1", &[&key]))
             .map(|_| ())
+    }
+
+    fn reserve_send(
+        &self,
+        channel: &str,
+        to: &str,
+        per_hour: u32,
+        cooldown_ms: i64,
+    ) -> Result<std::result::Result<i64, super::SendRefusal>> {
+        const HOUR_MS: i64 = 3_600_000;
+        self.in_txn(|c| {
+            // Count-then-insert is exact only when one channel's reservations serialise
+            // (the two-key lock space is apart from the one-key locks above).
+            c.exec(
+                "SELECT pg_advisory_xact_lock(4, hashtext($1))",
+                &[&channel],
+            )?;
+            let row = c
+                .row(
+                    concat!(
+                        "SELECT now.ms, count(*) FILTER (WHERE s.at_ms > now.ms - $3),
+                           min(s.at_ms) FILTER (WHERE s.at_ms > now.ms - $3),
+                           max(s.at_ms) FILTER (WHERE s.to_key = $2)
+                         FROM (SELECT ",
+                        pg_now_ms!(),
+                        " AS ms) now LEFT JOIN channel_sends s ON s.channel = $1 GROUP BY now.ms"
+                    ),
+                    &[&channel, &to, &HOUR_MS],
+                )?
+                .ok_or_else(|| se("a send count returned no row"))?;
+            let (now, sent, first, last): (i64, i64, Option<i64>, Option<i64>) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            if per_hour > 0 && u64_of(sent) >= u64::from(per_hour) {
+                let free_ms = first.map_or(1, |f| (f + HOUR_MS - now).max(1));
+                return Ok(Err(super::SendRefusal::PerHour {
+                    sent: u64_of(sent),
+                    free_ms,
+                }));
+            }
+            if let Some(last) = last
+                && cooldown_ms > 0
+                && now - last < cooldown_ms
+            {
+                return Ok(Err(super::SendRefusal::Cooldown {
+                    ago_ms: now - last,
+                    left_ms: cooldown_ms - (now - last),
+                }));
+            }
+            if rand_prune() {
+                c.exec(
+                    "DELETE FROM channel_sends WHERE channel = $1 AND at_ms <= $2 - greatest($3, $4)",
+                    &[&channel, &now, &HOUR_MS, &cooldown_ms],
+                )?;
+            }
+            let id: i64 = c
+                .row(
+                    "INSERT INTO channel_sends (channel, to_key, at_ms) VALUES ($1, $2, $3) RETURNING id",
+                    &[&channel, &to, &now],
+                )?
+                .ok_or_else(|| se("a send reservation returned no row"))?
+                .get(0);
+            Ok(Ok(id))
+        })
+    }
+
+    fn release_send(&self, id: i64) -> Result<()> {
+        self.with_conn(|c| c.exec("DELETE FROM channel_sends WHERE id = $1", &[&id]))
+            .map(|_| ())
+    }
+
+    fn mark_channel(
+        &self,
+        channel: &str,
+        ok: bool,
+        last_error: &str,
+        connected: Option<bool>,
+    ) -> Result<Option<bool>> {
+        self.in_txn(|c| {
+            // The same lock as the channel's send reservations: flips are seen once.
+            c.exec(
+                "SELECT pg_advisory_xact_lock(4, hashtext($1))",
+                &[&channel],
+            )?;
+            let was: Option<bool> = c
+                .row(
+                    "SELECT connected FROM channel_health WHERE channel = $1",
+                    &[&channel],
+                )?
+                .and_then(|r| r.get(0));
+            c.exec(
+                concat!(
+                    "INSERT INTO channel_health AS h (channel, ok, last_error, connected, checked_ms) VALUES ($1, $2, $3, $4, ",
+                    pg_now_ms!(),
+                    ") ON CONFLICT (channel) DO UPDATE SET ok = EXCLUDED.ok, last_error = EXCLUDED.last_error,
+                       connected = coalesce(EXCLUDED.connected, h.connected), checked_ms = EXCLUDED.checked_ms"
+                ),
+                &[&channel, &ok, &last_error, &connected],
+            )?;
+            Ok(was)
+        })
+    }
+
+    fn channel_state(&self, channel: &str) -> Result<(Option<super::ChannelMark>, u32)> {
+        const STATE: &str = concat!(
+            "SELECT h.ok, h.last_error, h.connected, h.checked_ms,
+               (SELECT count(*) FROM channel_sends s WHERE s.channel = $1 AND s.at_ms > ",
+            pg_now_ms!(),
+            " - 3600000)
+             FROM (SELECT 1) one LEFT JOIN channel_health h ON h.channel = $1"
+        );
+        self.with_conn(|c| {
+            let row = c
+                .row(STATE, &[&channel])?
+                .ok_or_else(|| se("a channel state returned no row"))?;
+            let ok: Option<bool> = row.get(0);
+            let sent: i64 = row.get(4);
+            let mark = ok.map(|ok| super::ChannelMark {
+                ok,
+                last_error: row.get(1),
+                connected: row.get(2),
+                checked_ms: row.get(3),
+            });
+            Ok((mark, u32::try_from(sent).unwrap_or(u32::MAX)))
+        })
+    }
+
+    fn admit_alert(&self, key: &str, window_ms: i64) -> Result<Option<u64>> {
+        // A new window starts with this alert (due, reporting the last window's
+        // suppressed count); inside a window the alert is counted as suppressed.
+        const ADMIT: &str = concat!(
+            "INSERT INTO alert_windows AS w (k, start_ms, suppressed, prev_suppressed) VALUES ($1, ",
+            pg_now_ms!(),
+            ", 0, 0) ON CONFLICT (k) DO UPDATE SET
+               prev_suppressed = CASE WHEN EXCLUDED.start_ms - w.start_ms >= $2 THEN w.suppressed ELSE w.prev_suppressed END,
+               suppressed = CASE WHEN EXCLUDED.start_ms - w.start_ms >= $2 THEN 0 ELSE w.suppressed + 1 END,
+               start_ms = CASE WHEN EXCLUDED.start_ms - w.start_ms >= $2 THEN EXCLUDED.start_ms ELSE w.start_ms END
+             RETURNING suppressed = 0, prev_suppressed"
+        );
+        self.with_conn(|c| {
+            let row = c
+                .row(ADMIT, &[&key, &window_ms])?
+                .ok_or_else(|| se("an alert window returned no row"))?;
+            let (due, prev): (bool, i64) = (row.get(0), row.get(1));
+            if rand_prune() {
+                c.exec(
+                    concat!(
+                        "DELETE FROM alert_windows WHERE start_ms < ",
+                        pg_now_ms!(),
+                        " - $1"
+                    ),
+                    &[&window_ms],
+                )?;
+            }
+            Ok(due.then_some(u64_of(prev)))
+        })
     }
 }
 

@@ -472,3 +472,83 @@ async fn replicas_share_one_feed_and_hand_sessions_over() {
         "released: the next claimer owns it"
     );
 }
+
+/// The replicas' shared channel counters and alert windows, on two stores of one database:
+/// concurrent reservations admit exactly the hourly limit, a cooldown holds per recipient,
+/// a release gives the slot back; one alert per window wherever it is asked; a connection
+/// state flip is reported by one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_channel_limits_health_and_alert_windows() {
+    let mut storage = crate::config::StorageConfig::default();
+    storage.postgres.url = clawplane_testkit::PgServer::shared().database();
+    let dir = std::env::temp_dir();
+    let a = open(&storage, &dir, 0, 1024).unwrap();
+    let b = open(&storage, &dir, 0, 1024).unwrap();
+
+    // 40 reservations to 40 recipients from both stores at once: 25 fit the hour.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::task::spawn_blocking(move || {
+                let eph = s.ephemeral().expect("shared");
+                eph.reserve_send("discord", &format!("to-{i}"), 25, 0)
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ok = Vec::new();
+    for t in tasks {
+        if let Ok(id) = t.await.unwrap() {
+            ok.push(id);
+        }
+    }
+    assert_eq!(ok.len(), 25, "exactly the hourly limit");
+    let (ea, eb) = (a.ephemeral().unwrap(), b.ephemeral().unwrap());
+    match eb.reserve_send("discord", "to-x", 25, 0).unwrap() {
+        Err(SendRefusal::PerHour { sent: 25, free_ms }) => assert!(free_ms > 3_500_000),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ea.channel_state("discord").unwrap(), (None, 25));
+    ea.release_send(ok[0]).unwrap();
+    assert!(eb.reserve_send("discord", "to-x", 25, 0).unwrap().is_ok());
+    // Another channel has its own hour; the cooldown is per recipient.
+    assert!(ea.reserve_send("slack", "C1", 0, 60_000).unwrap().is_ok());
+    match eb.reserve_send("slack", "C1", 0, 60_000).unwrap() {
+        Err(SendRefusal::Cooldown { left_ms, .. }) => assert!(left_ms > 50_000),
+        other => panic!("{other:?}"),
+    }
+    assert!(eb.reserve_send("slack", "C2", 0, 60_000).unwrap().is_ok());
+
+    // Health: the flip to disconnected is seen by the first observer only.
+    assert_eq!(
+        ea.mark_channel("slack", false, "401", Some(false)).unwrap(),
+        None
+    );
+    assert_eq!(
+        eb.mark_channel("slack", false, "401", Some(false)).unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        eb.mark_channel("slack", false, "503", None).unwrap(),
+        Some(false)
+    );
+    let (mark, sent) = ea.channel_state("slack").unwrap();
+    let mark = mark.expect("observed");
+    assert_eq!(
+        (mark.ok, mark.last_error.as_str(), mark.connected, sent),
+        (false, "503", Some(false), 2)
+    );
+    assert_eq!(
+        ea.mark_channel("slack", true, "", Some(true)).unwrap(),
+        Some(false)
+    );
+
+    // Alerts: one per window across both, the next window reports the suppressed ones.
+    assert_eq!(ea.admit_alert("k", 300).unwrap(), Some(0));
+    assert_eq!(eb.admit_alert("k", 300).unwrap(), None);
+    assert_eq!(ea.admit_alert("k", 300).unwrap(), None);
+    assert_eq!(eb.admit_alert("other", 300).unwrap(), Some(0));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(eb.admit_alert("k", 300).unwrap(), Some(2));
+    assert_eq!(ea.admit_alert("k", 300).unwrap(), None);
+}

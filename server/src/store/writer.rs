@@ -108,9 +108,7 @@ fn writer(
                 feed.head.store(*head, Ordering::Release);
                 feed.oldest.store(*oldest, Ordering::Release);
                 feed.sessions.store(*sessions, Ordering::Release);
-                for ev in published {
-                    let _ = feed.live.send(ev);
-                }
+                feed.publish_own(published);
             }
             Err(e) => tracing::error!(error = %e, "group commit failed"),
         }

@@ -68,15 +68,10 @@ async fn channel_status(gw: &Gateway, id: &str, probe: bool) -> clawplane_proto:
         .expect("GetChannel without channel")
 }
 
-/// A channel's health, its send counters (`maxMessagesPerHour`, `cooldownSeconds`) and the
-/// Discord DM channel cache are still each replica's own (docs/scale-out.md), so the tests
-/// that read them run one process even in a clustered run.
+/// A gateway with `config`; clustered runs spread its calls over the replicas (a channel's
+/// health and send counters are the cluster's).
 async fn one_gateway(config: &str) -> Gateway {
-    Gateway::builder()
-        .config(config)
-        .one_process()
-        .start()
-        .await
+    Gateway::start_with(config).await
 }
 
 async fn discord_gateway(fake: &FakeDiscord, token: &str, extra: &str) -> Gateway {
@@ -94,7 +89,15 @@ async fn discord_gateway(fake: &FakeDiscord, token: &str, extra: &str) -> Gatewa
 #[tokio::test]
 async fn discord_dm_opens_the_dm_channel_once_and_caches_it() {
     let fake = FakeDiscord::start("t").await;
-    let gw = discord_gateway(&fake, "t", "").await;
+    // The DM channel cache is each replica's (docs/scale-out.md): one process.
+    let gw = Gateway::builder()
+        .config(&format!(
+            "{{ channels: {{ discord: {{ token: 't', baseUrl: '{}' }} }} }}",
+            fake.base_url
+        ))
+        .one_process()
+        .start()
+        .await;
 
     let d = send_ok(&gw, req("discord", "user:123", "hello there")).await;
     let reqs = fake.requests();

@@ -68,16 +68,16 @@ async fn max_concurrent_runs_queue_the_rest() {
 
 #[tokio::test]
 async fn a_full_queue_refuses_new_runs_and_stores_nothing() {
-    // The queue limits are still counted by each replica (docs/scale-out.md).
-    let gw = Gateway::builder()
-        .config(
-            "{ agents: { defaults: { maxConcurrent: 1, maxQueuedRuns: 2, maxQueuedPerSession: 1 } } }",
-        )
-        .one_process()
-        .start()
-        .await;
+    // A session runs one run at a time, so a run behind a running one waits; the limits
+    // count every replica's queue (the gauge, docs/scale-out.md).
+    let gw = Gateway::start_with(
+        "{ agents: { defaults: { maxQueuedRuns: 2, maxQueuedPerSession: 1 } } }",
+    )
+    .await;
     let a = send(&gw, "a", "/sleep 1500 busy").await.unwrap();
+    let b = send(&gw, "b", "/sleep 1500 busy too").await.unwrap();
     until_running(&gw, &a).await;
+    until_running(&gw, &b).await;
     // Per session: one waiting run in "a" is the limit.
     send(&gw, "a", "waits").await.unwrap();
     let err = send(&gw, "a", "one too many")
@@ -87,6 +87,12 @@ async fn a_full_queue_refuses_new_runs_and_stores_nothing() {
     assert!(md["limit"].contains("maxQueuedPerSession"), "{md:?}");
     // Gateway-wide: two waiting runs is the limit.
     send(&gw, "b", "waits too").await.unwrap();
+    let status = gw.status().await;
+    assert_eq!(
+        (status.queued_runs, status.running_runs),
+        (2, 2),
+        "{status:?}"
+    );
     let err = send(&gw, "c", "refused")
         .await
         .expect_err("gateway queue full");
@@ -98,11 +104,12 @@ async fn a_full_queue_refuses_new_runs_and_stores_nothing() {
     assert!(retry.is_some(), "RetryInfo tells when to come back");
     assert_eq!(
         gw.list_runs("").await.len(),
-        3,
+        4,
         "refused runs are not stored"
     );
     // Once the queue drains, runs are accepted again.
     gw.wait_run(&a).await;
+    gw.wait_run(&b).await;
     for _ in 0..200 {
         if gw.status().await.queued_runs == 0 {
             break;

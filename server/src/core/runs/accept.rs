@@ -16,6 +16,9 @@ use clawplane_proto::v1::{
 use clawplane_proto::{keys, now_ts};
 use std::sync::{Arc, atomic::Ordering};
 
+/// How long a queue check near a limit waits for this replica's feed to catch up.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Runs {
     /// Validates, resolves the session, writes the run durably, queues it, and answers.
     pub async fn accept(self: &Arc<Self>, mut req: NewRun) -> Result<Accepted> {
@@ -276,14 +279,23 @@ impl Runs {
     /// the queues without bound.
     fn check_queue_room(&self, session_key: &str) -> Result<()> {
         let d = &self.defaults;
-        let queued = self.scheduler.queued();
+        let (mut queued, mut in_session) = self.queue_depths(session_key);
+        // With replicas the counts follow the feed a moment late: near a limit, catch up
+        // first, so every run committed anywhere before this call counts (as on one process).
+        let near = |n: u64, limit: u64| limit > 0 && n + (limit / 10).max(8) >= limit;
+        if self.gauge.get().is_some()
+            && (near(queued, d.max_queued_runs)
+                || near(in_session as u64, d.max_queued_per_session as u64))
+        {
+            self.store.catch_up(CATCH_UP)?;
+            (queued, in_session) = self.queue_depths(session_key);
+        }
         if d.max_queued_runs > 0 && queued >= d.max_queued_runs {
             return Err(Error::QueueFull {
                 queued,
                 limit: format!("agents.defaults.maxQueuedRuns = {}", d.max_queued_runs),
             });
         }
-        let in_session = self.scheduler.queued_in(session_key);
         if d.max_queued_per_session > 0 && in_session >= d.max_queued_per_session {
             return Err(Error::QueueFull {
                 queued: in_session as u64,

@@ -8,6 +8,7 @@ use crate::{
 };
 use clawplane_proto::now_ts;
 use clawplane_proto::v1::{DeliveryStatus, Run, RunError, RunState, event::Payload};
+use clawplane_util::sync::lock;
 use std::{
     collections::HashSet,
     sync::{Arc, atomic::Ordering},
@@ -152,9 +153,27 @@ impl Runs {
         ))
     }
 
-    /// Counts for Status.
+    /// Counts for Status: the cluster's with replicas.
     pub fn run_counts(&self) -> (u64, u64) {
-        self.scheduler.counts()
+        match self.gauge.get() {
+            Some(g) => lock(g).counts(),
+            None => self.scheduler.counts(),
+        }
+    }
+
+    /// Runs waiting (queued, not running) across the gateway and in one session: the
+    /// cluster's with replicas, as of this replica's feed.
+    pub(super) fn queue_depths(&self, session_key: &str) -> (u64, usize) {
+        match self.gauge.get() {
+            Some(g) => {
+                let g = lock(g);
+                (g.counts().0, g.queued_in(session_key))
+            }
+            None => (
+                self.scheduler.queued(),
+                self.scheduler.queued_in(session_key),
+            ),
+        }
     }
 
     /// At start: a RUNNING run whose stored reply was being sent is settled as SUCCEEDED with
@@ -165,7 +184,7 @@ impl Runs {
     /// those of replicas whose lease ran out and those nobody owns.
     pub async fn recover(self: &Arc<Self>) -> Result<()> {
         if self.store.shared() {
-            self.follow_replicas();
+            self.follow_replicas()?;
             self.beat().await?;
             let runs = self.clone();
             tokio::spawn(async move { runs.heartbeats().await });
@@ -216,8 +235,28 @@ impl Runs {
     }
 
     /// Runs accepted on other replicas for sessions owned here are queued here; runs
-    /// cancelled there while running here are cancelled.
-    fn follow_replicas(self: &Arc<Self>) {
+    /// cancelled there while running here are cancelled; every replica's runs are counted
+    /// (the gauge, from the active runs stored and then every run event).
+    fn follow_replicas(self: &Arc<Self>) -> Result<()> {
+        let weak = Arc::downgrade(self);
+        self.store.follow_all(
+            |r| {
+                let mut g = super::gauge::Gauge::default();
+                for s in r.active_runs()? {
+                    g.apply(&s.run.run_id, &s.run.session_key, s.run.state());
+                }
+                let _ = self.gauge.set(std::sync::Mutex::new(g));
+                Ok(())
+            },
+            Box::new(move |ev| {
+                if let Some(Payload::Run(r)) = &ev.payload
+                    && let Some(runs) = weak.upgrade()
+                    && let Some(g) = runs.gauge.get()
+                {
+                    lock(g).apply(&r.run_id, &r.session_key, r.state());
+                }
+            }),
+        )?;
         let weak = Arc::downgrade(self);
         self.store.on_signal(Box::new(move |message| {
             if let (Some(runs), Some(id)) = (weak.upgrade(), message.strip_prefix(CANCEL)) {
@@ -234,6 +273,7 @@ impl Runs {
                 runs.enqueue(&r.session_key, &r.run_id);
             }
         }));
+        Ok(())
     }
 
     /// The heartbeat loop of a replica (every tenth of the lease) until shutdown.

@@ -8,6 +8,7 @@ mod accept;
 mod control;
 pub mod delivery;
 mod execute;
+mod gauge;
 pub mod policy;
 pub mod scheduler;
 mod send;
@@ -53,6 +54,8 @@ pub struct Runs {
     pub draining: AtomicBool,
     /// With replicas: how long a silent replica keeps its sessions (`storage.postgres.leaseMs`).
     lease: std::time::Duration,
+    /// With replicas: the cluster's run counts (set by [`Runs::recover`]).
+    gauge: std::sync::OnceLock<std::sync::Mutex<gauge::Gauge>>,
 }
 
 impl Runs {
@@ -79,6 +82,7 @@ impl Runs {
             shutdown,
             draining: AtomicBool::new(false),
             lease: std::time::Duration::from_secs(10),
+            gauge: std::sync::OnceLock::new(),
         }
     }
 

@@ -573,6 +573,13 @@ impl Gateway {
         self.wait_exit().await;
     }
 
+    /// Every process's own listening address: this one's, then each replica's.
+    pub fn process_addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.process_addr)
+            .chain(self.others.iter().map(|o| o.process_addr))
+            .collect()
+    }
+
     /// True for the second and further replicas of a clustered gateway: they read the first
     /// one's config file.
     fn is_replica(&self) -> bool {
