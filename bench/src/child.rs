@@ -64,6 +64,16 @@ impl Gateway {
 
     /// Like [`Gateway::spawn`], with PostgreSQL at `store` as the store instead of redb.
     pub fn spawn_on(bin: &Path, store: Option<&str>) -> Result<Gateway> {
+        Self::spawn_with(bin, store, None)
+    }
+
+    /// Like [`Gateway::spawn_on`], with `agents.defaults.maxConcurrent` when given.
+    pub fn spawn_with(
+        bin: &Path,
+        store: Option<&str>,
+        max_concurrent: Option<usize>,
+    ) -> Result<Gateway> {
+        let slots = max_concurrent.map_or(String::new(), |n| format!(", maxConcurrent: {n}"));
         let dir = tempfile::Builder::new()
             .prefix("clawplane-bench-child-")
             .tempdir()?;
@@ -72,7 +82,7 @@ impl Gateway {
             &config,
             format!(
                 "{{ gateway: {{ auth: {{ token: \"{TOKEN}\" }} }},\n  \
-                 agents: {{ defaults: {{ heartbeat: {{ every: \"0m\" }} }} }},\n  \
+                 agents: {{ defaults: {{ heartbeat: {{ every: \"0m\" }}{slots} }} }},\n  \
                  hooks: {{ enabled: true, token: \"{HOOK_TOKEN}\" }},\n  \
                  events: {{ progressIntervalMs: 3600000 }},\n  \
                  storage: {{ postgres: {{ url: \"{}\" }} }} }}\n",

@@ -178,13 +178,21 @@ impl PgServer {
     /// Stops the server (fast shutdown: open connections are closed) and starts it again
     /// on the same port and data, as a PostgreSQL restart or failover looks to its clients.
     pub fn restart(&self) {
-        {
-            let mut child = self.child.lock().expect("child");
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-            let _ = child.wait();
-            *child = spawn_postgres(&self.bin, &self.dir, self.port);
-        }
+        self.stop();
+        self.resume();
+    }
+
+    /// Stops the server (fast shutdown); [`PgServer::resume`] starts it again.
+    pub fn stop(&self) {
+        let mut child = self.child.lock().expect("child");
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        let _ = child.wait();
+    }
+
+    /// Starts a stopped server again on the same port and data.
+    pub fn resume(&self) {
+        *self.child.lock().expect("child") = spawn_postgres(&self.bin, &self.dir, self.port);
         self.wait_ready();
     }
 

@@ -83,7 +83,7 @@ impl Watch {
             if self.replaying {
                 if self.backlog.is_empty() {
                     let after = self.cursor;
-                    let page = match self.gw.store.read(|r| r.events_after(after, REPLAY_PAGE)) {
+                    let page = match self.gw.store.replay(after, REPLAY_PAGE).await {
                         Ok(p) => p,
                         Err(e) => {
                             self.done = true;

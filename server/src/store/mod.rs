@@ -380,6 +380,8 @@ pub struct Store {
     pub feed: Arc<Feed>,
     health: Arc<Health>,
     leases: Arc<leases::Leases>,
+    /// The JetStream stream replays read first (set by [`spawn_relay`]).
+    archive: Arc<std::sync::OnceLock<jetstream::Archive>>,
 }
 
 /// What a storage engine provides to [`Store`].
@@ -571,6 +573,18 @@ impl Store {
     pub async fn failed(&self) -> String {
         self.health.failed.cancelled().await;
         self.health.failure.get().cloned().unwrap_or_default()
+    }
+
+    /// Up to `limit` events after `after`, in seq order: from the JetStream stream while it
+    /// holds them (`events.nats.url`), else from the log. Either way the same events.
+    pub async fn replay(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        if let Some(archive) = self.archive.get()
+            && let Some(page) = archive.events_after(after, limit).await
+            && !page.is_empty()
+        {
+            return Ok(page);
+        }
+        self.read(|r| r.events_after(after, limit))
     }
 
     /// Runs `f` against a read snapshot.

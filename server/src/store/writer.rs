@@ -50,6 +50,7 @@ pub(super) fn spawn_writer(
         feed,
         health,
         leases: Arc::default(),
+        archive: Arc::default(),
     })
 }
 

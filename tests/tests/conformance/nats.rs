@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
 use clawplane_proto::v1::Event;
-use clawplane_testkit::NatsServer;
+use clawplane_testkit::{NatsServer, PgServer};
 use futures::StreamExt as _;
 use prost::Message as _;
 
@@ -137,4 +137,51 @@ async fn an_unreachable_nats_does_not_stop_the_gateway() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Replays read the stream first: with PostgreSQL stopped, a Watch from a cursor still gets
+/// every event after it (only the stream can answer then); once the stream is purged, the
+/// same replay comes from the log, event for event.
+#[tokio::test]
+async fn a_watch_replays_from_the_stream_and_from_the_log_once_the_stream_is_purged() {
+    let pg = PgServer::start();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let gw = Gateway::start_with(&format!(
+        "{{ storage: {{ postgres: {{ url: '{}' }} }}, events: {{ nats: {{ url: '{url}' }} }} }}",
+        pg.database()
+    ))
+    .await;
+    let mut runs = Vec::new();
+    for i in 0..12 {
+        runs.push(gw.send(&format!("replay-{}", i % 3), "hello").await.run_id);
+    }
+    for id in &runs {
+        gw.wait_run(id).await;
+    }
+    let stream = caught_up(&gw, &url).await;
+    let head = stream.last().expect("events").seq;
+    let want: Vec<Event> = stream.into_iter().filter(|e| e.seq > 5).collect();
+
+    pg.stop();
+    let mut feed = gw.watch_after(5, None).await;
+    let from_stream = feed.collect_until(|e| e.seq >= head).await;
+    drop(feed);
+    pg.resume();
+    assert_eq!(
+        from_stream, want,
+        "the replay with PostgreSQL down is the stream's"
+    );
+
+    let client = async_nats::connect(url.as_str()).await.expect("connect");
+    jetstream::new(client)
+        .get_stream("CLAWPLANE_EVENTS")
+        .await
+        .expect("the stream")
+        .purge()
+        .await
+        .expect("purge");
+    let mut feed = gw.watch_after(5, None).await;
+    let from_log = feed.collect_until(|e| e.seq >= head).await;
+    assert_eq!(from_log, want, "a purged stream: the log answers the same");
 }
