@@ -178,6 +178,14 @@ func (w *EventWatch) handle(err error) bool {
 		w.finish(ctxErr)
 		return false
 	}
+	if dl, bounded := w.ctx.Deadline(); bounded && Code(err) == codes.DeadlineExceeded &&
+		time.Until(dl) < 2*waitMargin {
+		// The server enforced ctx's deadline a moment before ctx's own timer fired: the
+		// end of ctx, as ctx reports it.
+		<-w.ctx.Done()
+		w.finish(w.ctx.Err())
+		return false
+	}
 	e, ok := wrapErr(err).(*Error)
 	if !ok {
 		w.finish(err)

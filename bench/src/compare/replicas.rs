@@ -150,29 +150,37 @@ pub fn run(c: &mut Comparison, rt: &Runtime, o: &Opts, bin: &Path, grpc_load: &s
         }
         Ok(pg) => {
             for &n in &counts {
-                quiet(o);
-                let url = pg.database();
-                let r = c.ours(&format!("Send on {n} replicas"), || {
-                    let cl = Cluster::start(bin, &url, n, None)?;
-                    let conns = rt.block_on(cl.conns(o.conns.div_ceil(n)))?;
-                    let call = unary::send_call(conns, o.concurrency, o.sessions);
-                    Ok(window(rt, o, &cl, call, "accepts/s"))
-                });
+                // One closed-loop point on a fresh cluster of n.
+                let mut point = |what: &str,
+                                 slots: Option<usize>,
+                                 call: &dyn Fn(Vec<Conn>) -> CallFn,
+                                 unit: &'static str| {
+                    quiet(o);
+                    let url = pg.database();
+                    c.ours(&format!("{what} on {n} replicas"), || {
+                        let cl = Cluster::start(bin, &url, n, slots)?;
+                        let conns = rt.block_on(cl.conns(o.conns.div_ceil(n)))?;
+                        Ok(window(rt, o, &cl, call(conns), unit))
+                    })
+                };
+                let r = point(
+                    "Send",
+                    None,
+                    &|conns| unary::send_call(conns, o.concurrency, o.sessions),
+                    "accepts/s",
+                );
                 accepts.push(Side {
                     who: label(n),
                     result: r,
                 });
-                quiet(o);
-                let url = pg.database();
-                let r = c.ours(&format!("end-to-end runs on {n} replicas"), || {
-                    // As many executor slots per replica as runs in flight: the built-in
-                    // model answers at once, so the default 16 would measure 16 runs'
-                    // commit latency, not the cluster.
-                    let cl = Cluster::start(bin, &url, n, Some(o.concurrency))?;
-                    let conns = rt.block_on(cl.conns(o.conns.div_ceil(n)))?;
-                    let call = run_call(conns, n, o.sessions);
-                    Ok(window(rt, o, &cl, call, "runs/s"))
-                });
+                // As many executor slots per replica as runs in flight: the built-in model
+                // answers at once, so slots are not what is measured.
+                let r = point(
+                    "end-to-end runs",
+                    Some(o.concurrency),
+                    &|conns| run_call(conns, n, o.sessions),
+                    "runs/s",
+                );
                 runs.push(Side {
                     who: label(n),
                     result: r,
