@@ -246,7 +246,8 @@ impl Default for GatewayConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct AuthConfig {
-    /// Accepted for compatibility; only `token` is implemented.
+    /// `token` (the default and the only mode): OpenClaw's `password`, `none` and
+    /// `trusted-proxy` are refused at start, naming this key.
     pub mode: Option<String>,
     pub token: Option<String>,
     pub rate_limit: RateLimitConfig,
@@ -300,6 +301,25 @@ pub struct RequestRate {
 impl GatewayConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.bind_addr()?;
+        // OpenClaw's modes are none | token | password | trusted-proxy; a config that
+        // asks for one clawplane does not do must not start as if it did.
+        match self.auth.mode.as_deref().map(str::trim) {
+            None | Some("") | Some("token") => {}
+            Some("password") => {
+                return Err(ConfigError::at(
+                    "gateway.auth.mode",
+                    "\"password\" is not supported yet: set mode \"token\" and gateway.auth.token (clients send it as their bearer token, or as auth.token over the WebSocket)",
+                ));
+            }
+            Some(other) => {
+                return Err(ConfigError::at(
+                    "gateway.auth.mode",
+                    format!(
+                        "{other:?} is not supported: clawplane authenticates every caller with a token (mode \"token\", gateway.auth.token)"
+                    ),
+                ));
+            }
+        }
         let p = &self.nodes.pairing;
         for (key, v) in [
             ("maxPending", p.max_pending),

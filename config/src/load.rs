@@ -48,8 +48,41 @@ pub fn load(
     })
 }
 
+/// The snake_case spellings of channel keys that OpenClaw's "API & Webhooks" guide uses,
+/// read as ours: (theirs, ours).
+const CHANNEL_ALIASES: &[(&str, &str)] = &[
+    ("max_messages_per_hour", "maxMessagesPerHour"),
+    ("cooldown_seconds", "cooldownSeconds"),
+];
+
+/// Renames [`CHANNEL_ALIASES`] in every `channels.<id>` object; both spellings at once is
+/// an error naming the key.
+fn channel_aliases(value: &mut Value) -> Result<(), ConfigError> {
+    let Some(channels) = value.get_mut("channels").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    for (id, channel) in channels.iter_mut() {
+        let Some(obj) = channel.as_object_mut() else {
+            continue;
+        };
+        for (theirs, ours) in CHANNEL_ALIASES {
+            let Some(v) = obj.remove(*theirs) else {
+                continue;
+            };
+            if obj.contains_key(*ours) {
+                return Err(ConfigError::Invalid(format!(
+                    "channels.{id} sets both {ours} and {theirs} (the same key): keep one"
+                )));
+            }
+            obj.insert((*ours).to_string(), v);
+        }
+    }
+    Ok(())
+}
+
 /// A config from an already substituted JSON value: unknown keys, types, data checks.
-pub fn load_value(value: Value) -> Result<Config, ConfigError> {
+pub fn load_value(mut value: Value) -> Result<Config, ConfigError> {
+    channel_aliases(&mut value)?;
     let unknown = reference::unknown_keys(&value);
     if !unknown.is_empty() {
         let keys: Vec<String> = unknown
@@ -158,10 +191,26 @@ fn is_var_name(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// OpenClaw's variables that stand in for ours when ours are not set, so a migrating
+/// user's environment keeps working: (theirs, ours).
+pub const OPENCLAW_FALLBACKS: &[(&str, &str)] = &[
+    ("OPENCLAW_GATEWAY_TOKEN", "CLAWPLANE_GATEWAY_TOKEN"),
+    ("OPENCLAW_GATEWAY_PORT", "CLAWPLANE_GATEWAY_PORT"),
+];
+
 /// `CLAWPLANE_GATEWAY_PORT`, `_BIND`, `_TOKEN` are named aliases; any other
-/// `CLAWPLANE_A__B_C` sets `a.bC` (sections split on `__`, words camel-cased).
+/// `CLAWPLANE_A__B_C` sets `a.bC` (sections split on `__`, words camel-cased). OpenClaw's
+/// names ([`OPENCLAW_FALLBACKS`]) count when ours are absent.
 fn apply_env(value: &mut Value, vars: &[(String, String)]) {
-    for (name, raw) in vars {
+    let set = |name: &str| vars.iter().any(|(k, v)| k == name && !v.trim().is_empty());
+    let fallbacks: Vec<(String, String)> = vars
+        .iter()
+        .filter_map(|(k, v)| {
+            let (_, ours) = OPENCLAW_FALLBACKS.iter().find(|(theirs, _)| theirs == k)?;
+            (!set(ours) && !v.trim().is_empty()).then(|| (ours.to_string(), v.clone()))
+        })
+        .collect();
+    for (name, raw) in fallbacks.iter().chain(vars) {
         let Some(rest) = name.strip_prefix("CLAWPLANE_") else {
             continue;
         };
@@ -259,6 +308,61 @@ mod tests {
             e.contains("hooks.mappings[0].to") && e.contains("${NOPE}"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_guides_snake_case_channel_limits_are_read() {
+        let c = load_value(serde_json::json!({
+            "channels": { "discord": { "token": "t", "max_messages_per_hour": 5, "cooldown_seconds": 9 } }
+        }))
+        .unwrap();
+        let d = c.channels.discord.expect("discord");
+        assert_eq!(
+            (d.limits.max_messages_per_hour, d.limits.cooldown_seconds),
+            (5, 9)
+        );
+        let e = load_value(serde_json::json!({
+            "channels": { "slack": { "cooldown_seconds": 1, "cooldownSeconds": 2 } }
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("channels.slack") && e.contains("cooldown_seconds"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn openclaw_variables_stand_in_for_ours_only_when_ours_are_absent() {
+        let file = write("openclaw-env", "{ gateway: { port: 1 } }");
+        let vars = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let l = load(
+            Some(&file),
+            &env,
+            &vars(&[
+                ("OPENCLAW_GATEWAY_TOKEN", "theirs"),
+                ("OPENCLAW_GATEWAY_PORT", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(l.config.gateway.auth.token.as_deref(), Some("theirs"));
+        assert_eq!(l.config.gateway.port, 7);
+        let l = load(
+            Some(&file),
+            &env,
+            &vars(&[
+                ("OPENCLAW_GATEWAY_TOKEN", "theirs"),
+                ("CLAWPLANE_GATEWAY_TOKEN", "ours"),
+                ("OPENCLAW_GATEWAY_PORT", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(l.config.gateway.auth.token.as_deref(), Some("ours"));
+        assert_eq!(l.config.gateway.port, 1, "an empty variable is not set");
     }
 
     #[test]

@@ -36,7 +36,10 @@ const OPENCLAW: &[(&str, &str)] = &[
         "same (`loopback`, `lan`; not `tailnet`/`auto`)",
     ),
     ("gateway.mode", "same"),
-    ("gateway.auth.mode", "same (`token` only)"),
+    (
+        "gateway.auth.mode",
+        "same (`token`; the others are refused at start)",
+    ),
     ("gateway.auth.token", "same (`OPENCLAW_GATEWAY_TOKEN`)"),
     ("gateway.auth.rateLimit.*", "`gateway.auth.rateLimit`"),
     ("gateway.trustedProxies", "same"),

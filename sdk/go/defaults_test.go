@@ -19,7 +19,7 @@ import (
 
 // clearEnv blanks the variables Discover reads (t.Setenv restores them after the test).
 func clearEnv(t *testing.T) {
-	for _, k := range []string{"CLAWPLANE_URL", "CLAWPLANE_TOKEN", "CLAWPLANE_GATEWAY_TOKEN", "CLAWPLANE_DATA_DIR", "CLAWPLANE_TLS_CA", "CLAWPLANE_TLS_FINGERPRINT"} {
+	for _, k := range []string{"CLAWPLANE_URL", "CLAWPLANE_TOKEN", "CLAWPLANE_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_TOKEN", "CLAWPLANE_DATA_DIR", "CLAWPLANE_TLS_CA", "CLAWPLANE_TLS_FINGERPRINT"} {
 		t.Setenv(k, "")
 	}
 }
@@ -67,6 +67,12 @@ func TestDiscoverReadsTheLocalTokenFile(t *testing.T) {
 		t.Fatalf("CLAWPLANE_GATEWAY_TOKEN: credential %q, %v", kind, err)
 	}
 	t.Setenv("CLAWPLANE_GATEWAY_TOKEN", "")
+	// OpenClaw's variable stands in for ours.
+	t.Setenv("OPENCLAW_GATEWAY_TOKEN", g.token)
+	if kind, err := credential(ctx, t); err != nil || kind != "gateway-token" {
+		t.Fatalf("OPENCLAW_GATEWAY_TOKEN: credential %q, %v", kind, err)
+	}
+	t.Setenv("OPENCLAW_GATEWAY_TOKEN", "")
 	// The file is only read for loopback URLs; an argument comes first.
 	t.Setenv("CLAWPLANE_DATA_DIR", g.dataDir)
 	if d := clawplane.Discover("http://gw.example:1", "", clawplane.TLSOptions{}); d.Token != "" {

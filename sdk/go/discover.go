@@ -21,7 +21,8 @@ type Discovered struct {
 	// Token is the token to present ("" for none).
 	Token string
 	// TokenSource says where Token came from: "argument", "$CLAWPLANE_TOKEN",
-	// "$CLAWPLANE_GATEWAY_TOKEN", the token file's path, or "" when none was found.
+	// "$CLAWPLANE_GATEWAY_TOKEN", "$OPENCLAW_GATEWAY_TOKEN", the token file's path, or "" when
+	// none was found.
 	TokenSource string
 	// TLS are the options for an https:// URL (empty for http://).
 	TLS TLSOptions
@@ -42,7 +43,8 @@ func DataDir() string {
 // Discover fills in local defaults the way the other SDKs and the clawplane CLI do:
 //
 //   - URL: rawURL, else CLAWPLANE_URL, else DefaultURL.
-//   - Token: token, else CLAWPLANE_TOKEN, else CLAWPLANE_GATEWAY_TOKEN, else — only for a
+//   - Token: token, else CLAWPLANE_TOKEN, else CLAWPLANE_GATEWAY_TOKEN, else
+//     OPENCLAW_GATEWAY_TOKEN (a migrating user's environment), else — only for a
 //     loopback URL (localhost, *.localhost, 127.0.0.0/8, ::1), so that a local secret is
 //     never sent to a remote gateway — the local gateway's <DataDir>/gateway.token.
 //   - TLS (https:// only): tlsOpts when set, else CLAWPLANE_TLS_FINGERPRINT, else
@@ -65,7 +67,7 @@ func Discover(rawURL, token string, tlsOpts TLSOptions) Discovered {
 	if t := strings.TrimSpace(token); t != "" {
 		d.Token, d.TokenSource = t, "argument"
 	} else {
-		for _, k := range []string{"CLAWPLANE_TOKEN", "CLAWPLANE_GATEWAY_TOKEN"} {
+		for _, k := range []string{"CLAWPLANE_TOKEN", "CLAWPLANE_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_TOKEN"} {
 			if t := strings.TrimSpace(os.Getenv(k)); t != "" {
 				d.Token, d.TokenSource = t, "$"+k
 				break

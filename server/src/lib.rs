@@ -160,12 +160,20 @@ fn config_command(cmd: ConfigCommand) -> ExitCode {
 /// The config file's name in the data dir, read when no file is named.
 pub const DEFAULT_CONFIG_FILE: &str = "clawplane.json5";
 
-/// The file to read: the one named, else `<data-dir>/clawplane.json5` when it exists.
+/// The file to read: the one named (`--config`, `CLAWPLANE_CONFIG`), else OpenClaw's
+/// `OPENCLAW_CONFIG_PATH` (a migrating user's environment), else
+/// `<data-dir>/clawplane.json5` when it exists.
 fn config_path(named: Option<PathBuf>, data_dir: &std::path::Path) -> Option<PathBuf> {
-    named.or_else(|| {
-        let p = data_dir.join(DEFAULT_CONFIG_FILE);
-        p.is_file().then_some(p)
-    })
+    named
+        .or_else(|| {
+            std::env::var_os("OPENCLAW_CONFIG_PATH")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(|| {
+            let p = data_dir.join(DEFAULT_CONFIG_FILE);
+            p.is_file().then_some(p)
+        })
 }
 
 /// Loads a config with the process environment and compiles it as a start would.
@@ -308,12 +316,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let gw = core::Gateway::open(cfg.clone(), data_dir.clone()).await?;
-    let (token, source) = match (
-        &cfg.gateway.auth.token,
-        std::env::var("CLAWPLANE_GATEWAY_TOKEN"),
-    ) {
-        (Some(t), Ok(e)) if *t == e => (t.clone(), auth::TokenSource::Env),
-        (Some(t), _) if !t.is_empty() => (t.clone(), auth::TokenSource::Config),
+    let from_env = |t: &str| {
+        ["CLAWPLANE_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_TOKEN"]
+            .into_iter()
+            .find(|var| std::env::var(var).is_ok_and(|e| e == t))
+    };
+    let (token, source) = match &cfg.gateway.auth.token {
+        Some(t) if !t.is_empty() => match from_env(t) {
+            Some(var) => (t.clone(), auth::TokenSource::Env(var)),
+            None => (t.clone(), auth::TokenSource::Config),
+        },
         _ => (
             generated_token(&gw.store, &data_dir).await?,
             auth::TokenSource::File(auth::token_file(&data_dir)),

@@ -70,18 +70,24 @@ pub async fn router(api: Api) -> anyhow::Result<(Router, HealthReporter)> {
         .into_axum_router();
 
     let gw = api.gw.clone();
-    let http = Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"ok": true})) }),
-        )
-        .route(
-            "/readyz",
+    // OpenClaw's probe paths and bodies: `/health` and `/healthz` (GET and HEAD) say the
+    // process lives, `/ready` and `/readyz` whether it takes work.
+    let live = || get(|| async { axum::Json(serde_json::json!({"ok": true, "status": "live"})) });
+    let ready = {
+        let gw = gw.clone();
+        move || {
+            let gw = gw.clone();
             get(move || {
                 let gw = gw.clone();
                 async move { readyz(&gw) }
-            }),
-        );
+            })
+        }
+    };
+    let http = Router::new()
+        .route("/health", live())
+        .route("/healthz", live())
+        .route("/ready", ready())
+        .route("/readyz", ready());
 
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())

@@ -140,11 +140,11 @@ pub fn ws_router(services: Services, cfg: WsConfig) -> Router {
         cfg,
         open: AtomicUsize::new(0),
     });
+    // `/ws` too: the path OpenClaw's "API & Webhooks" guide proxies (its nginx block).
+    let socket = || on(MethodFilter::GET.or(MethodFilter::CONNECT), upgrade);
     Router::new()
-        .route(
-            "/",
-            on(MethodFilter::GET.or(MethodFilter::CONNECT), upgrade),
-        )
+        .route("/", socket())
+        .route("/ws", socket())
         .with_state(shim)
 }
 

@@ -29,7 +29,14 @@ def local_gateway() -> Iterator[Gateway]:
 
 @pytest.fixture()
 def no_env_token(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for var in ("CLAWPLANE_TOKEN", "CLAWPLANE_GATEWAY_TOKEN", "CLAWPLANE_URL", "CLAWPLANE_TLS_CA", "CLAWPLANE_TLS_FINGERPRINT"):
+    for var in (
+        "CLAWPLANE_TOKEN",
+        "CLAWPLANE_GATEWAY_TOKEN",
+        "OPENCLAW_GATEWAY_TOKEN",
+        "CLAWPLANE_URL",
+        "CLAWPLANE_TLS_CA",
+        "CLAWPLANE_TLS_FINGERPRINT",
+    ):
         monkeypatch.delenv(var, raising=False)
     return monkeypatch
 
@@ -63,8 +70,13 @@ def test_loopback_url_reads_the_token_file_after_env_tokens(
     env.setenv("CLAWPLANE_GATEWAY_TOKEN", local_gateway.token)
     with clawplane.connect(local_gateway.url) as c:
         assert c.get_caller().credential == "gateway-token"
-    # A remote URL never reads the file.
     env.delenv("CLAWPLANE_GATEWAY_TOKEN")
+    # OpenClaw's variable stands in for ours (a migrating user's environment).
+    env.setenv("OPENCLAW_GATEWAY_TOKEN", local_gateway.token)
+    with clawplane.connect(local_gateway.url) as c:
+        assert c.get_caller().credential == "gateway-token"
+    # A remote URL never reads the file.
+    env.delenv("OPENCLAW_GATEWAY_TOKEN")
     env.setenv("CLAWPLANE_DATA_DIR", str(local_gateway.data_dir))
     assert clawplane.discover("http://gw.example:1") == ("http://gw.example:1", None)
     assert clawplane.discover("http://gw.localhost:1") == ("http://gw.localhost:1", local_gateway.token)

@@ -53,7 +53,8 @@ pub const TLS_CERT_FILE: &str = "tls/cert.pem";
 /// Fills in local defaults for the gateway URL and token.
 ///
 /// - url: `url`, else env `CLAWPLANE_URL`, else [`DEFAULT_URL`].
-/// - token: `token`, else env `CLAWPLANE_TOKEN`, else env `CLAWPLANE_GATEWAY_TOKEN`, else the
+/// - token: `token`, else env `CLAWPLANE_TOKEN`, else env `CLAWPLANE_GATEWAY_TOKEN`, else env
+///   `OPENCLAW_GATEWAY_TOKEN`, else the
 ///   file `<data dir>/gateway.token` where the data dir is env `CLAWPLANE_DATA_DIR` or
 ///   `~/.clawplane` — the file is only read when the URL's host is a loopback address, so a
 ///   local secret is never sent to a remote gateway.
@@ -106,6 +107,9 @@ pub(crate) fn discover_with_env(
         Some((t, TokenSource::Env("CLAWPLANE_TOKEN")))
     } else if let Some(t) = non_empty(env("CLAWPLANE_GATEWAY_TOKEN")) {
         Some((t, TokenSource::Env("CLAWPLANE_GATEWAY_TOKEN")))
+    } else if let Some(t) = non_empty(env("OPENCLAW_GATEWAY_TOKEN")) {
+        // OpenClaw's name, so a migrating user's environment keeps working.
+        Some((t, TokenSource::Env("OPENCLAW_GATEWAY_TOKEN")))
     } else if is_loopback_url(&url) {
         local_dir().and_then(|dir| {
             let path = dir.join(TOKEN_FILE);
@@ -212,6 +216,17 @@ mod tests {
         let d = discover_with_env(None, Some(String::new()), None, &env);
         assert_eq!(d.token.as_deref(), Some("gwtok"));
         assert_eq!(d.token_source, TokenSource::Env("CLAWPLANE_GATEWAY_TOKEN"));
+        // OpenClaw's variable only when ours are absent.
+        let env = env_of(&[("OPENCLAW_GATEWAY_TOKEN", "theirs")]);
+        let d = discover_with_env(None, None, None, &env);
+        assert_eq!(d.token.as_deref(), Some("theirs"));
+        assert_eq!(d.token_source, TokenSource::Env("OPENCLAW_GATEWAY_TOKEN"));
+        let env = env_of(&[
+            ("OPENCLAW_GATEWAY_TOKEN", "theirs"),
+            ("CLAWPLANE_GATEWAY_TOKEN", "gwtok"),
+        ]);
+        let d = discover_with_env(None, None, None, &env);
+        assert_eq!(d.token.as_deref(), Some("gwtok"));
     }
 
     #[test]

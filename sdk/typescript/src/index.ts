@@ -35,7 +35,8 @@ export interface ConnectOptions extends TlsOptions {
   /** Gateway URL; default env `CLAWPLANE_URL`, else `http://127.0.0.1:18789`. */
   url?: string;
   /**
-   * Bearer token; default env `CLAWPLANE_TOKEN`, else `CLAWPLANE_GATEWAY_TOKEN`, else (for a
+   * Bearer token; default env `CLAWPLANE_TOKEN`, else `CLAWPLANE_GATEWAY_TOKEN`, else
+   * `OPENCLAW_GATEWAY_TOKEN`, else (for a
    * loopback URL only) the file `gateway.token` in `CLAWPLANE_DATA_DIR` or `~/.clawplane`.
    * Pass `null` to send no token at all.
    */
@@ -107,7 +108,11 @@ export function discover(opts: { url?: string; token?: string | null } = {}): {
   const env = process.env;
   const url = normalizeUrl(nonEmpty(opts.url) ?? nonEmpty(env.CLAWPLANE_URL) ?? DEFAULT_URL);
   if (opts.token === null) return { url, token: undefined };
-  let token = nonEmpty(opts.token) ?? nonEmpty(env.CLAWPLANE_TOKEN) ?? nonEmpty(env.CLAWPLANE_GATEWAY_TOKEN);
+  let token =
+    nonEmpty(opts.token) ??
+    nonEmpty(env.CLAWPLANE_TOKEN) ??
+    nonEmpty(env.CLAWPLANE_GATEWAY_TOKEN) ??
+    nonEmpty(env.OPENCLAW_GATEWAY_TOKEN);
   if (token === undefined && isLoopback(url)) {
     try {
       token = nonEmpty(readFileSync(join(dataDir(), "gateway.token"), "utf8"));

@@ -55,7 +55,7 @@ describe("defaults every SDK shares", () => {
   });
 
   test("a loopback URL without a token uses <data-dir>/gateway.token; env tokens come first", async () => {
-    const none = { CLAWPLANE_TOKEN: undefined, CLAWPLANE_GATEWAY_TOKEN: undefined };
+    const none = { CLAWPLANE_TOKEN: undefined, CLAWPLANE_GATEWAY_TOKEN: undefined, OPENCLAW_GATEWAY_TOKEN: undefined };
     const fromFile = withEnv({ ...none, CLAWPLANE_DATA_DIR: gw.dataDir }, () => connect({ url: gw.url }));
     assert.equal((await fromFile.caller()).credential, "gateway-token");
     // CLAWPLANE_TOKEN, then CLAWPLANE_GATEWAY_TOKEN, win over the file.
@@ -67,6 +67,11 @@ describe("defaults every SDK shares", () => {
       connect({ url: gw.url }),
     );
     assert.equal((await gwEnv.caller()).credential, "gateway-token");
+    // OpenClaw's variable stands in for ours (a migrating user's environment).
+    const ocEnv = withEnv({ ...none, OPENCLAW_GATEWAY_TOKEN: gw.token, CLAWPLANE_DATA_DIR: empty }, () =>
+      connect({ url: gw.url }),
+    );
+    assert.equal((await ocEnv.caller()).credential, "gateway-token");
     // No file in the data dir, or token: null: nothing is sent.
     const noFile = withEnv({ ...none, CLAWPLANE_DATA_DIR: empty }, () => connect({ url: gw.url }));
     assert.equal((await rejects(() => noFile.status())).reason, "TOKEN_MISSING");

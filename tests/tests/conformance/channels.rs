@@ -645,6 +645,33 @@ async fn max_messages_per_hour_and_cooldown_refuse_sends() {
     );
 }
 
+/// OpenClaw's "API & Webhooks" guide writes the limits in snake_case: they count the same,
+/// and both spellings of one key at once refuse the start.
+#[tokio::test]
+async fn the_guides_snake_case_limits_count_the_same() {
+    let fake = FakeDiscord::start("t").await;
+    let gw = discord_gateway(
+        &fake,
+        "t",
+        ", max_messages_per_hour: 1, cooldown_seconds: 600",
+    )
+    .await;
+    send_ok(&gw, req("discord", "channel:1", "a")).await;
+    let s = try_send(&gw, req("discord", "channel:2", "b"))
+        .await
+        .unwrap_err();
+    assert_error(&s, Code::ResourceExhausted, "CHANNEL_RATE_LIMITED");
+    assert_eq!(fake.messages().len(), 1);
+    let stderr = refuses_to_start(
+        "{ channels: { discord: { token: 't', cooldown_seconds: 1, cooldownSeconds: 2 } } }",
+    )
+    .await;
+    assert!(
+        stderr.contains("channels.discord") && stderr.contains("cooldown_seconds"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn idempotent_repeat_sends_once() {
     let fake = FakeDiscord::start("t").await;

@@ -153,6 +153,71 @@ async fn gateway_token_from_env() {
     );
 }
 
+/// A migrating user's environment: OpenClaw's `OPENCLAW_GATEWAY_TOKEN` and
+/// `OPENCLAW_CONFIG_PATH` stand in for ours when ours are not set (`OPENCLAW_GATEWAY_PORT`
+/// too: the harness always passes `--port`, so the config crate's tests cover that one).
+#[tokio::test]
+async fn openclaws_environment_variables_are_fallbacks() {
+    let gw = Gateway::builder()
+        .client_token("token-from-openclaw-env-1234")
+        .env("OPENCLAW_GATEWAY_TOKEN", "token-from-openclaw-env-1234")
+        .start()
+        .await;
+    gw.status().await;
+    assert!(
+        !gw.data_dir.join("gateway.token").exists(),
+        "no token is generated when OpenClaw's variable names one"
+    );
+    // The CLI finds the token in the same variable.
+    let out = gw
+        .cli_without_token()
+        .arg("status")
+        .env("OPENCLAW_GATEWAY_TOKEN", "token-from-openclaw-env-1234")
+        .output()
+        .expect("run the CLI");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Ours wins over theirs.
+    let gw = Gateway::builder()
+        .client_token("ours-wins-1234")
+        .env("CLAWPLANE_GATEWAY_TOKEN", "ours-wins-1234")
+        .env("OPENCLAW_GATEWAY_TOKEN", "theirs-loses-1234")
+        .start()
+        .await;
+    gw.status().await;
+
+    // OPENCLAW_CONFIG_PATH names the file when no --config does: a bad one refuses the
+    // start, naming its key.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("openclaw.json");
+    std::fs::write(&file, "{ gateway: { auth: { mode: 'none' } } }").expect("write");
+    let stderr = Gateway::builder()
+        .env("OPENCLAW_CONFIG_PATH", file.to_str().expect("utf-8 path"))
+        .without_config_flag()
+        .refuses_to_start()
+        .await;
+    assert!(stderr.contains("gateway.auth.mode"), "{stderr}");
+}
+
+/// `gateway.auth.mode` other than `token` is refused at start with the key and what to do.
+#[tokio::test]
+async fn auth_modes_other_than_token_are_refused_clearly() {
+    for mode in ["password", "none", "trusted-proxy"] {
+        let stderr = refuses_to_start(&format!(
+            "{{ gateway: {{ auth: {{ mode: '{mode}', token: 'some-token-1234' }} }} }}"
+        ))
+        .await;
+        assert!(stderr.contains("gateway.auth.mode"), "{mode}: {stderr}");
+        assert!(stderr.contains("token"), "{mode}: {stderr}");
+    }
+    let gw = Gateway::start_with("{ gateway: { auth: { mode: 'token' } } }").await;
+    gw.status().await;
+}
+
 #[tokio::test]
 async fn shutdown_grace_expires_then_exits_zero() {
     let mut gw = Gateway::start_with("{ gateway: { shutdownGraceMs: 300 } }").await;

@@ -8,6 +8,7 @@ use prost::Message as _;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
+use crate::harness::ws::{Ws, connect_params};
 use crate::harness::*;
 use crate::http1;
 
@@ -272,4 +273,38 @@ async fn grpc_web_cors_preflight() {
             || resp.header("access-control-allow-headers").is_some(),
         "access-control-allow-methods/headers: {resp:?}"
     );
+}
+
+/// OpenClaw's probe paths answer as OpenClaw's do: `/health` and `/healthz` (GET and HEAD)
+/// `{"ok":true,"status":"live"}`, `/ready` and `/readyz` `{"ready":true}`; and the WebSocket
+/// is served at `/ws` (the path of the guide's nginx block) as at `/`.
+#[tokio::test]
+async fn openclaws_probe_paths_and_the_ws_path() {
+    let gw = Gateway::start().await;
+    for path in ["/health", "/healthz"] {
+        let r = http1::request(gw.addr, "GET", path, &[], b"").await;
+        assert_eq!(r.status, 200, "{path}");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        assert_eq!(
+            body,
+            serde_json::json!({"ok": true, "status": "live"}),
+            "{path}"
+        );
+        let r = http1::request(gw.addr, "HEAD", path, &[], b"").await;
+        assert_eq!((r.status, r.body.len()), (200, 0), "HEAD {path}");
+    }
+    for path in ["/ready", "/readyz"] {
+        let r = http1::request(gw.addr, "GET", path, &[], b"").await;
+        assert_eq!(r.status, 200, "{path}");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        assert_eq!(body["ready"], true, "{path}: {body}");
+    }
+    let mut ws = Ws::open_path(&gw, "/ws").await;
+    let challenge = ws.frame().await;
+    assert_eq!(challenge["event"], "connect.challenge", "{challenge}");
+    let id = ws
+        .req("connect", connect_params(Some(&gw.token), 4, 4))
+        .await;
+    let res = ws.res(&id).await;
+    assert_eq!(res["ok"], true, "connect at /ws: {res}");
 }

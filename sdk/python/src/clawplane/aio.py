@@ -98,7 +98,8 @@ def discover(url: Optional[str] = None, token: Optional[str] = None) -> tuple[st
     """The gateway URL and token to use, found as by the other SDKs and the CLI.
 
     ``url`` defaults to ``$CLAWPLANE_URL``, then ``http://127.0.0.1:18789``. ``token``
-    defaults to ``$CLAWPLANE_TOKEN``, then ``$CLAWPLANE_GATEWAY_TOKEN``, then — only for a
+    defaults to ``$CLAWPLANE_TOKEN``, then ``$CLAWPLANE_GATEWAY_TOKEN``, then
+    ``$OPENCLAW_GATEWAY_TOKEN``, then — only for a
     loopback URL (``localhost``, ``*.localhost``, ``127.0.0.0/8``, ``::1``), so a local
     secret never goes to a remote gateway — the local gateway's token file
     ``<data dir>/gateway.token`` (:func:`data_dir`). Pass ``token=""`` to send no token.
@@ -106,7 +107,11 @@ def discover(url: Optional[str] = None, token: Optional[str] = None) -> tuple[st
     resolved_url = _non_empty(url) or _non_empty(os.environ.get("CLAWPLANE_URL")) or DEFAULT_URL
     if token is not None:
         return resolved_url, _non_empty(token)
-    found = _non_empty(os.environ.get("CLAWPLANE_TOKEN")) or _non_empty(os.environ.get("CLAWPLANE_GATEWAY_TOKEN"))
+    found = (
+        _non_empty(os.environ.get("CLAWPLANE_TOKEN"))
+        or _non_empty(os.environ.get("CLAWPLANE_GATEWAY_TOKEN"))
+        or _non_empty(os.environ.get("OPENCLAW_GATEWAY_TOKEN"))
+    )
     if found is None and _is_loopback_url(resolved_url):
         try:
             found = _non_empty((data_dir() / "gateway.token").read_text())

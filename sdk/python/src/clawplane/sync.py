@@ -415,7 +415,8 @@ def connect(
     """Connects to the gateway and returns a blocking :class:`Client`.
 
     ``url`` defaults to ``$CLAWPLANE_URL``, then ``http://127.0.0.1:18789``; ``token`` to
-    ``$CLAWPLANE_TOKEN``, ``$CLAWPLANE_GATEWAY_TOKEN``, then for a loopback URL the local
+    ``$CLAWPLANE_TOKEN``, ``$CLAWPLANE_GATEWAY_TOKEN``, ``$OPENCLAW_GATEWAY_TOKEN``, then for a
+    loopback URL the local
     gateway's ``gateway.token`` (see :func:`~clawplane.discover`; ``token=""`` sends none). Raises
     :class:`~clawplane.ClawplaneError` (``UNAVAILABLE``) when nothing answers within
     ``timeout`` seconds. For an ``https://`` URL, ``ca_file`` (default ``$CLAWPLANE_TLS_CA``)

@@ -34,9 +34,11 @@ pub async fn refuses_to_start(config_json5: &str) -> String {
 }
 
 /// Removes every `CLAWPLANE_*` variable of the test process from a child's environment.
+/// Our variables and OpenClaw's (which stand in for ours) from the test's environment.
 fn clear_clawplane_env(cmd: &mut Command) {
     for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CLAWPLANE_") {
+        let k_str = k.to_string_lossy();
+        if k_str.starts_with("CLAWPLANE_") || k_str.starts_with("OPENCLAW_") {
             cmd.env_remove(&k);
         }
     }
@@ -52,6 +54,7 @@ pub struct GatewayBuilder {
     bind: Option<String>,
     args: Vec<String>,
     one_process: bool,
+    no_config_flag: bool,
 }
 
 impl GatewayBuilder {
@@ -90,6 +93,11 @@ impl GatewayBuilder {
         self.one_process = true;
         self
     }
+    /// [`Self::refuses_to_start`] without `--config` (the gateway finds its file itself).
+    pub fn without_config_flag(mut self) -> Self {
+        self.no_config_flag = true;
+        self
+    }
     /// Extra `serve` arguments (only [`Self::refuses_to_start`] passes them).
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
@@ -112,10 +120,11 @@ impl GatewayBuilder {
             .args(["--port", "0", "--bind"])
             .arg(self.bind.as_deref().unwrap_or("127.0.0.1"))
             .arg("--data-dir")
-            .arg(dir.path())
-            .arg("--config")
-            .arg(&file)
-            .args(&self.args);
+            .arg(dir.path());
+        if !self.no_config_flag {
+            cmd.arg("--config").arg(&file);
+        }
+        cmd.args(&self.args);
         clear_clawplane_env(&mut cmd);
         cmd.env("HOME", dir.path())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -600,17 +609,21 @@ impl Gateway {
 
     /// The CLI (`clawplane`) with `--url` and `--token` preset and `CLAWPLANE_*` cleared.
     pub fn cli(&self) -> std::process::Command {
+        let mut cmd = self.cli_without_token();
+        cmd.arg("--token").arg(&self.token);
+        cmd
+    }
+
+    /// The CLI with `--url` only: it finds a token itself (its environment, the data dir).
+    pub fn cli_without_token(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(BIN);
         for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("CLAWPLANE_") {
+            let k_str = k.to_string_lossy();
+            if k_str.starts_with("CLAWPLANE_") || k_str.starts_with("OPENCLAW_") {
                 cmd.env_remove(&k);
             }
         }
-        cmd.env("HOME", &self.data_dir)
-            .arg("--url")
-            .arg(&self.url)
-            .arg("--token")
-            .arg(&self.token);
+        cmd.env("HOME", &self.data_dir).arg("--url").arg(&self.url);
         cmd
     }
 

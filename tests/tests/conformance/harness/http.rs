@@ -61,7 +61,8 @@ pub async fn request(
     })
     .await
     .unwrap_or_else(|_| panic!("HTTP/1.1 {method} {path}: no complete response within 30 s"));
-    parse(&raw).unwrap_or_else(|e| {
+    // A HEAD answer has the headers of a GET and no body (RFC 9110 §9.3.2).
+    parse(&raw, method == "HEAD").unwrap_or_else(|e| {
         panic!(
             "HTTP/1.1 {method} {path}: unparsable response ({e}): {:?}",
             String::from_utf8_lossy(&raw)
@@ -69,7 +70,7 @@ pub async fn request(
     })
 }
 
-fn parse(raw: &[u8]) -> Result<Response, String> {
+fn parse(raw: &[u8], head_request: bool) -> Result<Response, String> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -91,7 +92,9 @@ fn parse(raw: &[u8]) -> Result<Response, String> {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
+    let body = if head_request {
+        rest.to_vec()
+    } else if chunked {
         dechunk(rest)?
     } else if let Some((_, len)) = headers.iter().find(|(k, _)| k == "content-length") {
         let len: usize = len.parse().map_err(|_| "bad content-length")?;
