@@ -28,13 +28,28 @@ pub fn agent_of(key: &str) -> Option<&str> {
 /// session, any other bare key scoped to the agent.
 pub fn canonical(key: &str, agent_id: &str, main_key: &str) -> String {
     let key = key.trim();
-    if key.starts_with("agent:") || key == "global" || key == "unknown" {
+    if key == "global" || key == "unknown" {
         return key.to_string();
+    }
+    if key.starts_with("agent:") {
+        return fold_direct_prefix(key);
     }
     if key == "main" || key == main_key || key.is_empty() {
         return main_session(agent_id, main_key);
     }
-    format!("agent:{agent_id}:{key}")
+    fold_direct_prefix(&format!("agent:{agent_id}:{key}"))
+}
+
+/// `…:direct:user:<id>` (and `dm:`), as people write the key of a DM after the target
+/// `user:<id>`, is the session `…:direct:<id>` that routing that target derives.
+fn fold_direct_prefix(key: &str) -> String {
+    let mut out = key.to_string();
+    for prefix in [":direct:user:", ":direct:dm:"] {
+        if let Some(at) = out.find(prefix) {
+            out.replace_range(at..at + prefix.len(), ":direct:");
+        }
+    }
+    out
 }
 
 /// `agent:<agentId>:<mainKey>`.
@@ -158,6 +173,20 @@ mod tests {
         assert_eq!(canonical("support", "ops", "main"), "agent:ops:support");
         assert_eq!(canonical("agent:x:y", "main", "main"), "agent:x:y");
         assert_eq!(normalize_agent_id(" Ops Team "), "ops-team");
+        // The key as people write it after the target `user:<id>`.
+        assert_eq!(
+            canonical("agent:main:discord:direct:user:42", "main", "main"),
+            "agent:main:discord:direct:42"
+        );
+        assert_eq!(
+            canonical("discord:direct:dm:42", "ops", "main"),
+            "agent:ops:discord:direct:42"
+        );
+        assert_eq!(
+            canonical("agent:main:discord:channel:user:42", "main", "main"),
+            "agent:main:discord:channel:user:42",
+            "only a direct peer folds"
+        );
     }
 
     #[test]

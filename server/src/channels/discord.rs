@@ -15,7 +15,8 @@ const USER_AGENT: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     ")"
 );
-pub(crate) const GRAMMAR: &str = "Discord targets are `channel:<id>`, `user:<id>` (direct message), a mention `<@id>`, or a bare numeric id (a channel)";
+pub(crate) const GRAMMAR: &str =
+    "Discord targets are `user:<id>` (a direct message), `channel:<id>`, or a mention `<@id>`";
 
 /// A parsed Discord target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +39,13 @@ pub(crate) fn parse_target(to: &str) -> Result<Target, String> {
         snowflake(id).map(Target::Channel)
     } else if let Some(inner) = t.strip_prefix("<@").and_then(|r| r.strip_suffix('>')) {
         snowflake(inner.strip_prefix('!').unwrap_or(inner)).map(Target::User)
+    } else if let Some(id) = snowflake(t) {
+        // A Discord id names a user or a channel alike: guessing sent DMs to channels.
+        return Err(format!(
+            "{to:?} is ambiguous: a Discord id names a user or a channel; write `user:{id}` for a direct message or `channel:{id}`"
+        ));
     } else {
-        snowflake(t).map(Target::Channel)
+        None
     };
     parsed.ok_or_else(|| format!("{to:?} is not a Discord target: {GRAMMAR}"))
 }

@@ -85,13 +85,17 @@ async fn relay(
     let js = jetstream::new(client);
     let stream = js.get_or_create_stream(stream_config(cfg)).await?;
     // Resume after the newest event the stream holds (or the oldest the log still has).
-    let mut cursor = match stream.get_last_raw_message_by_subject(&cfg.subject).await {
-        Ok(m) => Event::decode(m.payload.as_ref())?.seq,
-        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-            store.oldest().saturating_sub(1)
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (mut cursor, mut last_held) =
+        match stream.get_last_raw_message_by_subject(&cfg.subject).await {
+            Ok(m) => {
+                let seq = Event::decode(m.payload.as_ref())?.seq;
+                (seq, Some(seq))
+            }
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                (store.oldest().saturating_sub(1), None)
+            }
+            Err(e) => return Err(e.into()),
+        };
     tracing::info!(stream = %cfg.stream, after = cursor, "relaying events to NATS JetStream");
     let mut live = store.feed.live.subscribe();
     loop {
@@ -113,6 +117,14 @@ async fn relay(
         for ev in &events {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", ev.seq.to_string().as_str());
+            // Publishes are pipelined: if one is lost (the server restarting), the next must
+            // not land after the one before it, or the stream would skip an event. JetStream
+            // refuses a message whose predecessor is not the stream's last; the relay then
+            // resumes after what the stream holds.
+            if let Some(prev) = last_held {
+                headers.insert("Nats-Expected-Last-Msg-Id", prev.to_string().as_str());
+            }
+            last_held = Some(ev.seq);
             acks.push(
                 js.publish_with_headers(cfg.subject.clone(), headers, ev.encode_to_vec().into())
                     .await?,

@@ -138,15 +138,17 @@ async fn discord_channel_targets_post_to_the_channel() {
     let fake = FakeDiscord::start("t").await;
     let gw = discord_gateway(&fake, "t", "").await;
     send_ok(&gw, req("discord", "channel:42", "one")).await;
-    send_ok(&gw, req("discord", "43", "two")).await;
-    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
-    assert_eq!(
-        paths,
-        vec![
-            "/api/v10/channels/42/messages",
-            "/api/v10/channels/43/messages"
-        ]
+    // A bare id names a user or a channel alike: refused, naming both forms.
+    let s = try_send(&gw, req("discord", "43", "two"))
+        .await
+        .unwrap_err();
+    assert_error(&s, Code::InvalidArgument, "INVALID_TARGET");
+    assert!(
+        s.message().contains("user:43") && s.message().contains("channel:43"),
+        "{s:?}"
     );
+    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, vec!["/api/v10/channels/42/messages"]);
 }
 
 #[tokio::test]

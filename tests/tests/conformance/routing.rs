@@ -42,6 +42,11 @@ async fn direct_messages_get_their_own_session_by_default() {
         .expect("Run")
         .into_inner();
     assert_eq!(run.session_key, "agent:main:discord:direct:123456");
+    // The key as people write it after the target `user:<id>` is the same session.
+    let again = gw
+        .send("agent:main:discord:direct:user:123456", "same person")
+        .await;
+    assert_eq!(again.session_key, "agent:main:discord:direct:123456");
     assert_eq!(
         resolve(&gw, "discord", "<@123456>").await,
         "agent:main:discord:direct:123456",
