@@ -183,7 +183,11 @@ mod tests {
         assert_eq!(parse_target("<@123>"), Ok(Target::User("123".into())));
         assert_eq!(parse_target("<@!123>"), Ok(Target::User("123".into())));
         assert_eq!(parse_target("channel:9"), Ok(Target::Channel("9".into())));
-        assert_eq!(parse_target("9"), Ok(Target::Channel("9".into())));
+        let bare = parse_target("9").unwrap_err();
+        assert!(
+            bare.contains("user:9") && bare.contains("channel:9"),
+            "{bare}"
+        );
         assert!(parse_target("#general").is_err());
         assert!(parse_target("user:abc").is_err());
     }
