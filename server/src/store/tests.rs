@@ -518,6 +518,17 @@ async fn replicas_share_channel_limits_health_and_alert_windows() {
         other => panic!("{other:?}"),
     }
     assert!(eb.reserve_send("slack", "C2", 0, 60_000).unwrap().is_ok());
+    // Without limits a send is only recorded (no lock), and still counted for the hour.
+    let w1 = ea
+        .reserve_send("webhook", "x", 0, 0)
+        .unwrap()
+        .expect("recorded");
+    eb.reserve_send("webhook", "x", 0, 0)
+        .unwrap()
+        .expect("recorded");
+    assert_eq!(eb.channel_state("webhook").unwrap().1, 2);
+    ea.release_send(w1).unwrap();
+    assert_eq!(eb.channel_state("webhook").unwrap().1, 1);
 
     // Health: the flip to disconnected is seen by the first observer only.
     assert_eq!(
