@@ -88,7 +88,7 @@ impl From<serde_json::Error> for CliError {
     }
 }
 
-fn out(line: impl std::fmt::Display) -> std::io::Result<()> {
+pub(crate) fn out(line: impl std::fmt::Display) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}")?;
     stdout.flush()

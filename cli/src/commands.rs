@@ -239,6 +239,9 @@ async fn dispatch(ctx: &Ctx, cmd: Command) -> Outcome {
         Command::Message(c) => crate::channels::message(&ctx.client, c)
             .await
             .map_err(Failure::from),
+        Command::Pairing(c) => crate::pairing::run(&ctx.client, c)
+            .await
+            .map_err(Failure::from),
         Command::Models(c) => {
             let text = crate::models::run(&ctx.client, ctx.token.as_deref(), c).await?;
             out(text)?;
@@ -816,6 +819,10 @@ fn kind_of(k: EventKindArg) -> pb::EventKind {
         EventKindArg::Session => pb::EventKind::Session,
         EventKindArg::SystemEvent => pb::EventKind::SystemEvent,
         EventKindArg::Device => pb::EventKind::Device,
+        EventKindArg::Channel => pb::EventKind::Channel,
+        EventKindArg::Security => pb::EventKind::Security,
+        EventKindArg::Webhook => pb::EventKind::Webhook,
+        EventKindArg::SenderPairing => pb::EventKind::SenderPairing,
     }
 }
 

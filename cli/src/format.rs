@@ -162,6 +162,16 @@ fn event_summary(event: &pb::Event) -> String {
             }
             s
         }
+        Some(Payload::SenderPairing(c)) => {
+            let p = c.request.clone().unwrap_or_default();
+            format!(
+                "{} channel={} sender={} code={}",
+                c.r#type,
+                p.channel,
+                or_dash(&p.sender_id),
+                or_dash(&p.code)
+            )
+        }
         Some(Payload::Security(a)) => format!(
             "{} {} {}",
             a.reason,

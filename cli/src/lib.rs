@@ -34,12 +34,14 @@ use clap::{Args, Subcommand, ValueEnum};
 mod channels;
 mod commands;
 mod format;
+mod pairing;
 
 pub use commands::egress::{DeliveriesArgs, EndpointsCommand, MessageStatusArg, RedeliverArgs};
 mod models;
 
 pub use channels::{ChannelsCommand, MessageCommand, MessageSendArgs};
 pub use models::ModelsCommand;
+pub use pairing::PairingCommand;
 
 /// How to reach the gateway. The flags are global, so they work before or after the
 /// subcommand.
@@ -112,6 +114,10 @@ pub enum Command {
     /// Model providers and each agent's models: `models status [--probe]`.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Who may talk to the bot on an inbound channel (`dmPolicy: pairing`): list pending
+    /// requests, approve or reject a sender's code, revoke an approval.
+    #[command(subcommand)]
+    Pairing(PairingCommand),
 }
 
 /// `clawplane devices ...`.
@@ -441,6 +447,14 @@ pub enum EventKindArg {
     SystemEvent,
     /// Device and pairing changes.
     Device,
+    /// Channel messages and channel state changes.
+    Channel,
+    /// Security alerts.
+    Security,
+    /// Egress endpoint changes.
+    Webhook,
+    /// Sender pairing requests and decisions.
+    SenderPairing,
 }
 
 /// `clawplane wake`.

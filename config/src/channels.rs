@@ -40,6 +40,11 @@ pub const TELEGRAM_WEBHOOK_PATH: &str = "/channels/telegram/webhook";
 impl ChannelsConfig {
     /// Checks the inbound webhook paths (they become routes).
     pub fn validate_inbound(&self) -> Result<(), String> {
+        for id in ["whatsapp", "telegram", "discord"] {
+            if let Some(p) = self.sender_policy(id) {
+                p.validate(id)?;
+            }
+        }
         for (channel, path) in self.inbound_paths() {
             let ok = path.starts_with('/')
                 && path.len() > 1
@@ -61,6 +66,16 @@ impl ChannelsConfig {
             }
         }
         Ok(())
+    }
+
+    /// The sender policy of an inbound channel (`None` for outbound-only channels).
+    pub fn sender_policy(&self, channel: &str) -> Option<&SenderPolicy> {
+        match channel {
+            "whatsapp" => self.whatsapp.as_ref().map(|c| &c.senders),
+            "telegram" => self.telegram.as_ref().map(|c| &c.senders),
+            "discord" => self.discord.as_ref().map(|c| &c.senders),
+            _ => None,
+        }
     }
 
     /// (channel, path) of every inbound webhook to serve: WhatsApp and Telegram when
@@ -115,6 +130,85 @@ impl Default for Limits {
     }
 }
 
+/// Who may talk to the bot on an inbound channel (`dmPolicy`, `allowFrom`, `groupPolicy`,
+/// `groupAllowFrom`, as OpenClaw configures them).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SenderPolicy {
+    /// Direct messages: `pairing` (default: an unknown sender gets a pairing code and
+    /// nothing runs until `clawplane pairing approve`), `allowlist` (only `allowFrom` and
+    /// approved senders), `open` (anyone; needs `"*"` in `allowFrom`), `disabled`.
+    pub dm_policy: DmPolicy,
+    /// Sender ids allowed without pairing (`"*"`: everyone).
+    pub allow_from: Vec<SenderId>,
+    /// Group messages: `allowlist` (default: only `groupAllowFrom`, else `allowFrom`),
+    /// `open`, `disabled`.
+    pub group_policy: GroupPolicy,
+    /// Sender or group ids allowed in groups; empty falls back to `allowFrom`.
+    pub group_allow_from: Vec<SenderId>,
+}
+
+/// `dmPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DmPolicy {
+    #[default]
+    Pairing,
+    Allowlist,
+    Open,
+    Disabled,
+}
+
+/// `groupPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupPolicy {
+    Open,
+    #[default]
+    Allowlist,
+    Disabled,
+}
+
+/// A sender id as written in `allowFrom`: a string, or a number (Telegram ids).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SenderId {
+    Text(String),
+    Number(i64),
+}
+
+impl SenderId {
+    pub fn text(&self) -> String {
+        match self {
+            SenderId::Text(s) => s.trim().to_string(),
+            SenderId::Number(n) => n.to_string(),
+        }
+    }
+}
+
+impl SenderPolicy {
+    fn validate(&self, channel: &str) -> Result<(), String> {
+        let wildcard = self.allow_from.iter().any(|s| s.text() == "*");
+        if self.dm_policy == DmPolicy::Open && !wildcard {
+            return Err(format!(
+                "channels.{channel}.dmPolicy \"open\" lets anyone start model turns: it needs \"*\" in channels.{channel}.allowFrom to say so (or use \"pairing\" / \"allowlist\")"
+            ));
+        }
+        if let Some(bad) = self
+            .allow_from
+            .iter()
+            .chain(&self.group_allow_from)
+            .find(|s| s.text().is_empty() || s.text().len() > 128)
+        {
+            return Err(format!(
+                "channels.{channel}.allowFrom: {:?} is not a sender id (1 to 128 characters)",
+                bad.text()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `channels.discord`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
@@ -124,6 +218,8 @@ pub struct DiscordConfig {
     pub token: String,
     /// Default `https://discord.com/api/v10`.
     pub base_url: Option<String>,
+    #[serde(flatten)]
+    pub senders: SenderPolicy,
     #[serde(flatten)]
     pub limits: Limits,
 }
@@ -141,6 +237,8 @@ pub struct TelegramConfig {
     pub webhook_secret: Option<String>,
     /// Inbound path, default `/channels/telegram/webhook`.
     pub webhook_path: Option<String>,
+    #[serde(flatten)]
+    pub senders: SenderPolicy,
     #[serde(flatten)]
     pub limits: Limits,
 }
@@ -162,6 +260,8 @@ pub struct WhatsAppConfig {
     pub verify_token: Option<String>,
     /// Inbound path, default `/channels/whatsapp/webhook`.
     pub webhook_path: Option<String>,
+    #[serde(flatten)]
+    pub senders: SenderPolicy,
     #[serde(flatten)]
     pub limits: Limits,
 }

@@ -7,6 +7,7 @@
 //! opens, by the service that owns the section.
 
 pub mod agents;
+pub mod bindings;
 pub mod channels;
 pub mod events;
 pub mod gateway;
@@ -42,6 +43,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Agents: run limits, the default model, the heartbeat, per-agent settings.
     pub agents: AgentsConfig,
+    /// Which agent answers an inbound message (`bindings[]`: channel, account, peer).
+    pub bindings: Vec<bindings::Binding>,
     /// How messages map to sessions.
     pub session: SessionConfig,
     /// Where durable state lives: redb under the data dir, or PostgreSQL.
@@ -100,6 +103,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.gateway.validate()?;
         self.agents.validate()?;
+        bindings::validate(&self.bindings, &self.agents.list)?;
         self.session.validate()?;
         self.storage.validate()?;
         self.events.validate()?;

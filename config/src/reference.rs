@@ -53,6 +53,22 @@ const OPENCLAW: &[(&str, &str)] = &[
     ("agents.defaults.heartbeat.every", "same"),
     ("agents.list[].*", "same"),
     ("models.*", "same"),
+    ("channels.discord.dmPolicy", "same"),
+    ("channels.discord.allowFrom", "same"),
+    ("channels.discord.groupPolicy", "same"),
+    ("channels.discord.groupAllowFrom", "same"),
+    ("channels.telegram.dmPolicy", "same"),
+    ("channels.telegram.allowFrom", "same"),
+    ("channels.telegram.groupPolicy", "same"),
+    ("channels.telegram.groupAllowFrom", "same"),
+    ("channels.whatsapp.dmPolicy", "same"),
+    ("channels.whatsapp.allowFrom", "same"),
+    ("channels.whatsapp.groupPolicy", "same"),
+    ("channels.whatsapp.groupAllowFrom", "same"),
+    (
+        "bindings*",
+        "same (`route` bindings on channel, account, peer; `guildId`, `teamId`, `roles`, `acp` refused)",
+    ),
 ];
 
 fn openclaw(key: &str) -> &'static str {

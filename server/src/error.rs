@@ -106,6 +106,14 @@ pub enum Error {
     #[error("device not found: {0}. List devices with `clawplane devices list`")]
     DeviceNotFound(String),
     #[error(
+        "no pending {channel} pairing request has code or id {code:?} (it was approved, rejected or expired after 1 hour); list them with `clawplane pairing list {channel}`"
+    )]
+    PairingCodeNotFound { channel: String, code: String },
+    #[error(
+        "{channel} sender {sender:?} is not approved; list approved senders with `clawplane pairing list {channel}`"
+    )]
+    ApprovedSenderNotFound { channel: String, sender: String },
+    #[error(
         "device {device_id} has no approved role {role}; reconnect with DeviceService/ConnectDevice to request it"
     )]
     RoleNotApproved { device_id: String, role: String },
@@ -205,7 +213,10 @@ impl Error {
             }
             Error::PairingRequired { .. } => Code::FailedPrecondition,
             Error::DeviceProof(_) => Code::Unauthenticated,
-            Error::PairingRequestNotFound(_) | Error::DeviceNotFound(_) => Code::NotFound,
+            Error::PairingRequestNotFound(_)
+            | Error::DeviceNotFound(_)
+            | Error::PairingCodeNotFound { .. }
+            | Error::ApprovedSenderNotFound { .. } => Code::NotFound,
             Error::RoleNotApproved { .. } | Error::DeviceTokenRequired(_) => {
                 Code::FailedPrecondition
             }
@@ -250,6 +261,8 @@ impl Error {
             Error::DeviceProof(e) => e.code(),
             Error::PairingRequestNotFound(_) => "PAIRING_REQUEST_NOT_FOUND",
             Error::DeviceNotFound(_) => "DEVICE_NOT_FOUND",
+            Error::PairingCodeNotFound { .. } => "PAIRING_CODE_NOT_FOUND",
+            Error::ApprovedSenderNotFound { .. } => "APPROVED_SENDER_NOT_FOUND",
             Error::RoleNotApproved { .. } => "ROLE_NOT_APPROVED",
             Error::TokenRevoked => "TOKEN_REVOKED",
             Error::DeviceTokenRequired(_) => "DEVICE_TOKEN_REQUIRED",
@@ -277,6 +290,10 @@ impl Error {
         match self {
             Error::SessionNotFound(k) | Error::SessionBusy(k) => vec![kv("sessionKey", k.clone())],
             Error::RunNotFound(r) => vec![kv("runId", r.clone())],
+            Error::PairingCodeNotFound { channel, .. }
+            | Error::ApprovedSenderNotFound { channel, .. } => {
+                vec![kv("channel", channel.clone())]
+            }
             Error::KeyNotFound(k) => vec![kv("idempotencyKey", k.clone())],
             Error::IdempotencyConflict { key, run_id } => {
                 vec![

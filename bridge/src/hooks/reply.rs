@@ -139,7 +139,8 @@ pub(crate) fn completion_json(run: &Run) -> Json {
     c
 }
 
-fn time(t: Option<&Timestamp>) -> Option<String> {
+/// A timestamp as ISO 8601 (milliseconds, UTC).
+pub(crate) fn time(t: Option<&Timestamp>) -> Option<String> {
     let t = t?;
     let at = UNIX_EPOCH
         + Duration::from_secs(u64::try_from(t.seconds).ok()?)

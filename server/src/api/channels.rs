@@ -81,4 +81,60 @@ impl channel_service_server::ChannelService for Api {
             Err(e) => Err(e.into()),
         }
     }
+
+    async fn list_sender_pairings(
+        &self,
+        req: Request<ListSenderPairingsRequest>,
+    ) -> Result<Response<ListSenderPairingsResponse>, Status> {
+        self.authorize(&req, Rpc::ChannelListSenderPairings)?;
+        Ok(Response::new(
+            self.gw.senders.list(&req.into_inner().channel)?,
+        ))
+    }
+
+    async fn approve_sender_pairing(
+        &self,
+        req: Request<ApproveSenderPairingRequest>,
+    ) -> Result<Response<ApproveSenderPairingResponse>, Status> {
+        self.authorize(&req, Rpc::ChannelApproveSenderPairing)?;
+        let r = req.into_inner();
+        let (request, sender, notification) = self
+            .gw
+            .senders
+            .approve(&r.channel, &r.code, &r.request_id, r.notify)
+            .await?;
+        Ok(Response::new(ApproveSenderPairingResponse {
+            request: Some(request),
+            sender: Some(sender),
+            notification,
+        }))
+    }
+
+    async fn reject_sender_pairing(
+        &self,
+        req: Request<RejectSenderPairingRequest>,
+    ) -> Result<Response<RejectSenderPairingResponse>, Status> {
+        self.authorize(&req, Rpc::ChannelRejectSenderPairing)?;
+        let r = req.into_inner();
+        let request = self
+            .gw
+            .senders
+            .reject(&r.channel, &r.code, &r.request_id)
+            .await?;
+        Ok(Response::new(RejectSenderPairingResponse {
+            request: Some(request),
+        }))
+    }
+
+    async fn revoke_approved_sender(
+        &self,
+        req: Request<RevokeApprovedSenderRequest>,
+    ) -> Result<Response<RevokeApprovedSenderResponse>, Status> {
+        self.authorize(&req, Rpc::ChannelRevokeApprovedSender)?;
+        let r = req.into_inner();
+        let sender = self.gw.senders.revoke(&r.channel, &r.sender_id).await?;
+        Ok(Response::new(RevokeApprovedSenderResponse {
+            sender: Some(sender),
+        }))
+    }
 }

@@ -79,7 +79,11 @@ pub fn required_scope(rpc: Rpc) -> Scope {
         | Rpc::DeviceRemoveDevice
         | Rpc::DeviceRenameDevice
         | Rpc::DeviceRotateToken
-        | Rpc::DeviceRevokeToken => Scope::Pairing,
+        | Rpc::DeviceRevokeToken
+        | Rpc::ChannelListSenderPairings
+        | Rpc::ChannelApproveSenderPairing
+        | Rpc::ChannelRejectSenderPairing
+        | Rpc::ChannelRevokeApprovedSender => Scope::Pairing,
     }
 }
 

@@ -63,6 +63,7 @@ pub struct InboundChannels {
     cfg: ChannelsConfig,
     store: Store,
     runs: Arc<Runs>,
+    senders: Arc<super::senders::Senders>,
     alerts: Mutex<AlertLimiter>,
 }
 
@@ -133,11 +134,13 @@ impl InboundChannels {
         limits: &RateLimitConfig,
         store: Store,
         runs: Arc<Runs>,
+        senders: Arc<super::senders::Senders>,
     ) -> InboundChannels {
         InboundChannels {
             cfg: cfg.clone(),
             store,
             runs,
+            senders,
             alerts: Mutex::new(AlertLimiter::new(limits)),
         }
     }
@@ -202,7 +205,8 @@ impl InboundChannels {
         for m in messages {
             match m {
                 Ok(m) => match self.accept_inbound(&req.channel, m).await {
-                    Ok((run_id, duplicate)) => {
+                    Ok(Err(refused)) => out.ignored.push(refused),
+                    Ok(Ok((run_id, duplicate))) => {
                         if duplicate {
                             out.duplicates += 1;
                         } else {
@@ -307,12 +311,25 @@ impl InboundChannels {
         Error::SignatureInvalid(why)
     }
 
-    /// Starts the run for one inbound message (or finds the one a redelivery started).
-    async fn accept_inbound(&self, channel: &str, m: Inbound) -> Result<(String, bool)> {
+    /// Starts the run for one inbound message (or finds the one a redelivery started), if
+    /// the sender policy lets it run; else why not.
+    async fn accept_inbound(
+        &self,
+        channel: &str,
+        m: Inbound,
+    ) -> Result<std::result::Result<(String, bool), String>> {
         let e = &m.event;
+        let agent_id = match self.senders.admit(e).await? {
+            super::senders::Admission::Admit { agent_id } => agent_id,
+            super::senders::Admission::Refuse(why) => {
+                tracing::info!(channel, sender = %e.sender_id, "inbound message not run: {why}");
+                return Ok(Err(why));
+            }
+        };
         let a = self
             .runs
             .accept(NewRun {
+                agent_id,
                 origin: RunOrigin::Channel as i32,
                 message: e.text.clone(),
                 idempotency_key: dedupe_key(channel, &m.dedupe),
@@ -329,7 +346,7 @@ impl InboundChannels {
                 ..Default::default()
             })
             .await?;
-        Ok((a.run.run_id, a.duplicate))
+        Ok(Ok((a.run.run_id, a.duplicate)))
     }
 
     /// Applies a receipt to the run whose reply carried `message_id`; false when unknown
@@ -470,6 +487,8 @@ fn whatsapp_payload(p: &Json) -> (Vec<std::result::Result<Inbound, String>>, Vec
                         channel: "whatsapp".into(),
                         account_id: account.clone(),
                         from: from.to_string(),
+                        sender_id: from.to_string(),
+                        chat_type: "direct".into(),
                         sender_name: name_of(from),
                         text: text.to_string(),
                         message_id: id.to_string(),
@@ -528,6 +547,16 @@ fn telegram_update(u: &Json) -> Vec<std::result::Result<Inbound, String>> {
         return vec![Err(format!("update {update_id} has no text"))];
     }
     let from = &m["from"];
+    let chat_type = match m["chat"]["type"].as_str() {
+        Some("group" | "supergroup") => "group",
+        Some("channel") => "channel",
+        _ => "direct",
+    };
+    // A channel post has no `from`: the channel itself is the sender.
+    let sender_id = from["id"]
+        .as_i64()
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| chat.to_string());
     let sender = [
         from["first_name"].as_str(),
         from["username"].as_str().map(|u| u.trim_start_matches('@')),
@@ -542,6 +571,8 @@ fn telegram_update(u: &Json) -> Vec<std::result::Result<Inbound, String>> {
             r#type: "message.received".into(),
             channel: "telegram".into(),
             from: chat.to_string(),
+            sender_id,
+            chat_type: chat_type.into(),
             sender_name: sender,
             text: text.to_string(),
             message_id: m["message_id"]

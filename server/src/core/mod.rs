@@ -7,6 +7,7 @@ pub mod events;
 pub mod inbound;
 pub use clawplane_proto::keys;
 pub mod runs;
+pub mod senders;
 pub mod webhooks;
 
 use crate::{config::Config, error::Result, models::Models, store::Store};
@@ -33,6 +34,8 @@ pub struct Gateway {
     pub ingress: webhooks::Ingress,
     /// WhatsApp and Telegram inbound webhooks.
     pub inbound: inbound::InboundChannels,
+    /// Who may talk to the bot: sender policy, pairing requests, approvals, bindings.
+    pub senders: Arc<senders::Senders>,
     /// `/webhooks/<instance id>`: keys, calls log, one turn per call.
     pub sync_webhooks: webhooks::SyncWebhooks,
     /// Webhook egress (`webhooks.outgoing`, the outbox and the dispatcher).
@@ -90,11 +93,13 @@ impl Gateway {
         );
         let ingress = webhooks::Ingress::new(&config.webhooks.incoming, runs.clone())
             .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
+        let senders = Arc::new(senders::Senders::new(&config, store.clone(), runs.clone()));
         let inbound = inbound::InboundChannels::new(
             &config.channels,
             &config.gateway.auth.rate_limit,
             store.clone(),
             runs.clone(),
+            senders.clone(),
         );
         let sync_webhooks = webhooks::SyncWebhooks::new(store.clone(), runs.clone(), &instance_id);
         let egress = egress::Egress::new(
@@ -115,6 +120,7 @@ impl Gateway {
             ingress,
             sync_webhooks,
             inbound,
+            senders,
             runs,
             config: Arc::new(config),
             store,

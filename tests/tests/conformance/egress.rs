@@ -766,7 +766,7 @@ async fn channel_message_received_and_security_alert_are_delivered() {
     let wa = whatsapp::FakeWhatsApp::start("wa-token", "1065").await;
     let gw = Gateway::builder()
         .config(&format!(
-            "{{ channels: {{ whatsapp: {{ accessToken: 'wa-token', phoneNumberId: '1065', baseUrl: '{}', appSecret: 'app-secret', verifyToken: 'v' }} }}, webhooks: {{ outgoing: [{{ event: ['channel.message.received', 'security.alert'], url: '{}' }}], egress: {{ allowPrivateTargets: true }} }} }}",
+            "{{ channels: {{ whatsapp: {{ accessToken: 'wa-token', phoneNumberId: '1065', baseUrl: '{}', appSecret: 'app-secret', verifyToken: 'v', dmPolicy: 'open', allowFrom: ['*'] }} }}, webhooks: {{ outgoing: [{{ event: ['channel.message.received', 'security.alert'], url: '{}' }}], egress: {{ allowPrivateTargets: true }} }} }}",
             wa.base_url,
             rx.url("/ch")
         ))

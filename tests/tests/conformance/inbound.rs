@@ -23,6 +23,8 @@ const WA_PATH: &str = "/channels/whatsapp/webhook";
 const TG_TOKEN: &str = "123:tg-token";
 const TG_SECRET: &str = "tg_secret-1";
 const TG_PATH: &str = "/channels/telegram/webhook";
+/// Any sender may talk to the bot (the tests of the sender policy set their own).
+const OPEN: &str = "dmPolicy: 'open', allowFrom: ['*']";
 
 fn loopback(gw: &Gateway) -> SocketAddr {
     SocketAddr::new(IpAddr::from([127, 0, 0, 1]), gw.addr.port())
@@ -30,7 +32,7 @@ fn loopback(gw: &Gateway) -> SocketAddr {
 
 async fn whatsapp_gateway(fake: &whatsapp::FakeWhatsApp) -> Gateway {
     Gateway::start_with(&format!(
-        "{{ channels: {{ whatsapp: {{ accessToken: '{WA_TOKEN}', phoneNumberId: '{PNID}', baseUrl: '{}', appSecret: '{APP_SECRET}', verifyToken: '{VERIFY}' }} }} }}",
+        "{{ channels: {{ whatsapp: {{ accessToken: '{WA_TOKEN}', phoneNumberId: '{PNID}', baseUrl: '{}', appSecret: '{APP_SECRET}', verifyToken: '{VERIFY}', {OPEN} }} }} }}",
         fake.base_url
     ))
     .await
@@ -251,7 +253,7 @@ async fn a_bad_signature_is_refused_and_runs_nothing() {
 async fn telegram_update_is_verified_deduped_and_answered_in_the_chat() {
     let fake = telegram::FakeTelegram::start(TG_TOKEN).await;
     let gw = Gateway::start_with(&format!(
-        "{{ channels: {{ telegram: {{ botToken: '{TG_TOKEN}', baseUrl: '{}', webhookSecret: '{TG_SECRET}' }} }} }}",
+        "{{ channels: {{ telegram: {{ botToken: '{TG_TOKEN}', baseUrl: '{}', webhookSecret: '{TG_SECRET}', {OPEN} }} }} }}",
         fake.base_url
     ))
     .await;
@@ -307,7 +309,7 @@ async fn a_caller_cannot_preempt_a_channels_dedupe_key() {
     use sha2::Digest;
     let fake = telegram::FakeTelegram::start(TG_TOKEN).await;
     let gw = Gateway::start_with(&format!(
-        "{{ channels: {{ telegram: {{ botToken: '{TG_TOKEN}', baseUrl: '{}', webhookSecret: '{TG_SECRET}' }} }} }}",
+        "{{ channels: {{ telegram: {{ botToken: '{TG_TOKEN}', baseUrl: '{}', webhookSecret: '{TG_SECRET}', {OPEN} }} }} }}",
         fake.base_url
     ))
     .await;
@@ -370,8 +372,8 @@ async fn channels_behind_proxy(
     }
     b.config(&format!(
         "{{ gateway: {{ trustedProxies: ['127.0.0.1'], auth: {{ rateLimit: {{ maxAttempts: {max_attempts} }} }} }},
-           channels: {{ whatsapp: {{ accessToken: '{WA_TOKEN}', phoneNumberId: '{PNID}', baseUrl: '{}', appSecret: '{APP_SECRET}', verifyToken: '{VERIFY}' }},
-                        telegram: {{ botToken: '{TG_TOKEN}', baseUrl: '{}', webhookSecret: '{TG_SECRET}' }} }} }}",
+           channels: {{ whatsapp: {{ accessToken: '{WA_TOKEN}', phoneNumberId: '{PNID}', baseUrl: '{}', appSecret: '{APP_SECRET}', verifyToken: '{VERIFY}', {OPEN} }},
+                        telegram: {{ botToken: '{TG_TOKEN}', baseUrl: '{}', webhookSecret: '{TG_SECRET}', {OPEN} }} }} }}",
         wa.base_url, tg.base_url
     ))
     .start()

@@ -34,6 +34,7 @@ mod retention;
 mod routing;
 mod runs;
 mod sdk_rust;
+mod senders;
 mod sessions;
 mod shutdown;
 mod surfaces;

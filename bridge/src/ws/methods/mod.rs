@@ -11,6 +11,7 @@ mod channels;
 mod chat;
 mod devices;
 mod logs;
+mod pairing;
 mod params;
 mod sessions;
 mod system;
@@ -117,6 +118,15 @@ static METHODS: &[Method] = &[
     unary("send", |c, p| Box::pin(channels::send(c, p))),
     unary("channels.status", |c, p| {
         Box::pin(channels::channels_status(c, p))
+    }),
+    unary("channels.pairing.list", |c, p| {
+        Box::pin(pairing::list(c, p))
+    }),
+    unary("channels.pairing.approve", |c, p| {
+        Box::pin(pairing::approve(c, p))
+    }),
+    unary("channels.pairing.dismiss", |c, p| {
+        Box::pin(pairing::dismiss(c, p))
     }),
     unary("device.pair.list", |c, _| Box::pin(devices::pair_list(c))),
     unary("device.pair.approve", |c, p| {

@@ -187,12 +187,12 @@ impl Devices {
 
 use clawplane_util::time::now_ms;
 
-fn ts_ms(t: Option<&Timestamp>) -> i64 {
+pub(crate) fn ts_ms(t: Option<&Timestamp>) -> i64 {
     t.map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
         .unwrap_or_default()
 }
 
-fn ms_ts(ms: i64) -> Timestamp {
+pub(crate) fn ms_ts(ms: i64) -> Timestamp {
     Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,

@@ -80,6 +80,749 @@ func (ChannelHealth) EnumDescriptor() ([]byte, []int) {
 	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{0}
 }
 
+// A request of an unknown sender to talk to the bot (`dmPolicy: pairing`). Resource name
+// `channels/{channel}/senderPairings/{request_id}`.
+type SenderPairing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resource name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Stable id of the request.
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Channel id, e.g. `telegram`.
+	Channel string `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	// Channel account id (WhatsApp phone number id), when the channel has one.
+	AccountId string `protobuf:"bytes,4,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// The sender's id on the channel (Telegram user id, WhatsApp wa_id, Discord user id).
+	SenderId string `protobuf:"bytes,5,opt,name=sender_id,json=senderId,proto3" json:"sender_id,omitempty"`
+	// The sender's display name, when the channel gives one.
+	SenderName string `protobuf:"bytes,6,opt,name=sender_name,json=senderName,proto3" json:"sender_name,omitempty"`
+	// The pairing code sent to the sender: 8 characters of A-Z and 2-9 without 0, O, 1, I.
+	Code string `protobuf:"bytes,7,opt,name=code,proto3" json:"code,omitempty"`
+	// When the request was made.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When it expires (one hour after it was made).
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Where the reply with the code went (the conversation's address).
+	ReplyTo       string `protobuf:"bytes,10,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SenderPairing) Reset() {
+	*x = SenderPairing{}
+	mi := &file_clawplane_v1_channel_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SenderPairing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SenderPairing) ProtoMessage() {}
+
+func (x *SenderPairing) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_channel_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SenderPairing.ProtoReflect.Descriptor instead.
+func (*SenderPairing) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SenderPairing) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SenderPairing) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *SenderPairing) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *SenderPairing) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *SenderPairing) GetSenderId() string {
+	if x != nil {
+		return x.SenderId
+	}
+	return ""
+}
+
+func (x *SenderPairing) GetSenderName() string {
+	if x != nil {
+		return x.SenderName
+	}
+	return ""
+}
+
+func (x *SenderPairing) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *SenderPairing) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *SenderPairing) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *SenderPairing) GetReplyTo() string {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return ""
+}
+
+// A sender allowed to talk to the bot by an approved pairing request (senders in
+// `allowFrom` are allowed by the config and not listed here).
+type ApprovedSender struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Channel id.
+	Channel string `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// Channel account id.
+	AccountId string `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// The sender's id on the channel.
+	SenderId string `protobuf:"bytes,3,opt,name=sender_id,json=senderId,proto3" json:"sender_id,omitempty"`
+	// The sender's display name when approved.
+	SenderName string `protobuf:"bytes,4,opt,name=sender_name,json=senderName,proto3" json:"sender_name,omitempty"`
+	// When the approval was given.
+	ApproveTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=approve_time,json=approveTime,proto3" json:"approve_time,omitempty"`
+	// The code of the request that was approved.
+	Code          string `protobuf:"bytes,6,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovedSender) Reset() {
+	*x = ApprovedSender{}
+	mi := &file_clawplane_v1_channel_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovedSender) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovedSender) ProtoMessage() {}
+
+func (x *ApprovedSender) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_channel_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovedSender.ProtoReflect.Descriptor instead.
+func (*ApprovedSender) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ApprovedSender) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ApprovedSender) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ApprovedSender) GetSenderId() string {
+	if x != nil {
+		return x.SenderId
+	}
+	return ""
+}
+
+func (x *ApprovedSender) GetSenderName() string {
+	if x != nil {
+		return x.SenderName
+	}
+	return ""
+}
+
+func (x *ApprovedSender) GetApproveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApproveTime
+	}
+	return nil
+}
+
+func (x *ApprovedSender) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+// Request for `ChannelService/ListSenderPairings`.
+type ListSenderPairingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this channel; empty lists every channel.
+	Channel       string `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSenderPairingsRequest) Reset() {
+	*x = ListSenderPairingsRequest{}
+	mi := &file_clawplane_v1_channel_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSenderPairingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSenderPairingsRequest) ProtoMessage() {}
+
+func (x *ListSenderPairingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_channel_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSenderPairingsRequest.ProtoReflect.Descriptor instead.
+func (*ListSenderPairingsRequest) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListSenderPairingsRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+// Response of `ChannelService/ListSenderPairings`.
+type ListSenderPairingsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pending requests, oldest first.
+	Requests []*SenderPairing `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	// Approved senders.
+	Approved []*ApprovedSender `protobuf:"bytes,2,rep,name=approved,proto3" json:"approved,omitempty"`
+	// Pending requests kept per channel at most; further unknown senders get no code until
+	// one expires or is decided.
+	PendingPerChannel uint32 `protobuf:"varint,3,opt,name=pending_per_channel,json=pendingPerChannel,proto3" json:"pending_per_channel,omitempty"`
+	// How long a request stays pending, in seconds.
+	TtlSeconds    uint32 `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSenderPairingsResponse) Reset() {
+	*x = ListSenderPairingsResponse{}
+	mi := &file_clawplane_v1_channel_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSenderPairingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSenderPairingsResponse) ProtoMessage() {}
+
+func (x *ListSenderPairingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_channel_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSenderPairingsResponse.ProtoReflect.Descriptor instead.
+func (*ListSenderPairingsResponse) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListSenderPairingsResponse) GetRequests() []*SenderPairing {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+func (x *ListSenderPairingsResponse) GetApproved() []*ApprovedSender {
+	if x != nil {
+		return x.Approved
+	}
+	return nil
+}
+
+func (x *ListSenderPairingsResponse) GetPendingPerChannel() uint32 {
+	if x != nil {
+		return x.PendingPerChannel
+	}
+	return 0
+}
+
+func (x *ListSenderPairingsResponse) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+// Request for `ChannelService/ApproveSenderPairing`.
+type ApproveSenderPairingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Channel id. Required.
+	Channel string `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// The pairing code (case-insensitive). Required unless `requestId` is set.
+	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// The request id, instead of the code.
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Tell the sender on the channel that they were approved.
+	Notify        bool `protobuf:"varint,4,opt,name=notify,proto3" json:"notify,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveSenderPairingRequest) Reset() {
+	*x = ApproveSenderPairingRequest{}
+	mi := &file_clawplane_v1_channel_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveSenderPairingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveSenderPairingRequest) ProtoMessage() {}
+
+func (x *ApproveSenderPairingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_channel_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveSenderPairingRequest.ProtoReflect.Descriptor instead.
+func (*ApproveSenderPairingRequest) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ApproveSenderPairingRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ApproveSenderPairingRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ApproveSenderPairingRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ApproveSenderPairingRequest) GetNotify() bool {
+	if x != nil {
+		return x.Notify
+	}
+	return false
+}
+
+// Response of `ChannelService/ApproveSenderPairing`.
+type ApproveSenderPairingResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request that was approved.
+	Request *SenderPairing `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// The approved sender.
+	Sender *ApprovedSender `protobuf:"bytes,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	// With `notify`: the delivery of the notice (its status says whether it went out).
+	Notification  *Delivery `protobuf:"bytes,3,opt,name=notification,proto3" json:"notification,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveSenderPairingResponse) Reset() {
+	*x = ApproveSenderPairingResponse{}
+	mi := &file_clawplane_v1_channel_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveSenderPairingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveSenderPairingResponse) ProtoMessage() {}
+
+func (x *ApproveSenderPairingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_channel_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveSenderPairingResponse.ProtoReflect.Descriptor instead.
+func (*ApproveSenderPairingResponse) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ApproveSenderPairingResponse) GetRequest() *SenderPairing {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ApproveSenderPairingResponse) GetSender() *ApprovedSender {
+	if x != nil {
+		return x.Sender
+	}
+	return nil
+}
+
+func (x *ApproveSenderPairingResponse) GetNotification() *Delivery {
+	if x != nil {
+		return x.Notification
+	}
+	return nil
+}
+
+// Request for `ChannelService/RejectSenderPairing`.
+type RejectSenderPairingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Channel id. Required.
+	Channel string `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// The pairing code. Required unless `requestId` is set.
+	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// The request id, instead of the code.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectSenderPairingRequest) Reset() {
+	*x = RejectSenderPairingRequest{}
+	mi := &file_clawplane_v1_channel_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectSenderPairingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectSenderPairingRequest) ProtoMessage() {}
+
+func (x *RejectSenderPairingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_channel_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectSenderPairingRequest.ProtoReflect.Descriptor instead.
+func (*RejectSenderPairingRequest) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RejectSenderPairingRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *RejectSenderPairingRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *RejectSenderPairingRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Response of `ChannelService/RejectSenderPairing`.
+type RejectSenderPairingResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request that was rejected.
+	Request       *SenderPairing `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectSenderPairingResponse) Reset() {
+	*x = RejectSenderPairingResponse{}
+	mi := &file_clawplane_v1_channel_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectSenderPairingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectSenderPairingResponse) ProtoMessage() {}
+
+func (x *RejectSenderPairingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_channel_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectSenderPairingResponse.ProtoReflect.Descriptor instead.
+func (*RejectSenderPairingResponse) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RejectSenderPairingResponse) GetRequest() *SenderPairing {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// Request for `ChannelService/RevokeApprovedSender`.
+type RevokeApprovedSenderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Channel id. Required.
+	Channel string `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// The sender's id. Required.
+	SenderId      string `protobuf:"bytes,2,opt,name=sender_id,json=senderId,proto3" json:"sender_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeApprovedSenderRequest) Reset() {
+	*x = RevokeApprovedSenderRequest{}
+	mi := &file_clawplane_v1_channel_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeApprovedSenderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeApprovedSenderRequest) ProtoMessage() {}
+
+func (x *RevokeApprovedSenderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_channel_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeApprovedSenderRequest.ProtoReflect.Descriptor instead.
+func (*RevokeApprovedSenderRequest) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RevokeApprovedSenderRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *RevokeApprovedSenderRequest) GetSenderId() string {
+	if x != nil {
+		return x.SenderId
+	}
+	return ""
+}
+
+// Response of `ChannelService/RevokeApprovedSender`.
+type RevokeApprovedSenderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The approval that was withdrawn.
+	Sender        *ApprovedSender `protobuf:"bytes,1,opt,name=sender,proto3" json:"sender,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeApprovedSenderResponse) Reset() {
+	*x = RevokeApprovedSenderResponse{}
+	mi := &file_clawplane_v1_channel_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeApprovedSenderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeApprovedSenderResponse) ProtoMessage() {}
+
+func (x *RevokeApprovedSenderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_channel_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeApprovedSenderResponse.ProtoReflect.Descriptor instead.
+func (*RevokeApprovedSenderResponse) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RevokeApprovedSenderResponse) GetSender() *ApprovedSender {
+	if x != nil {
+		return x.Sender
+	}
+	return nil
+}
+
+// A sender pairing request was made or decided, or an approval withdrawn.
+type SenderPairingChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `requested`, `approved`, `rejected`, `revoked`.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The request (for `revoked`: channel, sender and code of the approval).
+	Request       *SenderPairing `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SenderPairingChange) Reset() {
+	*x = SenderPairingChange{}
+	mi := &file_clawplane_v1_channel_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SenderPairingChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SenderPairingChange) ProtoMessage() {}
+
+func (x *SenderPairingChange) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_channel_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SenderPairingChange.ProtoReflect.Descriptor instead.
+func (*SenderPairingChange) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SenderPairingChange) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *SenderPairingChange) GetRequest() *SenderPairing {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
 // Request for `ChannelService/IngestChannelWebhook`.
 type IngestChannelWebhookRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -99,7 +842,7 @@ type IngestChannelWebhookRequest struct {
 
 func (x *IngestChannelWebhookRequest) Reset() {
 	*x = IngestChannelWebhookRequest{}
-	mi := &file_clawplane_v1_channel_proto_msgTypes[0]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -111,7 +854,7 @@ func (x *IngestChannelWebhookRequest) String() string {
 func (*IngestChannelWebhookRequest) ProtoMessage() {}
 
 func (x *IngestChannelWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clawplane_v1_channel_proto_msgTypes[0]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -124,7 +867,7 @@ func (x *IngestChannelWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestChannelWebhookRequest.ProtoReflect.Descriptor instead.
 func (*IngestChannelWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{0}
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *IngestChannelWebhookRequest) GetChannel() string {
@@ -181,7 +924,7 @@ type IngestChannelWebhookResponse struct {
 
 func (x *IngestChannelWebhookResponse) Reset() {
 	*x = IngestChannelWebhookResponse{}
-	mi := &file_clawplane_v1_channel_proto_msgTypes[1]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -193,7 +936,7 @@ func (x *IngestChannelWebhookResponse) String() string {
 func (*IngestChannelWebhookResponse) ProtoMessage() {}
 
 func (x *IngestChannelWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clawplane_v1_channel_proto_msgTypes[1]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -206,7 +949,7 @@ func (x *IngestChannelWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestChannelWebhookResponse.ProtoReflect.Descriptor instead.
 func (*IngestChannelWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{1}
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IngestChannelWebhookResponse) GetChallenge() string {
@@ -271,7 +1014,7 @@ type Channel struct {
 
 func (x *Channel) Reset() {
 	*x = Channel{}
-	mi := &file_clawplane_v1_channel_proto_msgTypes[2]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -283,7 +1026,7 @@ func (x *Channel) String() string {
 func (*Channel) ProtoMessage() {}
 
 func (x *Channel) ProtoReflect() protoreflect.Message {
-	mi := &file_clawplane_v1_channel_proto_msgTypes[2]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -296,7 +1039,7 @@ func (x *Channel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Channel.ProtoReflect.Descriptor instead.
 func (*Channel) Descriptor() ([]byte, []int) {
-	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{2}
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Channel) GetName() string {
@@ -371,7 +1114,7 @@ type ListChannelsRequest struct {
 
 func (x *ListChannelsRequest) Reset() {
 	*x = ListChannelsRequest{}
-	mi := &file_clawplane_v1_channel_proto_msgTypes[3]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +1126,7 @@ func (x *ListChannelsRequest) String() string {
 func (*ListChannelsRequest) ProtoMessage() {}
 
 func (x *ListChannelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clawplane_v1_channel_proto_msgTypes[3]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +1139,7 @@ func (x *ListChannelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChannelsRequest.ProtoReflect.Descriptor instead.
 func (*ListChannelsRequest) Descriptor() ([]byte, []int) {
-	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{3}
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{14}
 }
 
 // Response of `ChannelService/ListChannels`.
@@ -410,7 +1153,7 @@ type ListChannelsResponse struct {
 
 func (x *ListChannelsResponse) Reset() {
 	*x = ListChannelsResponse{}
-	mi := &file_clawplane_v1_channel_proto_msgTypes[4]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +1165,7 @@ func (x *ListChannelsResponse) String() string {
 func (*ListChannelsResponse) ProtoMessage() {}
 
 func (x *ListChannelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clawplane_v1_channel_proto_msgTypes[4]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +1178,7 @@ func (x *ListChannelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChannelsResponse.ProtoReflect.Descriptor instead.
 func (*ListChannelsResponse) Descriptor() ([]byte, []int) {
-	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{4}
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListChannelsResponse) GetChannels() []*Channel {
@@ -458,7 +1201,7 @@ type GetChannelRequest struct {
 
 func (x *GetChannelRequest) Reset() {
 	*x = GetChannelRequest{}
-	mi := &file_clawplane_v1_channel_proto_msgTypes[5]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +1213,7 @@ func (x *GetChannelRequest) String() string {
 func (*GetChannelRequest) ProtoMessage() {}
 
 func (x *GetChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clawplane_v1_channel_proto_msgTypes[5]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +1226,7 @@ func (x *GetChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChannelRequest.ProtoReflect.Descriptor instead.
 func (*GetChannelRequest) Descriptor() ([]byte, []int) {
-	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{5}
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetChannelRequest) GetChannelId() string {
@@ -528,7 +1271,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_clawplane_v1_channel_proto_msgTypes[6]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +1283,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clawplane_v1_channel_proto_msgTypes[6]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +1296,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{6}
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SendMessageRequest) GetChannel() string {
@@ -632,7 +1375,7 @@ type SendMessageResponse struct {
 
 func (x *SendMessageResponse) Reset() {
 	*x = SendMessageResponse{}
-	mi := &file_clawplane_v1_channel_proto_msgTypes[7]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +1387,7 @@ func (x *SendMessageResponse) String() string {
 func (*SendMessageResponse) ProtoMessage() {}
 
 func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clawplane_v1_channel_proto_msgTypes[7]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +1400,7 @@ func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{7}
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SendMessageResponse) GetDelivery() *Delivery {
@@ -685,7 +1428,7 @@ type GetChannelResponse struct {
 
 func (x *GetChannelResponse) Reset() {
 	*x = GetChannelResponse{}
-	mi := &file_clawplane_v1_channel_proto_msgTypes[8]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +1440,7 @@ func (x *GetChannelResponse) String() string {
 func (*GetChannelResponse) ProtoMessage() {}
 
 func (x *GetChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clawplane_v1_channel_proto_msgTypes[8]
+	mi := &file_clawplane_v1_channel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +1453,7 @@ func (x *GetChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChannelResponse.ProtoReflect.Descriptor instead.
 func (*GetChannelResponse) Descriptor() ([]byte, []int) {
-	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{8}
+	return file_clawplane_v1_channel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetChannelResponse) GetChannel() *Channel {
@@ -724,7 +1467,66 @@ var File_clawplane_v1_channel_proto protoreflect.FileDescriptor
 
 const file_clawplane_v1_channel_proto_rawDesc = "" +
 	"\n" +
-	"\x1aclawplane/v1/channel.proto\x12\fclawplane.v1\x1a\x16clawplane/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x02\n" +
+	"\x1aclawplane/v1/channel.proto\x12\fclawplane.v1\x1a\x16clawplane/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x02\n" +
+	"\rSenderPairing\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x04 \x01(\tR\taccountId\x12\x1b\n" +
+	"\tsender_id\x18\x05 \x01(\tR\bsenderId\x12\x1f\n" +
+	"\vsender_name\x18\x06 \x01(\tR\n" +
+	"senderName\x12\x12\n" +
+	"\x04code\x18\a \x01(\tR\x04code\x12;\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vexpire_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x19\n" +
+	"\breply_to\x18\n" +
+	" \x01(\tR\areplyTo\"\xda\x01\n" +
+	"\x0eApprovedSender\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x1b\n" +
+	"\tsender_id\x18\x03 \x01(\tR\bsenderId\x12\x1f\n" +
+	"\vsender_name\x18\x04 \x01(\tR\n" +
+	"senderName\x12=\n" +
+	"\fapprove_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vapproveTime\x12\x12\n" +
+	"\x04code\x18\x06 \x01(\tR\x04code\"5\n" +
+	"\x19ListSenderPairingsRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\"\xe0\x01\n" +
+	"\x1aListSenderPairingsResponse\x127\n" +
+	"\brequests\x18\x01 \x03(\v2\x1b.clawplane.v1.SenderPairingR\brequests\x128\n" +
+	"\bapproved\x18\x02 \x03(\v2\x1c.clawplane.v1.ApprovedSenderR\bapproved\x12.\n" +
+	"\x13pending_per_channel\x18\x03 \x01(\rR\x11pendingPerChannel\x12\x1f\n" +
+	"\vttl_seconds\x18\x04 \x01(\rR\n" +
+	"ttlSeconds\"\x82\x01\n" +
+	"\x1bApproveSenderPairingRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12\x16\n" +
+	"\x06notify\x18\x04 \x01(\bR\x06notify\"\xc7\x01\n" +
+	"\x1cApproveSenderPairingResponse\x125\n" +
+	"\arequest\x18\x01 \x01(\v2\x1b.clawplane.v1.SenderPairingR\arequest\x124\n" +
+	"\x06sender\x18\x02 \x01(\v2\x1c.clawplane.v1.ApprovedSenderR\x06sender\x12:\n" +
+	"\fnotification\x18\x03 \x01(\v2\x16.clawplane.v1.DeliveryR\fnotification\"i\n" +
+	"\x1aRejectSenderPairingRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"T\n" +
+	"\x1bRejectSenderPairingResponse\x125\n" +
+	"\arequest\x18\x01 \x01(\v2\x1b.clawplane.v1.SenderPairingR\arequest\"T\n" +
+	"\x1bRevokeApprovedSenderRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1b\n" +
+	"\tsender_id\x18\x02 \x01(\tR\bsenderId\"T\n" +
+	"\x1cRevokeApprovedSenderResponse\x124\n" +
+	"\x06sender\x18\x01 \x01(\v2\x1c.clawplane.v1.ApprovedSenderR\x06sender\"`\n" +
+	"\x13SenderPairingChange\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x125\n" +
+	"\arequest\x18\x02 \x01(\v2\x1b.clawplane.v1.SenderPairingR\arequest\"\xf7\x02\n" +
 	"\x1bIngestChannelWebhookRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12J\n" +
@@ -786,13 +1588,17 @@ const file_clawplane_v1_channel_proto_rawDesc = "" +
 	"\x1aCHANNEL_HEALTH_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CHANNEL_HEALTH_UNKNOWN\x10\x01\x12\x15\n" +
 	"\x11CHANNEL_HEALTH_OK\x10\x02\x12\x1a\n" +
-	"\x16CHANNEL_HEALTH_FAILING\x10\x032\xfb\x02\n" +
+	"\x16CHANNEL_HEALTH_FAILING\x10\x032\xae\x06\n" +
 	"\x0eChannelService\x12U\n" +
 	"\fListChannels\x12!.clawplane.v1.ListChannelsRequest\x1a\".clawplane.v1.ListChannelsResponse\x12O\n" +
 	"\n" +
 	"GetChannel\x12\x1f.clawplane.v1.GetChannelRequest\x1a .clawplane.v1.GetChannelResponse\x12R\n" +
 	"\vSendMessage\x12 .clawplane.v1.SendMessageRequest\x1a!.clawplane.v1.SendMessageResponse\x12m\n" +
-	"\x14IngestChannelWebhook\x12).clawplane.v1.IngestChannelWebhookRequest\x1a*.clawplane.v1.IngestChannelWebhookResponseB\xb5\x01\n" +
+	"\x14IngestChannelWebhook\x12).clawplane.v1.IngestChannelWebhookRequest\x1a*.clawplane.v1.IngestChannelWebhookResponse\x12g\n" +
+	"\x12ListSenderPairings\x12'.clawplane.v1.ListSenderPairingsRequest\x1a(.clawplane.v1.ListSenderPairingsResponse\x12m\n" +
+	"\x14ApproveSenderPairing\x12).clawplane.v1.ApproveSenderPairingRequest\x1a*.clawplane.v1.ApproveSenderPairingResponse\x12j\n" +
+	"\x13RejectSenderPairing\x12(.clawplane.v1.RejectSenderPairingRequest\x1a).clawplane.v1.RejectSenderPairingResponse\x12m\n" +
+	"\x14RevokeApprovedSender\x12).clawplane.v1.RevokeApprovedSenderRequest\x1a*.clawplane.v1.RevokeApprovedSenderResponseB\xb5\x01\n" +
 	"\x10com.clawplane.v1B\fChannelProtoP\x01ZBgithub.com/clawplane/clawplane/sdk/go/gen/clawplane/v1;clawplanev1\xa2\x02\x03CXX\xaa\x02\fClawplane.V1\xca\x02\fClawplane\\V1\xe2\x02\x18Clawplane\\V1\\GPBMetadata\xea\x02\rClawplane::V1b\x06proto3"
 
 var (
@@ -808,44 +1614,74 @@ func file_clawplane_v1_channel_proto_rawDescGZIP() []byte {
 }
 
 var file_clawplane_v1_channel_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_clawplane_v1_channel_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_clawplane_v1_channel_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_clawplane_v1_channel_proto_goTypes = []any{
 	(ChannelHealth)(0),                   // 0: clawplane.v1.ChannelHealth
-	(*IngestChannelWebhookRequest)(nil),  // 1: clawplane.v1.IngestChannelWebhookRequest
-	(*IngestChannelWebhookResponse)(nil), // 2: clawplane.v1.IngestChannelWebhookResponse
-	(*Channel)(nil),                      // 3: clawplane.v1.Channel
-	(*ListChannelsRequest)(nil),          // 4: clawplane.v1.ListChannelsRequest
-	(*ListChannelsResponse)(nil),         // 5: clawplane.v1.ListChannelsResponse
-	(*GetChannelRequest)(nil),            // 6: clawplane.v1.GetChannelRequest
-	(*SendMessageRequest)(nil),           // 7: clawplane.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),          // 8: clawplane.v1.SendMessageResponse
-	(*GetChannelResponse)(nil),           // 9: clawplane.v1.GetChannelResponse
-	nil,                                  // 10: clawplane.v1.IngestChannelWebhookRequest.QueryEntry
-	nil,                                  // 11: clawplane.v1.IngestChannelWebhookRequest.HeadersEntry
-	(*timestamppb.Timestamp)(nil),        // 12: google.protobuf.Timestamp
-	(*Delivery)(nil),                     // 13: clawplane.v1.Delivery
+	(*SenderPairing)(nil),                // 1: clawplane.v1.SenderPairing
+	(*ApprovedSender)(nil),               // 2: clawplane.v1.ApprovedSender
+	(*ListSenderPairingsRequest)(nil),    // 3: clawplane.v1.ListSenderPairingsRequest
+	(*ListSenderPairingsResponse)(nil),   // 4: clawplane.v1.ListSenderPairingsResponse
+	(*ApproveSenderPairingRequest)(nil),  // 5: clawplane.v1.ApproveSenderPairingRequest
+	(*ApproveSenderPairingResponse)(nil), // 6: clawplane.v1.ApproveSenderPairingResponse
+	(*RejectSenderPairingRequest)(nil),   // 7: clawplane.v1.RejectSenderPairingRequest
+	(*RejectSenderPairingResponse)(nil),  // 8: clawplane.v1.RejectSenderPairingResponse
+	(*RevokeApprovedSenderRequest)(nil),  // 9: clawplane.v1.RevokeApprovedSenderRequest
+	(*RevokeApprovedSenderResponse)(nil), // 10: clawplane.v1.RevokeApprovedSenderResponse
+	(*SenderPairingChange)(nil),          // 11: clawplane.v1.SenderPairingChange
+	(*IngestChannelWebhookRequest)(nil),  // 12: clawplane.v1.IngestChannelWebhookRequest
+	(*IngestChannelWebhookResponse)(nil), // 13: clawplane.v1.IngestChannelWebhookResponse
+	(*Channel)(nil),                      // 14: clawplane.v1.Channel
+	(*ListChannelsRequest)(nil),          // 15: clawplane.v1.ListChannelsRequest
+	(*ListChannelsResponse)(nil),         // 16: clawplane.v1.ListChannelsResponse
+	(*GetChannelRequest)(nil),            // 17: clawplane.v1.GetChannelRequest
+	(*SendMessageRequest)(nil),           // 18: clawplane.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),          // 19: clawplane.v1.SendMessageResponse
+	(*GetChannelResponse)(nil),           // 20: clawplane.v1.GetChannelResponse
+	nil,                                  // 21: clawplane.v1.IngestChannelWebhookRequest.QueryEntry
+	nil,                                  // 22: clawplane.v1.IngestChannelWebhookRequest.HeadersEntry
+	(*timestamppb.Timestamp)(nil),        // 23: google.protobuf.Timestamp
+	(*Delivery)(nil),                     // 24: clawplane.v1.Delivery
 }
 var file_clawplane_v1_channel_proto_depIdxs = []int32{
-	10, // 0: clawplane.v1.IngestChannelWebhookRequest.query:type_name -> clawplane.v1.IngestChannelWebhookRequest.QueryEntry
-	11, // 1: clawplane.v1.IngestChannelWebhookRequest.headers:type_name -> clawplane.v1.IngestChannelWebhookRequest.HeadersEntry
-	0,  // 2: clawplane.v1.Channel.health:type_name -> clawplane.v1.ChannelHealth
-	12, // 3: clawplane.v1.Channel.last_check_time:type_name -> google.protobuf.Timestamp
-	3,  // 4: clawplane.v1.ListChannelsResponse.channels:type_name -> clawplane.v1.Channel
-	13, // 5: clawplane.v1.SendMessageResponse.delivery:type_name -> clawplane.v1.Delivery
-	3,  // 6: clawplane.v1.GetChannelResponse.channel:type_name -> clawplane.v1.Channel
-	4,  // 7: clawplane.v1.ChannelService.ListChannels:input_type -> clawplane.v1.ListChannelsRequest
-	6,  // 8: clawplane.v1.ChannelService.GetChannel:input_type -> clawplane.v1.GetChannelRequest
-	7,  // 9: clawplane.v1.ChannelService.SendMessage:input_type -> clawplane.v1.SendMessageRequest
-	1,  // 10: clawplane.v1.ChannelService.IngestChannelWebhook:input_type -> clawplane.v1.IngestChannelWebhookRequest
-	5,  // 11: clawplane.v1.ChannelService.ListChannels:output_type -> clawplane.v1.ListChannelsResponse
-	9,  // 12: clawplane.v1.ChannelService.GetChannel:output_type -> clawplane.v1.GetChannelResponse
-	8,  // 13: clawplane.v1.ChannelService.SendMessage:output_type -> clawplane.v1.SendMessageResponse
-	2,  // 14: clawplane.v1.ChannelService.IngestChannelWebhook:output_type -> clawplane.v1.IngestChannelWebhookResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	23, // 0: clawplane.v1.SenderPairing.create_time:type_name -> google.protobuf.Timestamp
+	23, // 1: clawplane.v1.SenderPairing.expire_time:type_name -> google.protobuf.Timestamp
+	23, // 2: clawplane.v1.ApprovedSender.approve_time:type_name -> google.protobuf.Timestamp
+	1,  // 3: clawplane.v1.ListSenderPairingsResponse.requests:type_name -> clawplane.v1.SenderPairing
+	2,  // 4: clawplane.v1.ListSenderPairingsResponse.approved:type_name -> clawplane.v1.ApprovedSender
+	1,  // 5: clawplane.v1.ApproveSenderPairingResponse.request:type_name -> clawplane.v1.SenderPairing
+	2,  // 6: clawplane.v1.ApproveSenderPairingResponse.sender:type_name -> clawplane.v1.ApprovedSender
+	24, // 7: clawplane.v1.ApproveSenderPairingResponse.notification:type_name -> clawplane.v1.Delivery
+	1,  // 8: clawplane.v1.RejectSenderPairingResponse.request:type_name -> clawplane.v1.SenderPairing
+	2,  // 9: clawplane.v1.RevokeApprovedSenderResponse.sender:type_name -> clawplane.v1.ApprovedSender
+	1,  // 10: clawplane.v1.SenderPairingChange.request:type_name -> clawplane.v1.SenderPairing
+	21, // 11: clawplane.v1.IngestChannelWebhookRequest.query:type_name -> clawplane.v1.IngestChannelWebhookRequest.QueryEntry
+	22, // 12: clawplane.v1.IngestChannelWebhookRequest.headers:type_name -> clawplane.v1.IngestChannelWebhookRequest.HeadersEntry
+	0,  // 13: clawplane.v1.Channel.health:type_name -> clawplane.v1.ChannelHealth
+	23, // 14: clawplane.v1.Channel.last_check_time:type_name -> google.protobuf.Timestamp
+	14, // 15: clawplane.v1.ListChannelsResponse.channels:type_name -> clawplane.v1.Channel
+	24, // 16: clawplane.v1.SendMessageResponse.delivery:type_name -> clawplane.v1.Delivery
+	14, // 17: clawplane.v1.GetChannelResponse.channel:type_name -> clawplane.v1.Channel
+	15, // 18: clawplane.v1.ChannelService.ListChannels:input_type -> clawplane.v1.ListChannelsRequest
+	17, // 19: clawplane.v1.ChannelService.GetChannel:input_type -> clawplane.v1.GetChannelRequest
+	18, // 20: clawplane.v1.ChannelService.SendMessage:input_type -> clawplane.v1.SendMessageRequest
+	12, // 21: clawplane.v1.ChannelService.IngestChannelWebhook:input_type -> clawplane.v1.IngestChannelWebhookRequest
+	3,  // 22: clawplane.v1.ChannelService.ListSenderPairings:input_type -> clawplane.v1.ListSenderPairingsRequest
+	5,  // 23: clawplane.v1.ChannelService.ApproveSenderPairing:input_type -> clawplane.v1.ApproveSenderPairingRequest
+	7,  // 24: clawplane.v1.ChannelService.RejectSenderPairing:input_type -> clawplane.v1.RejectSenderPairingRequest
+	9,  // 25: clawplane.v1.ChannelService.RevokeApprovedSender:input_type -> clawplane.v1.RevokeApprovedSenderRequest
+	16, // 26: clawplane.v1.ChannelService.ListChannels:output_type -> clawplane.v1.ListChannelsResponse
+	20, // 27: clawplane.v1.ChannelService.GetChannel:output_type -> clawplane.v1.GetChannelResponse
+	19, // 28: clawplane.v1.ChannelService.SendMessage:output_type -> clawplane.v1.SendMessageResponse
+	13, // 29: clawplane.v1.ChannelService.IngestChannelWebhook:output_type -> clawplane.v1.IngestChannelWebhookResponse
+	4,  // 30: clawplane.v1.ChannelService.ListSenderPairings:output_type -> clawplane.v1.ListSenderPairingsResponse
+	6,  // 31: clawplane.v1.ChannelService.ApproveSenderPairing:output_type -> clawplane.v1.ApproveSenderPairingResponse
+	8,  // 32: clawplane.v1.ChannelService.RejectSenderPairing:output_type -> clawplane.v1.RejectSenderPairingResponse
+	10, // 33: clawplane.v1.ChannelService.RevokeApprovedSender:output_type -> clawplane.v1.RevokeApprovedSenderResponse
+	26, // [26:34] is the sub-list for method output_type
+	18, // [18:26] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_clawplane_v1_channel_proto_init() }
@@ -860,7 +1696,7 @@ func file_clawplane_v1_channel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clawplane_v1_channel_proto_rawDesc), len(file_clawplane_v1_channel_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,10 @@ const (
 	ChannelService_GetChannel_FullMethodName           = "/clawplane.v1.ChannelService/GetChannel"
 	ChannelService_SendMessage_FullMethodName          = "/clawplane.v1.ChannelService/SendMessage"
 	ChannelService_IngestChannelWebhook_FullMethodName = "/clawplane.v1.ChannelService/IngestChannelWebhook"
+	ChannelService_ListSenderPairings_FullMethodName   = "/clawplane.v1.ChannelService/ListSenderPairings"
+	ChannelService_ApproveSenderPairing_FullMethodName = "/clawplane.v1.ChannelService/ApproveSenderPairing"
+	ChannelService_RejectSenderPairing_FullMethodName  = "/clawplane.v1.ChannelService/RejectSenderPairing"
+	ChannelService_RevokeApprovedSender_FullMethodName = "/clawplane.v1.ChannelService/RevokeApprovedSender"
 )
 
 // ChannelServiceClient is the client API for ChannelService service.
@@ -47,6 +51,16 @@ type ChannelServiceClient interface {
 	// secret: UNAUTHENTICATED, reason WEBHOOK_SIGNATURE_INVALID, and nothing runs; a wrong
 	// verify token: PERMISSION_DENIED, reason VERIFY_TOKEN_MISMATCH.
 	IngestChannelWebhook(ctx context.Context, in *IngestChannelWebhookRequest, opts ...grpc.CallOption) (*IngestChannelWebhookResponse, error)
+	// Lists the pending sender pairing requests (unknown senders under `dmPolicy: pairing`,
+	// not expired) and the senders approved so far, of one channel or of all.
+	ListSenderPairings(ctx context.Context, in *ListSenderPairingsRequest, opts ...grpc.CallOption) (*ListSenderPairingsResponse, error)
+	// Approves a pending request by its code (or request id): the sender may talk to the bot
+	// from now on. An unknown or expired code: NOT_FOUND, reason PAIRING_CODE_NOT_FOUND.
+	ApproveSenderPairing(ctx context.Context, in *ApproveSenderPairingRequest, opts ...grpc.CallOption) (*ApproveSenderPairingResponse, error)
+	// Rejects (dismisses) a pending request; the sender's next message asks again.
+	RejectSenderPairing(ctx context.Context, in *RejectSenderPairingRequest, opts ...grpc.CallOption) (*RejectSenderPairingResponse, error)
+	// Withdraws an earlier approval; NOT_FOUND, reason APPROVED_SENDER_NOT_FOUND, when none.
+	RevokeApprovedSender(ctx context.Context, in *RevokeApprovedSenderRequest, opts ...grpc.CallOption) (*RevokeApprovedSenderResponse, error)
 }
 
 type channelServiceClient struct {
@@ -97,6 +111,46 @@ func (c *channelServiceClient) IngestChannelWebhook(ctx context.Context, in *Ing
 	return out, nil
 }
 
+func (c *channelServiceClient) ListSenderPairings(ctx context.Context, in *ListSenderPairingsRequest, opts ...grpc.CallOption) (*ListSenderPairingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSenderPairingsResponse)
+	err := c.cc.Invoke(ctx, ChannelService_ListSenderPairings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *channelServiceClient) ApproveSenderPairing(ctx context.Context, in *ApproveSenderPairingRequest, opts ...grpc.CallOption) (*ApproveSenderPairingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveSenderPairingResponse)
+	err := c.cc.Invoke(ctx, ChannelService_ApproveSenderPairing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *channelServiceClient) RejectSenderPairing(ctx context.Context, in *RejectSenderPairingRequest, opts ...grpc.CallOption) (*RejectSenderPairingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectSenderPairingResponse)
+	err := c.cc.Invoke(ctx, ChannelService_RejectSenderPairing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *channelServiceClient) RevokeApprovedSender(ctx context.Context, in *RevokeApprovedSenderRequest, opts ...grpc.CallOption) (*RevokeApprovedSenderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeApprovedSenderResponse)
+	err := c.cc.Invoke(ctx, ChannelService_RevokeApprovedSender_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChannelServiceServer is the server API for ChannelService service.
 // All implementations must embed UnimplementedChannelServiceServer
 // for forward compatibility.
@@ -119,6 +173,16 @@ type ChannelServiceServer interface {
 	// secret: UNAUTHENTICATED, reason WEBHOOK_SIGNATURE_INVALID, and nothing runs; a wrong
 	// verify token: PERMISSION_DENIED, reason VERIFY_TOKEN_MISMATCH.
 	IngestChannelWebhook(context.Context, *IngestChannelWebhookRequest) (*IngestChannelWebhookResponse, error)
+	// Lists the pending sender pairing requests (unknown senders under `dmPolicy: pairing`,
+	// not expired) and the senders approved so far, of one channel or of all.
+	ListSenderPairings(context.Context, *ListSenderPairingsRequest) (*ListSenderPairingsResponse, error)
+	// Approves a pending request by its code (or request id): the sender may talk to the bot
+	// from now on. An unknown or expired code: NOT_FOUND, reason PAIRING_CODE_NOT_FOUND.
+	ApproveSenderPairing(context.Context, *ApproveSenderPairingRequest) (*ApproveSenderPairingResponse, error)
+	// Rejects (dismisses) a pending request; the sender's next message asks again.
+	RejectSenderPairing(context.Context, *RejectSenderPairingRequest) (*RejectSenderPairingResponse, error)
+	// Withdraws an earlier approval; NOT_FOUND, reason APPROVED_SENDER_NOT_FOUND, when none.
+	RevokeApprovedSender(context.Context, *RevokeApprovedSenderRequest) (*RevokeApprovedSenderResponse, error)
 	mustEmbedUnimplementedChannelServiceServer()
 }
 
@@ -140,6 +204,18 @@ func (UnimplementedChannelServiceServer) SendMessage(context.Context, *SendMessa
 }
 func (UnimplementedChannelServiceServer) IngestChannelWebhook(context.Context, *IngestChannelWebhookRequest) (*IngestChannelWebhookResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IngestChannelWebhook not implemented")
+}
+func (UnimplementedChannelServiceServer) ListSenderPairings(context.Context, *ListSenderPairingsRequest) (*ListSenderPairingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSenderPairings not implemented")
+}
+func (UnimplementedChannelServiceServer) ApproveSenderPairing(context.Context, *ApproveSenderPairingRequest) (*ApproveSenderPairingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveSenderPairing not implemented")
+}
+func (UnimplementedChannelServiceServer) RejectSenderPairing(context.Context, *RejectSenderPairingRequest) (*RejectSenderPairingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectSenderPairing not implemented")
+}
+func (UnimplementedChannelServiceServer) RevokeApprovedSender(context.Context, *RevokeApprovedSenderRequest) (*RevokeApprovedSenderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeApprovedSender not implemented")
 }
 func (UnimplementedChannelServiceServer) mustEmbedUnimplementedChannelServiceServer() {}
 func (UnimplementedChannelServiceServer) testEmbeddedByValue()                        {}
@@ -234,6 +310,78 @@ func _ChannelService_IngestChannelWebhook_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChannelService_ListSenderPairings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSenderPairingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChannelServiceServer).ListSenderPairings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChannelService_ListSenderPairings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChannelServiceServer).ListSenderPairings(ctx, req.(*ListSenderPairingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChannelService_ApproveSenderPairing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveSenderPairingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChannelServiceServer).ApproveSenderPairing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChannelService_ApproveSenderPairing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChannelServiceServer).ApproveSenderPairing(ctx, req.(*ApproveSenderPairingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChannelService_RejectSenderPairing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectSenderPairingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChannelServiceServer).RejectSenderPairing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChannelService_RejectSenderPairing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChannelServiceServer).RejectSenderPairing(ctx, req.(*RejectSenderPairingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChannelService_RevokeApprovedSender_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeApprovedSenderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChannelServiceServer).RevokeApprovedSender(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChannelService_RevokeApprovedSender_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChannelServiceServer).RevokeApprovedSender(ctx, req.(*RevokeApprovedSenderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ChannelService_ServiceDesc is the grpc.ServiceDesc for ChannelService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -256,6 +404,22 @@ var ChannelService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "IngestChannelWebhook",
 			Handler:    _ChannelService_IngestChannelWebhook_Handler,
+		},
+		{
+			MethodName: "ListSenderPairings",
+			Handler:    _ChannelService_ListSenderPairings_Handler,
+		},
+		{
+			MethodName: "ApproveSenderPairing",
+			Handler:    _ChannelService_ApproveSenderPairing_Handler,
+		},
+		{
+			MethodName: "RejectSenderPairing",
+			Handler:    _ChannelService_RejectSenderPairing_Handler,
+		},
+		{
+			MethodName: "RevokeApprovedSender",
+			Handler:    _ChannelService_RevokeApprovedSender_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

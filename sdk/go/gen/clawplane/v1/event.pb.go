@@ -45,6 +45,8 @@ const (
 	// An egress webhook endpoint changed state, e.g. disabled after sustained failure
 	// (`Event.webhook`).
 	EventKind_EVENT_KIND_WEBHOOK EventKind = 8
+	// A sender pairing request was made or decided (`Event.senderPairing`).
+	EventKind_EVENT_KIND_SENDER_PAIRING EventKind = 9
 )
 
 // Enum value maps for EventKind.
@@ -59,17 +61,19 @@ var (
 		6: "EVENT_KIND_CHANNEL",
 		7: "EVENT_KIND_SECURITY",
 		8: "EVENT_KIND_WEBHOOK",
+		9: "EVENT_KIND_SENDER_PAIRING",
 	}
 	EventKind_value = map[string]int32{
-		"EVENT_KIND_UNSPECIFIED":  0,
-		"EVENT_KIND_RUN":          1,
-		"EVENT_KIND_DELTA":        2,
-		"EVENT_KIND_SESSION":      3,
-		"EVENT_KIND_SYSTEM_EVENT": 4,
-		"EVENT_KIND_DEVICE":       5,
-		"EVENT_KIND_CHANNEL":      6,
-		"EVENT_KIND_SECURITY":     7,
-		"EVENT_KIND_WEBHOOK":      8,
+		"EVENT_KIND_UNSPECIFIED":    0,
+		"EVENT_KIND_RUN":            1,
+		"EVENT_KIND_DELTA":          2,
+		"EVENT_KIND_SESSION":        3,
+		"EVENT_KIND_SYSTEM_EVENT":   4,
+		"EVENT_KIND_DEVICE":         5,
+		"EVENT_KIND_CHANNEL":        6,
+		"EVENT_KIND_SECURITY":       7,
+		"EVENT_KIND_WEBHOOK":        8,
+		"EVENT_KIND_SENDER_PAIRING": 9,
 	}
 )
 
@@ -554,6 +558,7 @@ type Event struct {
 	//	*Event_Channel
 	//	*Event_Security
 	//	*Event_Webhook
+	//	*Event_SenderPairing
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -703,6 +708,15 @@ func (x *Event) GetWebhook() *WebhookEndpointChange {
 	return nil
 }
 
+func (x *Event) GetSenderPairing() *SenderPairingChange {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_SenderPairing); ok {
+			return x.SenderPairing
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -747,6 +761,11 @@ type Event_Webhook struct {
 	Webhook *WebhookEndpointChange `protobuf:"bytes,17,opt,name=webhook,proto3,oneof"`
 }
 
+type Event_SenderPairing struct {
+	// A sender pairing change.
+	SenderPairing *SenderPairingChange `protobuf:"bytes,18,opt,name=sender_pairing,json=senderPairing,proto3,oneof"`
+}
+
 func (*Event_Run) isEvent_Payload() {}
 
 func (*Event_Delta) isEvent_Payload() {}
@@ -762,6 +781,8 @@ func (*Event_Channel) isEvent_Payload() {}
 func (*Event_Security) isEvent_Payload() {}
 
 func (*Event_Webhook) isEvent_Payload() {}
+
+func (*Event_SenderPairing) isEvent_Payload() {}
 
 // A channel message or channel state change.
 type ChannelEvent struct {
@@ -785,7 +806,12 @@ type ChannelEvent struct {
 	ThreadId string `protobuf:"bytes,8,opt,name=thread_id,json=threadId,proto3" json:"thread_id,omitempty"`
 	// Receipt status (`delivery.receipt`: sent, delivered, read, failed) or the reason of a
 	// state change.
-	Detail        string `protobuf:"bytes,9,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,9,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Who wrote the message (`message.received`): the Telegram user id, WhatsApp wa_id,
+	// Discord user id. In a direct chat it is also the conversation's address.
+	SenderId string `protobuf:"bytes,10,opt,name=sender_id,json=senderId,proto3" json:"sender_id,omitempty"`
+	// `direct`, `group` or `channel` (`message.received`).
+	ChatType      string `protobuf:"bytes,11,opt,name=chat_type,json=chatType,proto3" json:"chat_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -879,6 +905,20 @@ func (x *ChannelEvent) GetThreadId() string {
 func (x *ChannelEvent) GetDetail() string {
 	if x != nil {
 		return x.Detail
+	}
+	return ""
+}
+
+func (x *ChannelEvent) GetSenderId() string {
+	if x != nil {
+		return x.SenderId
+	}
+	return ""
+}
+
+func (x *ChannelEvent) GetChatType() string {
+	if x != nil {
+		return x.ChatType
 	}
 	return ""
 }
@@ -1299,7 +1339,7 @@ var File_clawplane_v1_event_proto protoreflect.FileDescriptor
 
 const file_clawplane_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x18clawplane/v1/event.proto\x12\fclawplane.v1\x1a\x19clawplane/v1/device.proto\x1a\x16clawplane/v1/run.proto\x1a\x1aclawplane/v1/session.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"t\n" +
+	"\x18clawplane/v1/event.proto\x12\fclawplane.v1\x1a\x1aclawplane/v1/channel.proto\x1a\x19clawplane/v1/device.proto\x1a\x16clawplane/v1/run.proto\x1a\x1aclawplane/v1/session.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"t\n" +
 	"\vEventFilter\x12\x1f\n" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\x12\x15\n" +
@@ -1315,7 +1355,7 @@ const file_clawplane_v1_event_proto_rawDesc = "" +
 	"\bprogress\x18\x02 \x01(\v2\x16.clawplane.v1.ProgressH\x00R\bprogressB\a\n" +
 	"\x05frame\"\x1c\n" +
 	"\bProgress\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xf5\x04\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xc1\x05\n" +
 	"\x05Event\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1f\n" +
@@ -1331,8 +1371,9 @@ const file_clawplane_v1_event_proto_rawDesc = "" +
 	"\x06device\x18\x0e \x01(\v2\x1a.clawplane.v1.DeviceChangeH\x00R\x06device\x126\n" +
 	"\achannel\x18\x0f \x01(\v2\x1a.clawplane.v1.ChannelEventH\x00R\achannel\x129\n" +
 	"\bsecurity\x18\x10 \x01(\v2\x1b.clawplane.v1.SecurityAlertH\x00R\bsecurity\x12?\n" +
-	"\awebhook\x18\x11 \x01(\v2#.clawplane.v1.WebhookEndpointChangeH\x00R\awebhookB\t\n" +
-	"\apayload\"\xf8\x01\n" +
+	"\awebhook\x18\x11 \x01(\v2#.clawplane.v1.WebhookEndpointChangeH\x00R\awebhook\x12J\n" +
+	"\x0esender_pairing\x18\x12 \x01(\v2!.clawplane.v1.SenderPairingChangeH\x00R\rsenderPairingB\t\n" +
+	"\apayload\"\xb2\x02\n" +
 	"\fChannelEvent\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12\x1d\n" +
@@ -1345,7 +1386,10 @@ const file_clawplane_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\a \x01(\tR\tmessageId\x12\x1b\n" +
 	"\tthread_id\x18\b \x01(\tR\bthreadId\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail\"z\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\x12\x1b\n" +
+	"\tsender_id\x18\n" +
+	" \x01(\tR\bsenderId\x12\x1b\n" +
+	"\tchat_type\x18\v \x01(\tR\bchatType\"z\n" +
 	"\rSecurityAlert\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x1f\n" +
@@ -1376,7 +1420,7 @@ const file_clawplane_v1_event_proto_rawDesc = "" +
 	"request_id\x18\x03 \x01(\tR\trequestId\x126\n" +
 	"\arequest\x18\x04 \x01(\v2\x1c.clawplane.v1.PairingRequestR\arequest\x12\x12\n" +
 	"\x04role\x18\x05 \x01(\tR\x04role\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail*\xe6\x01\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail*\x85\x02\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eEVENT_KIND_RUN\x10\x01\x12\x14\n" +
@@ -1386,7 +1430,8 @@ const file_clawplane_v1_event_proto_rawDesc = "" +
 	"\x11EVENT_KIND_DEVICE\x10\x05\x12\x16\n" +
 	"\x12EVENT_KIND_CHANNEL\x10\x06\x12\x17\n" +
 	"\x13EVENT_KIND_SECURITY\x10\a\x12\x16\n" +
-	"\x12EVENT_KIND_WEBHOOK\x10\b*\xba\x01\n" +
+	"\x12EVENT_KIND_WEBHOOK\x10\b\x12\x1d\n" +
+	"\x19EVENT_KIND_SENDER_PAIRING\x10\t*\xba\x01\n" +
 	"\x11SessionChangeType\x12#\n" +
 	"\x1fSESSION_CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bSESSION_CHANGE_TYPE_CREATED\x10\x01\x12\x1f\n" +
@@ -1439,8 +1484,9 @@ var file_clawplane_v1_event_proto_goTypes = []any{
 	(*DeviceChange)(nil),              // 15: clawplane.v1.DeviceChange
 	(*timestamppb.Timestamp)(nil),     // 16: google.protobuf.Timestamp
 	(*Run)(nil),                       // 17: clawplane.v1.Run
-	(*Session)(nil),                   // 18: clawplane.v1.Session
-	(*PairingRequest)(nil),            // 19: clawplane.v1.PairingRequest
+	(*SenderPairingChange)(nil),       // 18: clawplane.v1.SenderPairingChange
+	(*Session)(nil),                   // 19: clawplane.v1.Session
+	(*PairingRequest)(nil),            // 20: clawplane.v1.PairingRequest
 }
 var file_clawplane_v1_event_proto_depIdxs = []int32{
 	0,  // 0: clawplane.v1.EventFilter.kinds:type_name -> clawplane.v1.EventKind
@@ -1457,18 +1503,19 @@ var file_clawplane_v1_event_proto_depIdxs = []int32{
 	9,  // 11: clawplane.v1.Event.channel:type_name -> clawplane.v1.ChannelEvent
 	10, // 12: clawplane.v1.Event.security:type_name -> clawplane.v1.SecurityAlert
 	11, // 13: clawplane.v1.Event.webhook:type_name -> clawplane.v1.WebhookEndpointChange
-	1,  // 14: clawplane.v1.SessionChange.type:type_name -> clawplane.v1.SessionChangeType
-	18, // 15: clawplane.v1.SessionChange.session:type_name -> clawplane.v1.Session
-	3,  // 16: clawplane.v1.SystemEvent.outcome:type_name -> clawplane.v1.WakeOutcome
-	2,  // 17: clawplane.v1.SystemEvent.mode:type_name -> clawplane.v1.WakeMode
-	19, // 18: clawplane.v1.DeviceChange.request:type_name -> clawplane.v1.PairingRequest
-	5,  // 19: clawplane.v1.EventService.Watch:input_type -> clawplane.v1.EventServiceWatchRequest
-	6,  // 20: clawplane.v1.EventService.Watch:output_type -> clawplane.v1.EventServiceWatchResponse
-	20, // [20:21] is the sub-list for method output_type
-	19, // [19:20] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	18, // 14: clawplane.v1.Event.sender_pairing:type_name -> clawplane.v1.SenderPairingChange
+	1,  // 15: clawplane.v1.SessionChange.type:type_name -> clawplane.v1.SessionChangeType
+	19, // 16: clawplane.v1.SessionChange.session:type_name -> clawplane.v1.Session
+	3,  // 17: clawplane.v1.SystemEvent.outcome:type_name -> clawplane.v1.WakeOutcome
+	2,  // 18: clawplane.v1.SystemEvent.mode:type_name -> clawplane.v1.WakeMode
+	20, // 19: clawplane.v1.DeviceChange.request:type_name -> clawplane.v1.PairingRequest
+	5,  // 20: clawplane.v1.EventService.Watch:input_type -> clawplane.v1.EventServiceWatchRequest
+	6,  // 21: clawplane.v1.EventService.Watch:output_type -> clawplane.v1.EventServiceWatchResponse
+	21, // [21:22] is the sub-list for method output_type
+	20, // [20:21] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_clawplane_v1_event_proto_init() }
@@ -1476,6 +1523,7 @@ func file_clawplane_v1_event_proto_init() {
 	if File_clawplane_v1_event_proto != nil {
 		return
 	}
+	file_clawplane_v1_channel_proto_init()
 	file_clawplane_v1_device_proto_init()
 	file_clawplane_v1_run_proto_init()
 	file_clawplane_v1_session_proto_init()
@@ -1492,6 +1540,7 @@ func file_clawplane_v1_event_proto_init() {
 		(*Event_Channel)(nil),
 		(*Event_Security)(nil),
 		(*Event_Webhook)(nil),
+		(*Event_SenderPairing)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

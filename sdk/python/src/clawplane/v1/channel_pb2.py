@@ -26,7 +26,7 @@ from clawplane.v1 import run_pb2 as clawplane_dot_v1_dot_run__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lawplane/v1/channel.proto\x12\x0c\x63lawplane.v1\x1a\x16\x63lawplane/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x02\n\x1bIngestChannelWebhookRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x43\n\x05query\x18\x03 \x03(\x0b\x32\x34.clawplane.v1.IngestChannelWebhookRequest.QueryEntry\x12G\n\x07headers\x18\x04 \x03(\x0b\x32\x36.clawplane.v1.IngestChannelWebhookRequest.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x05 \x01(\x0c\x1a,\n\nQueryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"y\n\x1cIngestChannelWebhookResponse\x12\x11\n\tchallenge\x18\x01 \x01(\t\x12\x0f\n\x07run_ids\x18\x02 \x03(\t\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x10\n\x08receipts\x18\x04 \x01(\r\x12\x0f\n\x07ignored\x18\x05 \x03(\t\"\xed\x01\n\x07\x43hannel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x06 \x01(\t\x12+\n\x06health\x18\x07 \x01(\x0e\x32\x1b.clawplane.v1.ChannelHealth\x12\x33\n\x0flast_check_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0esent_last_hour\x18\t \x01(\r\"\x15\n\x13ListChannelsRequest\"?\n\x14ListChannelsResponse\x12\'\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x15.clawplane.v1.Channel\"6\n\x11GetChannelRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\x12\r\n\x05probe\x18\x02 \x01(\x08\"\xbc\x01\n\x12SendMessageRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\tmedia_url\x18\x04 \x01(\t\x12\x12\n\naccount_id\x18\x05 \x01(\t\x12\x11\n\tthread_id\x18\x06 \x01(\t\x12\x13\n\x0bsession_key\x18\x07 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x10\n\x08reply_to\x18\t \x01(\t\"R\n\x13SendMessageResponse\x12(\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x16.clawplane.v1.Delivery\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"<\n\x12GetChannelResponse\x12&\n\x07\x63hannel\x18\x01 \x01(\x0b\x32\x15.clawplane.v1.Channel*~\n\rChannelHealth\x12\x1e\n\x1a\x43HANNEL_HEALTH_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43HANNEL_HEALTH_UNKNOWN\x10\x01\x12\x15\n\x11\x43HANNEL_HEALTH_OK\x10\x02\x12\x1a\n\x16\x43HANNEL_HEALTH_FAILING\x10\x03\x32\xfb\x02\n\x0e\x43hannelService\x12U\n\x0cListChannels\x12!.clawplane.v1.ListChannelsRequest\x1a\".clawplane.v1.ListChannelsResponse\x12O\n\nGetChannel\x12\x1f.clawplane.v1.GetChannelRequest\x1a .clawplane.v1.GetChannelResponse\x12R\n\x0bSendMessage\x12 .clawplane.v1.SendMessageRequest\x1a!.clawplane.v1.SendMessageResponse\x12m\n\x14IngestChannelWebhook\x12).clawplane.v1.IngestChannelWebhookRequest\x1a*.clawplane.v1.IngestChannelWebhookResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lawplane/v1/channel.proto\x12\x0c\x63lawplane.v1\x1a\x16\x63lawplane/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x02\n\rSenderPairing\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x12\n\naccount_id\x18\x04 \x01(\t\x12\x11\n\tsender_id\x18\x05 \x01(\t\x12\x13\n\x0bsender_name\x18\x06 \x01(\t\x12\x0c\n\x04\x63ode\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08reply_to\x18\n \x01(\t\"\x9d\x01\n\x0e\x41pprovedSender\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x11\n\tsender_id\x18\x03 \x01(\t\x12\x13\n\x0bsender_name\x18\x04 \x01(\t\x12\x30\n\x0c\x61pprove_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\",\n\x19ListSenderPairingsRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\"\xad\x01\n\x1aListSenderPairingsResponse\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.clawplane.v1.SenderPairing\x12.\n\x08\x61pproved\x18\x02 \x03(\x0b\x32\x1c.clawplane.v1.ApprovedSender\x12\x1b\n\x13pending_per_channel\x18\x03 \x01(\r\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\r\"`\n\x1b\x41pproveSenderPairingRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06notify\x18\x04 \x01(\x08\"\xa8\x01\n\x1c\x41pproveSenderPairingResponse\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x1b.clawplane.v1.SenderPairing\x12,\n\x06sender\x18\x02 \x01(\x0b\x32\x1c.clawplane.v1.ApprovedSender\x12,\n\x0cnotification\x18\x03 \x01(\x0b\x32\x16.clawplane.v1.Delivery\"O\n\x1aRejectSenderPairingRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"K\n\x1bRejectSenderPairingResponse\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x1b.clawplane.v1.SenderPairing\"A\n\x1bRevokeApprovedSenderRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\"L\n\x1cRevokeApprovedSenderResponse\x12,\n\x06sender\x18\x01 \x01(\x0b\x32\x1c.clawplane.v1.ApprovedSender\"Q\n\x13SenderPairingChange\x12\x0c\n\x04type\x18\x01 \x01(\t\x12,\n\x07request\x18\x02 \x01(\x0b\x32\x1b.clawplane.v1.SenderPairing\"\xb8\x02\n\x1bIngestChannelWebhookRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x43\n\x05query\x18\x03 \x03(\x0b\x32\x34.clawplane.v1.IngestChannelWebhookRequest.QueryEntry\x12G\n\x07headers\x18\x04 \x03(\x0b\x32\x36.clawplane.v1.IngestChannelWebhookRequest.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x05 \x01(\x0c\x1a,\n\nQueryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"y\n\x1cIngestChannelWebhookResponse\x12\x11\n\tchallenge\x18\x01 \x01(\t\x12\x0f\n\x07run_ids\x18\x02 \x03(\t\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x10\n\x08receipts\x18\x04 \x01(\r\x12\x0f\n\x07ignored\x18\x05 \x03(\t\"\xed\x01\n\x07\x43hannel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x06 \x01(\t\x12+\n\x06health\x18\x07 \x01(\x0e\x32\x1b.clawplane.v1.ChannelHealth\x12\x33\n\x0flast_check_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0esent_last_hour\x18\t \x01(\r\"\x15\n\x13ListChannelsRequest\"?\n\x14ListChannelsResponse\x12\'\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x15.clawplane.v1.Channel\"6\n\x11GetChannelRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\x12\r\n\x05probe\x18\x02 \x01(\x08\"\xbc\x01\n\x12SendMessageRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\tmedia_url\x18\x04 \x01(\t\x12\x12\n\naccount_id\x18\x05 \x01(\t\x12\x11\n\tthread_id\x18\x06 \x01(\t\x12\x13\n\x0bsession_key\x18\x07 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x10\n\x08reply_to\x18\t \x01(\t\"R\n\x13SendMessageResponse\x12(\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x16.clawplane.v1.Delivery\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"<\n\x12GetChannelResponse\x12&\n\x07\x63hannel\x18\x01 \x01(\x0b\x32\x15.clawplane.v1.Channel*~\n\rChannelHealth\x12\x1e\n\x1a\x43HANNEL_HEALTH_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43HANNEL_HEALTH_UNKNOWN\x10\x01\x12\x15\n\x11\x43HANNEL_HEALTH_OK\x10\x02\x12\x1a\n\x16\x43HANNEL_HEALTH_FAILING\x10\x03\x32\xae\x06\n\x0e\x43hannelService\x12U\n\x0cListChannels\x12!.clawplane.v1.ListChannelsRequest\x1a\".clawplane.v1.ListChannelsResponse\x12O\n\nGetChannel\x12\x1f.clawplane.v1.GetChannelRequest\x1a .clawplane.v1.GetChannelResponse\x12R\n\x0bSendMessage\x12 .clawplane.v1.SendMessageRequest\x1a!.clawplane.v1.SendMessageResponse\x12m\n\x14IngestChannelWebhook\x12).clawplane.v1.IngestChannelWebhookRequest\x1a*.clawplane.v1.IngestChannelWebhookResponse\x12g\n\x12ListSenderPairings\x12\'.clawplane.v1.ListSenderPairingsRequest\x1a(.clawplane.v1.ListSenderPairingsResponse\x12m\n\x14\x41pproveSenderPairing\x12).clawplane.v1.ApproveSenderPairingRequest\x1a*.clawplane.v1.ApproveSenderPairingResponse\x12j\n\x13RejectSenderPairing\x12(.clawplane.v1.RejectSenderPairingRequest\x1a).clawplane.v1.RejectSenderPairingResponse\x12m\n\x14RevokeApprovedSender\x12).clawplane.v1.RevokeApprovedSenderRequest\x1a*.clawplane.v1.RevokeApprovedSenderResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,30 +37,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTCHANNELWEBHOOKREQUEST_QUERYENTRY']._serialized_options = b'8\001'
   _globals['_INGESTCHANNELWEBHOOKREQUEST_HEADERSENTRY']._loaded_options = None
   _globals['_INGESTCHANNELWEBHOOKREQUEST_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_CHANNELHEALTH']._serialized_start=1260
-  _globals['_CHANNELHEALTH']._serialized_end=1386
-  _globals['_INGESTCHANNELWEBHOOKREQUEST']._serialized_start=102
-  _globals['_INGESTCHANNELWEBHOOKREQUEST']._serialized_end=414
-  _globals['_INGESTCHANNELWEBHOOKREQUEST_QUERYENTRY']._serialized_start=322
-  _globals['_INGESTCHANNELWEBHOOKREQUEST_QUERYENTRY']._serialized_end=366
-  _globals['_INGESTCHANNELWEBHOOKREQUEST_HEADERSENTRY']._serialized_start=368
-  _globals['_INGESTCHANNELWEBHOOKREQUEST_HEADERSENTRY']._serialized_end=414
-  _globals['_INGESTCHANNELWEBHOOKRESPONSE']._serialized_start=416
-  _globals['_INGESTCHANNELWEBHOOKRESPONSE']._serialized_end=537
-  _globals['_CHANNEL']._serialized_start=540
-  _globals['_CHANNEL']._serialized_end=777
-  _globals['_LISTCHANNELSREQUEST']._serialized_start=779
-  _globals['_LISTCHANNELSREQUEST']._serialized_end=800
-  _globals['_LISTCHANNELSRESPONSE']._serialized_start=802
-  _globals['_LISTCHANNELSRESPONSE']._serialized_end=865
-  _globals['_GETCHANNELREQUEST']._serialized_start=867
-  _globals['_GETCHANNELREQUEST']._serialized_end=921
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=924
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=1112
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=1114
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=1196
-  _globals['_GETCHANNELRESPONSE']._serialized_start=1198
-  _globals['_GETCHANNELRESPONSE']._serialized_end=1258
-  _globals['_CHANNELSERVICE']._serialized_start=1389
-  _globals['_CHANNELSERVICE']._serialized_end=1768
+  _globals['_CHANNELHEALTH']._serialized_start=2556
+  _globals['_CHANNELHEALTH']._serialized_end=2682
+  _globals['_SENDERPAIRING']._serialized_start=102
+  _globals['_SENDERPAIRING']._serialized_end=358
+  _globals['_APPROVEDSENDER']._serialized_start=361
+  _globals['_APPROVEDSENDER']._serialized_end=518
+  _globals['_LISTSENDERPAIRINGSREQUEST']._serialized_start=520
+  _globals['_LISTSENDERPAIRINGSREQUEST']._serialized_end=564
+  _globals['_LISTSENDERPAIRINGSRESPONSE']._serialized_start=567
+  _globals['_LISTSENDERPAIRINGSRESPONSE']._serialized_end=740
+  _globals['_APPROVESENDERPAIRINGREQUEST']._serialized_start=742
+  _globals['_APPROVESENDERPAIRINGREQUEST']._serialized_end=838
+  _globals['_APPROVESENDERPAIRINGRESPONSE']._serialized_start=841
+  _globals['_APPROVESENDERPAIRINGRESPONSE']._serialized_end=1009
+  _globals['_REJECTSENDERPAIRINGREQUEST']._serialized_start=1011
+  _globals['_REJECTSENDERPAIRINGREQUEST']._serialized_end=1090
+  _globals['_REJECTSENDERPAIRINGRESPONSE']._serialized_start=1092
+  _globals['_REJECTSENDERPAIRINGRESPONSE']._serialized_end=1167
+  _globals['_REVOKEAPPROVEDSENDERREQUEST']._serialized_start=1169
+  _globals['_REVOKEAPPROVEDSENDERREQUEST']._serialized_end=1234
+  _globals['_REVOKEAPPROVEDSENDERRESPONSE']._serialized_start=1236
+  _globals['_REVOKEAPPROVEDSENDERRESPONSE']._serialized_end=1312
+  _globals['_SENDERPAIRINGCHANGE']._serialized_start=1314
+  _globals['_SENDERPAIRINGCHANGE']._serialized_end=1395
+  _globals['_INGESTCHANNELWEBHOOKREQUEST']._serialized_start=1398
+  _globals['_INGESTCHANNELWEBHOOKREQUEST']._serialized_end=1710
+  _globals['_INGESTCHANNELWEBHOOKREQUEST_QUERYENTRY']._serialized_start=1618
+  _globals['_INGESTCHANNELWEBHOOKREQUEST_QUERYENTRY']._serialized_end=1662
+  _globals['_INGESTCHANNELWEBHOOKREQUEST_HEADERSENTRY']._serialized_start=1664
+  _globals['_INGESTCHANNELWEBHOOKREQUEST_HEADERSENTRY']._serialized_end=1710
+  _globals['_INGESTCHANNELWEBHOOKRESPONSE']._serialized_start=1712
+  _globals['_INGESTCHANNELWEBHOOKRESPONSE']._serialized_end=1833
+  _globals['_CHANNEL']._serialized_start=1836
+  _globals['_CHANNEL']._serialized_end=2073
+  _globals['_LISTCHANNELSREQUEST']._serialized_start=2075
+  _globals['_LISTCHANNELSREQUEST']._serialized_end=2096
+  _globals['_LISTCHANNELSRESPONSE']._serialized_start=2098
+  _globals['_LISTCHANNELSRESPONSE']._serialized_end=2161
+  _globals['_GETCHANNELREQUEST']._serialized_start=2163
+  _globals['_GETCHANNELREQUEST']._serialized_end=2217
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=2220
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=2408
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=2410
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=2492
+  _globals['_GETCHANNELRESPONSE']._serialized_start=2494
+  _globals['_GETCHANNELRESPONSE']._serialized_end=2554
+  _globals['_CHANNELSERVICE']._serialized_start=2685
+  _globals['_CHANNELSERVICE']._serialized_end=3499
 # @@protoc_insertion_point(module_scope)

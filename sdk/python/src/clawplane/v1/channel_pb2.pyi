@@ -22,6 +22,124 @@ CHANNEL_HEALTH_UNKNOWN: ChannelHealth
 CHANNEL_HEALTH_OK: ChannelHealth
 CHANNEL_HEALTH_FAILING: ChannelHealth
 
+class SenderPairing(_message.Message):
+    __slots__ = ("name", "request_id", "channel", "account_id", "sender_id", "sender_name", "code", "create_time", "expire_time", "reply_to")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_NAME_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    request_id: str
+    channel: str
+    account_id: str
+    sender_id: str
+    sender_name: str
+    code: str
+    create_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    reply_to: str
+    def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ..., channel: _Optional[str] = ..., account_id: _Optional[str] = ..., sender_id: _Optional[str] = ..., sender_name: _Optional[str] = ..., code: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to: _Optional[str] = ...) -> None: ...
+
+class ApprovedSender(_message.Message):
+    __slots__ = ("channel", "account_id", "sender_id", "sender_name", "approve_time", "code")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_NAME_FIELD_NUMBER: _ClassVar[int]
+    APPROVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    account_id: str
+    sender_id: str
+    sender_name: str
+    approve_time: _timestamp_pb2.Timestamp
+    code: str
+    def __init__(self, channel: _Optional[str] = ..., account_id: _Optional[str] = ..., sender_id: _Optional[str] = ..., sender_name: _Optional[str] = ..., approve_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code: _Optional[str] = ...) -> None: ...
+
+class ListSenderPairingsRequest(_message.Message):
+    __slots__ = ("channel",)
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    def __init__(self, channel: _Optional[str] = ...) -> None: ...
+
+class ListSenderPairingsResponse(_message.Message):
+    __slots__ = ("requests", "approved", "pending_per_channel", "ttl_seconds")
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_PER_CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SenderPairing]
+    approved: _containers.RepeatedCompositeFieldContainer[ApprovedSender]
+    pending_per_channel: int
+    ttl_seconds: int
+    def __init__(self, requests: _Optional[_Iterable[_Union[SenderPairing, _Mapping]]] = ..., approved: _Optional[_Iterable[_Union[ApprovedSender, _Mapping]]] = ..., pending_per_channel: _Optional[int] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class ApproveSenderPairingRequest(_message.Message):
+    __slots__ = ("channel", "code", "request_id", "notify")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    code: str
+    request_id: str
+    notify: bool
+    def __init__(self, channel: _Optional[str] = ..., code: _Optional[str] = ..., request_id: _Optional[str] = ..., notify: bool = ...) -> None: ...
+
+class ApproveSenderPairingResponse(_message.Message):
+    __slots__ = ("request", "sender", "notification")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    NOTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    request: SenderPairing
+    sender: ApprovedSender
+    notification: _run_pb2.Delivery
+    def __init__(self, request: _Optional[_Union[SenderPairing, _Mapping]] = ..., sender: _Optional[_Union[ApprovedSender, _Mapping]] = ..., notification: _Optional[_Union[_run_pb2.Delivery, _Mapping]] = ...) -> None: ...
+
+class RejectSenderPairingRequest(_message.Message):
+    __slots__ = ("channel", "code", "request_id")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    code: str
+    request_id: str
+    def __init__(self, channel: _Optional[str] = ..., code: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RejectSenderPairingResponse(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: SenderPairing
+    def __init__(self, request: _Optional[_Union[SenderPairing, _Mapping]] = ...) -> None: ...
+
+class RevokeApprovedSenderRequest(_message.Message):
+    __slots__ = ("channel", "sender_id")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    sender_id: str
+    def __init__(self, channel: _Optional[str] = ..., sender_id: _Optional[str] = ...) -> None: ...
+
+class RevokeApprovedSenderResponse(_message.Message):
+    __slots__ = ("sender",)
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    sender: ApprovedSender
+    def __init__(self, sender: _Optional[_Union[ApprovedSender, _Mapping]] = ...) -> None: ...
+
+class SenderPairingChange(_message.Message):
+    __slots__ = ("type", "request")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    request: SenderPairing
+    def __init__(self, type: _Optional[str] = ..., request: _Optional[_Union[SenderPairing, _Mapping]] = ...) -> None: ...
+
 class IngestChannelWebhookRequest(_message.Message):
     __slots__ = ("channel", "method", "query", "headers", "body")
     class QueryEntry(_message.Message):

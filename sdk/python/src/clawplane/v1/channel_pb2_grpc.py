@@ -56,6 +56,26 @@ class ChannelServiceStub(object):
                 request_serializer=clawplane_dot_v1_dot_channel__pb2.IngestChannelWebhookRequest.SerializeToString,
                 response_deserializer=clawplane_dot_v1_dot_channel__pb2.IngestChannelWebhookResponse.FromString,
                 _registered_method=True)
+        self.ListSenderPairings = channel.unary_unary(
+                '/clawplane.v1.ChannelService/ListSenderPairings',
+                request_serializer=clawplane_dot_v1_dot_channel__pb2.ListSenderPairingsRequest.SerializeToString,
+                response_deserializer=clawplane_dot_v1_dot_channel__pb2.ListSenderPairingsResponse.FromString,
+                _registered_method=True)
+        self.ApproveSenderPairing = channel.unary_unary(
+                '/clawplane.v1.ChannelService/ApproveSenderPairing',
+                request_serializer=clawplane_dot_v1_dot_channel__pb2.ApproveSenderPairingRequest.SerializeToString,
+                response_deserializer=clawplane_dot_v1_dot_channel__pb2.ApproveSenderPairingResponse.FromString,
+                _registered_method=True)
+        self.RejectSenderPairing = channel.unary_unary(
+                '/clawplane.v1.ChannelService/RejectSenderPairing',
+                request_serializer=clawplane_dot_v1_dot_channel__pb2.RejectSenderPairingRequest.SerializeToString,
+                response_deserializer=clawplane_dot_v1_dot_channel__pb2.RejectSenderPairingResponse.FromString,
+                _registered_method=True)
+        self.RevokeApprovedSender = channel.unary_unary(
+                '/clawplane.v1.ChannelService/RevokeApprovedSender',
+                request_serializer=clawplane_dot_v1_dot_channel__pb2.RevokeApprovedSenderRequest.SerializeToString,
+                response_deserializer=clawplane_dot_v1_dot_channel__pb2.RevokeApprovedSenderResponse.FromString,
+                _registered_method=True)
 
 
 class ChannelServiceServicer(object):
@@ -98,6 +118,36 @@ class ChannelServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSenderPairings(self, request, context):
+        """Lists the pending sender pairing requests (unknown senders under `dmPolicy: pairing`,
+        not expired) and the senders approved so far, of one channel or of all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveSenderPairing(self, request, context):
+        """Approves a pending request by its code (or request id): the sender may talk to the bot
+        from now on. An unknown or expired code: NOT_FOUND, reason PAIRING_CODE_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectSenderPairing(self, request, context):
+        """Rejects (dismisses) a pending request; the sender's next message asks again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApprovedSender(self, request, context):
+        """Withdraws an earlier approval; NOT_FOUND, reason APPROVED_SENDER_NOT_FOUND, when none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChannelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -120,6 +170,26 @@ def add_ChannelServiceServicer_to_server(servicer, server):
                     servicer.IngestChannelWebhook,
                     request_deserializer=clawplane_dot_v1_dot_channel__pb2.IngestChannelWebhookRequest.FromString,
                     response_serializer=clawplane_dot_v1_dot_channel__pb2.IngestChannelWebhookResponse.SerializeToString,
+            ),
+            'ListSenderPairings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSenderPairings,
+                    request_deserializer=clawplane_dot_v1_dot_channel__pb2.ListSenderPairingsRequest.FromString,
+                    response_serializer=clawplane_dot_v1_dot_channel__pb2.ListSenderPairingsResponse.SerializeToString,
+            ),
+            'ApproveSenderPairing': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveSenderPairing,
+                    request_deserializer=clawplane_dot_v1_dot_channel__pb2.ApproveSenderPairingRequest.FromString,
+                    response_serializer=clawplane_dot_v1_dot_channel__pb2.ApproveSenderPairingResponse.SerializeToString,
+            ),
+            'RejectSenderPairing': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectSenderPairing,
+                    request_deserializer=clawplane_dot_v1_dot_channel__pb2.RejectSenderPairingRequest.FromString,
+                    response_serializer=clawplane_dot_v1_dot_channel__pb2.RejectSenderPairingResponse.SerializeToString,
+            ),
+            'RevokeApprovedSender': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApprovedSender,
+                    request_deserializer=clawplane_dot_v1_dot_channel__pb2.RevokeApprovedSenderRequest.FromString,
+                    response_serializer=clawplane_dot_v1_dot_channel__pb2.RevokeApprovedSenderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -232,6 +302,114 @@ class ChannelService(object):
             '/clawplane.v1.ChannelService/IngestChannelWebhook',
             clawplane_dot_v1_dot_channel__pb2.IngestChannelWebhookRequest.SerializeToString,
             clawplane_dot_v1_dot_channel__pb2.IngestChannelWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSenderPairings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clawplane.v1.ChannelService/ListSenderPairings',
+            clawplane_dot_v1_dot_channel__pb2.ListSenderPairingsRequest.SerializeToString,
+            clawplane_dot_v1_dot_channel__pb2.ListSenderPairingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveSenderPairing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clawplane.v1.ChannelService/ApproveSenderPairing',
+            clawplane_dot_v1_dot_channel__pb2.ApproveSenderPairingRequest.SerializeToString,
+            clawplane_dot_v1_dot_channel__pb2.ApproveSenderPairingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectSenderPairing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clawplane.v1.ChannelService/RejectSenderPairing',
+            clawplane_dot_v1_dot_channel__pb2.RejectSenderPairingRequest.SerializeToString,
+            clawplane_dot_v1_dot_channel__pb2.RejectSenderPairingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApprovedSender(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clawplane.v1.ChannelService/RevokeApprovedSender',
+            clawplane_dot_v1_dot_channel__pb2.RevokeApprovedSenderRequest.SerializeToString,
+            clawplane_dot_v1_dot_channel__pb2.RevokeApprovedSenderResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,51 +22,52 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from clawplane.v1 import channel_pb2 as clawplane_dot_v1_dot_channel__pb2
 from clawplane.v1 import device_pb2 as clawplane_dot_v1_dot_device__pb2
 from clawplane.v1 import run_pb2 as clawplane_dot_v1_dot_run__pb2
 from clawplane.v1 import session_pb2 as clawplane_dot_v1_dot_session__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63lawplane/v1/event.proto\x12\x0c\x63lawplane.v1\x1a\x19\x63lawplane/v1/device.proto\x1a\x16\x63lawplane/v1/run.proto\x1a\x1a\x63lawplane/v1/session.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Z\n\x0b\x45ventFilter\x12\x13\n\x0bsession_key\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12&\n\x05kinds\x18\x03 \x03(\x0e\x32\x17.clawplane.v1.EventKind\"m\n\x18\x45ventServiceWatchRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x04\x12)\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x19.clawplane.v1.EventFilter\x12\x13\n\x0b\x66ollow_only\x18\x03 \x01(\x08\"v\n\x19\x45ventServiceWatchResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.clawplane.v1.EventH\x00\x12*\n\x08progress\x18\x02 \x01(\x0b\x32\x16.clawplane.v1.ProgressH\x00\x42\x07\n\x05\x66rame\"\x17\n\x08Progress\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"\x8b\x04\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bsession_key\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12%\n\x04kind\x18\x05 \x01(\x0e\x32\x17.clawplane.v1.EventKind\x12 \n\x03run\x18\n \x01(\x0b\x32\x11.clawplane.v1.RunH\x00\x12)\n\x05\x64\x65lta\x18\x0b \x01(\x0b\x32\x18.clawplane.v1.ModelDeltaH\x00\x12.\n\x07session\x18\x0c \x01(\x0b\x32\x1b.clawplane.v1.SessionChangeH\x00\x12\x31\n\x0csystem_event\x18\r \x01(\x0b\x32\x19.clawplane.v1.SystemEventH\x00\x12,\n\x06\x64\x65vice\x18\x0e \x01(\x0b\x32\x1a.clawplane.v1.DeviceChangeH\x00\x12-\n\x07\x63hannel\x18\x0f \x01(\x0b\x32\x1a.clawplane.v1.ChannelEventH\x00\x12/\n\x08security\x18\x10 \x01(\x0b\x32\x1b.clawplane.v1.SecurityAlertH\x00\x12\x36\n\x07webhook\x18\x11 \x01(\x0b\x32#.clawplane.v1.WebhookEndpointChangeH\x00\x42\t\n\x07payload\"\xa9\x01\n\x0c\x43hannelEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0c\n\x04\x66rom\x18\x04 \x01(\t\x12\x13\n\x0bsender_name\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\x12\n\nmessage_id\x18\x07 \x01(\t\x12\x11\n\tthread_id\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\"U\n\rSecurityAlert\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x13\n\x0bremote_addr\x18\x03 \x01(\t\x12\x0f\n\x07surface\x18\x04 \x01(\t\"W\n\x15WebhookEndpointChange\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\")\n\nModelDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\"f\n\rSessionChange\x12-\n\x04type\x18\x01 \x01(\x0e\x32\x1f.clawplane.v1.SessionChangeType\x12&\n\x07session\x18\x02 \x01(\x0b\x32\x15.clawplane.v1.Session\"m\n\x0bSystemEvent\x12\x0c\n\x04text\x18\x01 \x01(\t\x12*\n\x07outcome\x18\x02 \x01(\x0e\x32\x19.clawplane.v1.WakeOutcome\x12$\n\x04mode\x18\x03 \x01(\x0e\x32\x16.clawplane.v1.WakeMode\"\x90\x01\n\x0c\x44\x65viceChange\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12-\n\x07request\x18\x04 \x01(\x0b\x32\x1c.clawplane.v1.PairingRequest\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t*\xe6\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45VENT_KIND_RUN\x10\x01\x12\x14\n\x10\x45VENT_KIND_DELTA\x10\x02\x12\x16\n\x12\x45VENT_KIND_SESSION\x10\x03\x12\x1b\n\x17\x45VENT_KIND_SYSTEM_EVENT\x10\x04\x12\x15\n\x11\x45VENT_KIND_DEVICE\x10\x05\x12\x16\n\x12\x45VENT_KIND_CHANNEL\x10\x06\x12\x17\n\x13\x45VENT_KIND_SECURITY\x10\x07\x12\x16\n\x12\x45VENT_KIND_WEBHOOK\x10\x08*\xba\x01\n\x11SessionChangeType\x12#\n\x1fSESSION_CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSESSION_CHANGE_TYPE_CREATED\x10\x01\x12\x1f\n\x1bSESSION_CHANGE_TYPE_UPDATED\x10\x02\x12\x1d\n\x19SESSION_CHANGE_TYPE_RESET\x10\x03\x12\x1f\n\x1bSESSION_CHANGE_TYPE_DELETED\x10\x04*V\n\x08WakeMode\x12\x19\n\x15WAKE_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rWAKE_MODE_NOW\x10\x01\x12\x1c\n\x18WAKE_MODE_NEXT_HEARTBEAT\x10\x02*`\n\x0bWakeOutcome\x12\x1c\n\x18WAKE_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n\x13WAKE_OUTCOME_QUEUED\x10\x01\x12\x1a\n\x16WAKE_OUTCOME_COALESCED\x10\x02\x32j\n\x0c\x45ventService\x12Z\n\x05Watch\x12&.clawplane.v1.EventServiceWatchRequest\x1a\'.clawplane.v1.EventServiceWatchResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63lawplane/v1/event.proto\x12\x0c\x63lawplane.v1\x1a\x1a\x63lawplane/v1/channel.proto\x1a\x19\x63lawplane/v1/device.proto\x1a\x16\x63lawplane/v1/run.proto\x1a\x1a\x63lawplane/v1/session.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Z\n\x0b\x45ventFilter\x12\x13\n\x0bsession_key\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12&\n\x05kinds\x18\x03 \x03(\x0e\x32\x17.clawplane.v1.EventKind\"m\n\x18\x45ventServiceWatchRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x04\x12)\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x19.clawplane.v1.EventFilter\x12\x13\n\x0b\x66ollow_only\x18\x03 \x01(\x08\"v\n\x19\x45ventServiceWatchResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.clawplane.v1.EventH\x00\x12*\n\x08progress\x18\x02 \x01(\x0b\x32\x16.clawplane.v1.ProgressH\x00\x42\x07\n\x05\x66rame\"\x17\n\x08Progress\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"\xc8\x04\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bsession_key\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12%\n\x04kind\x18\x05 \x01(\x0e\x32\x17.clawplane.v1.EventKind\x12 \n\x03run\x18\n \x01(\x0b\x32\x11.clawplane.v1.RunH\x00\x12)\n\x05\x64\x65lta\x18\x0b \x01(\x0b\x32\x18.clawplane.v1.ModelDeltaH\x00\x12.\n\x07session\x18\x0c \x01(\x0b\x32\x1b.clawplane.v1.SessionChangeH\x00\x12\x31\n\x0csystem_event\x18\r \x01(\x0b\x32\x19.clawplane.v1.SystemEventH\x00\x12,\n\x06\x64\x65vice\x18\x0e \x01(\x0b\x32\x1a.clawplane.v1.DeviceChangeH\x00\x12-\n\x07\x63hannel\x18\x0f \x01(\x0b\x32\x1a.clawplane.v1.ChannelEventH\x00\x12/\n\x08security\x18\x10 \x01(\x0b\x32\x1b.clawplane.v1.SecurityAlertH\x00\x12\x36\n\x07webhook\x18\x11 \x01(\x0b\x32#.clawplane.v1.WebhookEndpointChangeH\x00\x12;\n\x0esender_pairing\x18\x12 \x01(\x0b\x32!.clawplane.v1.SenderPairingChangeH\x00\x42\t\n\x07payload\"\xcf\x01\n\x0c\x43hannelEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0c\n\x04\x66rom\x18\x04 \x01(\t\x12\x13\n\x0bsender_name\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\x12\n\nmessage_id\x18\x07 \x01(\t\x12\x11\n\tthread_id\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x11\n\tsender_id\x18\n \x01(\t\x12\x11\n\tchat_type\x18\x0b \x01(\t\"U\n\rSecurityAlert\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x13\n\x0bremote_addr\x18\x03 \x01(\t\x12\x0f\n\x07surface\x18\x04 \x01(\t\"W\n\x15WebhookEndpointChange\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\")\n\nModelDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\"f\n\rSessionChange\x12-\n\x04type\x18\x01 \x01(\x0e\x32\x1f.clawplane.v1.SessionChangeType\x12&\n\x07session\x18\x02 \x01(\x0b\x32\x15.clawplane.v1.Session\"m\n\x0bSystemEvent\x12\x0c\n\x04text\x18\x01 \x01(\t\x12*\n\x07outcome\x18\x02 \x01(\x0e\x32\x19.clawplane.v1.WakeOutcome\x12$\n\x04mode\x18\x03 \x01(\x0e\x32\x16.clawplane.v1.WakeMode\"\x90\x01\n\x0c\x44\x65viceChange\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12-\n\x07request\x18\x04 \x01(\x0b\x32\x1c.clawplane.v1.PairingRequest\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t*\x85\x02\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45VENT_KIND_RUN\x10\x01\x12\x14\n\x10\x45VENT_KIND_DELTA\x10\x02\x12\x16\n\x12\x45VENT_KIND_SESSION\x10\x03\x12\x1b\n\x17\x45VENT_KIND_SYSTEM_EVENT\x10\x04\x12\x15\n\x11\x45VENT_KIND_DEVICE\x10\x05\x12\x16\n\x12\x45VENT_KIND_CHANNEL\x10\x06\x12\x17\n\x13\x45VENT_KIND_SECURITY\x10\x07\x12\x16\n\x12\x45VENT_KIND_WEBHOOK\x10\x08\x12\x1d\n\x19\x45VENT_KIND_SENDER_PAIRING\x10\t*\xba\x01\n\x11SessionChangeType\x12#\n\x1fSESSION_CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSESSION_CHANGE_TYPE_CREATED\x10\x01\x12\x1f\n\x1bSESSION_CHANGE_TYPE_UPDATED\x10\x02\x12\x1d\n\x19SESSION_CHANGE_TYPE_RESET\x10\x03\x12\x1f\n\x1bSESSION_CHANGE_TYPE_DELETED\x10\x04*V\n\x08WakeMode\x12\x19\n\x15WAKE_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rWAKE_MODE_NOW\x10\x01\x12\x1c\n\x18WAKE_MODE_NEXT_HEARTBEAT\x10\x02*`\n\x0bWakeOutcome\x12\x1c\n\x18WAKE_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n\x13WAKE_OUTCOME_QUEUED\x10\x01\x12\x1a\n\x16WAKE_OUTCOME_COALESCED\x10\x02\x32j\n\x0c\x45ventService\x12Z\n\x05Watch\x12&.clawplane.v1.EventServiceWatchRequest\x1a\'.clawplane.v1.EventServiceWatchResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clawplane.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTKIND']._serialized_start=1782
-  _globals['_EVENTKIND']._serialized_end=2012
-  _globals['_SESSIONCHANGETYPE']._serialized_start=2015
-  _globals['_SESSIONCHANGETYPE']._serialized_end=2201
-  _globals['_WAKEMODE']._serialized_start=2203
-  _globals['_WAKEMODE']._serialized_end=2289
-  _globals['_WAKEOUTCOME']._serialized_start=2291
-  _globals['_WAKEOUTCOME']._serialized_end=2387
-  _globals['_EVENTFILTER']._serialized_start=154
-  _globals['_EVENTFILTER']._serialized_end=244
-  _globals['_EVENTSERVICEWATCHREQUEST']._serialized_start=246
-  _globals['_EVENTSERVICEWATCHREQUEST']._serialized_end=355
-  _globals['_EVENTSERVICEWATCHRESPONSE']._serialized_start=357
-  _globals['_EVENTSERVICEWATCHRESPONSE']._serialized_end=475
-  _globals['_PROGRESS']._serialized_start=477
-  _globals['_PROGRESS']._serialized_end=500
-  _globals['_EVENT']._serialized_start=503
-  _globals['_EVENT']._serialized_end=1026
-  _globals['_CHANNELEVENT']._serialized_start=1029
-  _globals['_CHANNELEVENT']._serialized_end=1198
-  _globals['_SECURITYALERT']._serialized_start=1200
-  _globals['_SECURITYALERT']._serialized_end=1285
-  _globals['_WEBHOOKENDPOINTCHANGE']._serialized_start=1287
-  _globals['_WEBHOOKENDPOINTCHANGE']._serialized_end=1374
-  _globals['_MODELDELTA']._serialized_start=1376
-  _globals['_MODELDELTA']._serialized_end=1417
-  _globals['_SESSIONCHANGE']._serialized_start=1419
-  _globals['_SESSIONCHANGE']._serialized_end=1521
-  _globals['_SYSTEMEVENT']._serialized_start=1523
-  _globals['_SYSTEMEVENT']._serialized_end=1632
-  _globals['_DEVICECHANGE']._serialized_start=1635
-  _globals['_DEVICECHANGE']._serialized_end=1779
-  _globals['_EVENTSERVICE']._serialized_start=2389
-  _globals['_EVENTSERVICE']._serialized_end=2495
+  _globals['_EVENTKIND']._serialized_start=1909
+  _globals['_EVENTKIND']._serialized_end=2170
+  _globals['_SESSIONCHANGETYPE']._serialized_start=2173
+  _globals['_SESSIONCHANGETYPE']._serialized_end=2359
+  _globals['_WAKEMODE']._serialized_start=2361
+  _globals['_WAKEMODE']._serialized_end=2447
+  _globals['_WAKEOUTCOME']._serialized_start=2449
+  _globals['_WAKEOUTCOME']._serialized_end=2545
+  _globals['_EVENTFILTER']._serialized_start=182
+  _globals['_EVENTFILTER']._serialized_end=272
+  _globals['_EVENTSERVICEWATCHREQUEST']._serialized_start=274
+  _globals['_EVENTSERVICEWATCHREQUEST']._serialized_end=383
+  _globals['_EVENTSERVICEWATCHRESPONSE']._serialized_start=385
+  _globals['_EVENTSERVICEWATCHRESPONSE']._serialized_end=503
+  _globals['_PROGRESS']._serialized_start=505
+  _globals['_PROGRESS']._serialized_end=528
+  _globals['_EVENT']._serialized_start=531
+  _globals['_EVENT']._serialized_end=1115
+  _globals['_CHANNELEVENT']._serialized_start=1118
+  _globals['_CHANNELEVENT']._serialized_end=1325
+  _globals['_SECURITYALERT']._serialized_start=1327
+  _globals['_SECURITYALERT']._serialized_end=1412
+  _globals['_WEBHOOKENDPOINTCHANGE']._serialized_start=1414
+  _globals['_WEBHOOKENDPOINTCHANGE']._serialized_end=1501
+  _globals['_MODELDELTA']._serialized_start=1503
+  _globals['_MODELDELTA']._serialized_end=1544
+  _globals['_SESSIONCHANGE']._serialized_start=1546
+  _globals['_SESSIONCHANGE']._serialized_end=1648
+  _globals['_SYSTEMEVENT']._serialized_start=1650
+  _globals['_SYSTEMEVENT']._serialized_end=1759
+  _globals['_DEVICECHANGE']._serialized_start=1762
+  _globals['_DEVICECHANGE']._serialized_end=1906
+  _globals['_EVENTSERVICE']._serialized_start=2547
+  _globals['_EVENTSERVICE']._serialized_end=2653
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from clawplane.v1 import channel_pb2 as _channel_pb2
 from clawplane.v1 import device_pb2 as _device_pb2
 from clawplane.v1 import run_pb2 as _run_pb2
 from clawplane.v1 import session_pb2 as _session_pb2
@@ -24,6 +25,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_CHANNEL: _ClassVar[EventKind]
     EVENT_KIND_SECURITY: _ClassVar[EventKind]
     EVENT_KIND_WEBHOOK: _ClassVar[EventKind]
+    EVENT_KIND_SENDER_PAIRING: _ClassVar[EventKind]
 
 class SessionChangeType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -53,6 +55,7 @@ EVENT_KIND_DEVICE: EventKind
 EVENT_KIND_CHANNEL: EventKind
 EVENT_KIND_SECURITY: EventKind
 EVENT_KIND_WEBHOOK: EventKind
+EVENT_KIND_SENDER_PAIRING: EventKind
 SESSION_CHANGE_TYPE_UNSPECIFIED: SessionChangeType
 SESSION_CHANGE_TYPE_CREATED: SessionChangeType
 SESSION_CHANGE_TYPE_UPDATED: SessionChangeType
@@ -100,7 +103,7 @@ class Progress(_message.Message):
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("seq", "time", "session_key", "run_id", "kind", "run", "delta", "session", "system_event", "device", "channel", "security", "webhook")
+    __slots__ = ("seq", "time", "session_key", "run_id", "kind", "run", "delta", "session", "system_event", "device", "channel", "security", "webhook", "sender_pairing")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +117,7 @@ class Event(_message.Message):
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SECURITY_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    SENDER_PAIRING_FIELD_NUMBER: _ClassVar[int]
     seq: int
     time: _timestamp_pb2.Timestamp
     session_key: str
@@ -127,10 +131,11 @@ class Event(_message.Message):
     channel: ChannelEvent
     security: SecurityAlert
     webhook: WebhookEndpointChange
-    def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session_key: _Optional[str] = ..., run_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ..., delta: _Optional[_Union[ModelDelta, _Mapping]] = ..., session: _Optional[_Union[SessionChange, _Mapping]] = ..., system_event: _Optional[_Union[SystemEvent, _Mapping]] = ..., device: _Optional[_Union[DeviceChange, _Mapping]] = ..., channel: _Optional[_Union[ChannelEvent, _Mapping]] = ..., security: _Optional[_Union[SecurityAlert, _Mapping]] = ..., webhook: _Optional[_Union[WebhookEndpointChange, _Mapping]] = ...) -> None: ...
+    sender_pairing: _channel_pb2.SenderPairingChange
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session_key: _Optional[str] = ..., run_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ..., delta: _Optional[_Union[ModelDelta, _Mapping]] = ..., session: _Optional[_Union[SessionChange, _Mapping]] = ..., system_event: _Optional[_Union[SystemEvent, _Mapping]] = ..., device: _Optional[_Union[DeviceChange, _Mapping]] = ..., channel: _Optional[_Union[ChannelEvent, _Mapping]] = ..., security: _Optional[_Union[SecurityAlert, _Mapping]] = ..., webhook: _Optional[_Union[WebhookEndpointChange, _Mapping]] = ..., sender_pairing: _Optional[_Union[_channel_pb2.SenderPairingChange, _Mapping]] = ...) -> None: ...
 
 class ChannelEvent(_message.Message):
-    __slots__ = ("type", "channel", "account_id", "sender_name", "text", "message_id", "thread_id", "detail")
+    __slots__ = ("type", "channel", "account_id", "sender_name", "text", "message_id", "thread_id", "detail", "sender_id", "chat_type")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +145,8 @@ class ChannelEvent(_message.Message):
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     THREAD_ID_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHAT_TYPE_FIELD_NUMBER: _ClassVar[int]
     type: str
     channel: str
     account_id: str
@@ -148,7 +155,9 @@ class ChannelEvent(_message.Message):
     message_id: str
     thread_id: str
     detail: str
-    def __init__(self, type: _Optional[str] = ..., channel: _Optional[str] = ..., account_id: _Optional[str] = ..., sender_name: _Optional[str] = ..., text: _Optional[str] = ..., message_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., detail: _Optional[str] = ..., **kwargs) -> None: ...
+    sender_id: str
+    chat_type: str
+    def __init__(self, type: _Optional[str] = ..., channel: _Optional[str] = ..., account_id: _Optional[str] = ..., sender_name: _Optional[str] = ..., text: _Optional[str] = ..., message_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., detail: _Optional[str] = ..., sender_id: _Optional[str] = ..., chat_type: _Optional[str] = ..., **kwargs) -> None: ...
 
 class SecurityAlert(_message.Message):
     __slots__ = ("reason", "detail", "remote_addr", "surface")

@@ -14,7 +14,423 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file clawplane/v1/channel.proto.
  */
 export const file_clawplane_v1_channel: GenFile = /*@__PURE__*/
-  fileDesc("ChpjbGF3cGxhbmUvdjEvY2hhbm5lbC5wcm90bxIMY2xhd3BsYW5lLnYxIrgCChtJbmdlc3RDaGFubmVsV2ViaG9va1JlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIOCgZtZXRob2QYAiABKAkSQwoFcXVlcnkYAyADKAsyNC5jbGF3cGxhbmUudjEuSW5nZXN0Q2hhbm5lbFdlYmhvb2tSZXF1ZXN0LlF1ZXJ5RW50cnkSRwoHaGVhZGVycxgEIAMoCzI2LmNsYXdwbGFuZS52MS5Jbmdlc3RDaGFubmVsV2ViaG9va1JlcXVlc3QuSGVhZGVyc0VudHJ5EgwKBGJvZHkYBSABKAwaLAoKUXVlcnlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBInkKHEluZ2VzdENoYW5uZWxXZWJob29rUmVzcG9uc2USEQoJY2hhbGxlbmdlGAEgASgJEg8KB3J1bl9pZHMYAiADKAkSEgoKZHVwbGljYXRlcxgDIAEoDRIQCghyZWNlaXB0cxgEIAEoDRIPCgdpZ25vcmVkGAUgAygJIu0BCgdDaGFubmVsEgwKBG5hbWUYASABKAkSEgoKY2hhbm5lbF9pZBgCIAEoCRIPCgdlbmFibGVkGAMgASgIEg8KB2hlYWx0aHkYBCABKAgSEgoKbGFzdF9lcnJvchgFIAEoCRIQCghiYXNlX3VybBgGIAEoCRIrCgZoZWFsdGgYByABKA4yGy5jbGF3cGxhbmUudjEuQ2hhbm5lbEhlYWx0aBIzCg9sYXN0X2NoZWNrX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnNlbnRfbGFzdF9ob3VyGAkgASgNIhUKE0xpc3RDaGFubmVsc1JlcXVlc3QiPwoUTGlzdENoYW5uZWxzUmVzcG9uc2USJwoIY2hhbm5lbHMYASADKAsyFS5jbGF3cGxhbmUudjEuQ2hhbm5lbCI2ChFHZXRDaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgJEg0KBXByb2JlGAIgASgIIrwBChJTZW5kTWVzc2FnZVJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIKCgJ0bxgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEhEKCW1lZGlhX3VybBgEIAEoCRISCgphY2NvdW50X2lkGAUgASgJEhEKCXRocmVhZF9pZBgGIAEoCRITCgtzZXNzaW9uX2tleRgHIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCCABKAkSEAoIcmVwbHlfdG8YCSABKAkiUgoTU2VuZE1lc3NhZ2VSZXNwb25zZRIoCghkZWxpdmVyeRgBIAEoCzIWLmNsYXdwbGFuZS52MS5EZWxpdmVyeRIRCglkdXBsaWNhdGUYAiABKAgiPAoSR2V0Q2hhbm5lbFJlc3BvbnNlEiYKB2NoYW5uZWwYASABKAsyFS5jbGF3cGxhbmUudjEuQ2hhbm5lbCp+Cg1DaGFubmVsSGVhbHRoEh4KGkNIQU5ORUxfSEVBTFRIX1VOU1BFQ0lGSUVEEAASGgoWQ0hBTk5FTF9IRUFMVEhfVU5LTk9XThABEhUKEUNIQU5ORUxfSEVBTFRIX09LEAISGgoWQ0hBTk5FTF9IRUFMVEhfRkFJTElORxADMvsCCg5DaGFubmVsU2VydmljZRJVCgxMaXN0Q2hhbm5lbHMSIS5jbGF3cGxhbmUudjEuTGlzdENoYW5uZWxzUmVxdWVzdBoiLmNsYXdwbGFuZS52MS5MaXN0Q2hhbm5lbHNSZXNwb25zZRJPCgpHZXRDaGFubmVsEh8uY2xhd3BsYW5lLnYxLkdldENoYW5uZWxSZXF1ZXN0GiAuY2xhd3BsYW5lLnYxLkdldENoYW5uZWxSZXNwb25zZRJSCgtTZW5kTWVzc2FnZRIgLmNsYXdwbGFuZS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaIS5jbGF3cGxhbmUudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJtChRJbmdlc3RDaGFubmVsV2ViaG9vaxIpLmNsYXdwbGFuZS52MS5Jbmdlc3RDaGFubmVsV2ViaG9va1JlcXVlc3QaKi5jbGF3cGxhbmUudjEuSW5nZXN0Q2hhbm5lbFdlYmhvb2tSZXNwb25zZWIGcHJvdG8z", [file_clawplane_v1_run, file_google_protobuf_timestamp]);
+  fileDesc("ChpjbGF3cGxhbmUvdjEvY2hhbm5lbC5wcm90bxIMY2xhd3BsYW5lLnYxIoACCg1TZW5kZXJQYWlyaW5nEgwKBG5hbWUYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRIPCgdjaGFubmVsGAMgASgJEhIKCmFjY291bnRfaWQYBCABKAkSEQoJc2VuZGVyX2lkGAUgASgJEhMKC3NlbmRlcl9uYW1lGAYgASgJEgwKBGNvZGUYByABKAkSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXBseV90bxgKIAEoCSKdAQoOQXBwcm92ZWRTZW5kZXISDwoHY2hhbm5lbBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEhEKCXNlbmRlcl9pZBgDIAEoCRITCgtzZW5kZXJfbmFtZRgEIAEoCRIwCgxhcHByb3ZlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGNvZGUYBiABKAkiLAoZTGlzdFNlbmRlclBhaXJpbmdzUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJIq0BChpMaXN0U2VuZGVyUGFpcmluZ3NSZXNwb25zZRItCghyZXF1ZXN0cxgBIAMoCzIbLmNsYXdwbGFuZS52MS5TZW5kZXJQYWlyaW5nEi4KCGFwcHJvdmVkGAIgAygLMhwuY2xhd3BsYW5lLnYxLkFwcHJvdmVkU2VuZGVyEhsKE3BlbmRpbmdfcGVyX2NoYW5uZWwYAyABKA0SEwoLdHRsX3NlY29uZHMYBCABKA0iYAobQXBwcm92ZVNlbmRlclBhaXJpbmdSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSDAoEY29kZRgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJEg4KBm5vdGlmeRgEIAEoCCKoAQocQXBwcm92ZVNlbmRlclBhaXJpbmdSZXNwb25zZRIsCgdyZXF1ZXN0GAEgASgLMhsuY2xhd3BsYW5lLnYxLlNlbmRlclBhaXJpbmcSLAoGc2VuZGVyGAIgASgLMhwuY2xhd3BsYW5lLnYxLkFwcHJvdmVkU2VuZGVyEiwKDG5vdGlmaWNhdGlvbhgDIAEoCzIWLmNsYXdwbGFuZS52MS5EZWxpdmVyeSJPChpSZWplY3RTZW5kZXJQYWlyaW5nUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEgwKBGNvZGUYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCSJLChtSZWplY3RTZW5kZXJQYWlyaW5nUmVzcG9uc2USLAoHcmVxdWVzdBgBIAEoCzIbLmNsYXdwbGFuZS52MS5TZW5kZXJQYWlyaW5nIkEKG1Jldm9rZUFwcHJvdmVkU2VuZGVyUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEhEKCXNlbmRlcl9pZBgCIAEoCSJMChxSZXZva2VBcHByb3ZlZFNlbmRlclJlc3BvbnNlEiwKBnNlbmRlchgBIAEoCzIcLmNsYXdwbGFuZS52MS5BcHByb3ZlZFNlbmRlciJRChNTZW5kZXJQYWlyaW5nQ2hhbmdlEgwKBHR5cGUYASABKAkSLAoHcmVxdWVzdBgCIAEoCzIbLmNsYXdwbGFuZS52MS5TZW5kZXJQYWlyaW5nIrgCChtJbmdlc3RDaGFubmVsV2ViaG9va1JlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIOCgZtZXRob2QYAiABKAkSQwoFcXVlcnkYAyADKAsyNC5jbGF3cGxhbmUudjEuSW5nZXN0Q2hhbm5lbFdlYmhvb2tSZXF1ZXN0LlF1ZXJ5RW50cnkSRwoHaGVhZGVycxgEIAMoCzI2LmNsYXdwbGFuZS52MS5Jbmdlc3RDaGFubmVsV2ViaG9va1JlcXVlc3QuSGVhZGVyc0VudHJ5EgwKBGJvZHkYBSABKAwaLAoKUXVlcnlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBInkKHEluZ2VzdENoYW5uZWxXZWJob29rUmVzcG9uc2USEQoJY2hhbGxlbmdlGAEgASgJEg8KB3J1bl9pZHMYAiADKAkSEgoKZHVwbGljYXRlcxgDIAEoDRIQCghyZWNlaXB0cxgEIAEoDRIPCgdpZ25vcmVkGAUgAygJIu0BCgdDaGFubmVsEgwKBG5hbWUYASABKAkSEgoKY2hhbm5lbF9pZBgCIAEoCRIPCgdlbmFibGVkGAMgASgIEg8KB2hlYWx0aHkYBCABKAgSEgoKbGFzdF9lcnJvchgFIAEoCRIQCghiYXNlX3VybBgGIAEoCRIrCgZoZWFsdGgYByABKA4yGy5jbGF3cGxhbmUudjEuQ2hhbm5lbEhlYWx0aBIzCg9sYXN0X2NoZWNrX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnNlbnRfbGFzdF9ob3VyGAkgASgNIhUKE0xpc3RDaGFubmVsc1JlcXVlc3QiPwoUTGlzdENoYW5uZWxzUmVzcG9uc2USJwoIY2hhbm5lbHMYASADKAsyFS5jbGF3cGxhbmUudjEuQ2hhbm5lbCI2ChFHZXRDaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgJEg0KBXByb2JlGAIgASgIIrwBChJTZW5kTWVzc2FnZVJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIKCgJ0bxgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEhEKCW1lZGlhX3VybBgEIAEoCRISCgphY2NvdW50X2lkGAUgASgJEhEKCXRocmVhZF9pZBgGIAEoCRITCgtzZXNzaW9uX2tleRgHIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCCABKAkSEAoIcmVwbHlfdG8YCSABKAkiUgoTU2VuZE1lc3NhZ2VSZXNwb25zZRIoCghkZWxpdmVyeRgBIAEoCzIWLmNsYXdwbGFuZS52MS5EZWxpdmVyeRIRCglkdXBsaWNhdGUYAiABKAgiPAoSR2V0Q2hhbm5lbFJlc3BvbnNlEiYKB2NoYW5uZWwYASABKAsyFS5jbGF3cGxhbmUudjEuQ2hhbm5lbCp+Cg1DaGFubmVsSGVhbHRoEh4KGkNIQU5ORUxfSEVBTFRIX1VOU1BFQ0lGSUVEEAASGgoWQ0hBTk5FTF9IRUFMVEhfVU5LTk9XThABEhUKEUNIQU5ORUxfSEVBTFRIX09LEAISGgoWQ0hBTk5FTF9IRUFMVEhfRkFJTElORxADMq4GCg5DaGFubmVsU2VydmljZRJVCgxMaXN0Q2hhbm5lbHMSIS5jbGF3cGxhbmUudjEuTGlzdENoYW5uZWxzUmVxdWVzdBoiLmNsYXdwbGFuZS52MS5MaXN0Q2hhbm5lbHNSZXNwb25zZRJPCgpHZXRDaGFubmVsEh8uY2xhd3BsYW5lLnYxLkdldENoYW5uZWxSZXF1ZXN0GiAuY2xhd3BsYW5lLnYxLkdldENoYW5uZWxSZXNwb25zZRJSCgtTZW5kTWVzc2FnZRIgLmNsYXdwbGFuZS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaIS5jbGF3cGxhbmUudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJtChRJbmdlc3RDaGFubmVsV2ViaG9vaxIpLmNsYXdwbGFuZS52MS5Jbmdlc3RDaGFubmVsV2ViaG9va1JlcXVlc3QaKi5jbGF3cGxhbmUudjEuSW5nZXN0Q2hhbm5lbFdlYmhvb2tSZXNwb25zZRJnChJMaXN0U2VuZGVyUGFpcmluZ3MSJy5jbGF3cGxhbmUudjEuTGlzdFNlbmRlclBhaXJpbmdzUmVxdWVzdBooLmNsYXdwbGFuZS52MS5MaXN0U2VuZGVyUGFpcmluZ3NSZXNwb25zZRJtChRBcHByb3ZlU2VuZGVyUGFpcmluZxIpLmNsYXdwbGFuZS52MS5BcHByb3ZlU2VuZGVyUGFpcmluZ1JlcXVlc3QaKi5jbGF3cGxhbmUudjEuQXBwcm92ZVNlbmRlclBhaXJpbmdSZXNwb25zZRJqChNSZWplY3RTZW5kZXJQYWlyaW5nEiguY2xhd3BsYW5lLnYxLlJlamVjdFNlbmRlclBhaXJpbmdSZXF1ZXN0GikuY2xhd3BsYW5lLnYxLlJlamVjdFNlbmRlclBhaXJpbmdSZXNwb25zZRJtChRSZXZva2VBcHByb3ZlZFNlbmRlchIpLmNsYXdwbGFuZS52MS5SZXZva2VBcHByb3ZlZFNlbmRlclJlcXVlc3QaKi5jbGF3cGxhbmUudjEuUmV2b2tlQXBwcm92ZWRTZW5kZXJSZXNwb25zZWIGcHJvdG8z", [file_clawplane_v1_run, file_google_protobuf_timestamp]);
+
+/**
+ * A request of an unknown sender to talk to the bot (`dmPolicy: pairing`). Resource name
+ * `channels/{channel}/senderPairings/{request_id}`.
+ *
+ * @generated from message clawplane.v1.SenderPairing
+ */
+export type SenderPairing = Message<"clawplane.v1.SenderPairing"> & {
+  /**
+   * Resource name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Stable id of the request.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * Channel id, e.g. `telegram`.
+   *
+   * @generated from field: string channel = 3;
+   */
+  channel: string;
+
+  /**
+   * Channel account id (WhatsApp phone number id), when the channel has one.
+   *
+   * @generated from field: string account_id = 4;
+   */
+  accountId: string;
+
+  /**
+   * The sender's id on the channel (Telegram user id, WhatsApp wa_id, Discord user id).
+   *
+   * @generated from field: string sender_id = 5;
+   */
+  senderId: string;
+
+  /**
+   * The sender's display name, when the channel gives one.
+   *
+   * @generated from field: string sender_name = 6;
+   */
+  senderName: string;
+
+  /**
+   * The pairing code sent to the sender: 8 characters of A-Z and 2-9 without 0, O, 1, I.
+   *
+   * @generated from field: string code = 7;
+   */
+  code: string;
+
+  /**
+   * When the request was made.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 8;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When it expires (one hour after it was made).
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 9;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * Where the reply with the code went (the conversation's address).
+   *
+   * @generated from field: string reply_to = 10;
+   */
+  replyTo: string;
+};
+
+/**
+ * Describes the message clawplane.v1.SenderPairing.
+ * Use `create(SenderPairingSchema)` to create a new message.
+ */
+export const SenderPairingSchema: GenMessage<SenderPairing> = /*@__PURE__*/
+  messageDesc(file_clawplane_v1_channel, 0);
+
+/**
+ * A sender allowed to talk to the bot by an approved pairing request (senders in
+ * `allowFrom` are allowed by the config and not listed here).
+ *
+ * @generated from message clawplane.v1.ApprovedSender
+ */
+export type ApprovedSender = Message<"clawplane.v1.ApprovedSender"> & {
+  /**
+   * Channel id.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * Channel account id.
+   *
+   * @generated from field: string account_id = 2;
+   */
+  accountId: string;
+
+  /**
+   * The sender's id on the channel.
+   *
+   * @generated from field: string sender_id = 3;
+   */
+  senderId: string;
+
+  /**
+   * The sender's display name when approved.
+   *
+   * @generated from field: string sender_name = 4;
+   */
+  senderName: string;
+
+  /**
+   * When the approval was given.
+   *
+   * @generated from field: google.protobuf.Timestamp approve_time = 5;
+   */
+  approveTime?: Timestamp | undefined;
+
+  /**
+   * The code of the request that was approved.
+   *
+   * @generated from field: string code = 6;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message clawplane.v1.ApprovedSender.
+ * Use `create(ApprovedSenderSchema)` to create a new message.
+ */
+export const ApprovedSenderSchema: GenMessage<ApprovedSender> = /*@__PURE__*/
+  messageDesc(file_clawplane_v1_channel, 1);
+
+/**
+ * Request for `ChannelService/ListSenderPairings`.
+ *
+ * @generated from message clawplane.v1.ListSenderPairingsRequest
+ */
+export type ListSenderPairingsRequest = Message<"clawplane.v1.ListSenderPairingsRequest"> & {
+  /**
+   * Only this channel; empty lists every channel.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+};
+
+/**
+ * Describes the message clawplane.v1.ListSenderPairingsRequest.
+ * Use `create(ListSenderPairingsRequestSchema)` to create a new message.
+ */
+export const ListSenderPairingsRequestSchema: GenMessage<ListSenderPairingsRequest> = /*@__PURE__*/
+  messageDesc(file_clawplane_v1_channel, 2);
+
+/**
+ * Response of `ChannelService/ListSenderPairings`.
+ *
+ * @generated from message clawplane.v1.ListSenderPairingsResponse
+ */
+export type ListSenderPairingsResponse = Message<"clawplane.v1.ListSenderPairingsResponse"> & {
+  /**
+   * Pending requests, oldest first.
+   *
+   * @generated from field: repeated clawplane.v1.SenderPairing requests = 1;
+   */
+  requests: SenderPairing[];
+
+  /**
+   * Approved senders.
+   *
+   * @generated from field: repeated clawplane.v1.ApprovedSender approved = 2;
+   */
+  approved: ApprovedSender[];
+
+  /**
+   * Pending requests kept per channel at most; further unknown senders get no code until
+   * one expires or is decided.
+   *
+   * @generated from field: uint32 pending_per_channel = 3;
+   */
+  pendingPerChannel: number;
+
+  /**
+   * How long a request stays pending, in seconds.
+   *
+   * @generated from field: uint32 ttl_seconds = 4;
+   */
+  ttlSeconds: number;
+};
+
+/**
+ * Describes the message clawplane.v1.ListSenderPairingsResponse.
+ * Use `create(ListSenderPairingsResponseSchema)` to create a new message.
+ */
+export const ListSenderPairingsResponseSchema: GenMessage<ListSenderPairingsResponse> = /*@__PURE__*/
+  messageDesc(file_clawplane_v1_channel, 3);
+
+/**
+ * Request for `ChannelService/ApproveSenderPairing`.
+ *
+ * @generated from message clawplane.v1.ApproveSenderPairingRequest
+ */
+export type ApproveSenderPairingRequest = Message<"clawplane.v1.ApproveSenderPairingRequest"> & {
+  /**
+   * Channel id. Required.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * The pairing code (case-insensitive). Required unless `requestId` is set.
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+
+  /**
+   * The request id, instead of the code.
+   *
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
+
+  /**
+   * Tell the sender on the channel that they were approved.
+   *
+   * @generated from field: bool notify = 4;
+   */
+  notify: boolean;
+};
+
+/**
+ * Describes the message clawplane.v1.ApproveSenderPairingRequest.
+ * Use `create(ApproveSenderPairingRequestSchema)` to create a new message.
+ */
+export const ApproveSenderPairingRequestSchema: GenMessage<ApproveSenderPairingRequest> = /*@__PURE__*/
+  messageDesc(file_clawplane_v1_channel, 4);
+
+/**
+ * Response of `ChannelService/ApproveSenderPairing`.
+ *
+ * @generated from message clawplane.v1.ApproveSenderPairingResponse
+ */
+export type ApproveSenderPairingResponse = Message<"clawplane.v1.ApproveSenderPairingResponse"> & {
+  /**
+   * The request that was approved.
+   *
+   * @generated from field: clawplane.v1.SenderPairing request = 1;
+   */
+  request?: SenderPairing | undefined;
+
+  /**
+   * The approved sender.
+   *
+   * @generated from field: clawplane.v1.ApprovedSender sender = 2;
+   */
+  sender?: ApprovedSender | undefined;
+
+  /**
+   * With `notify`: the delivery of the notice (its status says whether it went out).
+   *
+   * @generated from field: clawplane.v1.Delivery notification = 3;
+   */
+  notification?: Delivery | undefined;
+};
+
+/**
+ * Describes the message clawplane.v1.ApproveSenderPairingResponse.
+ * Use `create(ApproveSenderPairingResponseSchema)` to create a new message.
+ */
+export const ApproveSenderPairingResponseSchema: GenMessage<ApproveSenderPairingResponse> = /*@__PURE__*/
+  messageDesc(file_clawplane_v1_channel, 5);
+
+/**
+ * Request for `ChannelService/RejectSenderPairing`.
+ *
+ * @generated from message clawplane.v1.RejectSenderPairingRequest
+ */
+export type RejectSenderPairingRequest = Message<"clawplane.v1.RejectSenderPairingRequest"> & {
+  /**
+   * Channel id. Required.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * The pairing code. Required unless `requestId` is set.
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+
+  /**
+   * The request id, instead of the code.
+   *
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message clawplane.v1.RejectSenderPairingRequest.
+ * Use `create(RejectSenderPairingRequestSchema)` to create a new message.
+ */
+export const RejectSenderPairingRequestSchema: GenMessage<RejectSenderPairingRequest> = /*@__PURE__*/
+  messageDesc(file_clawplane_v1_channel, 6);
+
+/**
+ * Response of `ChannelService/RejectSenderPairing`.
+ *
+ * @generated from message clawplane.v1.RejectSenderPairingResponse
+ */
+export type RejectSenderPairingResponse = Message<"clawplane.v1.RejectSenderPairingResponse"> & {
+  /**
+   * The request that was rejected.
+   *
+   * @generated from field: clawplane.v1.SenderPairing request = 1;
+   */
+  request?: SenderPairing | undefined;
+};
+
+/**
+ * Describes the message clawplane.v1.RejectSenderPairingResponse.
+ * Use `create(RejectSenderPairingResponseSchema)` to create a new message.
+ */
+export const RejectSenderPairingResponseSchema: GenMessage<RejectSenderPairingResponse> = /*@__PURE__*/
+  messageDesc(file_clawplane_v1_channel, 7);
+
+/**
+ * Request for `ChannelService/RevokeApprovedSender`.
+ *
+ * @generated from message clawplane.v1.RevokeApprovedSenderRequest
+ */
+export type RevokeApprovedSenderRequest = Message<"clawplane.v1.RevokeApprovedSenderRequest"> & {
+  /**
+   * Channel id. Required.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * The sender's id. Required.
+   *
+   * @generated from field: string sender_id = 2;
+   */
+  senderId: string;
+};
+
+/**
+ * Describes the message clawplane.v1.RevokeApprovedSenderRequest.
+ * Use `create(RevokeApprovedSenderRequestSchema)` to create a new message.
+ */
+export const RevokeApprovedSenderRequestSchema: GenMessage<RevokeApprovedSenderRequest> = /*@__PURE__*/
+  messageDesc(file_clawplane_v1_channel, 8);
+
+/**
+ * Response of `ChannelService/RevokeApprovedSender`.
+ *
+ * @generated from message clawplane.v1.RevokeApprovedSenderResponse
+ */
+export type RevokeApprovedSenderResponse = Message<"clawplane.v1.RevokeApprovedSenderResponse"> & {
+  /**
+   * The approval that was withdrawn.
+   *
+   * @generated from field: clawplane.v1.ApprovedSender sender = 1;
+   */
+  sender?: ApprovedSender | undefined;
+};
+
+/**
+ * Describes the message clawplane.v1.RevokeApprovedSenderResponse.
+ * Use `create(RevokeApprovedSenderResponseSchema)` to create a new message.
+ */
+export const RevokeApprovedSenderResponseSchema: GenMessage<RevokeApprovedSenderResponse> = /*@__PURE__*/
+  messageDesc(file_clawplane_v1_channel, 9);
+
+/**
+ * A sender pairing request was made or decided, or an approval withdrawn.
+ *
+ * @generated from message clawplane.v1.SenderPairingChange
+ */
+export type SenderPairingChange = Message<"clawplane.v1.SenderPairingChange"> & {
+  /**
+   * `requested`, `approved`, `rejected`, `revoked`.
+   *
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * The request (for `revoked`: channel, sender and code of the approval).
+   *
+   * @generated from field: clawplane.v1.SenderPairing request = 2;
+   */
+  request?: SenderPairing | undefined;
+};
+
+/**
+ * Describes the message clawplane.v1.SenderPairingChange.
+ * Use `create(SenderPairingChangeSchema)` to create a new message.
+ */
+export const SenderPairingChangeSchema: GenMessage<SenderPairingChange> = /*@__PURE__*/
+  messageDesc(file_clawplane_v1_channel, 10);
 
 /**
  * Request for `ChannelService/IngestChannelWebhook`.
@@ -63,7 +479,7 @@ export type IngestChannelWebhookRequest = Message<"clawplane.v1.IngestChannelWeb
  * Use `create(IngestChannelWebhookRequestSchema)` to create a new message.
  */
 export const IngestChannelWebhookRequestSchema: GenMessage<IngestChannelWebhookRequest> = /*@__PURE__*/
-  messageDesc(file_clawplane_v1_channel, 0);
+  messageDesc(file_clawplane_v1_channel, 11);
 
 /**
  * Response of `ChannelService/IngestChannelWebhook`.
@@ -112,7 +528,7 @@ export type IngestChannelWebhookResponse = Message<"clawplane.v1.IngestChannelWe
  * Use `create(IngestChannelWebhookResponseSchema)` to create a new message.
  */
 export const IngestChannelWebhookResponseSchema: GenMessage<IngestChannelWebhookResponse> = /*@__PURE__*/
-  messageDesc(file_clawplane_v1_channel, 1);
+  messageDesc(file_clawplane_v1_channel, 12);
 
 /**
  * A configured channel. Resource name `channels/{channel_id}`.
@@ -189,7 +605,7 @@ export type Channel = Message<"clawplane.v1.Channel"> & {
  * Use `create(ChannelSchema)` to create a new message.
  */
 export const ChannelSchema: GenMessage<Channel> = /*@__PURE__*/
-  messageDesc(file_clawplane_v1_channel, 2);
+  messageDesc(file_clawplane_v1_channel, 13);
 
 /**
  * Request for `ChannelService/ListChannels`.
@@ -204,7 +620,7 @@ export type ListChannelsRequest = Message<"clawplane.v1.ListChannelsRequest"> & 
  * Use `create(ListChannelsRequestSchema)` to create a new message.
  */
 export const ListChannelsRequestSchema: GenMessage<ListChannelsRequest> = /*@__PURE__*/
-  messageDesc(file_clawplane_v1_channel, 3);
+  messageDesc(file_clawplane_v1_channel, 14);
 
 /**
  * Response of `ChannelService/ListChannels`.
@@ -225,7 +641,7 @@ export type ListChannelsResponse = Message<"clawplane.v1.ListChannelsResponse"> 
  * Use `create(ListChannelsResponseSchema)` to create a new message.
  */
 export const ListChannelsResponseSchema: GenMessage<ListChannelsResponse> = /*@__PURE__*/
-  messageDesc(file_clawplane_v1_channel, 4);
+  messageDesc(file_clawplane_v1_channel, 15);
 
 /**
  * Request for `ChannelService/GetChannel`.
@@ -253,7 +669,7 @@ export type GetChannelRequest = Message<"clawplane.v1.GetChannelRequest"> & {
  * Use `create(GetChannelRequestSchema)` to create a new message.
  */
 export const GetChannelRequestSchema: GenMessage<GetChannelRequest> = /*@__PURE__*/
-  messageDesc(file_clawplane_v1_channel, 5);
+  messageDesc(file_clawplane_v1_channel, 16);
 
 /**
  * Request for `ChannelService/SendMessage`.
@@ -331,7 +747,7 @@ export type SendMessageRequest = Message<"clawplane.v1.SendMessageRequest"> & {
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_clawplane_v1_channel, 6);
+  messageDesc(file_clawplane_v1_channel, 17);
 
 /**
  * Response of `ChannelService/SendMessage`.
@@ -359,7 +775,7 @@ export type SendMessageResponse = Message<"clawplane.v1.SendMessageResponse"> & 
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_clawplane_v1_channel, 7);
+  messageDesc(file_clawplane_v1_channel, 18);
 
 /**
  * Response of `GetChannel`.
@@ -380,7 +796,7 @@ export type GetChannelResponse = Message<"clawplane.v1.GetChannelResponse"> & {
  * Use `create(GetChannelResponseSchema)` to create a new message.
  */
 export const GetChannelResponseSchema: GenMessage<GetChannelResponse> = /*@__PURE__*/
-  messageDesc(file_clawplane_v1_channel, 8);
+  messageDesc(file_clawplane_v1_channel, 19);
 
 /**
  * A channel's health as last observed.
@@ -477,6 +893,48 @@ export const ChannelService: GenService<{
     methodKind: "unary";
     input: typeof IngestChannelWebhookRequestSchema;
     output: typeof IngestChannelWebhookResponseSchema;
+  },
+  /**
+   * Lists the pending sender pairing requests (unknown senders under `dmPolicy: pairing`,
+   * not expired) and the senders approved so far, of one channel or of all.
+   *
+   * @generated from rpc clawplane.v1.ChannelService.ListSenderPairings
+   */
+  listSenderPairings: {
+    methodKind: "unary";
+    input: typeof ListSenderPairingsRequestSchema;
+    output: typeof ListSenderPairingsResponseSchema;
+  },
+  /**
+   * Approves a pending request by its code (or request id): the sender may talk to the bot
+   * from now on. An unknown or expired code: NOT_FOUND, reason PAIRING_CODE_NOT_FOUND.
+   *
+   * @generated from rpc clawplane.v1.ChannelService.ApproveSenderPairing
+   */
+  approveSenderPairing: {
+    methodKind: "unary";
+    input: typeof ApproveSenderPairingRequestSchema;
+    output: typeof ApproveSenderPairingResponseSchema;
+  },
+  /**
+   * Rejects (dismisses) a pending request; the sender's next message asks again.
+   *
+   * @generated from rpc clawplane.v1.ChannelService.RejectSenderPairing
+   */
+  rejectSenderPairing: {
+    methodKind: "unary";
+    input: typeof RejectSenderPairingRequestSchema;
+    output: typeof RejectSenderPairingResponseSchema;
+  },
+  /**
+   * Withdraws an earlier approval; NOT_FOUND, reason APPROVED_SENDER_NOT_FOUND, when none.
+   *
+   * @generated from rpc clawplane.v1.ChannelService.RevokeApprovedSender
+   */
+  revokeApprovedSender: {
+    methodKind: "unary";
+    input: typeof RevokeApprovedSenderRequestSchema;
+    output: typeof RevokeApprovedSenderResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_clawplane_v1_channel, 0);
