@@ -218,10 +218,35 @@ pub struct DiscordConfig {
     pub token: String,
     /// Default `https://discord.com/api/v10`.
     pub base_url: Option<String>,
+    /// Inbound: the Discord Gateway connection that receives DMs and mentions.
+    pub gateway: DiscordGatewayConfig,
     #[serde(flatten)]
     pub senders: SenderPolicy,
     #[serde(flatten)]
     pub limits: Limits,
+}
+
+/// `channels.discord.gateway`: DMs to the bot and messages mentioning it arrive over the
+/// Discord Gateway (a WebSocket the bot keeps open) and run like any inbound message.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DiscordGatewayConfig {
+    /// Connect to the Gateway (default true when `token` is set).
+    pub enabled: Option<bool>,
+    /// Gateway URL (`wss://…`); default: the one `GET <baseUrl>/gateway/bot` answers.
+    pub url: Option<String>,
+    /// Gateway intents; default GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES (4609): DMs and
+    /// mentions carry their content without the privileged MESSAGE_CONTENT intent.
+    pub intents: Option<u64>,
+}
+
+impl DiscordConfig {
+    /// Whether the Gateway connection is wanted.
+    pub fn gateway_enabled(&self) -> bool {
+        self.enabled != Some(false)
+            && self.gateway.enabled != Some(false)
+            && !self.token.trim().is_empty()
+    }
 }
 
 /// `channels.telegram`.

@@ -1,9 +1,11 @@
 //! Fake Discord bot REST API (`/api/v10`): `POST /users/@me/channels` (DM channel),
 //! `POST /channels/{id}/messages`, `GET /users/@me`. Checks `Authorization: Bot <token>`,
 //! issues snowflakes, enforces the 2000-character content limit, and can answer the next
-//! requests with a 429 (`retry_after` body + `Retry-After` header) or an error.
-//!
+//! requests with a 429 (`retry_after` body + `Retry-After` header) or an error. `GET
+//! /gateway/bot` names its [`FakeGateway`] (the bot WebSocket), which every gateway with a
+//! Discord token connects to; that discovery is not among [`FakeDiscord::requests`].
 
+use super::discord_gateway::FakeGateway;
 use super::recorder::{Canned, Recorded, Recorder, Server, serve};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -12,6 +14,7 @@ use std::sync::Arc;
 struct Inner {
     token: String,
     epoch_ms: u64,
+    gateway_url: String,
 }
 
 /// A running fake Discord.
@@ -21,12 +24,22 @@ pub struct FakeDiscord {
     pub base_url: String,
     /// The server and its recorder.
     pub server: Server,
+    /// The Gateway (`GET /gateway/bot` answers its URL).
+    pub gateway: FakeGateway,
 }
 
 impl FakeDiscord {
-    /// Starts a fake that accepts bot token `token`.
+    /// Starts a fake that accepts bot token `token` (Gateway heartbeats every 41.25 s, as
+    /// Discord asks).
     pub async fn start(token: &str) -> Self {
+        Self::start_with_heartbeat(token, 41_250).await
+    }
+
+    /// Starts a fake whose Gateway asks for heartbeats every `heartbeat_ms`.
+    pub async fn start_with_heartbeat(token: &str, heartbeat_ms: u64) -> Self {
+        let gateway = FakeGateway::start(token, heartbeat_ms).await;
         let inner = Arc::new(Inner {
+            gateway_url: gateway.url.clone(),
             token: token.into(),
             epoch_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -37,12 +50,18 @@ impl FakeDiscord {
         FakeDiscord {
             base_url: format!("{}/api/v10", server.url),
             server,
+            gateway,
         }
     }
 
-    /// Every request so far.
+    /// Every REST request so far but Gateway discovery.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.server.rec.requests()
+        self.server
+            .rec
+            .requests()
+            .into_iter()
+            .filter(|r| !r.path.ends_with("/gateway/bot"))
+            .collect()
     }
 
     /// Requests whose path ends with `suffix`.
@@ -102,10 +121,17 @@ async fn handle(inner: Arc<Inner>, recorder: Arc<Recorder>, rec: Recorded) -> Re
         return Canned::json(401, json!({"message": "401: Unauthorized", "code": 0}))
             .into_response();
     }
+    let path = rec.path.strip_prefix("/api/v10").unwrap_or(&rec.path);
+    if rec.method == "GET" && path == "/gateway/bot" {
+        return Canned::json(
+            200,
+            json!({"url": inner.gateway_url, "shards": 1, "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}}),
+        )
+        .into_response();
+    }
     if let Some(c) = recorder.take(&rec.path) {
         return c.into_response();
     }
-    let path = rec.path.strip_prefix("/api/v10").unwrap_or(&rec.path);
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (rec.method.as_str(), segs.as_slice()) {
         ("GET", ["users", "@me"]) => Canned::json(

@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod discord;
+pub mod discord_gateway;
 pub mod openai;
 pub mod receiver;
 pub mod recorder;

@@ -8,6 +8,7 @@
 //! channel event on the feed, and `connected` when it works again.
 
 mod discord;
+pub mod discord_gateway;
 mod http;
 mod slack;
 pub mod split;
@@ -302,6 +303,8 @@ pub struct Channels {
     usage: Mutex<HashMap<&'static str, Usage>>,
     /// Serialises sends that share an idempotency key (see [`Channels::idempotency_lock`]).
     idem_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The Discord Gateway client, when Discord is configured with inbound on.
+    discord_gateway: Option<discord_gateway::Listener>,
 }
 
 impl Channels {
@@ -315,12 +318,25 @@ impl Channels {
             .build()
             .map_err(|e| format!("channels: cannot build the HTTP client: {e}"))?;
         let mut clients = HashMap::new();
+        let mut discord_gateway = None;
         if let Some(c) = &cfg.discord {
             let b = base(
                 c.base_url.as_deref(),
                 discord::DEFAULT_BASE,
                 "channels.discord.baseUrl",
             )?;
+            if c.gateway_enabled() {
+                discord_gateway = Some(discord_gateway::Listener {
+                    token: c.token.clone(),
+                    rest_base: b.clone(),
+                    url: c.gateway.url.clone(),
+                    intents: c
+                        .gateway
+                        .intents
+                        .unwrap_or(discord_gateway::DEFAULT_INTENTS),
+                    http: http.clone(),
+                });
+            }
             clients.insert(
                 "discord",
                 Client::Discord(discord::Discord::new(c.clone(), b, http.clone())),
@@ -396,7 +412,13 @@ impl Channels {
             health: Mutex::default(),
             usage: Mutex::default(),
             idem_locks: Mutex::default(),
+            discord_gateway,
         })
+    }
+
+    /// The Discord Gateway client (inbound DMs and mentions), when it is wanted.
+    pub fn discord_gateway(&self) -> Option<discord_gateway::Listener> {
+        self.discord_gateway.clone()
     }
 
     /// The config this registry was built from.

@@ -33,7 +33,7 @@ pub struct Gateway {
     /// `/webhook/<path>` ingress (`webhooks.incoming`).
     pub ingress: webhooks::Ingress,
     /// WhatsApp and Telegram inbound webhooks.
-    pub inbound: inbound::InboundChannels,
+    pub inbound: Arc<inbound::InboundChannels>,
     /// Who may talk to the bot: sender policy, pairing requests, approvals, bindings.
     pub senders: Arc<senders::Senders>,
     /// `/webhooks/<instance id>`: keys, calls log, one turn per call.
@@ -94,13 +94,13 @@ impl Gateway {
         let ingress = webhooks::Ingress::new(&config.webhooks.incoming, runs.clone())
             .map_err(|e| crate::error::Error::Internal(format!("invalid config: {e}")))?;
         let senders = Arc::new(senders::Senders::new(&config, store.clone(), runs.clone()));
-        let inbound = inbound::InboundChannels::new(
+        let inbound = Arc::new(inbound::InboundChannels::new(
             &config.channels,
             &config.gateway.auth.rate_limit,
             store.clone(),
             runs.clone(),
             senders.clone(),
-        );
+        ));
         let sync_webhooks = webhooks::SyncWebhooks::new(store.clone(), runs.clone(), &instance_id);
         let egress = egress::Egress::new(
             &config.webhooks,
@@ -137,6 +137,9 @@ impl Gateway {
         }
         gw.runs.recover().await?;
         gw.egress.start().await?;
+        if let Some(client) = gw.channels.discord_gateway() {
+            inbound::spawn_discord(gw.inbound.clone(), client, gw.shutdown.clone());
+        }
         crate::store::spawn_pruner(
             gw.store.clone(),
             runs::retention(&gw.config.retention),

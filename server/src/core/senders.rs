@@ -89,7 +89,10 @@ pub fn normalize_sender(channel: &str, id: &str) -> String {
         }
         "telegram" => id.strip_prefix("tg:").unwrap_or(id).to_string(),
         "discord" => {
-            let id = id.strip_prefix("user:").unwrap_or(id);
+            let id = id
+                .strip_prefix("user:")
+                .or_else(|| id.strip_prefix("channel:"))
+                .unwrap_or(id);
             id.trim_start_matches("<@")
                 .trim_start_matches('!')
                 .trim_end_matches('>')

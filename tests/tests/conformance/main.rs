@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod crash;
 mod devices;
+mod discord_inbound;
 mod durability;
 mod edges;
 mod egress;

@@ -1,7 +1,11 @@
 //! Inbound channel messages: provider webhooks (WhatsApp Cloud, Telegram) verified on the
 //! raw bytes, deduplicated by the provider's message id (as the run's idempotency key),
 //! routed to the sender's session, and answered on the same channel. WhatsApp `statuses`
-//! callbacks update the delivery receipt of the run whose reply they concern.
+//! callbacks update the delivery receipt of the run whose reply they concern. Discord
+//! messages come over Discord's gateway WebSocket instead (`discord.rs`), the same path on.
+
+mod discord;
+pub(crate) use discord::spawn as spawn_discord;
 
 use super::runs::{NewRun, Runs, delivery::SentMessage};
 use crate::{
