@@ -40,6 +40,21 @@ pub const TELEGRAM_WEBHOOK_PATH: &str = "/channels/telegram/webhook";
 impl ChannelsConfig {
     /// Checks the inbound webhook paths (they become routes).
     pub fn validate_inbound(&self) -> Result<(), String> {
+        if let Some(t) = self
+            .whatsapp
+            .as_ref()
+            .and_then(|w| w.transcription.as_ref())
+        {
+            let base = t.base_url.trim();
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(format!(
+                    "channels.whatsapp.transcription.baseUrl: {base:?} must be an http(s) URL of an OpenAI-compatible API, e.g. https://api.openai.com/v1"
+                ));
+            }
+            if t.model.trim().is_empty() || t.max_bytes == 0 || t.timeout_seconds == 0 {
+                return Err("channels.whatsapp.transcription: model, maxBytes and timeoutSeconds must not be empty or 0".into());
+            }
+        }
         for id in ["whatsapp", "telegram", "discord"] {
             if let Some(p) = self.sender_policy(id) {
                 p.validate(id)?;
@@ -285,10 +300,42 @@ pub struct WhatsAppConfig {
     pub verify_token: Option<String>,
     /// Inbound path, default `/channels/whatsapp/webhook`.
     pub webhook_path: Option<String>,
+    /// Voice notes: an OpenAI-compatible `/audio/transcriptions` provider; without one a
+    /// voice note is answered with a message saying it cannot be transcribed.
+    pub transcription: Option<TranscriptionConfig>,
     #[serde(flatten)]
     pub senders: SenderPolicy,
     #[serde(flatten)]
     pub limits: Limits,
+}
+
+/// `channels.whatsapp.transcription`: where voice notes are transcribed.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TranscriptionConfig {
+    /// OpenAI-compatible API base, e.g. `https://api.openai.com/v1` (the request goes to
+    /// `<baseUrl>/audio/transcriptions`). Required.
+    pub base_url: String,
+    /// Bearer key, when the provider needs one.
+    pub api_key: Option<String>,
+    /// Model, default `whisper-1`.
+    pub model: String,
+    /// Largest voice note downloaded, in bytes (default 25 MB, OpenAI's limit).
+    pub max_bytes: u64,
+    /// Timeout of the download and of the transcription, each (default 30).
+    pub timeout_seconds: u64,
+}
+
+impl Default for TranscriptionConfig {
+    fn default() -> Self {
+        TranscriptionConfig {
+            base_url: String::new(),
+            api_key: None,
+            model: "whisper-1".into(),
+            max_bytes: 25 << 20,
+            timeout_seconds: 30,
+        }
+    }
 }
 
 /// `channels.slack`.

@@ -129,6 +129,10 @@ async fn handle(inner: Arc<Inner>, recorder: Arc<Recorder>, rec: Recorded) -> Re
         )
         .into_response();
     }
+    // Typing is answered before any injected answer (those are for the sends).
+    if rec.method == "POST" && path.starts_with("/channels/") && path.ends_with("/typing") {
+        return Canned::status(204).into_response();
+    }
     if let Some(c) = recorder.take(&rec.path) {
         return c.into_response();
     }

@@ -11,4 +11,5 @@ pub mod receiver;
 pub mod recorder;
 pub mod slack;
 pub mod telegram;
+pub mod transcription;
 pub mod whatsapp;

@@ -97,6 +97,16 @@ async fn handle(inner: Arc<Inner>, recorder: Arc<Recorder>, rec: Recorded) -> Re
         )
         .into_response();
     }
+    // Typing actions are answered before any injected answer (those are for the sends).
+    if api_method == "sendChatAction" {
+        let ok = rec.body.get("chat_id").is_some_and(|c| !c.is_null())
+            && rec.body.get("action").and_then(Value::as_str) == Some("typing");
+        return if ok {
+            Canned::json(200, json!({"ok": true, "result": true})).into_response()
+        } else {
+            Canned::json(400, json!({"ok": false, "error_code": 400, "description": "Bad Request: wrong parameter action in request"})).into_response()
+        };
+    }
     if let Some(c) = recorder.take(&rec.path) {
         return c.into_response();
     }

@@ -1,7 +1,9 @@
 //! Fake WhatsApp Cloud API (Meta Graph): `POST /{version}/{phoneNumberId}/messages`
 //! (returns `wamid.<uuid>`), `GET /{version}/{phoneNumberId}` (probe). A wrong bearer token
 //! answers 401 OAuthException code 190. Plus builders for SIGNED inbound webhook payloads
-//! ([`inbound_text_payload`], [`status_payload`], [`sign`]).
+//! ([`inbound_text_payload`], [`status_payload`], [`sign`]). Media: `GET /{version}/{media-id}`
+//! answers the media's `url` (on this fake, `/media/<id>`, also behind the bearer token)
+//! for what [`FakeWhatsApp::add_media`] stored ([`inbound_voice_payload`] sends its id).
 
 use super::recorder::{Canned, Recorded, Recorder, Server, serve};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +14,9 @@ use std::sync::Arc;
 struct Inner {
     token: String,
     phone_number_id: String,
+    /// media id -> (MIME type, bytes).
+    media: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+    base: std::sync::OnceLock<String>,
 }
 
 /// A running fake Graph API.
@@ -21,6 +26,7 @@ pub struct FakeWhatsApp {
     pub base_url: String,
     /// The server and its recorder.
     pub server: Server,
+    inner: Arc<Inner>,
 }
 
 fn graph_error(status: u16, code: i64, message: &str, details: Option<&str>) -> Canned {
@@ -42,12 +48,25 @@ impl FakeWhatsApp {
         let inner = Arc::new(Inner {
             token: token.into(),
             phone_number_id: phone_number_id.into(),
+            media: Default::default(),
+            base: Default::default(),
         });
-        let server = serve(inner, handle).await;
+        let server = serve(inner.clone(), handle).await;
+        let _ = inner.base.set(server.url.clone());
         FakeWhatsApp {
             base_url: server.url.clone(),
             server,
+            inner,
         }
+    }
+
+    /// Stores a media object (a voice note's bytes) under `id`.
+    pub fn add_media(&self, id: &str, mime: &str, bytes: &str) {
+        self.inner
+            .media
+            .lock()
+            .unwrap()
+            .insert(id.into(), (mime.into(), bytes.into()));
     }
 
     /// Every request so far.
@@ -59,7 +78,7 @@ impl FakeWhatsApp {
     pub fn messages(&self) -> Vec<Recorded> {
         self.requests()
             .into_iter()
-            .filter(|r| r.path.ends_with("/messages"))
+            .filter(|r| r.path.ends_with("/messages") && !is_read_mark(r))
             .collect()
     }
 
@@ -103,10 +122,55 @@ async fn handle(inner: Arc<Inner>, recorder: Arc<Recorder>, rec: Recorded) -> Re
         )
         .into_response();
     }
+    let segs: Vec<&str> = rec.path.trim_matches('/').split('/').collect();
+    if rec.method == "GET" {
+        let media = inner.media.lock().unwrap().clone();
+        match segs.as_slice() {
+            [v, id] if v.starts_with('v') && media.contains_key(*id) => {
+                let (mime, bytes) = &media[*id];
+                let base = inner.base.get().cloned().unwrap_or_default();
+                return Canned::json(200, json!({"messaging_product": "whatsapp", "url": format!("{base}/media/{id}"), "mime_type": mime, "sha256": "0", "file_size": bytes.len(), "id": id})).into_response();
+            }
+            ["media", id] => {
+                return match media.get(*id) {
+                    Some((_, bytes)) => Canned::text(200, bytes).into_response(),
+                    None => Canned::status(404).into_response(),
+                };
+            }
+            [v, id] if v.starts_with('v') && *id != inner.phone_number_id => {
+                return graph_error(
+                    400,
+                    100,
+                    "Unsupported get request. Object with ID does not exist",
+                    None,
+                )
+                .into_response();
+            }
+            _ => {}
+        }
+    }
+    // Mark as read (with the typing indicator): answered before any injected answer, so
+    // injections stay for the sends they are meant for.
+    if rec.method == "POST" && is_read_mark(&rec) {
+        if rec
+            .body
+            .get("message_id")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return graph_error(
+                400,
+                100,
+                "(#100) The parameter message_id is required.",
+                None,
+            )
+            .into_response();
+        }
+        return Canned::json(200, json!({"success": true})).into_response();
+    }
     if let Some(c) = recorder.take(&rec.path) {
         return c.into_response();
     }
-    let segs: Vec<&str> = rec.path.trim_matches('/').split('/').collect();
     match (rec.method.as_str(), segs.as_slice()) {
         ("GET", [v, pnid]) if v.starts_with('v') && *pnid == inner.phone_number_id => {
             Canned::json(200, json!({"id": pnid})).into_response()
@@ -147,6 +211,12 @@ async fn handle(inner: Arc<Inner>, recorder: Arc<Recorder>, rec: Recorded) -> Re
     }
 }
 
+/// A `POST /messages` that marks an inbound message read (`status: read`, optionally with
+/// `typing_indicator`), not a message.
+pub fn is_read_mark(r: &Recorded) -> bool {
+    r.path.ends_with("/messages") && r.body.get("status").and_then(Value::as_str) == Some("read")
+}
+
 /// `sha256=<hex HMAC-SHA256(app_secret, body)>`, the `X-Hub-Signature-256` header value.
 pub fn sign(app_secret: &str, body: &str) -> String {
     let mut mac =
@@ -178,6 +248,27 @@ pub fn inbound_text_payload(phone_number_id: &str, wa_id: &str, wamid: &str, tex
             "timestamp": "1700000000",
             "type": "text",
             "text": {"body": text},
+        }],
+    }))
+}
+
+/// A voice note (`type: audio`, `audio.voice: true`) whose media id is `media_id`.
+pub fn inbound_voice_payload(
+    phone_number_id: &str,
+    wa_id: &str,
+    wamid: &str,
+    media_id: &str,
+) -> String {
+    envelope(json!({
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
+        "contacts": [{"profile": {"name": "Ann"}, "wa_id": wa_id}],
+        "messages": [{
+            "from": wa_id,
+            "id": wamid,
+            "timestamp": "1700000000",
+            "type": "audio",
+            "audio": {"mime_type": "audio/ogg; codecs=opus", "sha256": "0", "id": media_id, "voice": true},
         }],
     }))
 }

@@ -110,6 +110,22 @@ impl Discord {
         Ok(id)
     }
 
+    /// `POST /channels/{id}/typing` (shown for 10 s or until the next message).
+    pub(crate) async fn typing(&self, target: &Target, msg: &Outbound) -> Result<(), CallError> {
+        let mut retries = 0;
+        let channel = self.channel_for(target, msg, &mut retries).await?;
+        let path = format!("/channels/{channel}/typing");
+        call(
+            Dialect::Discord,
+            &super::once(&self.cfg.limits),
+            &mut retries,
+            "the typing indicator",
+            || self.req(reqwest::Method::POST, &path),
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub(crate) async fn send_part(
         &self,
         target: &Target,

@@ -40,6 +40,14 @@ pub struct Outbound {
     pub media_url: String,
 }
 
+/// `limits` without retries: for what is worth one attempt (typing indicators).
+fn once(limits: &Limits) -> Limits {
+    Limits {
+        max_retries: 0,
+        ..limits.clone()
+    }
+}
+
 /// A send the channel accepted.
 #[derive(Debug, Clone, Default)]
 pub struct Sent {
@@ -162,6 +170,25 @@ impl Client {
             Client::WhatsApp(_) => Target::WhatsApp(whatsapp::parse_target(to)?),
             Client::Slack(_) => Target::Slack(slack::parse_target(to)?),
             Client::Webhook(_) => Target::Webhook,
+        })
+    }
+
+    /// Shows that a reply is being written; `None` for channels without an indicator.
+    async fn typing(&self, target: &Target, msg: &Outbound) -> Option<Result<(), CallError>> {
+        Some(match (self, target) {
+            (Client::Discord(c), Target::Discord(t)) => c.typing(t, msg).await,
+            (Client::Telegram(c), Target::Telegram(t)) => c.typing(t, msg).await,
+            (Client::WhatsApp(c), Target::WhatsApp(_)) => c.typing(msg).await,
+            _ => return None,
+        })
+    }
+
+    /// How long the channel shows one indicator (so it is renewed a bit sooner).
+    fn typing_lasts(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self {
+            Client::Telegram(_) => 5,
+            Client::Discord(_) => 10,
+            _ => 25,
         })
     }
 
@@ -305,6 +332,7 @@ pub struct Channels {
     idem_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The Discord Gateway client, when Discord is configured with inbound on.
     discord_gateway: Option<discord_gateway::Listener>,
+    http: reqwest::Client,
 }
 
 impl Channels {
@@ -413,7 +441,26 @@ impl Channels {
             usage: Mutex::default(),
             idem_locks: Mutex::default(),
             discord_gateway,
+            http,
         })
+    }
+
+    /// Downloads an inbound WhatsApp media object (a voice note): its bytes and MIME type.
+    pub async fn whatsapp_media(
+        &self,
+        media_id: &str,
+        max_bytes: u64,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, String), String> {
+        match self.clients.get("whatsapp") {
+            Some(Client::WhatsApp(c)) => c.media(media_id, max_bytes, timeout).await,
+            _ => Err("whatsapp is not configured".into()),
+        }
+    }
+
+    /// The HTTP client of the channels (no proxies, a connect timeout).
+    pub fn http(&self) -> reqwest::Client {
+        self.http.clone()
     }
 
     /// The Discord Gateway client (inbound DMs and mentions), when it is wanted.
@@ -607,6 +654,36 @@ impl Channels {
     }
 
     /// Sends a message (split at the channel's limit), retrying 429 / 5xx within limits.
+    /// Keeps the channel's typing indicator up for `msg`'s conversation until the returned
+    /// guard is dropped (a reply is being written). Best effort: failures are logged at
+    /// debug level and never touch the channel's health or send limits.
+    pub fn typing(self: &Arc<Self>, msg: Outbound) -> Option<tokio::task::JoinHandle<()>> {
+        let (_, client, _) = self.target(&msg.channel, &msg.to).ok()?;
+        if !matches!(
+            client,
+            Client::Discord(_) | Client::Telegram(_) | Client::WhatsApp(_)
+        ) {
+            return None;
+        }
+        let me = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                let Ok((id, client, target)) = me.target(&msg.channel, &msg.to) else {
+                    return;
+                };
+                match client.typing(&target, &msg).await {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        tracing::debug!(channel = id, error = %e.err.detail, "typing indicator not shown");
+                    }
+                    None => return,
+                }
+                let renew = client.typing_lasts().mul_f64(0.8);
+                tokio::time::sleep(renew).await;
+            }
+        }))
+    }
+
     pub async fn send(&self, msg: Outbound) -> Result<Sent, SendError> {
         let (id, client, target) = self.target(&msg.channel, &msg.to)?;
         let reservation = self.reserve(id, &msg.to, client.limits())?;

@@ -67,6 +67,24 @@ impl Telegram {
         format!("{}/bot{}/{method}", self.base, self.cfg.bot_token.trim())
     }
 
+    /// `sendChatAction typing` (shown for 5 s or until the next message).
+    pub(crate) async fn typing(&self, target: &Target, msg: &Outbound) -> Result<(), CallError> {
+        let mut body = json!({ "chat_id": target.chat, "action": "typing" });
+        if let Some(t) = target.topic.or_else(|| msg.thread_id.trim().parse().ok()) {
+            body["message_thread_id"] = json!(t);
+        }
+        let url = self.url("sendChatAction");
+        call(
+            Dialect::Telegram,
+            &super::once(&self.cfg.limits),
+            &mut 0,
+            "the typing action",
+            || self.http.post(&url).json(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub(crate) async fn send_part(
         &self,
         target: &Target,

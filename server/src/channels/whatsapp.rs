@@ -49,6 +49,32 @@ impl WhatsApp {
         format!("{}/{}{tail}", self.base, self.cfg.phone_number_id.trim())
     }
 
+    /// Marks the inbound message read and shows the typing indicator (up to 25 s or until
+    /// the reply): `POST /messages {status: read, message_id, typing_indicator: {type: text}}`.
+    pub(crate) async fn typing(&self, msg: &Outbound) -> Result<(), CallError> {
+        let id = msg.reply_to.trim();
+        if id.is_empty() {
+            return Ok(()); // the indicator belongs to an inbound message
+        }
+        let body = json!({
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": id,
+            "typing_indicator": { "type": "text" },
+        });
+        let url = self.url("/messages");
+        let token = self.cfg.access_token.trim().to_string();
+        call(
+            Dialect::WhatsApp,
+            &super::once(&self.cfg.limits),
+            &mut 0,
+            "the typing indicator",
+            || self.http.post(&url).bearer_auth(&token).json(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub(crate) async fn send_part(
         &self,
         to: &str,
@@ -95,6 +121,71 @@ impl WhatsApp {
                     FailKind::Other,
                 )
             })
+    }
+
+    /// Downloads an inbound media object: `GET /{media-id}` names its URL, which is then
+    /// fetched with the same bearer token (at most `max_bytes`). Answers the bytes and
+    /// their MIME type.
+    pub(crate) async fn media(
+        &self,
+        media_id: &str,
+        max_bytes: u64,
+        timeout: std::time::Duration,
+    ) -> Result<(Vec<u8>, String), String> {
+        let token = self.cfg.access_token.trim();
+        let meta_url = format!("{}/{}", self.base, media_id.trim());
+        let meta = self
+            .http
+            .get(&meta_url)
+            .bearer_auth(token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| format!("GET media {media_id}: {}", e.without_url()))?;
+        let status = meta.status();
+        let meta: Value = meta.json().await.unwrap_or(Value::Null);
+        let Some(url) = meta
+            .get("url")
+            .and_then(Value::as_str)
+            .filter(|_| status.is_success())
+        else {
+            return Err(format!("GET media {media_id}: {status} {meta}"));
+        };
+        if meta
+            .get("file_size")
+            .and_then(Value::as_u64)
+            .is_some_and(|n| n > max_bytes)
+        {
+            return Err(format!("media {media_id} is larger than {max_bytes} bytes"));
+        }
+        let mime = meta
+            .get("mime_type")
+            .and_then(Value::as_str)
+            .unwrap_or("audio/ogg")
+            .to_string();
+        let mut resp = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| format!("downloading media {media_id}: {}", e.without_url()))?;
+        if !resp.status().is_success() {
+            return Err(format!("downloading media {media_id}: {}", resp.status()));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("downloading media {media_id}: {}", e.without_url()))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max_bytes {
+                return Err(format!("media {media_id} is larger than {max_bytes} bytes"));
+            }
+        }
+        Ok((bytes, mime))
     }
 
     pub(crate) async fn probe(&self) -> Result<String, CallError> {

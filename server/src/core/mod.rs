@@ -100,6 +100,7 @@ impl Gateway {
             store.clone(),
             runs.clone(),
             senders.clone(),
+            channels.clone(),
         ));
         let sync_webhooks = webhooks::SyncWebhooks::new(store.clone(), runs.clone(), &instance_id);
         let egress = egress::Egress::new(

@@ -7,6 +7,7 @@ mod builtin;
 mod openai;
 mod remote;
 mod sse;
+pub mod transcription;
 
 use crate::config::{AgentsConfig, Config};
 use clawplane_proto::v1::{MessageRole, Usage};

@@ -260,3 +260,32 @@ async fn a_wrong_token_is_reported_not_retried_forever() {
         "discovery refused it first"
     );
 }
+
+#[tokio::test]
+async fn discord_shows_typing_while_the_model_works() {
+    let fake = FakeDiscord::start(TOKEN).await;
+    let gw = discord_gateway(&fake, &format!(", {OPEN}")).await;
+    fake.gateway.wait_identified(1).await;
+    let id = fake.gateway.dm("7", "5500", "/sleep 400 take your time");
+    let run = &channel_runs(&gw, 1).await[0];
+    assert_eq!(
+        run.delivery.as_ref().map(|d| d.inbound_message_id.as_str()),
+        Some(id.as_str())
+    );
+    let reqs = fake.requests();
+    let typing = reqs
+        .iter()
+        .position(|r| r.path.ends_with("/typing"))
+        .unwrap_or_else(|| panic!("no typing in {reqs:#?}"));
+    let reply = reqs
+        .iter()
+        .position(|r| r.path.ends_with("/messages"))
+        .unwrap_or_else(|| panic!("no reply in {reqs:#?}"));
+    assert!(typing < reply, "{reqs:#?}");
+    let dm_channel = reqs[reply].path.clone();
+    assert_eq!(
+        reqs[typing].path,
+        dm_channel.replace("/messages", "/typing"),
+        "typing in the DM the reply goes to"
+    );
+}

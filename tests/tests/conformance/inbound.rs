@@ -542,3 +542,204 @@ async fn a_flood_of_bad_signatures_appends_one_alert_per_address() {
         "one alert per address and channel"
     );
 }
+
+// ------------------------------------------------- feedback while the agent works (issue 15)
+
+/// The position of the first request matching `f`, panicking with the list when none.
+fn position(
+    reqs: &[crate::fakes::recorder::Recorded],
+    what: &str,
+    f: impl Fn(&crate::fakes::recorder::Recorded) -> bool,
+) -> usize {
+    reqs.iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("no {what} in {reqs:#?}"))
+}
+
+#[tokio::test]
+async fn telegram_and_whatsapp_show_typing_while_the_model_works() {
+    let tg = telegram::FakeTelegram::start(TG_TOKEN).await;
+    let wa = whatsapp::FakeWhatsApp::start(WA_TOKEN, PNID).await;
+    let gw = channels_behind_proxy(&wa, &tg, 100, false).await;
+
+    // Telegram: sendChatAction typing in the chat, before the reply.
+    let r = post_telegram(
+        &gw,
+        &telegram::text_update(9300, 42, 42, "/sleep 400 think first"),
+    )
+    .await;
+    let run = gw.wait_run(&run_ids(&body_json(&r)).remove(0)).await;
+    assert_eq!(
+        run.delivery.as_ref().map(|d| d.inbound_message_id.as_str()),
+        Some("10300")
+    );
+    let reqs = tg.requests();
+    let typing = position(&reqs, "sendChatAction", |r| {
+        r.path.ends_with("/sendChatAction")
+    });
+    assert_eq!(reqs[typing].body["action"], "typing");
+    assert_eq!(reqs[typing].body["chat_id"], 42);
+    let reply = position(&reqs, "sendMessage", |r| r.path.ends_with("/sendMessage"));
+    assert!(typing < reply, "typing comes first: {reqs:#?}");
+
+    // WhatsApp: the inbound message marked read with the typing indicator, then the reply.
+    let body =
+        whatsapp::inbound_text_payload(PNID, "16505551234", "wamid.TYPING1", "/sleep 400 hmm");
+    let r = whatsapp_from(&gw, "127.0.0.1", &body, &whatsapp::sign(APP_SECRET, &body)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    gw.wait_run(&run_ids(&body_json(&r)).remove(0)).await;
+    let reqs = wa.requests();
+    let mark = position(&reqs, "read mark", whatsapp::is_read_mark);
+    assert_eq!(reqs[mark].body["message_id"], "wamid.TYPING1");
+    assert_eq!(reqs[mark].body["typing_indicator"]["type"], "text");
+    assert_eq!(reqs[mark].body["messaging_product"], "whatsapp");
+    let reply = position(&reqs, "reply", |r| {
+        r.path.ends_with("/messages") && !whatsapp::is_read_mark(r)
+    });
+    assert!(mark < reply, "the mark comes first: {reqs:#?}");
+    assert_eq!(wa.messages().len(), 1, "a read mark is not a message");
+}
+
+async fn voice_gateway(wa: &whatsapp::FakeWhatsApp, transcription: &str) -> Gateway {
+    Gateway::start_with(&format!(
+        "{{ channels: {{ whatsapp: {{ accessToken: '{WA_TOKEN}', phoneNumberId: '{PNID}', baseUrl: '{}', appSecret: '{APP_SECRET}', verifyToken: '{VERIFY}', {OPEN} {transcription} }} }} }}",
+        wa.base_url
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_voice_note_is_downloaded_transcribed_and_run_on_its_transcript() {
+    use crate::fakes::transcription::{FakeTranscription, parts};
+    let wa = whatsapp::FakeWhatsApp::start(WA_TOKEN, PNID).await;
+    let stt = FakeTranscription::start("stt-key").await;
+    let gw = voice_gateway(
+        &wa,
+        &format!(
+            ", transcription: {{ baseUrl: '{}', apiKey: 'stt-key' }}",
+            stt.base_url
+        ),
+    )
+    .await;
+    wa.add_media(
+        "MEDIA1",
+        "audio/ogg; codecs=opus",
+        "what is the weather today",
+    );
+    let body = whatsapp::inbound_voice_payload(PNID, "16505551234", "wamid.VOICE1", "MEDIA1");
+    let r = post_whatsapp(&gw, &body, &whatsapp::sign(APP_SECRET, &body)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let run = gw.wait_run(&run_ids(&body_json(&r)).remove(0)).await;
+    assert_eq!(
+        run.message, "what is the weather today",
+        "the run is on the transcript"
+    );
+    assert_eq!(run.session_key, "agent:main:whatsapp:direct:16505551234");
+    assert_eq!(
+        run.delivery.map(|d| d.status()),
+        Some(DeliveryStatus::Delivered)
+    );
+
+    // The media went through the Graph API with the token, then to the provider.
+    let reqs = wa.requests();
+    let meta = position(&reqs, "media lookup", |r| {
+        r.method == "GET" && r.path.ends_with("/MEDIA1")
+    });
+    assert_eq!(
+        reqs[meta].header("authorization"),
+        Some(format!("Bearer {WA_TOKEN}").as_str())
+    );
+    let download = position(&reqs, "download", |r| r.path == "/media/MEDIA1");
+    assert_eq!(
+        reqs[download].header("authorization"),
+        Some(format!("Bearer {WA_TOKEN}").as_str())
+    );
+    let sent = stt.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].path, "/v1/audio/transcriptions");
+    let p = parts(&sent[0]);
+    let model = p.iter().find(|(n, _, _)| n == "model").expect("model part");
+    assert_eq!(model.2, b"whisper-1");
+    let file = p.iter().find(|(n, _, _)| n == "file").expect("file part");
+    assert_eq!(file.1.as_deref(), Some("voice.ogg"));
+    assert_eq!(file.2, b"what is the weather today");
+}
+
+#[tokio::test]
+async fn a_voice_note_without_a_provider_is_answered_not_dropped() {
+    let wa = whatsapp::FakeWhatsApp::start(WA_TOKEN, PNID).await;
+    let gw = voice_gateway(&wa, "").await;
+    wa.add_media("MEDIA2", "audio/ogg; codecs=opus", "hello?");
+    let body = whatsapp::inbound_voice_payload(PNID, "16505551234", "wamid.VOICE2", "MEDIA2");
+    let r = post_whatsapp(&gw, &body, &whatsapp::sign(APP_SECRET, &body)).await;
+    assert_eq!(r.status, 200);
+    let v = body_json(&r);
+    assert_eq!(run_ids(&v), Vec::<String>::new());
+    assert!(
+        v["ignored"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("transcription"),
+        "{v}"
+    );
+    let sent = wa
+        .server
+        .rec
+        .wait_until(PATIENCE, "the answer", |got| {
+            got.iter()
+                .any(|r| r.path.ends_with("/messages") && r.answered == 200)
+        })
+        .await;
+    let m = sent
+        .iter()
+        .find(|r| r.path.ends_with("/messages"))
+        .expect("sent");
+    assert_eq!(m.body["to"], "16505551234");
+    let text = m.body["text"]["body"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("voice message") && text.contains("no transcription provider"),
+        "{text}"
+    );
+    assert!(gw.list_runs("").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_transcription_provider_is_named_to_the_sender() {
+    use crate::fakes::transcription::FakeTranscription;
+    let wa = whatsapp::FakeWhatsApp::start(WA_TOKEN, PNID).await;
+    let stt = FakeTranscription::start("right-key").await;
+    let gw = voice_gateway(
+        &wa,
+        &format!(
+            ", transcription: {{ baseUrl: '{}', apiKey: 'wrong-key' }}",
+            stt.base_url
+        ),
+    )
+    .await;
+    wa.add_media("MEDIA3", "audio/ogg; codecs=opus", "hello?");
+    let body = whatsapp::inbound_voice_payload(PNID, "16505551234", "wamid.VOICE3", "MEDIA3");
+    let r = post_whatsapp(&gw, &body, &whatsapp::sign(APP_SECRET, &body)).await;
+    assert!(run_ids(&body_json(&r)).is_empty());
+    let sent = wa
+        .server
+        .rec
+        .wait_until(PATIENCE, "the answer", |got| {
+            got.iter()
+                .any(|r| r.path.ends_with("/messages") && r.answered == 200)
+        })
+        .await;
+    let m = sent
+        .iter()
+        .find(|r| r.path.ends_with("/messages"))
+        .expect("sent");
+    let text = m.body["text"]["body"].as_str().unwrap_or_default();
+    assert!(text.contains("401"), "{text}");
+    let missing = refuses_to_start(
+        "{ channels: { whatsapp: { accessToken: 'a', phoneNumberId: '1', transcription: { baseUrl: 'ftp://x' } } } }",
+    )
+    .await;
+    assert!(
+        missing.contains("channels.whatsapp.transcription.baseUrl"),
+        "{missing}"
+    );
+}

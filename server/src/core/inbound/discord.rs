@@ -68,6 +68,7 @@ fn message(d: &Json, bot_user_id: &str) -> Option<Inbound> {
             message_id: id.to_string(),
             ..Default::default()
         },
+        voice: None,
     })
 }
 

@@ -16,7 +16,7 @@ use crate::{
 };
 use clawplane_proto::v1::{
     ChannelEvent, DeliveryStatus, Event, EventKind, IngestChannelWebhookRequest,
-    IngestChannelWebhookResponse, RunOrigin, SecurityAlert, event::Payload,
+    IngestChannelWebhookResponse, RunOrigin, SecurityAlert, SendMessageRequest, event::Payload,
 };
 use hmac::{Hmac, Mac};
 use serde_json::Value as Json;
@@ -33,6 +33,8 @@ struct Inbound {
     /// The provider's id for dedupe (wamid, `update_id`).
     dedupe: String,
     event: ChannelEvent,
+    /// A WhatsApp voice note's media id: its transcript becomes the text.
+    voice: Option<String>,
 }
 
 /// An idempotency key for a provider message id (any bytes) within the key grammar.
@@ -68,6 +70,8 @@ pub struct InboundChannels {
     store: Store,
     runs: Arc<Runs>,
     senders: Arc<super::senders::Senders>,
+    /// For voice notes: the media download and the transcription provider's HTTP client.
+    channels: Arc<crate::channels::Channels>,
     alerts: Mutex<AlertLimiter>,
 }
 
@@ -139,12 +143,14 @@ impl InboundChannels {
         store: Store,
         runs: Arc<Runs>,
         senders: Arc<super::senders::Senders>,
+        channels: Arc<crate::channels::Channels>,
     ) -> InboundChannels {
         InboundChannels {
             cfg: cfg.clone(),
             store,
             runs,
             senders,
+            channels,
             alerts: Mutex::new(AlertLimiter::new(limits)),
         }
     }
@@ -322,14 +328,31 @@ impl InboundChannels {
         channel: &str,
         m: Inbound,
     ) -> Result<std::result::Result<(String, bool), String>> {
-        let e = &m.event;
-        let agent_id = match self.senders.admit(e).await? {
+        let mut m = m;
+        let agent_id = match self.senders.admit(&m.event).await? {
             super::senders::Admission::Admit { agent_id } => agent_id,
             super::senders::Admission::Refuse(why) => {
-                tracing::info!(channel, sender = %e.sender_id, "inbound message not run: {why}");
+                tracing::info!(channel, sender = %m.event.sender_id, "inbound message not run: {why}");
                 return Ok(Err(why));
             }
         };
+        if let Some(media) = m.voice.take() {
+            match self.voice_text(&media).await {
+                Ok(text) => {
+                    m.event.text = text;
+                    m.event.detail = "voice note (transcribed)".into();
+                }
+                Err(why) => {
+                    tracing::warn!(channel, message = %m.event.message_id, "voice note not transcribed: {why}");
+                    self.answer_voice(&m.event, &why);
+                    return Ok(Err(format!(
+                        "voice note {} not transcribed: {why}",
+                        m.event.message_id
+                    )));
+                }
+            }
+        }
+        let e = &m.event;
         let a = self
             .runs
             .accept(NewRun {
@@ -351,6 +374,48 @@ impl InboundChannels {
             })
             .await?;
         Ok(Ok((a.run.run_id, a.duplicate)))
+    }
+
+    /// The transcript of a WhatsApp voice note (`channels.whatsapp.transcription`).
+    async fn voice_text(&self, media_id: &str) -> std::result::Result<String, String> {
+        let Some(t) = self
+            .cfg
+            .whatsapp
+            .as_ref()
+            .and_then(|w| w.transcription.as_ref())
+        else {
+            return Err(
+                "this gateway has no transcription provider (channels.whatsapp.transcription)"
+                    .into(),
+            );
+        };
+        let timeout = Duration::from_secs(t.timeout_seconds.max(1));
+        let (audio, mime) = self
+            .channels
+            .whatsapp_media(media_id, t.max_bytes, timeout)
+            .await?;
+        crate::models::transcription::transcribe(t, &self.channels.http(), audio, &mime).await
+    }
+
+    /// Tells the sender their voice note could not be heard, instead of silence (once per
+    /// note: the idempotency key), after the webhook is answered.
+    fn answer_voice(&self, e: &ChannelEvent, why: &str) {
+        let req = SendMessageRequest {
+            channel: e.channel.clone(),
+            to: e.from.clone(),
+            account_id: e.account_id.clone(),
+            message: format!(
+                "Sorry, I could not listen to your voice message ({why}). Please send it as text."
+            ),
+            idempotency_key: format!("voice-{}", dedupe_key(&e.channel, &e.message_id)),
+            ..Default::default()
+        };
+        let (runs, scope) = (self.runs.clone(), format!("channel:{}", e.channel));
+        tokio::spawn(async move {
+            if let Err(err) = runs.send_message(req, &scope).await {
+                tracing::warn!("the voice note answer could not be sent: {err}");
+            }
+        });
     }
 
     /// Applies a receipt to the run whose reply carried `message_id`; false when unknown
@@ -471,13 +536,19 @@ fn whatsapp_payload(p: &Json) -> (Vec<std::result::Result<Inbound, String>>, Vec
             };
             for m in v["messages"].as_array().unwrap_or(&empty) {
                 let (id, from) = (str_at(m, &["id"]), str_at(m, &["from"]));
+                let voice = match m["type"].as_str() {
+                    Some("audio") => {
+                        Some(str_at(m, &["audio", "id"]).to_string()).filter(|v| !v.is_empty())
+                    }
+                    _ => None,
+                };
                 let text = match m["type"].as_str() {
                     Some("text") => str_at(m, &["text", "body"]),
                     // Media with a caption still carries the user's words.
                     Some(t) => m[t]["caption"].as_str().unwrap_or_default(),
                     None => "",
                 };
-                if id.is_empty() || from.is_empty() || text.trim().is_empty() {
+                if id.is_empty() || from.is_empty() || (text.trim().is_empty() && voice.is_none()) {
                     messages.push(Err(format!(
                         "message {id:?} of type {:?} has no text",
                         m["type"].as_str().unwrap_or_default()
@@ -498,6 +569,7 @@ fn whatsapp_payload(p: &Json) -> (Vec<std::result::Result<Inbound, String>>, Vec
                         message_id: id.to_string(),
                         ..Default::default()
                     },
+                    voice,
                 }));
             }
             for s in v["statuses"].as_array().unwrap_or(&empty) {
@@ -589,6 +661,7 @@ fn telegram_update(u: &Json) -> Vec<std::result::Result<Inbound, String>> {
                 .unwrap_or_default(),
             ..Default::default()
         },
+        voice: None,
     })]
 }
 

@@ -132,7 +132,10 @@ impl Runs {
         let delivery = if req.deliver {
             use super::delivery::no_route_cause;
             let session = self.store.read(|r| r.session(&session_key))?;
-            let d = self.resolve_delivery(&req, session.as_ref());
+            let mut d = self.resolve_delivery(&req, session.as_ref());
+            if let Some(m) = &req.inbound {
+                d.inbound_message_id = m.message_id.clone();
+            }
             if d.status == DeliveryStatus::NoRoute as i32 && !req.best_effort_deliver {
                 return Err(Error::NoDeliveryRoute {
                     cause: no_route_cause(&d.reason),

@@ -206,9 +206,13 @@ impl Runs {
             self.scheduler.release_heartbeat(&run.session_key);
         }
         let executing = self.scheduler.executing();
+        let typing = self.typing(&run);
         let outcome = self
             .call_model(&run, turn, system_events, history, &token)
             .await;
+        if let Some(t) = typing {
+            t.abort();
+        }
         // Deliver before the terminal write, so a finished run always carries its outcome.
         let delivery = match &outcome {
             Outcome::Succeeded(reply) => Some(self.send_reply(&run, reply).await?),
@@ -216,6 +220,23 @@ impl Runs {
         };
         drop(executing);
         self.finish(run, outcome, delivery).await
+    }
+
+    /// The typing indicator of a run answering an inbound channel message, while the
+    /// model works.
+    fn typing(&self, run: &Run) -> Option<tokio::task::JoinHandle<()>> {
+        let d = run.delivery.as_ref()?;
+        if run.origin != RunOrigin::Channel as i32 || d.status != DeliveryStatus::Pending as i32 {
+            return None;
+        }
+        self.channels.typing(crate::channels::Outbound {
+            channel: d.channel.clone(),
+            to: d.to.clone(),
+            account_id: d.account_id.clone(),
+            thread_id: d.thread_id.clone(),
+            reply_to: d.inbound_message_id.clone(),
+            ..Default::default()
+        })
     }
 
     /// Sends a reply along the run's route. A reply that will be sent is first stored with

@@ -394,9 +394,13 @@ type Delivery struct {
 	// CHANNEL_NOT_CONFIGURED, CHANNEL_RATE_LIMITED, CHANNEL_REJECTED, EMPTY_REPLY.
 	Reason string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Send attempts made (retries after 429 / 5xx included).
-	Attempts      uint32 `protobuf:"varint,11,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Attempts uint32 `protobuf:"varint,11,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// The inbound channel message this run answers (the provider's id: wamid, Telegram
+	// message id, Discord message id), when the run came from a channel. The typing
+	// indicator and WhatsApp's read mark name it.
+	InboundMessageId string `protobuf:"bytes,12,opt,name=inbound_message_id,json=inboundMessageId,proto3" json:"inbound_message_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
@@ -504,6 +508,13 @@ func (x *Delivery) GetAttempts() uint32 {
 		return x.Attempts
 	}
 	return 0
+}
+
+func (x *Delivery) GetInboundMessageId() string {
+	if x != nil {
+		return x.InboundMessageId
+	}
+	return ""
 }
 
 // A run: one model turn on one session. Resource name `runs/{run_id}`.
@@ -726,7 +737,7 @@ const file_clawplane_v1_run_proto_rawDesc = "" +
 	"\ftotal_tokens\x18\x03 \x01(\x04R\vtotalTokens\"<\n" +
 	"\bRunError\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xcc\x02\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xfa\x02\n" +
 	"\bDelivery\x124\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1c.clawplane.v1.DeliveryStatusR\x06status\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12\x0e\n" +
@@ -742,7 +753,8 @@ const file_clawplane_v1_run_proto_rawDesc = "" +
 	"\areceipt\x18\t \x01(\tR\areceipt\x12\x16\n" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x12\x1a\n" +
-	"\battempts\x18\v \x01(\rR\battempts\"\xde\x05\n" +
+	"\battempts\x18\v \x01(\rR\battempts\x12,\n" +
+	"\x12inbound_message_id\x18\f \x01(\tR\x10inboundMessageId\"\xde\x05\n" +
 	"\x03Run\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1f\n" +

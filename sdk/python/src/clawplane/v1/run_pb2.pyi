@@ -86,7 +86,7 @@ class RunError(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Delivery(_message.Message):
-    __slots__ = ("status", "channel", "to", "message_id", "detail", "account_id", "thread_id", "message_ids", "receipt", "reason", "attempts")
+    __slots__ = ("status", "channel", "to", "message_id", "detail", "account_id", "thread_id", "message_ids", "receipt", "reason", "attempts", "inbound_message_id")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     TO_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class Delivery(_message.Message):
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    INBOUND_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     status: DeliveryStatus
     channel: str
     to: str
@@ -109,7 +110,8 @@ class Delivery(_message.Message):
     receipt: str
     reason: str
     attempts: int
-    def __init__(self, status: _Optional[_Union[DeliveryStatus, str]] = ..., channel: _Optional[str] = ..., to: _Optional[str] = ..., message_id: _Optional[str] = ..., detail: _Optional[str] = ..., account_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., receipt: _Optional[str] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+    inbound_message_id: str
+    def __init__(self, status: _Optional[_Union[DeliveryStatus, str]] = ..., channel: _Optional[str] = ..., to: _Optional[str] = ..., message_id: _Optional[str] = ..., detail: _Optional[str] = ..., account_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., receipt: _Optional[str] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., inbound_message_id: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("name", "run_id", "session_key", "agent_id", "state", "origin", "message", "reply_text", "error", "usage", "model", "delivery", "timeout_seconds", "idempotency_key", "attempt", "create_time", "start_time", "end_time", "thinking")
