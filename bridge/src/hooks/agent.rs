@@ -14,7 +14,7 @@ use crate::{
 };
 use axum::{http::StatusCode, response::Response};
 use clawplane_proto::keys::normalize_agent_id;
-use clawplane_proto::v1::{AgentServiceRunRequest, AgentServiceWaitRequest};
+use clawplane_proto::v1::{AgentServiceRunRequest, AgentServiceWaitRequest, SummaryWake};
 use serde_json::{Map, Value as Json, json};
 use std::time::{Duration, Instant};
 
@@ -107,13 +107,18 @@ impl Hooks {
         let message = str_field(&p, "message").ok_or_else(|| bad("message required"))?;
         let name = str_field(&p, "name").unwrap_or("Hook");
         let agent = agent_field(&p)?;
-        match p.get("wakeMode") {
-            None => {}
-            Some(Json::String(m)) if m == "now" || m == "next-heartbeat" => {}
-            Some(other) => warnings.push(format!(
-                "wakeMode {other} is not now or next-heartbeat; using now"
-            )),
-        }
+        // The run's summary goes to the main session when it ends; `now` runs a heartbeat.
+        let now = match p.get("wakeMode") {
+            None => true,
+            Some(Json::String(m)) if m == "now" => true,
+            Some(Json::String(m)) if m == "next-heartbeat" => false,
+            Some(other) => {
+                warnings.push(format!(
+                    "wakeMode {other} is not now or next-heartbeat; using now"
+                ));
+                true
+            }
+        };
         let session_key = str_field(&p, "sessionKey");
         let mode = match p.get("sessionMode") {
             None => SessionMode::Isolated,
@@ -169,6 +174,14 @@ impl Hooks {
             thinking: thinking.to_string(),
             timeout_seconds,
             label: name.to_string(),
+            summary_wake: Some(SummaryWake {
+                name: if name == "Hook" {
+                    name.to_string()
+                } else {
+                    format!("Hook {name}")
+                },
+                now,
+            }),
             ..Default::default()
         };
         let (mut body, run_warnings) = self.run(&r.caller, run).await?;

@@ -56,6 +56,11 @@ impl From<AgentServiceRunRequest> for NewRun {
             model: r.model,
             thinking: r.thinking,
             timeout_seconds: r.timeout_seconds,
+            session_id: r.session_id,
+            reply_channel: r.reply_channel,
+            reply_to: r.reply_to,
+            reply_account_id: r.reply_account_id,
+            summary_wake: r.summary_wake,
             ..Default::default()
         }
     }

@@ -75,7 +75,7 @@ fn ack(acks: &Acks, run_id: &str, surface: Surface) {
 #[derive(Clone, Debug)]
 enum Send {
     Chat(ChatServiceSendRequest),
-    Agent(AgentServiceRunRequest),
+    Agent(Box<AgentServiceRunRequest>),
     Hooks { key: String, message: String },
 }
 
@@ -104,7 +104,7 @@ async fn resend(gw: &Gateway, s: &Send) -> (String, Option<bool>) {
             let resp = gw
                 .agent()
                 .await
-                .run(r.clone())
+                .run((**r).clone())
                 .await
                 .unwrap_or_else(|e| panic!("AgentService/Run {r:?} after the restart: {e:?}"))
                 .into_inner();
@@ -248,7 +248,7 @@ async fn start_load(
             let key = req.idempotency_key.clone();
             p.lock()
                 .unwrap()
-                .insert(key.clone(), Send::Agent(req.clone()));
+                .insert(key.clone(), Send::Agent(Box::new(req.clone())));
             match agent.run(req).await {
                 Ok(r) => {
                     ack(&a, &r.into_inner().run_id, Surface::Agent);

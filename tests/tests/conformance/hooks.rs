@@ -1567,3 +1567,105 @@ async fn mapped_templated_session_keys_follow_the_policy() {
         "hook mapping sessionKey template rendered empty",
     );
 }
+
+/// `/hooks/agent`: when the isolated run ends its summary is queued on the main session as
+/// a system event — `wakeMode: now` (the default) runs the heartbeat at once, so the main
+/// session's transcript gets it; `next-heartbeat` leaves it for the schedule.
+#[tokio::test]
+async fn hooks_agent_posts_its_summary_to_the_main_session() {
+    use clawplane_proto::v1::{MessageRole, RunOrigin};
+    let gw = hooks_gateway("").await;
+    let v = expect_json(
+        &post(
+            &gw,
+            "/hooks/agent",
+            r#"{"message":"summarise the inbox","name":"Email"}"#,
+        )
+        .await,
+        200,
+    );
+    let run = gw.wait_run(v["runId"].as_str().unwrap_or_default()).await;
+    assert_ne!(run.session_key, "agent:main:main", "an isolated session");
+    // The heartbeat on the main session drains the summary into its transcript.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let beat = loop {
+        let runs = gw.list_runs("agent:main:main").await;
+        if let Some(b) = runs
+            .into_iter()
+            .find(|r| r.origin() == RunOrigin::Heartbeat)
+        {
+            break b;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no heartbeat on the main session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    gw.wait_run(&beat.run_id).await;
+    let history = gw.history("agent:main:main").await;
+    let system: Vec<&str> = history
+        .messages
+        .iter()
+        .filter(|m| m.role() == MessageRole::System)
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(
+        system,
+        [format!("Hook Email: {}", run.reply_text)],
+        "{history:#?}"
+    );
+
+    // A failing run posts its error; next-heartbeat starts no heartbeat turn.
+    let v = expect_json(
+        &post(
+            &gw,
+            "/hooks/agent",
+            r#"{"message":"/fail on purpose","wakeMode":"next-heartbeat"}"#,
+        )
+        .await,
+        200,
+    );
+    let failed = gw.wait_run(v["runId"].as_str().unwrap_or_default()).await;
+    assert!(failed.error.is_some(), "{failed:?}");
+    let beats = |runs: Vec<clawplane_proto::v1::Run>| {
+        runs.into_iter()
+            .filter(|r| r.origin() == RunOrigin::Heartbeat)
+            .count()
+    };
+    assert_eq!(
+        beats(gw.list_runs("agent:main:main").await),
+        1,
+        "next-heartbeat ran nothing"
+    );
+    // The next heartbeat (here a wake) gets the error summary.
+    let error = format!(
+        "Hook (error): {}",
+        failed
+            .error
+            .as_ref()
+            .map(|e| e.message.as_str())
+            .unwrap_or_default()
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let r = post(&gw, "/hooks/wake", r#"{"text":"marker","mode":"now"}"#).await;
+        assert_eq!(r.status, 200);
+        for b in gw.list_runs("agent:main:main").await {
+            gw.wait_run(&b.run_id).await;
+        }
+        let history = gw.history("agent:main:main").await;
+        if history
+            .messages
+            .iter()
+            .any(|m| m.role() == MessageRole::System && m.text == error)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {error:?}: {history:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

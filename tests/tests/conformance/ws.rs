@@ -65,6 +65,9 @@ async fn challenge_then_hello_ok_with_the_full_shape() {
         "wake",
         "send",
         "channels.status",
+        "channels.pairing.list",
+        "channels.pairing.approve",
+        "channels.pairing.dismiss",
         "device.pair.list",
         "device.pair.approve",
         "device.pair.reject",
@@ -1594,4 +1597,84 @@ async fn device_pair_reject_remove_and_token_rotate_over_ws() {
         .await;
     assert_eq!(r["ok"], false, "{r}");
     assert_eq!(r["error"]["code"], "INVALID_REQUEST");
+}
+
+/// One `agent` call: its acceptance and its final payloads.
+async fn agent_turn(ws: &mut Ws, params: Json) -> (Json, Json) {
+    let id = ws.req("agent", params).await;
+    let accepted = ws.res(&id).await;
+    assert_eq!(accepted["ok"], true, "{accepted}");
+    let done = ws.res(&id).await;
+    assert_eq!(done["ok"], true, "{done}");
+    (accepted["payload"].clone(), done["payload"].clone())
+}
+
+/// `agent` with `sessionId` continues that transcript generation (else an explicit session),
+/// and `replyChannel` / `replyTo` / `replyAccountId` take the reply elsewhere than the
+/// routing `channel` / `to` (`openclaw agent --reply-*`).
+#[tokio::test]
+async fn agent_honours_session_id_and_a_separate_reply_route() {
+    use crate::fakes::telegram::FakeTelegram;
+    let tg = FakeTelegram::start("123:tg").await;
+    let gw = Gateway::start_with(&format!(
+        "{{ channels: {{ telegram: {{ botToken: '123:tg', baseUrl: '{}' }} }} }}",
+        tg.base_url
+    ))
+    .await;
+    let (mut ws, _) = operator(&gw).await;
+    // Routing by discord user:7, reply to a Telegram chat.
+    let (accepted, done) = agent_turn(
+        &mut ws,
+        json!({"message": "routed one way, answered another", "idempotencyKey": "reply-route-1",
+               "channel": "discord", "to": "user:7", "replyChannel": "telegram", "replyTo": "42",
+               "deliver": true}),
+    )
+    .await;
+    assert_eq!(
+        accepted["sessionKey"], "agent:main:discord:direct:7",
+        "{accepted}"
+    );
+    assert_eq!(done["status"], "ok", "{done}");
+    let sent = tg.messages();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].body["chat_id"], 42);
+    let r = gw.list_runs("agent:main:discord:direct:7").await;
+    let d = r[0].delivery.clone().expect("delivery");
+    assert_eq!((d.channel.as_str(), d.to.as_str()), ("telegram", "42"));
+
+    // sessionId: the session whose transcript generation it is.
+    let session = gw.get_session("agent:main:discord:direct:7").await;
+    let (accepted, _) = agent_turn(
+        &mut ws,
+        json!({"message": "same conversation", "idempotencyKey": "by-session-id-1", "sessionId": session.session_id}),
+    )
+    .await;
+    assert_eq!(
+        accepted["sessionKey"], "agent:main:discord:direct:7",
+        "{accepted}"
+    );
+    // An unknown one starts an explicit session, the same one each time.
+    let (a1, _) = agent_turn(
+        &mut ws,
+        json!({"message": "fresh", "idempotencyKey": "explicit-1", "sessionId": "Nightly-Report"}),
+    )
+    .await;
+    let (a2, _) = agent_turn(
+        &mut ws,
+        json!({"message": "again", "idempotencyKey": "explicit-2", "sessionId": "Nightly-Report"}),
+    )
+    .await;
+    assert_eq!(
+        a1["sessionKey"], "agent:main:explicit:nightly-report",
+        "{a1}"
+    );
+    assert_eq!(a2["sessionKey"], a1["sessionKey"]);
+    let bad = ws
+        .call(
+            "agent",
+            json!({"message": "x", "idempotencyKey": "bad-sid", "sessionId": "no spaces allowed"}),
+        )
+        .await;
+    assert_eq!(bad["ok"], false, "{bad}");
+    assert_eq!(bad["error"]["code"], "INVALID_REQUEST", "{bad}");
 }

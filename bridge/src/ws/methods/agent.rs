@@ -147,6 +147,11 @@ pub(super) async fn agent(ctx: &Ctx, id: &str, p: Params<'_>) {
             extra_system_prompt: p.opt_str("extraSystemPrompt")?,
             label: p.opt_str("label")?,
             best_effort_deliver: p.opt_bool("bestEffortDeliver")?,
+            session_id: p.opt_str("sessionId")?,
+            reply_channel: p.opt_str("replyChannel")?,
+            reply_to: p.opt_str("replyTo")?,
+            reply_account_id: p.opt_str("replyAccountId")?,
+            summary_wake: None,
         })
     })();
     let req = match req {

@@ -20,6 +20,28 @@ use std::sync::{Arc, atomic::Ordering};
 const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Runs {
+    /// The session whose current transcript generation is `id` (OpenClaw `sessionId`),
+    /// else the new session `agent:<agent>:explicit:<id>`.
+    fn session_of_id(&self, agent: &str, id: &str) -> Result<String> {
+        let valid = (1..=128).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if !valid {
+            return Err(Error::field(
+                "sessionId",
+                "must be 1..128 characters of [A-Za-z0-9._:-]",
+            ));
+        }
+        let found = self.store.read(|r| {
+            Ok(r.sessions()?
+                .into_iter()
+                .find(|s| s.session_id == id)
+                .map(|s| s.session_key))
+        })?;
+        Ok(found.unwrap_or_else(|| format!("agent:{agent}:explicit:{}", id.to_ascii_lowercase())))
+    }
+
     /// Validates, resolves the session, writes the run durably, queues it, and answers.
     pub async fn accept(self: &Arc<Self>, mut req: NewRun) -> Result<Accepted> {
         if self.draining.load(Ordering::Acquire) {
@@ -100,6 +122,8 @@ impl Runs {
         let agent = self.agent(&req.agent_id);
         let session_key = if !req.session_key.trim().is_empty() {
             self.session_key(&req.session_key, &agent)
+        } else if !req.session_id.trim().is_empty() {
+            self.session_of_id(&agent, req.session_id.trim())?
         } else if !req.to.trim().is_empty()
             && !req.channel.trim().is_empty()
             && req.channel != "last"
@@ -132,7 +156,7 @@ impl Runs {
         let delivery = if req.deliver {
             use super::delivery::no_route_cause;
             let session = self.store.read(|r| r.session(&session_key))?;
-            let mut d = self.resolve_delivery(&req, session.as_ref());
+            let mut d = self.resolve_delivery(&req.reply_route(), session.as_ref());
             if let Some(m) = &req.inbound {
                 d.inbound_message_id = m.message_id.clone();
             }
@@ -173,6 +197,7 @@ impl Runs {
             attempt: 1,
             create_time: Some(now_ts()),
             thinking: req.thinking.clone(),
+            summary_wake: req.summary_wake.clone(),
             ..Default::default()
         };
         let require_existing = req.require_existing_session;

@@ -10,7 +10,7 @@ use crate::{
 use clawplane_proto::now_ts;
 use clawplane_proto::v1::{
     Delivery, DeliveryStatus, Event, EventKind, Message, MessageRole, ModelDelta, Run, RunError,
-    RunOrigin, RunState, SessionChangeType, event::Payload,
+    RunOrigin, RunState, SessionChangeType, SummaryWake, WakeMode, event::Payload,
 };
 use std::{sync::Arc, time::Duration};
 use tokio::sync::mpsc;
@@ -219,7 +219,46 @@ impl Runs {
             _ => None,
         };
         drop(executing);
-        self.finish(run, outcome, delivery).await
+        let summary = summary_of(&outcome, delivery.as_ref());
+        let wake = run.summary_wake.clone();
+        let (agent, session) = (run.agent_id.clone(), run.session_key.clone());
+        self.finish(run, outcome, delivery).await?;
+        if let Some(w) = wake {
+            self.post_summary(&w, &agent, &session, summary).await;
+        }
+        Ok(())
+    }
+
+    /// Queues a finished run's summary on its agent's main session (and with `now` runs a
+    /// heartbeat there), as OpenClaw does after a `/hooks/agent` run.
+    async fn post_summary(
+        self: &Arc<Self>,
+        w: &SummaryWake,
+        agent: &str,
+        session: &str,
+        summary: Result<String, String>,
+    ) {
+        let main = clawplane_proto::keys::main_session(agent, &self.session.main_key);
+        if session == main {
+            return; // the run was in the main session: its transcript already has it
+        }
+        let name = if w.name.trim().is_empty() {
+            "Hook"
+        } else {
+            w.name.trim()
+        };
+        let text = match summary {
+            Ok(reply) => format!("{name}: {reply}"),
+            Err(why) => format!("{name} (error): {why}"),
+        };
+        let mode = if w.now {
+            WakeMode::Now
+        } else {
+            WakeMode::NextHeartbeat
+        };
+        if let Err(e) = self.wake(&text, mode, &main, agent, false).await {
+            tracing::warn!(session = %main, "the run's summary could not be queued: {e}");
+        }
     }
 
     /// The typing indicator of a run answering an inbound channel message, while the
@@ -531,4 +570,30 @@ pub(super) enum Outcome {
     Failed(&'static str, String),
     TimedOut(u32),
     Cancelled,
+}
+
+/// What a finished run says in one line: its reply, or why it has none.
+fn summary_of(outcome: &Outcome, delivery: Option<&Delivery>) -> Result<String, String> {
+    const MAX: usize = 2000;
+    let cut = |t: &str| match t.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &t[..i]),
+        None => t.to_string(),
+    };
+    match outcome {
+        Outcome::Succeeded(_)
+            if delivery.is_some_and(|d| d.status == DeliveryStatus::Failed as i32) =>
+        {
+            Err(format!(
+                "the reply could not be delivered: {}",
+                delivery.map(|d| d.detail.as_str()).unwrap_or_default()
+            ))
+        }
+        Outcome::Succeeded(reply) if reply.text.trim().is_empty() => {
+            Ok("completed (no reply)".into())
+        }
+        Outcome::Succeeded(reply) => Ok(cut(reply.text.trim())),
+        Outcome::Failed(_, message) => Err(cut(message)),
+        Outcome::TimedOut(secs) => Err(format!("timed out after {secs} s")),
+        Outcome::Cancelled => Err("cancelled".into()),
+    }
 }

@@ -169,6 +169,38 @@ pub struct NewRun {
     pub inbound: Option<clawplane_proto::v1::ChannelEvent>,
     /// Asked for with the hooks token: `hooks.*` decides the agent and the session key.
     pub via_hooks: bool,
+    /// The transcript generation to continue (OpenClaw `sessionId`), when no key is given.
+    pub session_id: String,
+    /// A delivery route apart from the session's routing (`--reply-channel`, `--reply-to`,
+    /// `--reply-account`); each empty one falls back to `channel` / `to` / `account_id`.
+    pub reply_channel: String,
+    pub reply_to: String,
+    pub reply_account_id: String,
+    /// Once the run ends, its summary goes to the agent's main session.
+    pub summary_wake: Option<clawplane_proto::v1::SummaryWake>,
+}
+
+impl NewRun {
+    /// The request as delivery sees it: the reply route where one is given.
+    pub(crate) fn reply_route(&self) -> std::borrow::Cow<'_, NewRun> {
+        if self.reply_channel.is_empty()
+            && self.reply_to.is_empty()
+            && self.reply_account_id.is_empty()
+        {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut r = self.clone();
+        if !self.reply_channel.trim().is_empty() {
+            r.channel = self.reply_channel.clone();
+        }
+        if !self.reply_to.trim().is_empty() {
+            r.to = self.reply_to.clone();
+        }
+        if !self.reply_account_id.trim().is_empty() {
+            r.account_id = self.reply_account_id.clone();
+        }
+        std::borrow::Cow::Owned(r)
+    }
 }
 
 /// The answer to an accepted run.

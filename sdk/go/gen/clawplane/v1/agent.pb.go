@@ -59,8 +59,24 @@ type AgentServiceRunRequest struct {
 	// in the transcript and `delivery` says why). Without it such a request is refused with
 	// FAILED_PRECONDITION, reason NO_DELIVERY_ROUTE.
 	BestEffortDeliver bool `protobuf:"varint,15,opt,name=best_effort_deliver,json=bestEffortDeliver,proto3" json:"best_effort_deliver,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Continue the transcript generation with this id (OpenClaw's `sessionId`, `openclaw agent
+	// --session-id`): the session whose current `sessionId` it is, else a new session
+	// `agent:<agentId>:explicit:<sessionId>`. 1..128 characters of `[A-Za-z0-9._:-]`; ignored
+	// when `sessionKey` is given.
+	SessionId string `protobuf:"bytes,16,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Deliver the reply here instead of along `channel` / `to` / `accountId`, which then only
+	// choose the session (`openclaw agent --reply-channel/--reply-to/--reply-account`). Each
+	// falls back to its routing counterpart when empty.
+	ReplyChannel string `protobuf:"bytes,17,opt,name=reply_channel,json=replyChannel,proto3" json:"reply_channel,omitempty"`
+	// See `reply_channel`.
+	ReplyTo string `protobuf:"bytes,18,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	// See `reply_channel`.
+	ReplyAccountId string `protobuf:"bytes,19,opt,name=reply_account_id,json=replyAccountId,proto3" json:"reply_account_id,omitempty"`
+	// Queue the run's summary on the agent's main session when it ends (and with `now` run
+	// a heartbeat): OpenClaw `/hooks/agent` `wakeMode`.
+	SummaryWake   *SummaryWake `protobuf:"bytes,20,opt,name=summary_wake,json=summaryWake,proto3" json:"summary_wake,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentServiceRunRequest) Reset() {
@@ -196,6 +212,41 @@ func (x *AgentServiceRunRequest) GetBestEffortDeliver() bool {
 		return x.BestEffortDeliver
 	}
 	return false
+}
+
+func (x *AgentServiceRunRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *AgentServiceRunRequest) GetReplyChannel() string {
+	if x != nil {
+		return x.ReplyChannel
+	}
+	return ""
+}
+
+func (x *AgentServiceRunRequest) GetReplyTo() string {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return ""
+}
+
+func (x *AgentServiceRunRequest) GetReplyAccountId() string {
+	if x != nil {
+		return x.ReplyAccountId
+	}
+	return ""
+}
+
+func (x *AgentServiceRunRequest) GetSummaryWake() *SummaryWake {
+	if x != nil {
+		return x.SummaryWake
+	}
+	return nil
 }
 
 // Response of `AgentService/Run`.
@@ -755,7 +806,7 @@ var File_clawplane_v1_agent_proto protoreflect.FileDescriptor
 
 const file_clawplane_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x18clawplane/v1/agent.proto\x12\fclawplane.v1\x1a\x16clawplane/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x03\n" +
+	"\x18clawplane/v1/agent.proto\x12\fclawplane.v1\x1a\x16clawplane/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x05\n" +
 	"\x16AgentServiceRunRequest\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x19\n" +
@@ -774,7 +825,13 @@ const file_clawplane_v1_agent_proto_rawDesc = "" +
 	"\x0ftimeout_seconds\x18\f \x01(\rR\x0etimeoutSeconds\x12.\n" +
 	"\x13extra_system_prompt\x18\r \x01(\tR\x11extraSystemPrompt\x12\x14\n" +
 	"\x05label\x18\x0e \x01(\tR\x05label\x12.\n" +
-	"\x13best_effort_deliver\x18\x0f \x01(\bR\x11bestEffortDeliver\"\xa9\x02\n" +
+	"\x13best_effort_deliver\x18\x0f \x01(\bR\x11bestEffortDeliver\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x10 \x01(\tR\tsessionId\x12#\n" +
+	"\rreply_channel\x18\x11 \x01(\tR\freplyChannel\x12\x19\n" +
+	"\breply_to\x18\x12 \x01(\tR\areplyTo\x12(\n" +
+	"\x10reply_account_id\x18\x13 \x01(\tR\x0ereplyAccountId\x12<\n" +
+	"\fsummary_wake\x18\x14 \x01(\v2\x19.clawplane.v1.SummaryWakeR\vsummaryWake\"\xa9\x02\n" +
 	"\x17AgentServiceRunResponse\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1f\n" +
 	"\vsession_key\x18\x02 \x01(\tR\n" +
@@ -846,35 +903,37 @@ var file_clawplane_v1_agent_proto_goTypes = []any{
 	(*ListRunsResponse)(nil),         // 7: clawplane.v1.ListRunsResponse
 	(*GetRunResponse)(nil),           // 8: clawplane.v1.GetRunResponse
 	(*CancelRunResponse)(nil),        // 9: clawplane.v1.CancelRunResponse
-	(RunState)(0),                    // 10: clawplane.v1.RunState
-	(*timestamppb.Timestamp)(nil),    // 11: google.protobuf.Timestamp
-	(*Delivery)(nil),                 // 12: clawplane.v1.Delivery
-	(*Run)(nil),                      // 13: clawplane.v1.Run
+	(*SummaryWake)(nil),              // 10: clawplane.v1.SummaryWake
+	(RunState)(0),                    // 11: clawplane.v1.RunState
+	(*timestamppb.Timestamp)(nil),    // 12: google.protobuf.Timestamp
+	(*Delivery)(nil),                 // 13: clawplane.v1.Delivery
+	(*Run)(nil),                      // 14: clawplane.v1.Run
 }
 var file_clawplane_v1_agent_proto_depIdxs = []int32{
-	10, // 0: clawplane.v1.AgentServiceRunResponse.state:type_name -> clawplane.v1.RunState
-	11, // 1: clawplane.v1.AgentServiceRunResponse.accept_time:type_name -> google.protobuf.Timestamp
-	12, // 2: clawplane.v1.AgentServiceRunResponse.delivery:type_name -> clawplane.v1.Delivery
-	13, // 3: clawplane.v1.AgentServiceWaitResponse.run:type_name -> clawplane.v1.Run
-	10, // 4: clawplane.v1.ListRunsRequest.states:type_name -> clawplane.v1.RunState
-	13, // 5: clawplane.v1.ListRunsResponse.runs:type_name -> clawplane.v1.Run
-	13, // 6: clawplane.v1.GetRunResponse.run:type_name -> clawplane.v1.Run
-	13, // 7: clawplane.v1.CancelRunResponse.run:type_name -> clawplane.v1.Run
-	0,  // 8: clawplane.v1.AgentService.Run:input_type -> clawplane.v1.AgentServiceRunRequest
-	2,  // 9: clawplane.v1.AgentService.Wait:input_type -> clawplane.v1.AgentServiceWaitRequest
-	4,  // 10: clawplane.v1.AgentService.GetRun:input_type -> clawplane.v1.GetRunRequest
-	5,  // 11: clawplane.v1.AgentService.CancelRun:input_type -> clawplane.v1.CancelRunRequest
-	6,  // 12: clawplane.v1.AgentService.ListRuns:input_type -> clawplane.v1.ListRunsRequest
-	1,  // 13: clawplane.v1.AgentService.Run:output_type -> clawplane.v1.AgentServiceRunResponse
-	3,  // 14: clawplane.v1.AgentService.Wait:output_type -> clawplane.v1.AgentServiceWaitResponse
-	8,  // 15: clawplane.v1.AgentService.GetRun:output_type -> clawplane.v1.GetRunResponse
-	9,  // 16: clawplane.v1.AgentService.CancelRun:output_type -> clawplane.v1.CancelRunResponse
-	7,  // 17: clawplane.v1.AgentService.ListRuns:output_type -> clawplane.v1.ListRunsResponse
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	10, // 0: clawplane.v1.AgentServiceRunRequest.summary_wake:type_name -> clawplane.v1.SummaryWake
+	11, // 1: clawplane.v1.AgentServiceRunResponse.state:type_name -> clawplane.v1.RunState
+	12, // 2: clawplane.v1.AgentServiceRunResponse.accept_time:type_name -> google.protobuf.Timestamp
+	13, // 3: clawplane.v1.AgentServiceRunResponse.delivery:type_name -> clawplane.v1.Delivery
+	14, // 4: clawplane.v1.AgentServiceWaitResponse.run:type_name -> clawplane.v1.Run
+	11, // 5: clawplane.v1.ListRunsRequest.states:type_name -> clawplane.v1.RunState
+	14, // 6: clawplane.v1.ListRunsResponse.runs:type_name -> clawplane.v1.Run
+	14, // 7: clawplane.v1.GetRunResponse.run:type_name -> clawplane.v1.Run
+	14, // 8: clawplane.v1.CancelRunResponse.run:type_name -> clawplane.v1.Run
+	0,  // 9: clawplane.v1.AgentService.Run:input_type -> clawplane.v1.AgentServiceRunRequest
+	2,  // 10: clawplane.v1.AgentService.Wait:input_type -> clawplane.v1.AgentServiceWaitRequest
+	4,  // 11: clawplane.v1.AgentService.GetRun:input_type -> clawplane.v1.GetRunRequest
+	5,  // 12: clawplane.v1.AgentService.CancelRun:input_type -> clawplane.v1.CancelRunRequest
+	6,  // 13: clawplane.v1.AgentService.ListRuns:input_type -> clawplane.v1.ListRunsRequest
+	1,  // 14: clawplane.v1.AgentService.Run:output_type -> clawplane.v1.AgentServiceRunResponse
+	3,  // 15: clawplane.v1.AgentService.Wait:output_type -> clawplane.v1.AgentServiceWaitResponse
+	8,  // 16: clawplane.v1.AgentService.GetRun:output_type -> clawplane.v1.GetRunResponse
+	9,  // 17: clawplane.v1.AgentService.CancelRun:output_type -> clawplane.v1.CancelRunResponse
+	7,  // 18: clawplane.v1.AgentService.ListRuns:output_type -> clawplane.v1.ListRunsResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_clawplane_v1_agent_proto_init() }

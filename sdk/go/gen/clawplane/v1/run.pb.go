@@ -558,7 +558,10 @@ type Run struct {
 	// When the run reached a terminal state.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Thinking level requested for the turn ("off", "low", "medium", "high"), if any.
-	Thinking      string `protobuf:"bytes,19,opt,name=thinking,proto3" json:"thinking,omitempty"`
+	Thinking string `protobuf:"bytes,19,opt,name=thinking,proto3" json:"thinking,omitempty"`
+	// When set: once the run ends, its summary (the reply, or the error) is queued on the
+	// agent's main session as a system event (OpenClaw `/hooks/agent` `wakeMode`).
+	SummaryWake   *SummaryWake `protobuf:"bytes,20,opt,name=summary_wake,json=summaryWake,proto3" json:"summary_wake,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -726,6 +729,70 @@ func (x *Run) GetThinking() string {
 	return ""
 }
 
+func (x *Run) GetSummaryWake() *SummaryWake {
+	if x != nil {
+		return x.SummaryWake
+	}
+	return nil
+}
+
+// Where a run's summary goes when it ends: the agent's main session, as the system event
+// `<name>: <reply>` (or `<name> (error): <message>`).
+type SummaryWake struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Who the summary is from, e.g. `Hook` or the hook's `name`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Run a heartbeat turn on the main session now (`wakeMode: now`); else the summary
+	// waits for the next scheduled heartbeat (`next-heartbeat`).
+	Now           bool `protobuf:"varint,2,opt,name=now,proto3" json:"now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SummaryWake) Reset() {
+	*x = SummaryWake{}
+	mi := &file_clawplane_v1_run_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SummaryWake) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SummaryWake) ProtoMessage() {}
+
+func (x *SummaryWake) ProtoReflect() protoreflect.Message {
+	mi := &file_clawplane_v1_run_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SummaryWake.ProtoReflect.Descriptor instead.
+func (*SummaryWake) Descriptor() ([]byte, []int) {
+	return file_clawplane_v1_run_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SummaryWake) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SummaryWake) GetNow() bool {
+	if x != nil {
+		return x.Now
+	}
+	return false
+}
+
 var File_clawplane_v1_run_proto protoreflect.FileDescriptor
 
 const file_clawplane_v1_run_proto_rawDesc = "" +
@@ -754,7 +821,7 @@ const file_clawplane_v1_run_proto_rawDesc = "" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x12\x1a\n" +
 	"\battempts\x18\v \x01(\rR\battempts\x12,\n" +
-	"\x12inbound_message_id\x18\f \x01(\tR\x10inboundMessageId\"\xde\x05\n" +
+	"\x12inbound_message_id\x18\f \x01(\tR\x10inboundMessageId\"\x9c\x06\n" +
 	"\x03Run\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1f\n" +
@@ -779,7 +846,11 @@ const file_clawplane_v1_run_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1a\n" +
-	"\bthinking\x18\x13 \x01(\tR\bthinking*\xce\x01\n" +
+	"\bthinking\x18\x13 \x01(\tR\bthinking\x12<\n" +
+	"\fsummary_wake\x18\x14 \x01(\v2\x19.clawplane.v1.SummaryWakeR\vsummaryWake\"3\n" +
+	"\vSummaryWake\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03now\x18\x02 \x01(\bR\x03now*\xce\x01\n" +
 	"\bRunState\x12\x19\n" +
 	"\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10RUN_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -822,7 +893,7 @@ func file_clawplane_v1_run_proto_rawDescGZIP() []byte {
 }
 
 var file_clawplane_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_clawplane_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_clawplane_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_clawplane_v1_run_proto_goTypes = []any{
 	(RunState)(0),                 // 0: clawplane.v1.RunState
 	(RunOrigin)(0),                // 1: clawplane.v1.RunOrigin
@@ -831,23 +902,25 @@ var file_clawplane_v1_run_proto_goTypes = []any{
 	(*RunError)(nil),              // 4: clawplane.v1.RunError
 	(*Delivery)(nil),              // 5: clawplane.v1.Delivery
 	(*Run)(nil),                   // 6: clawplane.v1.Run
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*SummaryWake)(nil),           // 7: clawplane.v1.SummaryWake
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_clawplane_v1_run_proto_depIdxs = []int32{
-	2, // 0: clawplane.v1.Delivery.status:type_name -> clawplane.v1.DeliveryStatus
-	0, // 1: clawplane.v1.Run.state:type_name -> clawplane.v1.RunState
-	1, // 2: clawplane.v1.Run.origin:type_name -> clawplane.v1.RunOrigin
-	4, // 3: clawplane.v1.Run.error:type_name -> clawplane.v1.RunError
-	3, // 4: clawplane.v1.Run.usage:type_name -> clawplane.v1.Usage
-	5, // 5: clawplane.v1.Run.delivery:type_name -> clawplane.v1.Delivery
-	7, // 6: clawplane.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	7, // 7: clawplane.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	7, // 8: clawplane.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	2,  // 0: clawplane.v1.Delivery.status:type_name -> clawplane.v1.DeliveryStatus
+	0,  // 1: clawplane.v1.Run.state:type_name -> clawplane.v1.RunState
+	1,  // 2: clawplane.v1.Run.origin:type_name -> clawplane.v1.RunOrigin
+	4,  // 3: clawplane.v1.Run.error:type_name -> clawplane.v1.RunError
+	3,  // 4: clawplane.v1.Run.usage:type_name -> clawplane.v1.Usage
+	5,  // 5: clawplane.v1.Run.delivery:type_name -> clawplane.v1.Delivery
+	8,  // 6: clawplane.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 7: clawplane.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	8,  // 8: clawplane.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	7,  // 9: clawplane.v1.Run.summary_wake:type_name -> clawplane.v1.SummaryWake
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_clawplane_v1_run_proto_init() }
@@ -861,7 +934,7 @@ func file_clawplane_v1_run_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clawplane_v1_run_proto_rawDesc), len(file_clawplane_v1_run_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -26,7 +26,7 @@ from clawplane.v1 import run_pb2 as clawplane_dot_v1_dot_run__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63lawplane/v1/agent.proto\x12\x0c\x63lawplane.v1\x1a\x16\x63lawplane/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x02\n\x16\x41gentServiceRunRequest\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x13\n\x0bsession_key\x18\x04 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\t\x12\n\n\x02to\x18\x06 \x01(\t\x12\x12\n\naccount_id\x18\x07 \x01(\t\x12\x11\n\tthread_id\x18\x08 \x01(\t\x12\x0f\n\x07\x64\x65liver\x18\t \x01(\x08\x12\r\n\x05model\x18\n \x01(\t\x12\x10\n\x08thinking\x18\x0b \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x0c \x01(\r\x12\x1b\n\x13\x65xtra_system_prompt\x18\r \x01(\t\x12\r\n\x05label\x18\x0e \x01(\t\x12\x1b\n\x13\x62\x65st_effort_deliver\x18\x0f \x01(\x08\"\xe5\x01\n\x17\x41gentServiceRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bsession_key\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.clawplane.v1.RunState\x12\x11\n\tduplicate\x18\x05 \x01(\x08\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08\x64\x65livery\x18\x07 \x01(\x0b\x32\x16.clawplane.v1.Delivery\"V\n\x17\x41gentServiceWaitRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"H\n\x18\x41gentServiceWaitResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.clawplane.v1.Run\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"8\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x87\x01\n\x0fListRunsRequest\x12\x13\n\x0bsession_key\x18\x01 \x01(\t\x12&\n\x06states\x18\x02 \x03(\x0e\x32\x16.clawplane.v1.RunState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x05 \x01(\t\"L\n\x10ListRunsResponse\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.clawplane.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x0eGetRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.clawplane.v1.Run\"3\n\x11\x43\x61ncelRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.clawplane.v1.Run2\x97\x03\n\x0c\x41gentService\x12R\n\x03Run\x12$.clawplane.v1.AgentServiceRunRequest\x1a%.clawplane.v1.AgentServiceRunResponse\x12U\n\x04Wait\x12%.clawplane.v1.AgentServiceWaitRequest\x1a&.clawplane.v1.AgentServiceWaitResponse\x12\x43\n\x06GetRun\x12\x1b.clawplane.v1.GetRunRequest\x1a\x1c.clawplane.v1.GetRunResponse\x12L\n\tCancelRun\x12\x1e.clawplane.v1.CancelRunRequest\x1a\x1f.clawplane.v1.CancelRunResponse\x12I\n\x08ListRuns\x12\x1d.clawplane.v1.ListRunsRequest\x1a\x1e.clawplane.v1.ListRunsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63lawplane/v1/agent.proto\x12\x0c\x63lawplane.v1\x1a\x16\x63lawplane/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x03\n\x16\x41gentServiceRunRequest\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x13\n\x0bsession_key\x18\x04 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\t\x12\n\n\x02to\x18\x06 \x01(\t\x12\x12\n\naccount_id\x18\x07 \x01(\t\x12\x11\n\tthread_id\x18\x08 \x01(\t\x12\x0f\n\x07\x64\x65liver\x18\t \x01(\x08\x12\r\n\x05model\x18\n \x01(\t\x12\x10\n\x08thinking\x18\x0b \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x0c \x01(\r\x12\x1b\n\x13\x65xtra_system_prompt\x18\r \x01(\t\x12\r\n\x05label\x18\x0e \x01(\t\x12\x1b\n\x13\x62\x65st_effort_deliver\x18\x0f \x01(\x08\x12\x12\n\nsession_id\x18\x10 \x01(\t\x12\x15\n\rreply_channel\x18\x11 \x01(\t\x12\x10\n\x08reply_to\x18\x12 \x01(\t\x12\x18\n\x10reply_account_id\x18\x13 \x01(\t\x12/\n\x0csummary_wake\x18\x14 \x01(\x0b\x32\x19.clawplane.v1.SummaryWake\"\xe5\x01\n\x17\x41gentServiceRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bsession_key\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.clawplane.v1.RunState\x12\x11\n\tduplicate\x18\x05 \x01(\x08\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08\x64\x65livery\x18\x07 \x01(\x0b\x32\x16.clawplane.v1.Delivery\"V\n\x17\x41gentServiceWaitRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"H\n\x18\x41gentServiceWaitResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.clawplane.v1.Run\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"8\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x87\x01\n\x0fListRunsRequest\x12\x13\n\x0bsession_key\x18\x01 \x01(\t\x12&\n\x06states\x18\x02 \x03(\x0e\x32\x16.clawplane.v1.RunState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x05 \x01(\t\"L\n\x10ListRunsResponse\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.clawplane.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x0eGetRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.clawplane.v1.Run\"3\n\x11\x43\x61ncelRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.clawplane.v1.Run2\x97\x03\n\x0c\x41gentService\x12R\n\x03Run\x12$.clawplane.v1.AgentServiceRunRequest\x1a%.clawplane.v1.AgentServiceRunResponse\x12U\n\x04Wait\x12%.clawplane.v1.AgentServiceWaitRequest\x1a&.clawplane.v1.AgentServiceWaitResponse\x12\x43\n\x06GetRun\x12\x1b.clawplane.v1.GetRunRequest\x1a\x1c.clawplane.v1.GetRunResponse\x12L\n\tCancelRun\x12\x1e.clawplane.v1.CancelRunRequest\x1a\x1f.clawplane.v1.CancelRunResponse\x12I\n\x08ListRuns\x12\x1d.clawplane.v1.ListRunsRequest\x1a\x1e.clawplane.v1.ListRunsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,25 +34,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clawplane.v1.agent_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AGENTSERVICERUNREQUEST']._serialized_start=100
-  _globals['_AGENTSERVICERUNREQUEST']._serialized_end=421
-  _globals['_AGENTSERVICERUNRESPONSE']._serialized_start=424
-  _globals['_AGENTSERVICERUNRESPONSE']._serialized_end=653
-  _globals['_AGENTSERVICEWAITREQUEST']._serialized_start=655
-  _globals['_AGENTSERVICEWAITREQUEST']._serialized_end=741
-  _globals['_AGENTSERVICEWAITRESPONSE']._serialized_start=743
-  _globals['_AGENTSERVICEWAITRESPONSE']._serialized_end=815
-  _globals['_GETRUNREQUEST']._serialized_start=817
-  _globals['_GETRUNREQUEST']._serialized_end=873
-  _globals['_CANCELRUNREQUEST']._serialized_start=875
-  _globals['_CANCELRUNREQUEST']._serialized_end=909
-  _globals['_LISTRUNSREQUEST']._serialized_start=912
-  _globals['_LISTRUNSREQUEST']._serialized_end=1047
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1049
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1125
-  _globals['_GETRUNRESPONSE']._serialized_start=1127
-  _globals['_GETRUNRESPONSE']._serialized_end=1175
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1177
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1228
-  _globals['_AGENTSERVICE']._serialized_start=1231
-  _globals['_AGENTSERVICE']._serialized_end=1638
+  _globals['_AGENTSERVICERUNREQUEST']._serialized_end=557
+  _globals['_AGENTSERVICERUNRESPONSE']._serialized_start=560
+  _globals['_AGENTSERVICERUNRESPONSE']._serialized_end=789
+  _globals['_AGENTSERVICEWAITREQUEST']._serialized_start=791
+  _globals['_AGENTSERVICEWAITREQUEST']._serialized_end=877
+  _globals['_AGENTSERVICEWAITRESPONSE']._serialized_start=879
+  _globals['_AGENTSERVICEWAITRESPONSE']._serialized_end=951
+  _globals['_GETRUNREQUEST']._serialized_start=953
+  _globals['_GETRUNREQUEST']._serialized_end=1009
+  _globals['_CANCELRUNREQUEST']._serialized_start=1011
+  _globals['_CANCELRUNREQUEST']._serialized_end=1045
+  _globals['_LISTRUNSREQUEST']._serialized_start=1048
+  _globals['_LISTRUNSREQUEST']._serialized_end=1183
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1185
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1261
+  _globals['_GETRUNRESPONSE']._serialized_start=1263
+  _globals['_GETRUNRESPONSE']._serialized_end=1311
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1313
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1364
+  _globals['_AGENTSERVICE']._serialized_start=1367
+  _globals['_AGENTSERVICE']._serialized_end=1774
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AgentServiceRunRequest(_message.Message):
-    __slots__ = ("message", "idempotency_key", "agent_id", "session_key", "channel", "to", "account_id", "thread_id", "deliver", "model", "thinking", "timeout_seconds", "extra_system_prompt", "label", "best_effort_deliver")
+    __slots__ = ("message", "idempotency_key", "agent_id", "session_key", "channel", "to", "account_id", "thread_id", "deliver", "model", "thinking", "timeout_seconds", "extra_system_prompt", "label", "best_effort_deliver", "session_id", "reply_channel", "reply_to", "reply_account_id", "summary_wake")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,11 @@ class AgentServiceRunRequest(_message.Message):
     EXTRA_SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     BEST_EFFORT_DELIVER_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLY_CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    REPLY_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_WAKE_FIELD_NUMBER: _ClassVar[int]
     message: str
     idempotency_key: str
     agent_id: str
@@ -42,7 +47,12 @@ class AgentServiceRunRequest(_message.Message):
     extra_system_prompt: str
     label: str
     best_effort_deliver: bool
-    def __init__(self, message: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., agent_id: _Optional[str] = ..., session_key: _Optional[str] = ..., channel: _Optional[str] = ..., to: _Optional[str] = ..., account_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., deliver: bool = ..., model: _Optional[str] = ..., thinking: _Optional[str] = ..., timeout_seconds: _Optional[int] = ..., extra_system_prompt: _Optional[str] = ..., label: _Optional[str] = ..., best_effort_deliver: bool = ...) -> None: ...
+    session_id: str
+    reply_channel: str
+    reply_to: str
+    reply_account_id: str
+    summary_wake: _run_pb2.SummaryWake
+    def __init__(self, message: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., agent_id: _Optional[str] = ..., session_key: _Optional[str] = ..., channel: _Optional[str] = ..., to: _Optional[str] = ..., account_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., deliver: bool = ..., model: _Optional[str] = ..., thinking: _Optional[str] = ..., timeout_seconds: _Optional[int] = ..., extra_system_prompt: _Optional[str] = ..., label: _Optional[str] = ..., best_effort_deliver: bool = ..., session_id: _Optional[str] = ..., reply_channel: _Optional[str] = ..., reply_to: _Optional[str] = ..., reply_account_id: _Optional[str] = ..., summary_wake: _Optional[_Union[_run_pb2.SummaryWake, _Mapping]] = ...) -> None: ...
 
 class AgentServiceRunResponse(_message.Message):
     __slots__ = ("run_id", "session_key", "agent_id", "state", "duplicate", "accept_time", "delivery")

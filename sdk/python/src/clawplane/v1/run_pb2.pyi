@@ -114,7 +114,7 @@ class Delivery(_message.Message):
     def __init__(self, status: _Optional[_Union[DeliveryStatus, str]] = ..., channel: _Optional[str] = ..., to: _Optional[str] = ..., message_id: _Optional[str] = ..., detail: _Optional[str] = ..., account_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., receipt: _Optional[str] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., inbound_message_id: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("name", "run_id", "session_key", "agent_id", "state", "origin", "message", "reply_text", "error", "usage", "model", "delivery", "timeout_seconds", "idempotency_key", "attempt", "create_time", "start_time", "end_time", "thinking")
+    __slots__ = ("name", "run_id", "session_key", "agent_id", "state", "origin", "message", "reply_text", "error", "usage", "model", "delivery", "timeout_seconds", "idempotency_key", "attempt", "create_time", "start_time", "end_time", "thinking", "summary_wake")
     NAME_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +134,7 @@ class Run(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     THINKING_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_WAKE_FIELD_NUMBER: _ClassVar[int]
     name: str
     run_id: str
     session_key: str
@@ -153,4 +154,13 @@ class Run(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     thinking: str
-    def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ..., session_key: _Optional[str] = ..., agent_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., origin: _Optional[_Union[RunOrigin, str]] = ..., message: _Optional[str] = ..., reply_text: _Optional[str] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., model: _Optional[str] = ..., delivery: _Optional[_Union[Delivery, _Mapping]] = ..., timeout_seconds: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thinking: _Optional[str] = ...) -> None: ...
+    summary_wake: SummaryWake
+    def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ..., session_key: _Optional[str] = ..., agent_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., origin: _Optional[_Union[RunOrigin, str]] = ..., message: _Optional[str] = ..., reply_text: _Optional[str] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., model: _Optional[str] = ..., delivery: _Optional[_Union[Delivery, _Mapping]] = ..., timeout_seconds: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thinking: _Optional[str] = ..., summary_wake: _Optional[_Union[SummaryWake, _Mapping]] = ...) -> None: ...
+
+class SummaryWake(_message.Message):
+    __slots__ = ("name", "now")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    now: bool
+    def __init__(self, name: _Optional[str] = ..., now: bool = ...) -> None: ...

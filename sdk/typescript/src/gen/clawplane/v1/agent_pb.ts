@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Delivery, Run, RunState } from "./run_pb.js";
+import type { Delivery, Run, RunState, SummaryWake } from "./run_pb.js";
 import { file_clawplane_v1_run } from "./run_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file clawplane/v1/agent.proto.
  */
 export const file_clawplane_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChhjbGF3cGxhbmUvdjEvYWdlbnQucHJvdG8SDGNsYXdwbGFuZS52MSLBAgoWQWdlbnRTZXJ2aWNlUnVuUmVxdWVzdBIPCgdtZXNzYWdlGAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRITCgtzZXNzaW9uX2tleRgEIAEoCRIPCgdjaGFubmVsGAUgASgJEgoKAnRvGAYgASgJEhIKCmFjY291bnRfaWQYByABKAkSEQoJdGhyZWFkX2lkGAggASgJEg8KB2RlbGl2ZXIYCSABKAgSDQoFbW9kZWwYCiABKAkSEAoIdGhpbmtpbmcYCyABKAkSFwoPdGltZW91dF9zZWNvbmRzGAwgASgNEhsKE2V4dHJhX3N5c3RlbV9wcm9tcHQYDSABKAkSDQoFbGFiZWwYDiABKAkSGwoTYmVzdF9lZmZvcnRfZGVsaXZlchgPIAEoCCLlAQoXQWdlbnRTZXJ2aWNlUnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhMKC3Nlc3Npb25fa2V5GAIgASgJEhAKCGFnZW50X2lkGAMgASgJEiUKBXN0YXRlGAQgASgOMhYuY2xhd3BsYW5lLnYxLlJ1blN0YXRlEhEKCWR1cGxpY2F0ZRgFIAEoCBIvCgthY2NlcHRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoIZGVsaXZlcnkYByABKAsyFi5jbGF3cGxhbmUudjEuRGVsaXZlcnkiVgoXQWdlbnRTZXJ2aWNlV2FpdFJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhIKCnRpbWVvdXRfbXMYAiABKA0SFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJIkgKGEFnZW50U2VydmljZVdhaXRSZXNwb25zZRIeCgNydW4YASABKAsyES5jbGF3cGxhbmUudjEuUnVuEgwKBGRvbmUYAiABKAgiOAoNR2V0UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIocBCg9MaXN0UnVuc1JlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSJgoGc3RhdGVzGAIgAygOMhYuY2xhd3BsYW5lLnYxLlJ1blN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJEhAKCGFnZW50X2lkGAUgASgJIkwKEExpc3RSdW5zUmVzcG9uc2USHwoEcnVucxgBIAMoCzIRLmNsYXdwbGFuZS52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjAKDkdldFJ1blJlc3BvbnNlEh4KA3J1bhgBIAEoCzIRLmNsYXdwbGFuZS52MS5SdW4iMwoRQ2FuY2VsUnVuUmVzcG9uc2USHgoDcnVuGAEgASgLMhEuY2xhd3BsYW5lLnYxLlJ1bjKXAwoMQWdlbnRTZXJ2aWNlElIKA1J1bhIkLmNsYXdwbGFuZS52MS5BZ2VudFNlcnZpY2VSdW5SZXF1ZXN0GiUuY2xhd3BsYW5lLnYxLkFnZW50U2VydmljZVJ1blJlc3BvbnNlElUKBFdhaXQSJS5jbGF3cGxhbmUudjEuQWdlbnRTZXJ2aWNlV2FpdFJlcXVlc3QaJi5jbGF3cGxhbmUudjEuQWdlbnRTZXJ2aWNlV2FpdFJlc3BvbnNlEkMKBkdldFJ1bhIbLmNsYXdwbGFuZS52MS5HZXRSdW5SZXF1ZXN0GhwuY2xhd3BsYW5lLnYxLkdldFJ1blJlc3BvbnNlEkwKCUNhbmNlbFJ1bhIeLmNsYXdwbGFuZS52MS5DYW5jZWxSdW5SZXF1ZXN0Gh8uY2xhd3BsYW5lLnYxLkNhbmNlbFJ1blJlc3BvbnNlEkkKCExpc3RSdW5zEh0uY2xhd3BsYW5lLnYxLkxpc3RSdW5zUmVxdWVzdBoeLmNsYXdwbGFuZS52MS5MaXN0UnVuc1Jlc3BvbnNlYgZwcm90bzM", [file_clawplane_v1_run, file_google_protobuf_timestamp]);
+  fileDesc("ChhjbGF3cGxhbmUvdjEvYWdlbnQucHJvdG8SDGNsYXdwbGFuZS52MSLJAwoWQWdlbnRTZXJ2aWNlUnVuUmVxdWVzdBIPCgdtZXNzYWdlGAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRITCgtzZXNzaW9uX2tleRgEIAEoCRIPCgdjaGFubmVsGAUgASgJEgoKAnRvGAYgASgJEhIKCmFjY291bnRfaWQYByABKAkSEQoJdGhyZWFkX2lkGAggASgJEg8KB2RlbGl2ZXIYCSABKAgSDQoFbW9kZWwYCiABKAkSEAoIdGhpbmtpbmcYCyABKAkSFwoPdGltZW91dF9zZWNvbmRzGAwgASgNEhsKE2V4dHJhX3N5c3RlbV9wcm9tcHQYDSABKAkSDQoFbGFiZWwYDiABKAkSGwoTYmVzdF9lZmZvcnRfZGVsaXZlchgPIAEoCBISCgpzZXNzaW9uX2lkGBAgASgJEhUKDXJlcGx5X2NoYW5uZWwYESABKAkSEAoIcmVwbHlfdG8YEiABKAkSGAoQcmVwbHlfYWNjb3VudF9pZBgTIAEoCRIvCgxzdW1tYXJ5X3dha2UYFCABKAsyGS5jbGF3cGxhbmUudjEuU3VtbWFyeVdha2Ui5QEKF0FnZW50U2VydmljZVJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRITCgtzZXNzaW9uX2tleRgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRIlCgVzdGF0ZRgEIAEoDjIWLmNsYXdwbGFuZS52MS5SdW5TdGF0ZRIRCglkdXBsaWNhdGUYBSABKAgSLwoLYWNjZXB0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCGRlbGl2ZXJ5GAcgASgLMhYuY2xhd3BsYW5lLnYxLkRlbGl2ZXJ5IlYKF0FnZW50U2VydmljZVdhaXRSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRISCgp0aW1lb3V0X21zGAIgASgNEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCSJIChhBZ2VudFNlcnZpY2VXYWl0UmVzcG9uc2USHgoDcnVuGAEgASgLMhEuY2xhd3BsYW5lLnYxLlJ1bhIMCgRkb25lGAIgASgIIjgKDUdldFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCSIiChBDYW5jZWxSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSKHAQoPTGlzdFJ1bnNSZXF1ZXN0EhMKC3Nlc3Npb25fa2V5GAEgASgJEiYKBnN0YXRlcxgCIAMoDjIWLmNsYXdwbGFuZS52MS5SdW5TdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCRIQCghhZ2VudF9pZBgFIAEoCSJMChBMaXN0UnVuc1Jlc3BvbnNlEh8KBHJ1bnMYASADKAsyES5jbGF3cGxhbmUudjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIwCg5HZXRSdW5SZXNwb25zZRIeCgNydW4YASABKAsyES5jbGF3cGxhbmUudjEuUnVuIjMKEUNhbmNlbFJ1blJlc3BvbnNlEh4KA3J1bhgBIAEoCzIRLmNsYXdwbGFuZS52MS5SdW4ylwMKDEFnZW50U2VydmljZRJSCgNSdW4SJC5jbGF3cGxhbmUudjEuQWdlbnRTZXJ2aWNlUnVuUmVxdWVzdBolLmNsYXdwbGFuZS52MS5BZ2VudFNlcnZpY2VSdW5SZXNwb25zZRJVCgRXYWl0EiUuY2xhd3BsYW5lLnYxLkFnZW50U2VydmljZVdhaXRSZXF1ZXN0GiYuY2xhd3BsYW5lLnYxLkFnZW50U2VydmljZVdhaXRSZXNwb25zZRJDCgZHZXRSdW4SGy5jbGF3cGxhbmUudjEuR2V0UnVuUmVxdWVzdBocLmNsYXdwbGFuZS52MS5HZXRSdW5SZXNwb25zZRJMCglDYW5jZWxSdW4SHi5jbGF3cGxhbmUudjEuQ2FuY2VsUnVuUmVxdWVzdBofLmNsYXdwbGFuZS52MS5DYW5jZWxSdW5SZXNwb25zZRJJCghMaXN0UnVucxIdLmNsYXdwbGFuZS52MS5MaXN0UnVuc1JlcXVlc3QaHi5jbGF3cGxhbmUudjEuTGlzdFJ1bnNSZXNwb25zZWIGcHJvdG8z", [file_clawplane_v1_run, file_google_protobuf_timestamp]);
 
 /**
  * Request for `AgentService/Run`.
@@ -130,6 +130,47 @@ export type AgentServiceRunRequest = Message<"clawplane.v1.AgentServiceRunReques
    * @generated from field: bool best_effort_deliver = 15;
    */
   bestEffortDeliver: boolean;
+
+  /**
+   * Continue the transcript generation with this id (OpenClaw's `sessionId`, `openclaw agent
+   * --session-id`): the session whose current `sessionId` it is, else a new session
+   * `agent:<agentId>:explicit:<sessionId>`. 1..128 characters of `[A-Za-z0-9._:-]`; ignored
+   * when `sessionKey` is given.
+   *
+   * @generated from field: string session_id = 16;
+   */
+  sessionId: string;
+
+  /**
+   * Deliver the reply here instead of along `channel` / `to` / `accountId`, which then only
+   * choose the session (`openclaw agent --reply-channel/--reply-to/--reply-account`). Each
+   * falls back to its routing counterpart when empty.
+   *
+   * @generated from field: string reply_channel = 17;
+   */
+  replyChannel: string;
+
+  /**
+   * See `reply_channel`.
+   *
+   * @generated from field: string reply_to = 18;
+   */
+  replyTo: string;
+
+  /**
+   * See `reply_channel`.
+   *
+   * @generated from field: string reply_account_id = 19;
+   */
+  replyAccountId: string;
+
+  /**
+   * Queue the run's summary on the agent's main session when it ends (and with `now` run
+   * a heartbeat): OpenClaw `/hooks/agent` `wakeMode`.
+   *
+   * @generated from field: clawplane.v1.SummaryWake summary_wake = 20;
+   */
+  summaryWake?: SummaryWake | undefined;
 };
 
 /**
