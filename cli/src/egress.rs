@@ -12,6 +12,8 @@ use crate::format;
 
 /// `clawplane webhooks endpoints ...`.
 #[derive(Subcommand, Debug, Clone)]
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum EndpointsCommand {
     /// Create an egress endpoint; its generated secret is printed once.
     Add {
@@ -41,6 +43,9 @@ pub enum EndpointsCommand {
         /// Only events of this channel.
         #[arg(long)]
         channel: Option<String>,
+        /// Only events from this sender (channel messages; runs by their reply's recipient).
+        #[arg(long)]
+        sender: Option<String>,
         /// A minijinja expression over event, type, data; sent when truthy.
         #[arg(long)]
         filter: Option<String>,
@@ -155,6 +160,7 @@ pub(super) async fn endpoints(ctx: &Ctx, cmd: EndpointsCommand) -> Outcome {
             session_key,
             agent_id,
             channel,
+            sender,
             filter,
             json: as_json,
         } => {
@@ -174,6 +180,7 @@ pub(super) async fn endpoints(ctx: &Ctx, cmd: EndpointsCommand) -> Outcome {
                 agent_id: agent_id.unwrap_or_default(),
                 channel: channel.unwrap_or_default(),
                 expression: filter.unwrap_or_default(),
+                sender: sender.unwrap_or_default(),
             };
             let r = c
                 .create_webhook_endpoint(pb::CreateWebhookEndpointRequest {

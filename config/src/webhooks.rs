@@ -70,10 +70,20 @@ pub struct OutgoingWebhook {
     pub headers: BTreeMap<String, String>,
     /// Which events of the type are sent.
     pub filter: Option<FilterConfig>,
-    /// minijinja template of the JSON body over `event`, `type`, `data`, `timestamp`.
-    pub transform: Option<String>,
+    /// The JSON body: a minijinja template of it (a string), or an object whose every
+    /// string leaf is a template (the "API & Webhooks" guide's form), over `event` (with
+    /// `task_name`, `result`, `message`, `error`, `sender`, …), `type`, `data`, `timestamp`.
+    pub transform: Option<Transform>,
     /// `whsec_<base64>` signing secret; unsigned when absent.
     pub secret: Option<String>,
+}
+
+/// `transform`: a template of the whole body, or an object of templates.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum Transform {
+    Template(String),
+    Object(serde_json::Map<String, serde_json::Value>),
 }
 
 /// `event`: one name or a list.
@@ -111,6 +121,9 @@ pub struct FilterConfig {
     pub channel: Option<String>,
     /// A minijinja expression over `event`, `type`, `data`; sent when truthy.
     pub expression: Option<String>,
+    /// Only events from this sender (channel messages by sender id; runs by the recipient
+    /// of their reply).
+    pub sender: Option<String>,
 }
 
 /// `webhooks.egress`: delivery settings shared by every endpoint.

@@ -163,6 +163,34 @@ pub fn from_route(
     })
 }
 
+/// A sender id as the channel spells it, whatever form `allowFrom` or a caller wrote it
+/// in: WhatsApp numbers without `+` or separators, Telegram / Discord ids without their
+/// `telegram:` / `tg:` / `discord:` / `user:` / `<@…>` decorations.
+pub fn normalize_sender(channel: &str, id: &str) -> String {
+    let id = id.trim();
+    let id = id.strip_prefix(&format!("{channel}:")).unwrap_or(id).trim();
+    match channel {
+        "whatsapp" => {
+            if id == "*" {
+                return id.into();
+            }
+            id.chars().filter(char::is_ascii_digit).collect()
+        }
+        "telegram" => id.strip_prefix("tg:").unwrap_or(id).to_string(),
+        "discord" => {
+            let id = id
+                .strip_prefix("user:")
+                .or_else(|| id.strip_prefix("channel:"))
+                .unwrap_or(id);
+            id.trim_start_matches("<@")
+                .trim_start_matches('!')
+                .trim_end_matches('>')
+                .to_string()
+        }
+        _ => id.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

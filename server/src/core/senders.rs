@@ -74,33 +74,7 @@ pub enum Admission {
     Refuse(String),
 }
 
-/// A sender id as the channel spells it, whatever form `allowFrom` or a caller wrote it
-/// in: WhatsApp numbers without `+` or separators, Telegram / Discord ids without their
-/// `telegram:` / `tg:` / `discord:` / `user:` / `<@…>` decorations.
-pub fn normalize_sender(channel: &str, id: &str) -> String {
-    let id = id.trim();
-    let id = id.strip_prefix(&format!("{channel}:")).unwrap_or(id).trim();
-    match channel {
-        "whatsapp" => {
-            if id == "*" {
-                return id.into();
-            }
-            id.chars().filter(char::is_ascii_digit).collect()
-        }
-        "telegram" => id.strip_prefix("tg:").unwrap_or(id).to_string(),
-        "discord" => {
-            let id = id
-                .strip_prefix("user:")
-                .or_else(|| id.strip_prefix("channel:"))
-                .unwrap_or(id);
-            id.trim_start_matches("<@")
-                .trim_start_matches('!')
-                .trim_end_matches('>')
-                .to_string()
-        }
-        _ => id.to_string(),
-    }
-}
+pub use clawplane_proto::keys::normalize_sender;
 
 fn listed(channel: &str, list: &[crate::config::channels::SenderId], ids: &[&str]) -> bool {
     list.iter().any(|entry| {

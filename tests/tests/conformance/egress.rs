@@ -852,3 +852,75 @@ async fn sustained_failure_disables_the_endpoint_with_an_event() {
     assert_eq!(m.status(), WebhookMessageStatus::Pending);
     assert_eq!(m.attempts.len(), 2);
 }
+
+/// The "API & Webhooks" guide's egress: `transform` as an object whose every string leaf is
+/// a template over `event.*` (`task_name`, `result`, `message`, `sender`, …), and
+/// `filter.sender`.
+#[tokio::test]
+async fn the_guides_object_transform_event_fields_and_sender_filter() {
+    use crate::fakes::whatsapp;
+    let rx = Receiver::start().await;
+    let wa = whatsapp::FakeWhatsApp::start("wa-token", "1065").await;
+    let gw = Gateway::builder()
+        .config(&format!(
+            "{{ channels: {{ whatsapp: {{ accessToken: 'wa-token', phoneNumberId: '1065', baseUrl: '{}', appSecret: 'app-secret', verifyToken: 'v', dmPolicy: 'open', allowFrom: ['*'] }} }},
+               webhooks: {{ egress: {{ allowPrivateTargets: true }}, outgoing: [
+                 {{ event: 'channel.message.received', url: '{}', filter: {{ sender: '+1 650-555-1234' }},
+                    transform: {{ text: 'Message from {{{{event.sender_name}}}} ({{{{event.sender}}}}): {{{{event.message}}}}', meta: {{ kind: '{{{{type}}}}', tags: ['{{{{event.channel}}}}', 'fixed'] }}, n: 1 }} }},
+                 {{ event: 'run.completed', url: '{}', filter: {{ sessionKey: 'report' }},
+                    transform: {{ content: 'Task {{{{event.task_name}}}} completed: {{{{event.result}}}}' }} }},
+               ] }} }}",
+            wa.base_url,
+            rx.url("/msg"),
+            rx.url("/task"),
+        ))
+        .start()
+        .await;
+    let addr = std::net::SocketAddr::new([127, 0, 0, 1].into(), gw.addr.port());
+    for (from, wamid, text) in [
+        ("15550000000", "wamid.other", "not me"),
+        ("16505551234", "wamid.ann", "deploy done"),
+    ] {
+        let body = whatsapp::inbound_text_payload("1065", from, wamid, text);
+        let sig = whatsapp::sign("app-secret", &body);
+        let r = crate::http1::request(
+            addr,
+            "POST",
+            "/channels/whatsapp/webhook",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Hub-Signature-256", &sig),
+            ],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let run = gw.send("report", "weekly numbers").await;
+    let done = gw.wait_run(&run.run_id).await;
+    let got = rx.wait_for(2, PATIENCE).await;
+    let msg: Vec<_> = got.iter().filter(|r| r.path == "/msg").collect();
+    assert_eq!(
+        msg.len(),
+        1,
+        "only Ann's message passes filter.sender: {got:#?}"
+    );
+    assert_eq!(
+        msg[0].json(),
+        serde_json::json!({"text": "Message from Ann (16505551234): deploy done", "meta": {"kind": "channel.message.received", "tags": ["whatsapp", "fixed"]}, "n": 1})
+    );
+    let task = got
+        .iter()
+        .find(|r| r.path == "/task")
+        .expect("the run's webhook");
+    assert_eq!(
+        task.json(),
+        serde_json::json!({"content": format!("Task agent:main:report completed: {}", done.reply_text)})
+    );
+    // A template leaf that does not compile refuses the start, naming the key.
+    let err = refuses_to_start(
+        "{ webhooks: { egress: { allowPrivateTargets: true }, outgoing: [{ event: 'run.completed', url: 'http://127.0.0.1:9/x', transform: { text: '{{ broken' } }] } }",
+    )
+    .await;
+    assert!(err.contains("webhooks.outgoing[0].transform"), "{err}");
+}

@@ -856,3 +856,41 @@ async fn ingress_config_errors_stop_the_gateway() {
     .await;
     assert!(err.contains("secret"), "{err}");
 }
+
+/// Slack outgoing webhooks post `application/x-www-form-urlencoded`: the fields are
+/// `body.*` to the templates (a repeated field is an array); a form body is never parsed as
+/// JSON.
+#[tokio::test]
+async fn ingress_reads_form_encoded_bodies_as_body_fields() {
+    let gw = Gateway::start_with(
+        "{ webhooks: { incoming: { enabled: true, secret: 'plain-secret-123', endpoints: [
+            { path: 'slack', message: '{{body.user_name}} in #{{body.channel_name}}: {{body.text}} {{body.tag}}' },
+         ] } } }",
+    )
+    .await;
+    let headers = [
+        ("X-Webhook-Secret", "plain-secret-123"),
+        (
+            "Content-Type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        ),
+    ];
+    let body = b"token=XXX&team_id=T0001&channel_name=ops&user_name=ann&text=deploy+the+%22api%22+%26+wait&tag=a&tag=b";
+    let r = ingest(&gw, "slack", &headers, body).await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let run_id = body_json(&r)["runId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        reply_of(&gw, &run_id).await,
+        r#"You said: ann in #ops: deploy the "api" & wait ["a","b"] (turn 1)"#
+    );
+    // The same bytes as JSON are refused, as before.
+    let json_headers = [
+        ("X-Webhook-Secret", "plain-secret-123"),
+        ("Content-Type", "application/json"),
+    ];
+    let r = ingest(&gw, "slack", &json_headers, body).await;
+    assert_eq!(r.status, 400, "{}", text(&r));
+}

@@ -49,8 +49,12 @@ fn endpoint_pb(e: &EndpointRec, pending: u32) -> WebhookEndpoint {
             agent_id: f.agent_id.clone().unwrap_or_default(),
             channel: f.channel.clone().unwrap_or_default(),
             expression: f.expression.clone().unwrap_or_default(),
+            sender: f.sender.clone().unwrap_or_default(),
         }),
-        transform: e.def.transform.clone().unwrap_or_default(),
+        transform: match &e.def.transform_object {
+            Some(obj) => obj.to_string(),
+            None => e.def.transform.clone().unwrap_or_default(),
+        },
         source: if e.config {
             WebhookEndpointSource::Config
         } else {
@@ -139,6 +143,7 @@ impl Egress {
                     agent_id: opt(f.agent_id),
                     channel: opt(f.channel),
                     expression: opt(f.expression),
+                    sender: opt(f.sender),
                 }
             })
             .map(|f| canonical_filter(f, &self.main_key))
@@ -149,6 +154,7 @@ impl Egress {
             headers: n.headers,
             filter,
             transform: Some(n.transform).filter(|t| !t.trim().is_empty()),
+            transform_object: None,
             secret: Some(secret.clone()),
         };
         let allow = self.cfg.allow_private_targets;

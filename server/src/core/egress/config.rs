@@ -2,7 +2,7 @@
 //! key) and the same checks for endpoints created by RPC (errors name the request field).
 
 use super::{signing::secret_key, ssrf};
-use clawplane_config::webhooks::{EgressConfig, FilterConfig, OutgoingWebhook};
+use clawplane_config::webhooks::{EgressConfig, FilterConfig, OutgoingWebhook, Transform};
 use clawplane_proto::keys;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -42,7 +42,14 @@ pub(super) fn configured(
             events: o.event.list(),
             headers: o.headers.clone(),
             filter: o.filter.clone().map(|f| canonical_filter(f, main_key)),
-            transform: o.transform.clone().filter(|t| !t.trim().is_empty()),
+            transform: match &o.transform {
+                Some(Transform::Template(t)) if !t.trim().is_empty() => Some(t.clone()),
+                _ => None,
+            },
+            transform_object: match &o.transform {
+                Some(Transform::Object(m)) => Some(serde_json::Value::Object(m.clone())),
+                _ => None,
+            },
             secret: o.secret.clone().filter(|s| !s.is_empty()),
         };
         let def = check_def(def, cfg.allow_private_targets)
@@ -161,11 +168,29 @@ pub(super) fn check_def(
         env.template_from_str(t)
             .map_err(|e| ("transform", format!("not a valid template: {e}")))?;
     }
+    if let Some(obj) = &def.transform_object {
+        let mut leaves = Vec::new();
+        string_leaves(obj, &mut leaves);
+        for t in leaves {
+            env.template_from_str(t)
+                .map_err(|e| ("transform", format!("{t:?} is not a valid template: {e}")))?;
+        }
+    }
     if let Some(x) = def.filter.as_ref().and_then(|f| f.expression.as_deref()) {
         env.compile_expression(x)
             .map_err(|e| ("filter.expression", format!("not a valid expression: {e}")))?;
     }
     Ok(def)
+}
+
+/// Every string in a JSON value, keys excepted.
+pub(super) fn string_leaves<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| string_leaves(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| string_leaves(x, out)),
+        _ => {}
+    }
 }
 
 pub(super) fn environment() -> minijinja::Environment<'static> {
@@ -182,6 +207,9 @@ pub(super) struct EndpointDef {
     pub(super) headers: BTreeMap<String, String>,
     pub(super) filter: Option<FilterConfig>,
     pub(super) transform: Option<String>,
+    /// The object form of `transform` (every string leaf a template); config only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) transform_object: Option<serde_json::Value>,
     pub(super) secret: Option<String>,
 }
 
@@ -208,7 +236,7 @@ mod tests {
         let e = validate(&[o("nope", "*")], &cfg).unwrap_err();
         assert!(e.contains("webhooks.outgoing[0].url"), "{e}");
         let mut bad = o("https://example.com/", "agent.error");
-        bad.transform = Some("{{ x".into());
+        bad.transform = Some(Transform::Template("{{ x".into()));
         let e = validate(&[bad], &cfg).unwrap_err();
         assert!(e.contains("webhooks.outgoing[0].transform"), "{e}");
         assert!(validate(&[o("https://example.com/", "agent.task.completed")], &cfg).is_ok());

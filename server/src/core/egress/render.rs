@@ -37,6 +37,121 @@ fn payload_json(ev: &Event) -> Json {
     v.unwrap_or(Json::Null)
 }
 
+/// `event` as templates see it: the event itself plus the flat fields the "API & Webhooks"
+/// guide's templates use (`{{event.task_name}}`, `{{event.result}}`, `{{event.message}}`,
+/// `{{event.error}}`, `{{event.sender}}`, …), so its examples work as written.
+fn template_event(ev: &Event, ty: &str) -> Json {
+    let mut v = serde_json::to_value(ev).unwrap_or(Json::Null);
+    let Some(m) = v.as_object_mut() else {
+        return v;
+    };
+    let mut put = |k: &str, x: &str| {
+        m.insert(k.into(), Json::String(x.to_string()));
+    };
+    put("type", ty);
+    put("session_key", &ev.session_key);
+    put("run_id", &ev.run_id);
+    match &ev.payload {
+        Some(event::Payload::Run(r)) => {
+            put("task_name", &r.session_key);
+            put("agent_id", &r.agent_id);
+            put("message", &r.message);
+            put("result", &r.reply_text);
+            put(
+                "status",
+                if r.state == RunState::Succeeded as i32 {
+                    "completed"
+                } else {
+                    "failed"
+                },
+            );
+            put(
+                "error",
+                r.error
+                    .as_ref()
+                    .map(|e| e.message.as_str())
+                    .unwrap_or_default(),
+            );
+            if let Some(d) = &r.delivery {
+                put("channel", &d.channel);
+                put("sender", &d.to);
+            }
+        }
+        Some(event::Payload::Channel(c)) => {
+            put("channel", &c.channel);
+            put("message", &c.text);
+            put(
+                "sender",
+                if c.sender_id.is_empty() {
+                    &c.from
+                } else {
+                    &c.sender_id
+                },
+            );
+            put("sender_name", &c.sender_name);
+            put(
+                "error",
+                if c.r#type == "disconnected" {
+                    &c.detail
+                } else {
+                    ""
+                },
+            );
+        }
+        Some(event::Payload::Security(a)) => {
+            put("message", &a.detail);
+            put("error", &a.reason);
+            put("sender", &a.remote_addr);
+        }
+        _ => {}
+    }
+    v
+}
+
+/// The sender an event is from, for `filter.sender`.
+fn sender_of(ev: &Event) -> Option<String> {
+    match ev.payload.as_ref()? {
+        event::Payload::Channel(c) => {
+            let id = if c.sender_id.is_empty() {
+                &c.from
+            } else {
+                &c.sender_id
+            };
+            Some(clawplane_proto::keys::normalize_sender(&c.channel, id))
+        }
+        event::Payload::Run(r) => {
+            let d = r.delivery.as_ref()?;
+            Some(clawplane_proto::keys::normalize_sender(&d.channel, &d.to))
+        }
+        _ => None,
+    }
+}
+
+/// Renders every string leaf of `obj` as a template over `ctx`.
+fn render_object(
+    env: &minijinja::Environment<'static>,
+    obj: &Json,
+    ctx: &minijinja::Value,
+) -> std::result::Result<Json, String> {
+    Ok(match obj {
+        Json::String(t) => Json::String(
+            env.render_str(t, ctx)
+                .map_err(|e| format!("transform failed on {t:?}: {e}"))?,
+        ),
+        Json::Array(a) => Json::Array(
+            a.iter()
+                .map(|x| render_object(env, x, ctx))
+                .collect::<std::result::Result<_, _>>()?,
+        ),
+        Json::Object(m) => Json::Object(
+            m.iter()
+                .map(|(k, x)| Ok((k.clone(), render_object(env, x, ctx)?)))
+                .collect::<std::result::Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
 /// A definition ready to match and render events.
 pub(super) struct Compiled<'a> {
     def: &'a EndpointDef,
@@ -100,8 +215,25 @@ impl<'a> Compiled<'a> {
                     return None;
                 }
             }
+            if let Some(want) = &f.sender {
+                let from = sender_of(ev)?;
+                let channel = match &ev.payload {
+                    Some(event::Payload::Channel(c)) => c.channel.clone(),
+                    Some(event::Payload::Run(r)) => r
+                        .delivery
+                        .as_ref()
+                        .map(|d| d.channel.clone())
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                if from.is_empty()
+                    || clawplane_proto::keys::normalize_sender(&channel, want) != from
+                {
+                    return None;
+                }
+            }
             if let Some(x) = &f.expression {
-                let ctx = json!({"event": ev, "type": ty, "data": data});
+                let ctx = json!({"event": template_event(ev, ty), "type": ty, "data": data});
                 let truthy = self
                     .env
                     .compile_expression(x)
@@ -122,13 +254,19 @@ impl<'a> Compiled<'a> {
             .as_ref()
             .and_then(|t| serde_json::to_value(t).ok())
             .unwrap_or(Json::Null);
+        if let Some(obj) = &self.def.transform_object {
+            let ctx = json!({"event": template_event(ev, ty), "type": ty, "data": data, "timestamp": timestamp});
+            let body = render_object(&self.env, obj, &minijinja::Value::from_serialize(&ctx))
+                .and_then(|b| serde_json::to_string(&b).map_err(|e| e.to_string()));
+            return Some((ty, body));
+        }
         let body = match &self.def.transform {
             None => {
                 serde_json::to_string(&json!({"type": ty, "timestamp": timestamp, "data": data}))
                     .map_err(|e| e.to_string())
             }
             Some(_) => {
-                let ctx = json!({"event": ev, "type": ty, "data": data, "timestamp": timestamp});
+                let ctx = json!({"event": template_event(ev, ty), "type": ty, "data": data, "timestamp": timestamp});
                 self.env
                     .get_template("transform")
                     .and_then(|t| t.render(minijinja::Value::from_serialize(&ctx)))

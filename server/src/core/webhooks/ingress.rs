@@ -270,6 +270,23 @@ fn verify(ep: &Endpoint, headers: &HashMap<String, String>, body: &[u8]) -> Resu
     }
 }
 
+/// An `application/x-www-form-urlencoded` body (Slack outgoing webhooks) as the object
+/// templates read as `body.*`: each field a string, a repeated field an array of them.
+fn form_body(body: &[u8]) -> Json {
+    let mut m = Map::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        let v = Json::String(v.into_owned());
+        match m.get_mut(k.as_ref()) {
+            Some(Json::Array(a)) => a.push(v),
+            Some(first) => *first = Json::Array(vec![first.take(), v]),
+            None => {
+                m.insert(k.into_owned(), v);
+            }
+        }
+    }
+    Json::Object(m)
+}
+
 impl Ingress {
     /// Compiles `webhooks.incoming` when it is enabled.
     pub fn new(cfg: &IncomingConfig, runs: Arc<Runs>) -> std::result::Result<Ingress, String> {
@@ -297,8 +314,15 @@ impl Ingress {
         if body.len() > MAX_MESSAGE_BYTES {
             return Err(Error::field("body", "is larger than 256 KiB"));
         }
+        let form = headers.get("content-type").is_some_and(|t| {
+            t.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
         let json: Json = if body.iter().all(u8::is_ascii_whitespace) {
             Json::Object(Map::new())
+        } else if form {
+            form_body(body)
         } else {
             serde_json::from_slice(body)
                 .map_err(|e| Error::field("body", format!("is not valid JSON: {e}")))?

@@ -1393,7 +1393,10 @@ type WebhookEndpointFilter struct {
 	Channel string `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
 	// A minijinja expression over `event`, `type` and `data`; the event is sent when it is
 	// truthy, e.g. `data.message is containing("deploy")`.
-	Expression    string `protobuf:"bytes,4,opt,name=expression,proto3" json:"expression,omitempty"`
+	Expression string `protobuf:"bytes,4,opt,name=expression,proto3" json:"expression,omitempty"`
+	// Only events from this sender: channel messages by their sender id (decorations such
+	// as `+`, `tg:`, `user:` ignored), runs by the recipient of their reply.
+	Sender        string `protobuf:"bytes,5,opt,name=sender,proto3" json:"sender,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1452,6 +1455,13 @@ func (x *WebhookEndpointFilter) GetChannel() string {
 func (x *WebhookEndpointFilter) GetExpression() string {
 	if x != nil {
 		return x.Expression
+	}
+	return ""
+}
+
+func (x *WebhookEndpointFilter) GetSender() string {
+	if x != nil {
+		return x.Sender
 	}
 	return ""
 }
@@ -2401,7 +2411,7 @@ const file_clawplane_v1_webhook_proto_rawDesc = "" +
 	"\rfailing_since\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x12 \x01(\tR\tlastError\x12)\n" +
-	"\x10pending_messages\x18\x13 \x01(\rR\x0fpendingMessages\"\x8d\x01\n" +
+	"\x10pending_messages\x18\x13 \x01(\rR\x0fpendingMessages\"\xa5\x01\n" +
 	"\x15WebhookEndpointFilter\x12\x1f\n" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\x12\x19\n" +
@@ -2409,7 +2419,8 @@ const file_clawplane_v1_webhook_proto_rawDesc = "" +
 	"\achannel\x18\x03 \x01(\tR\achannel\x12\x1e\n" +
 	"\n" +
 	"expression\x18\x04 \x01(\tR\n" +
-	"expression\"\xca\x02\n" +
+	"expression\x12\x16\n" +
+	"\x06sender\x18\x05 \x01(\tR\x06sender\"\xca\x02\n" +
 	"\x1cCreateWebhookEndpointRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06events\x18\x02 \x03(\tR\x06events\x12Q\n" +

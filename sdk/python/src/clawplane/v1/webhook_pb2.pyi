@@ -231,16 +231,18 @@ class WebhookEndpoint(_message.Message):
     def __init__(self, name: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., url: _Optional[str] = ..., events: _Optional[_Iterable[str]] = ..., secret: _Optional[str] = ..., delivered_seq: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., header_names: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[WebhookEndpointFilter, _Mapping]] = ..., transform: _Optional[str] = ..., source: _Optional[_Union[WebhookEndpointSource, str]] = ..., signed: bool = ..., disabled: bool = ..., disabled_reason: _Optional[str] = ..., disable_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., failing_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., pending_messages: _Optional[int] = ...) -> None: ...
 
 class WebhookEndpointFilter(_message.Message):
-    __slots__ = ("session_key", "agent_id", "channel", "expression")
+    __slots__ = ("session_key", "agent_id", "channel", "expression", "sender")
     SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     EXPRESSION_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
     session_key: str
     agent_id: str
     channel: str
     expression: str
-    def __init__(self, session_key: _Optional[str] = ..., agent_id: _Optional[str] = ..., channel: _Optional[str] = ..., expression: _Optional[str] = ...) -> None: ...
+    sender: str
+    def __init__(self, session_key: _Optional[str] = ..., agent_id: _Optional[str] = ..., channel: _Optional[str] = ..., expression: _Optional[str] = ..., sender: _Optional[str] = ...) -> None: ...
 
 class CreateWebhookEndpointRequest(_message.Message):
     __slots__ = ("url", "events", "headers", "filter", "transform", "secret")
