@@ -299,7 +299,7 @@ async fn connect(
     let hello = json!({
         "type": "hello-ok",
         "protocol": protocol,
-        "server": {"version": shim.cfg.version, "connId": conn_id},
+        "server": {"version": shim.cfg.version, "connId": conn_id, "bootId": boot_id()},
         "features": features(),
         "snapshot": {
             "presence": [],
@@ -350,4 +350,11 @@ fn auth_json(
         }]);
     }
     v
+}
+
+/// `hello-ok.server.bootId`: one id per gateway process, so clients (OpenClaw's `status`
+/// readiness check) can tell a restart from the same process answering again.
+pub(crate) fn boot_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| uuid::Uuid::new_v4().to_string())
 }

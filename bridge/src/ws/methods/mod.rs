@@ -99,6 +99,9 @@ const fn unary(
 static METHODS: &[Method] = &[
     unary("health", |c, _| Box::pin(system::health(c))),
     unary("status", |c, _| Box::pin(system::status(c))),
+    unary("system-presence", |c, _| {
+        Box::pin(system::system_presence(c))
+    }),
     Method {
         name: "agent",
         handler: Handler::Streaming(|c, id, p| Box::pin(agent::agent(c, id, p))),

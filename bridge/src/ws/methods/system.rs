@@ -57,6 +57,25 @@ pub(super) async fn health(ctx: &Ctx) -> Answer {
     }
 }
 
+/// `system-presence`: who is connected, as OpenClaw lists it. The gateway's own entry (this
+/// process); clients' presence beacons are not kept.
+pub(super) async fn system_presence(ctx: &Ctx) -> Answer {
+    let s = gateway_status(ctx).await.map_err(err)?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "clawplane".into());
+    Ok(json!([{
+        "host": host,
+        "version": s.version,
+        "platform": std::env::consts::OS,
+        "mode": "gateway",
+        "reason": "self",
+        "text": format!("Gateway: {host} · clawplane {}", s.version),
+        "ts": now_ms(),
+        "instanceId": super::super::handshake::boot_id(),
+    }]))
+}
+
 pub(super) async fn status(ctx: &Ctx) -> Answer {
     let s = gateway_status(ctx).await.map_err(err)?;
     Ok(json!({
