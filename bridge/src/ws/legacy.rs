@@ -13,8 +13,18 @@ use super::{
 use crate::{Caller, Services, status::legacy_error_code};
 use clawplane_proto::v1::{
     AgentServiceWaitRequest, ChatServiceSendRequest, GatewayServiceStatusRequest,
-    GatewayServiceWakeRequest, RunState, WakeMode, WakeOutcome,
+    GatewayServiceWakeRequest, Run, RunState, WakeMode, WakeOutcome,
 };
+
+/// A heartbeat reply that only acknowledges (OpenClaw: `HEARTBEAT_OK` at its start or end
+/// with at most 300 other characters).
+fn is_heartbeat_ok(reply: &str) -> bool {
+    let t = reply.trim();
+    let rest = t
+        .strip_prefix("HEARTBEAT_OK")
+        .or_else(|| t.strip_suffix("HEARTBEAT_OK"));
+    t.is_empty() || rest.is_some_and(|r| r.trim().chars().count() <= 300)
+}
 use futures::{StreamExt as _, stream::SplitStream};
 use serde_json::{Value as Json, json};
 
@@ -24,8 +34,12 @@ pub(crate) fn is_legacy(kind: &str) -> bool {
     TYPES.contains(&kind)
 }
 
+/// Every frame carries the time it was sent (ISO 8601, UTC), as the guide's frames do.
 fn reply(out: &Outbox, kind: &str, id: &Json, payload: Json) {
-    out.text(json!({"type": kind, "id": id, "payload": payload}).to_string());
+    out.text(
+        json!({"type": kind, "id": id, "payload": payload, "timestamp": crate::hooks::reply::now_iso()})
+            .to_string(),
+    );
 }
 
 fn error(out: &Outbox, id: &Json, code: &str, message: &str) {
@@ -86,8 +100,36 @@ fn spawn(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
     tokio::spawn(async move { handle(&s, &caller, &out, frame).await });
 }
 
+/// Waits (AgentService/Wait, repeatedly) until the run is terminal.
+async fn finished(s: &Services, caller: &Caller, run_id: &str) -> Result<Run, tonic::Status> {
+    loop {
+        let r = s
+            .agent
+            .wait(caller.request(AgentServiceWaitRequest {
+                run_id: run_id.to_string(),
+                timeout_ms: 60_000,
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        if r.done
+            && let Some(run) = r.run
+        {
+            return Ok(run);
+        }
+    }
+}
+
+fn tokens(run: &Run) -> u64 {
+    run.usage.as_ref().map_or(0, |u| u.total_tokens)
+}
+
 async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
-    let id = frame.get("id").cloned().unwrap_or(Json::Null);
+    // A frame without an id gets one, so its answer can still be matched.
+    let id = match frame.get("id") {
+        Some(v) if !v.is_null() => v.clone(),
+        _ => Json::String(format!("msg_{}", uuid::Uuid::new_v4().simple())),
+    };
     let kind = frame.get("type").and_then(Json::as_str).unwrap_or("");
     let payload = frame.get("payload").cloned().unwrap_or(json!({}));
     let field = |k: &str| {
@@ -119,6 +161,12 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
             if session.is_empty() {
                 session = "main".into();
             }
+            let model = payload
+                .pointer("/options/model")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             let sent = s
                 .chat
                 .send(caller.request(ChatServiceSendRequest {
@@ -126,6 +174,7 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
                     message,
                     agent_id: field("agentId"),
                     idempotency_key: field("idempotencyKey"),
+                    model,
                     ..Default::default()
                 }))
                 .await;
@@ -133,26 +182,9 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
                 Ok(r) => r.into_inner(),
                 Err(st) => return error(out, &id, legacy_error_code(&st), st.message()),
             };
-            let run = loop {
-                match s
-                    .agent
-                    .wait(caller.request(AgentServiceWaitRequest {
-                        run_id: sent.run_id.clone(),
-                        timeout_ms: 60_000,
-                        ..Default::default()
-                    }))
-                    .await
-                {
-                    Ok(r) => {
-                        let r = r.into_inner();
-                        if r.done
-                            && let Some(run) = r.run
-                        {
-                            break run;
-                        }
-                    }
-                    Err(st) => return error(out, &id, legacy_error_code(&st), st.message()),
-                }
+            let run = match finished(s, caller, &sent.run_id).await {
+                Ok(run) => run,
+                Err(st) => return error(out, &id, legacy_error_code(&st), st.message()),
             };
             if run.state() != RunState::Succeeded {
                 let msg = run
@@ -168,6 +200,10 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
                 &id,
                 json!({
                     "text": run.reply_text,
+                    // The built-in and configured models call no tools yet.
+                    "tool_calls": [],
+                    "tokens_used": tokens(&run),
+                    "model": run.model,
                     "runId": super::frames::wire_run_id(&run),
                     "sessionKey": run.session_key,
                     "agentId": run.agent_id,
@@ -184,7 +220,28 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
             } else {
                 WakeMode::Now
             };
-            match s
+            if payload.get("dry_run").and_then(Json::as_bool) == Some(true) {
+                // Checked like a real trigger (the credential), then nothing is queued or run.
+                if let Err(st) = s
+                    .gateway
+                    .status(caller.request(GatewayServiceStatusRequest {}))
+                    .await
+                {
+                    return error(out, &id, legacy_error_code(&st), st.message());
+                }
+                let would = if mode == WakeMode::Now {
+                    format!("would queue {text:?} on the main session and run a heartbeat turn now")
+                } else {
+                    format!("would queue {text:?} for the next scheduled heartbeat")
+                };
+                return reply(
+                    out,
+                    "heartbeat_status",
+                    &id,
+                    json!({"ok": true, "status": "DRY_RUN", "dry_run": true, "actions_taken": [], "would": [would], "tokens_used": 0}),
+                );
+            }
+            let woken = match s
                 .gateway
                 .wake(caller.request(GatewayServiceWakeRequest {
                     text,
@@ -194,22 +251,53 @@ async fn handle(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
                 }))
                 .await
             {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    let outcome = if r.outcome == WakeOutcome::Coalesced as i32 {
-                        "coalesced"
-                    } else {
-                        "queued"
-                    };
-                    reply(
-                        out,
-                        "heartbeat_status",
-                        &id,
-                        json!({"ok": true, "status": outcome, "sessionKey": r.session_key, "runId": r.run_id}),
-                    );
-                }
-                Err(st) => error(out, &id, legacy_error_code(&st), st.message()),
+                Ok(r) => r.into_inner(),
+                Err(st) => return error(out, &id, legacy_error_code(&st), st.message()),
+            };
+            let queued = if woken.outcome == WakeOutcome::Coalesced as i32 {
+                "coalesced"
+            } else {
+                "queued"
+            };
+            let mut actions = vec![format!("system event {queued} on {}", woken.session_key)];
+            if woken.run_id.is_empty() {
+                // next-heartbeat: the turn runs on the schedule, not now.
+                return reply(
+                    out,
+                    "heartbeat_status",
+                    &id,
+                    json!({"ok": true, "status": queued, "actions_taken": actions, "tokens_used": 0, "sessionKey": woken.session_key, "runId": ""}),
+                );
             }
+            // mode now: the answer waits for the heartbeat turn.
+            let run = match finished(s, caller, &woken.run_id).await {
+                Ok(run) => run,
+                Err(st) => return error(out, &id, legacy_error_code(&st), st.message()),
+            };
+            actions.push(format!("heartbeat turn {}", run.run_id));
+            let status = if run.state() != RunState::Succeeded {
+                let msg = run
+                    .error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default();
+                return error(out, &id, "AGENT_ERROR", &msg);
+            } else if is_heartbeat_ok(&run.reply_text) {
+                "HEARTBEAT_OK".to_string()
+            } else {
+                run.reply_text.clone()
+            };
+            if let Some(d) = &run.delivery
+                && d.status == clawplane_proto::v1::DeliveryStatus::Delivered as i32
+            {
+                actions.push(format!("reply delivered to {} {}", d.channel, d.to));
+            }
+            reply(
+                out,
+                "heartbeat_status",
+                &id,
+                json!({"ok": true, "status": status, "actions_taken": actions, "tokens_used": tokens(&run), "sessionKey": run.session_key, "runId": run.run_id}),
+            );
         }
         "status" => match s
             .gateway

@@ -661,6 +661,87 @@ async fn legacy_chat_client_gets_its_reply() {
     );
 }
 
+/// The "API & Webhooks" guide's frames, field for field: `response` with `tool_calls` and
+/// `tokens_used`, `options.model`, a generated `id`, `timestamp` on every frame;
+/// `heartbeat_trigger` answered after the heartbeat with `heartbeat_status` `HEARTBEAT_OK`
+/// (or what it said), `actions_taken`, `tokens_used`, and `dry_run` that changes nothing;
+/// the socket served at `/ws` too.
+#[tokio::test]
+async fn legacy_frames_carry_the_guides_fields() {
+    let gw = Gateway::start().await;
+    let mut ws = Ws::open_path(&gw, &format!("/ws?token={}", gw.token)).await;
+    ws.frame().await;
+    ws.send(
+        json!({"type": "chat", "payload": {"message": "count my tokens", "sessionKey": "legacy"}}),
+    )
+    .await;
+    let r = ws.frame().await;
+    assert_eq!(r["type"], "response", "{r}");
+    let id = r["id"].as_str().unwrap_or_default();
+    assert!(
+        id.starts_with("msg_") && id.len() > 8,
+        "a generated id: {r}"
+    );
+    assert!(
+        r["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{r}"
+    );
+    assert_eq!(r["payload"]["tool_calls"], json!([]), "{r}");
+    let used = r["payload"]["tokens_used"].as_u64().expect("tokens_used");
+    assert!(used > 0, "{r}");
+    let runs = gw.list_runs("agent:main:legacy").await;
+    assert_eq!(runs[0].usage.as_ref().map(|u| u.total_tokens), Some(used));
+
+    // options.model picks the model of the turn; an unknown one is refused.
+    ws.send(json!({"type": "chat", "id": "m2", "payload": {"message": "which model?", "sessionKey": "legacy", "options": {"model": "builtin/second"}}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["payload"]["model"], "builtin/second", "{r}");
+    ws.send(json!({"type": "chat", "id": "m3", "payload": {"message": "x", "sessionKey": "legacy", "options": {"model": "nope/none"}}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["type"], "error", "{r}");
+
+    // dry_run: nothing queued, nothing run.
+    ws.send(json!({"type": "heartbeat_trigger", "id": "h0", "payload": {"dry_run": true}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["type"], "heartbeat_status", "{r}");
+    assert_eq!(r["payload"]["status"], "DRY_RUN", "{r}");
+    assert_eq!(r["payload"]["actions_taken"], json!([]), "{r}");
+    assert!(
+        gw.list_runs("agent:main:main").await.is_empty(),
+        "dry_run ran nothing"
+    );
+
+    // A real trigger waits for the heartbeat turn and says what it did.
+    ws.send(json!({"type": "heartbeat_trigger", "id": "h1", "payload": {}}))
+        .await;
+    let r = ws.frame().await;
+    assert_eq!(r["type"], "heartbeat_status", "{r}");
+    assert_eq!(r["id"], "h1");
+    let beats = gw.list_runs("agent:main:main").await;
+    assert_eq!(beats.len(), 1, "{beats:#?}");
+    let beat = &beats[0];
+    let want = if beat.reply_text.trim().is_empty() || beat.reply_text.contains("HEARTBEAT_OK") {
+        "HEARTBEAT_OK".to_string()
+    } else {
+        beat.reply_text.clone()
+    };
+    assert_eq!(r["payload"]["status"], want.as_str(), "{r}");
+    assert_eq!(r["payload"]["runId"], beat.run_id.as_str(), "{r}");
+    let actions = r["payload"]["actions_taken"]
+        .as_array()
+        .expect("actions_taken");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| a.contains(&beat.run_id))),
+        "{r}"
+    );
+    assert!(r["payload"]["tokens_used"].is_u64(), "{r}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Limits and lifecycle
 // ---------------------------------------------------------------------------------------------
