@@ -22,6 +22,7 @@ pub const BOT_USER_ID: &str = "1000";
 
 enum Cmd {
     Send(Value),
+    Raw(String),
     Close(u16, String),
 }
 
@@ -229,6 +230,11 @@ impl FakeGateway {
         }
     }
 
+    /// Sends `text` as it is (a frame the protocol does not define) on the live connection.
+    pub fn send_raw(&self, text: &str) {
+        self.to_live(Cmd::Raw(text.into()));
+    }
+
     /// Op 7: the client should reconnect and resume.
     pub fn ask_reconnect(&self) {
         self.to_live(Cmd::Send(json!({"op": 7, "d": null})));
@@ -279,6 +285,7 @@ async fn connection(
         tokio::select! {
             cmd = cmd_rx.recv() => match cmd {
                 Some(Cmd::Send(v)) => { if tx.send(Message::text(v.to_string())).await.is_err() { break } }
+                Some(Cmd::Raw(t)) => { if tx.send(Message::text(t)).await.is_err() { break } }
                 Some(Cmd::Close(code, reason)) => { let _ = tx.send(close(code, &reason)).await; break }
                 None => break,
             },

@@ -289,3 +289,43 @@ async fn discord_shows_typing_while_the_model_works() {
         "typing in the DM the reply goes to"
     );
 }
+
+/// What a broken or hostile Gateway sends changes nothing: frames that are not JSON,
+/// dispatches without an author, id or text, unknown opcodes and events, a bot's message —
+/// the session stays up (no reconnect) and the next real DM runs.
+#[tokio::test]
+async fn malformed_gateway_frames_run_nothing_and_keep_the_session() {
+    use serde_json::json;
+    let fake = FakeDiscord::start(TOKEN).await;
+    let gw = discord_gateway(&fake, &format!(", {OPEN}")).await;
+    let g = &fake.gateway;
+    g.wait_identified(1).await;
+    let connections = g.connections();
+    g.send_raw("not json at all");
+    g.send_raw(r#"{"op": "zero"}"#);
+    g.send_raw(r#"{"op": 42, "d": {"what": "unknown opcode"}}"#);
+    g.dispatch(
+        "MESSAGE_CREATE",
+        json!({"id": "1", "channel_id": "5500", "content": "no author"}),
+    );
+    g.dispatch(
+        "MESSAGE_CREATE",
+        json!({"channel_id": "5500", "content": "no id", "author": {"id": "7"}}),
+    );
+    g.dispatch(
+        "MESSAGE_CREATE",
+        json!({"id": "2", "channel_id": "5500", "content": "   ", "author": {"id": "7"}}),
+    );
+    g.dispatch("MESSAGE_CREATE", json!({"id": "3", "channel_id": "5500", "content": "beep", "author": {"id": "99", "bot": true}}));
+    g.dispatch("MESSAGE_CREATE", json!("a string, not an object"));
+    g.dispatch(
+        "TYPING_START",
+        json!({"channel_id": "5500", "user_id": "7"}),
+    );
+    g.dm("7", "5500", "the real one");
+    let runs = channel_runs(&gw, 1).await;
+    assert_eq!(runs.len(), 1, "only the real DM ran: {runs:#?}");
+    assert_eq!(runs[0].message, "the real one");
+    assert_eq!(g.connections(), connections, "the session survived");
+    assert!(g.sent_with(6).is_empty(), "no resume was needed");
+}
