@@ -60,6 +60,23 @@ impl FakeWhatsApp {
         }
     }
 
+    /// Waits until a message (not a read mark) was sent and answered 200; answers the first.
+    pub async fn first_message(&self) -> Recorded {
+        self.server
+            .rec
+            .wait_until(
+                std::time::Duration::from_secs(30),
+                "a sent message",
+                |got| {
+                    got.iter().any(|r| {
+                        r.path.ends_with("/messages") && !is_read_mark(r) && r.answered == 200
+                    })
+                },
+            )
+            .await;
+        self.messages().remove(0)
+    }
+
     /// Stores a media object (a voice note's bytes) under `id`.
     pub fn add_media(&self, id: &str, mime: &str, bytes: &str) {
         self.inner

@@ -100,8 +100,13 @@ fn spawn(s: &Services, caller: &Caller, out: &Outbox, frame: Json) {
     tokio::spawn(async move { handle(&s, &caller, &out, frame).await });
 }
 
-/// Waits (AgentService/Wait, repeatedly) until the run is terminal.
-async fn finished(s: &Services, caller: &Caller, run_id: &str) -> Result<Run, tonic::Status> {
+/// Waits (AgentService/Wait, repeatedly) until the run is terminal (the `agent` method's
+/// final answer waits the same way).
+pub(crate) async fn finished(
+    s: &Services,
+    caller: &Caller,
+    run_id: &str,
+) -> Result<Run, tonic::Status> {
     loop {
         let r = s
             .agent

@@ -876,24 +876,12 @@ async fn the_guides_object_transform_event_fields_and_sender_filter() {
         ))
         .start()
         .await;
-    let addr = std::net::SocketAddr::new([127, 0, 0, 1].into(), gw.addr.port());
     for (from, wamid, text) in [
         ("15550000000", "wamid.other", "not me"),
         ("16505551234", "wamid.ann", "deploy done"),
     ] {
         let body = whatsapp::inbound_text_payload("1065", from, wamid, text);
-        let sig = whatsapp::sign("app-secret", &body);
-        let r = crate::http1::request(
-            addr,
-            "POST",
-            "/channels/whatsapp/webhook",
-            &[
-                ("Content-Type", "application/json"),
-                ("X-Hub-Signature-256", &sig),
-            ],
-            body.as_bytes(),
-        )
-        .await;
+        let r = post_whatsapp_signed(&gw, "app-secret", &body).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
     let run = gw.send("report", "weekly numbers").await;

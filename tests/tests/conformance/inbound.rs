@@ -682,18 +682,7 @@ async fn a_voice_note_without_a_provider_is_answered_not_dropped() {
             .contains("transcription"),
         "{v}"
     );
-    let sent = wa
-        .server
-        .rec
-        .wait_until(PATIENCE, "the answer", |got| {
-            got.iter()
-                .any(|r| r.path.ends_with("/messages") && r.answered == 200)
-        })
-        .await;
-    let m = sent
-        .iter()
-        .find(|r| r.path.ends_with("/messages"))
-        .expect("sent");
+    let m = wa.first_message().await;
     assert_eq!(m.body["to"], "16505551234");
     let text = m.body["text"]["body"].as_str().unwrap_or_default();
     assert!(
@@ -720,18 +709,7 @@ async fn a_failing_transcription_provider_is_named_to_the_sender() {
     let body = whatsapp::inbound_voice_payload(PNID, "16505551234", "wamid.VOICE3", "MEDIA3");
     let r = post_whatsapp(&gw, &body, &whatsapp::sign(APP_SECRET, &body)).await;
     assert!(run_ids(&body_json(&r)).is_empty());
-    let sent = wa
-        .server
-        .rec
-        .wait_until(PATIENCE, "the answer", |got| {
-            got.iter()
-                .any(|r| r.path.ends_with("/messages") && r.answered == 200)
-        })
-        .await;
-    let m = sent
-        .iter()
-        .find(|r| r.path.ends_with("/messages"))
-        .expect("sent");
+    let m = wa.first_message().await;
     let text = m.body["text"]["body"].as_str().unwrap_or_default();
     assert!(text.contains("401"), "{text}");
     let missing = refuses_to_start(

@@ -473,20 +473,9 @@ async fn whatsapp_pairing_goes_through_the_graph_api_and_the_openclaw_ws_methods
     .await;
     let post = |wamid: &str, from: &str| {
         let body = whatsapp::inbound_text_payload(PNID, from, wamid, "hola");
-        let addr = loopback(&gw);
+        let gw = &gw;
         async move {
-            let sig = whatsapp::sign(APP_SECRET, &body);
-            let r = http1::request(
-                addr,
-                "POST",
-                "/channels/whatsapp/webhook",
-                &[
-                    ("Content-Type", "application/json"),
-                    ("X-Hub-Signature-256", &sig),
-                ],
-                body.as_bytes(),
-            )
-            .await;
+            let r = post_whatsapp_signed(gw, APP_SECRET, &body).await;
             assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
             serde_json::from_slice::<Value>(&r.body).expect("JSON")
         }

@@ -7,7 +7,6 @@ use clawplane_proto::v1::{
     AgentServiceRunRequest, AgentServiceWaitRequest, Delivery, DeliveryStatus, Run, RunState,
 };
 use serde_json::{Map, Value as Json, json};
-use tonic::Status;
 
 pub(super) fn delivery_json(d: &Option<Delivery>) -> Json {
     let Some(d) = d else {
@@ -104,27 +103,6 @@ fn send_final(ctx: &Ctx, id: &str, run: &Run) {
     }
 }
 
-/// Waits (AgentService/Wait, repeatedly) until the run is terminal.
-async fn wait_terminal(ctx: &Ctx, run_id: &str) -> Result<Run, Status> {
-    loop {
-        let r = ctx
-            .s
-            .agent
-            .wait(ctx.caller.request(AgentServiceWaitRequest {
-                run_id: run_id.into(),
-                timeout_ms: 60_000,
-                ..Default::default()
-            }))
-            .await?
-            .into_inner();
-        if r.done
-            && let Some(run) = r.run
-        {
-            return Ok(run);
-        }
-    }
-}
-
 /// `agent`: AgentService/Run (OpenClaw's runId is the idempotencyKey; the run's own id stays
 /// the server's), answered `accepted`, then the final
 /// on the same id after AgentService/Wait. A duplicate of a running run gets one
@@ -188,7 +166,7 @@ pub(super) async fn agent(ctx: &Ctx, id: &str, p: Params<'_>) {
             }),
         ));
     }
-    match wait_terminal(ctx, &accepted.run_id).await {
+    match crate::ws::legacy::finished(&ctx.s, &ctx.caller, &accepted.run_id).await {
         Ok(run) => send_final(ctx, id, &run),
         Err(s) => answer(ctx, id, Err(err(s))),
     }

@@ -35,3 +35,21 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 pub fn key(bare: &str) -> String {
     format!("agent:main:{bare}")
 }
+
+/// POSTs a WhatsApp Cloud webhook `body` to the gateway's default inbound path, signed with
+/// `app_secret` (`X-Hub-Signature-256`), from 127.0.0.1.
+pub async fn post_whatsapp_signed(gw: &Gateway, app_secret: &str, body: &str) -> http::Response {
+    let sig = crate::fakes::whatsapp::sign(app_secret, body);
+    let addr = std::net::SocketAddr::new([127, 0, 0, 1].into(), gw.addr.port());
+    http::request(
+        addr,
+        "POST",
+        "/channels/whatsapp/webhook",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Hub-Signature-256", &sig),
+        ],
+        body.as_bytes(),
+    )
+    .await
+}
